@@ -1,0 +1,126 @@
+"""The one interface every NB database driver implements.
+
+The model is etcd's: a flat, ordered key space of bytes values, a single
+store-wide revision bumped by every successful write, multi-key transactions
+guarded by compare-and-swap on a key's mod revision, and prefix watches that
+deliver events in revision order starting from any revision that has not been
+compacted away. sqlite and memory drivers emulate exactly this, so the layers
+above (NB service, agent cache) never know which backend they talk to.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Iterator, Literal, Sequence, Union
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (connection lost, bad URL …)."""
+
+
+class CompactedError(StoreError):
+    """A watch asked for history that has been compacted away: resync fully."""
+
+    def __init__(self, compact_revision: int):
+        super().__init__(f"revision compacted up to {compact_revision}")
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True)
+class KV:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["put", "delete"]
+    key: str
+    value: bytes | None  # None for deletes
+    revision: int
+
+
+@dataclass(frozen=True)
+class Compare:
+    """Holds when `key`'s mod revision equals `mod_revision`; 0 means "absent"."""
+
+    key: str
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+
+
+Op = Union[Put, Delete]
+
+
+class Watch(abc.ABC):
+    """An iterator of events under a prefix, in revision order.
+
+    Iteration blocks until an event arrives or `cancel()` is called (then it
+    ends). It raises CompactedError when the requested start revision is gone.
+    Drivers reconnect by themselves after a transient failure, resuming from
+    the revision after the last delivered event, so no event is lost or
+    repeated.
+    """
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Event]: ...
+
+    @abc.abstractmethod
+    def cancel(self) -> None: ...
+
+
+class Store(abc.ABC):
+    url: str
+
+    @abc.abstractmethod
+    def get(self, key: str) -> KV | None: ...
+
+    @abc.abstractmethod
+    def range(self, prefix: str) -> tuple[list[KV], int]:
+        """All keys under prefix (sorted) and the store revision they were read at."""
+
+    @abc.abstractmethod
+    def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:
+        """Apply all ops atomically if every compare holds.
+
+        Returns the new store revision, or None when a compare failed (then
+        nothing changed). A transaction with no ops that succeeds returns the
+        current revision.
+        """
+
+    @abc.abstractmethod
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        """Events under prefix with revision >= start_revision."""
+
+    @abc.abstractmethod
+    def revision(self) -> int: ...
+
+    @abc.abstractmethod
+    def compact(self, revision: int) -> None:
+        """Forget history before revision (watches starting earlier fail)."""
+
+    def close(self) -> None:
+        pass
+
+    # Convenience built on the primitives above.
+    def put(self, key: str, value: bytes) -> int:
+        rev = self.txn([], [Put(key, value)])
+        assert rev is not None
+        return rev
+
+    def delete(self, key: str) -> int:
+        rev = self.txn([], [Delete(key)])
+        assert rev is not None
+        return rev
