@@ -1,0 +1,45 @@
+/* Moving a frame through the stages: metadata, tail calls, verdicts. */
+#ifndef DFXDP_LIB_PIPELINE_H
+#define DFXDP_LIB_PIPELINE_H
+
+#include "stats.h"
+
+static __always_inline struct pkt_meta *pkt_meta_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&pkt_scratch, &zero);
+}
+
+/* Every frame leaves the pipeline through here, so verdicts are always counted. */
+static __always_inline int verdict(struct xdp_md *ctx, struct pkt_meta *m, int action, __u32 reason)
+{
+	if (action == XDP_DROP || action == XDP_ABORTED) {
+		count(&drop_stats, reason, ctx);
+		if (m)
+			m->drop_reason = reason;
+	}
+	count(&verdict_stats, action, ctx);
+	return action;
+}
+
+static __always_inline void stage_enter(struct xdp_md *ctx, struct pkt_meta *m, __u32 stage)
+{
+	count(&stage_stats, stage, ctx);
+	if (stage < 32)
+		m->stages_seen |= 1u << stage;
+}
+
+/* Continue with the first loaded stage at or after `from`; when none is
+ * loaded the frame leaves untouched (XDP_PASS: kernel and OVS fallback). */
+static __always_inline int next_stage(struct xdp_md *ctx, struct pkt_meta *m, __u32 from)
+{
+#pragma unroll
+	for (__u32 s = 0; s < STAGE_MAX; s++) {
+		if (s >= from)
+			bpf_tail_call(ctx, &stages, s);
+	}
+	return verdict(ctx, m, XDP_PASS, DROP_NONE);
+}
+
+#endif

@@ -1,0 +1,523 @@
+"""libbpf over cffi: objects, programs, maps, pins, XDP attachment, test runs.
+
+Everything that can fail raises BpfError (an OSError: `.errno` plus a message
+saying what failed); a verifier rejection raises VerifierError carrying the log.
+Map keys and values are typed by the map's own BTF (the structs of maps/*.h), so
+Python never restates a layout: pass an int, a dict or a cdata of that type.
+"""
+from __future__ import annotations
+
+import errno as errno_mod
+import logging
+import os
+import pathlib
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+try:
+    from dfxdp._libbpf import ffi, lib
+except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+    raise ImportError("dfxdp._libbpf is not built: run `make bpf` (python -m dfxdp.build)") from exc
+
+log = logging.getLogger(__name__)
+
+BPF_MAP_TYPE_PROG_ARRAY = 3
+PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_UNION = 1, 3, 4, 5
+BTF_KIND_TYPEDEF, BTF_KIND_VOLATILE, BTF_KIND_CONST = 8, 9, 10
+XDP_ACTIONS = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"]
+
+
+class BpfError(OSError):
+    def __init__(self, err: int, message: str, log_text: str = ""):
+        super().__init__(err, f"{message}: {os.strerror(err)}" if err else message)
+        self.log = log_text
+
+
+class VerifierError(BpfError):
+    """The kernel refused a program; `.log` holds libbpf's and the verifier's output."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.log}"
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        raise BpfError(-ret, what)
+    return ret
+
+
+# libbpf reports through a print callback; collect it per thread while a load runs.
+_capture = threading.local()
+
+
+@ffi.def_extern()
+def dfxdp_libbpf_log(level: int, msg) -> None:
+    text = ffi.string(msg).decode(errors="replace")
+    lines = getattr(_capture, "lines", None)
+    if lines is not None:
+        lines.append(text)
+    elif level == 0:  # LIBBPF_WARN
+        log.warning("libbpf: %s", text.rstrip())
+    else:
+        log.debug("libbpf: %s", text.rstrip())
+
+
+lib.dfxdp_install_printer()
+NUM_CPUS = lib.libbpf_num_possible_cpus()
+
+
+# --- bpffs -------------------------------------------------------------------
+
+def is_bpffs(path: str | os.PathLike) -> bool:
+    return lib.dfxdp_fs_magic(os.fsencode(path)) == lib.BPF_FS_MAGIC
+
+
+def ensure_bpffs(path: str | os.PathLike) -> pathlib.Path:
+    """Make sure `path` lies on a bpffs, mounting one at `path` when it does not."""
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if not is_bpffs(path):
+        _check(lib.dfxdp_mount_bpffs(os.fsencode(path)), f"mounting bpffs at {path}")
+    return path
+
+
+def unpin(path: str | os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _get_pinned_fd(path: str | os.PathLike) -> int:
+    fd = lib.bpf_obj_get(os.fsencode(path))
+    if fd < 0:
+        raise BpfError(-fd if fd != -1 else ffi.errno, f"opening pinned object {path}")
+    return fd
+
+
+# --- BTF: the map's own declaration of its key and value types ----------------
+
+def _btf_ctype(btf, type_id: int, size: int) -> str:
+    """The cffi type name for a BTF type: struct/typedef names as in maps/*.h."""
+    for _ in range(16):  # typedef chains are short; bound the walk anyway
+        t = lib.btf__type_by_id(btf, type_id)
+        if t == ffi.NULL:
+            break
+        kind = (t.info >> 24) & 0x1F
+        name = ffi.string(lib.btf__name_by_offset(btf, t.name_off)).decode()
+        if kind in (BTF_KIND_STRUCT, BTF_KIND_UNION) and name:
+            ctype = f"{'struct' if kind == BTF_KIND_STRUCT else 'union'} {name}"
+        elif kind in (BTF_KIND_TYPEDEF, BTF_KIND_INT) and name:
+            ctype = name
+        elif kind in (BTF_KIND_VOLATILE, BTF_KIND_CONST, BTF_KIND_TYPEDEF):
+            type_id = t.type
+            continue
+        else:
+            break
+        try:
+            if ffi.sizeof(ctype) == size:
+                return ctype
+        except ffi.error:
+            pass
+        if kind == BTF_KIND_TYPEDEF:
+            type_id = t.type
+            continue
+        break
+    return f"unsigned char[{size}]"
+
+
+@dataclass
+class MapInfo:
+    name: str
+    type: int
+    id: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+
+
+def map_info(fd: int) -> MapInfo:
+    info = ffi.new("struct bpf_map_info *")
+    size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
+    _check(lib.bpf_obj_get_info_by_fd(fd, info, size), f"reading info of map fd {fd}")
+    return MapInfo(ffi.string(info.name).decode(), info.type, info.id, info.key_size, info.value_size,
+                   info.max_entries, info.btf_id, info.btf_key_type_id, info.btf_value_type_id)
+
+
+# --- maps ----------------------------------------------------------------------
+
+class Map:
+    """A BPF map by fd. Keys/values: int, dict, bytes (raw) or cdata of the map's type."""
+
+    def __init__(self, fd: int, owns_fd: bool = True):
+        self.fd = fd
+        self._owns_fd = owns_fd
+        self.info = map_info(fd)
+        self.name = self.info.name
+        self.key_type, self.value_type = self._types()
+        self.percpu = self.info.type in PERCPU_MAP_TYPES
+        # per-CPU values are laid out one per possible CPU, each rounded up to 8 bytes
+        self._slot = (self.info.value_size + 7) & ~7
+
+    @classmethod
+    def pinned(cls, path: str | os.PathLike) -> "Map":
+        return cls(_get_pinned_fd(path))
+
+    def _types(self) -> tuple[str, str]:
+        info = self.info
+        if not info.btf_id:
+            return f"unsigned char[{info.key_size}]", f"unsigned char[{info.value_size}]"
+        btf = lib.btf__load_from_kernel_by_id(info.btf_id)
+        if btf == ffi.NULL:
+            raise BpfError(ffi.errno, f"loading BTF {info.btf_id} of map {info.name}")
+        try:
+            return (_btf_ctype(btf, info.btf_key_type_id, info.key_size),
+                    _btf_ctype(btf, info.btf_value_type_id, info.value_size))
+        finally:
+            lib.btf__free(btf)
+
+    def close(self) -> None:
+        if self._owns_fd and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __repr__(self) -> str:
+        return f"<Map {self.name} {self.key_type}->{self.value_type} max={self.info.max_entries}>"
+
+    # conversions
+    def _buf(self, ctype: str, value: Any):
+        if isinstance(value, ffi.CData):
+            if ffi.typeof(value) is ffi.typeof(ctype):
+                return ffi.new(f"{ctype} *", value) if not ctype.endswith("]") else value
+            if ffi.typeof(value) is ffi.typeof(f"{ctype} *"):
+                return value
+        if isinstance(value, (bytes, bytearray)):
+            size = ffi.sizeof(ctype)
+            if len(value) != size:
+                raise ValueError(f"map {self.name}: expected {size} bytes for {ctype}, got {len(value)}")
+            buf = ffi.new("unsigned char[]", size)
+            ffi.memmove(buf, bytes(value), size)
+            return buf
+        if ctype.endswith("]"):
+            return ffi.new(ctype, value)
+        return ffi.new(f"{ctype} *", value)
+
+    def _out(self, ctype: str, buf, offset: int = 0):
+        size = ffi.sizeof(ctype)
+        raw = ffi.buffer(buf)[offset:offset + size]
+        return self.decode(ctype, raw)
+
+    @staticmethod
+    def decode(ctype: str, raw: bytes):
+        """bytes -> int for scalar types, else an owning `ctype *` (fields read as attributes)."""
+        if ctype.endswith("]"):
+            return bytes(raw)
+        obj = ffi.new(f"{ctype} *")
+        ffi.memmove(obj, raw, len(raw))
+        return obj[0] if ffi.typeof(ctype).kind == "primitive" else obj
+
+    def _value_out_buf(self):
+        return ffi.new("unsigned char[]", self._slot * NUM_CPUS if self.percpu else self.info.value_size)
+
+    def _percpu_values(self, buf) -> list:
+        return [self._out(self.value_type, buf, cpu * self._slot) for cpu in range(NUM_CPUS)]
+
+    # element operations
+    def lookup(self, key):
+        """The value (a list per CPU for per-CPU maps), or None when absent."""
+        out = self._value_out_buf()
+        ret = lib.bpf_map_lookup_elem(self.fd, self._buf(self.key_type, key), out)
+        if ret < 0:
+            if -ret == errno_mod.ENOENT:
+                return None
+            raise BpfError(-ret, f"lookup in map {self.name}")
+        return self._percpu_values(out) if self.percpu else self._out(self.value_type, out)
+
+    def update(self, key, value, flags: int = 0) -> None:
+        """Insert or replace. For per-CPU maps `value` is one value (every CPU) or a list."""
+        if self.percpu:
+            values = value if isinstance(value, list) else [value] * NUM_CPUS
+            buf = ffi.new("unsigned char[]", self._slot * NUM_CPUS)
+            for cpu, v in enumerate(values):
+                one = self._buf(self.value_type, v)
+                ffi.memmove(buf + cpu * self._slot, one, self.info.value_size)
+        else:
+            buf = self._buf(self.value_type, value)
+        _check(lib.bpf_map_update_elem(self.fd, self._buf(self.key_type, key), buf, flags),
+               f"update of map {self.name}")
+
+    def delete(self, key) -> bool:
+        """Remove key; False when it was not there."""
+        ret = lib.bpf_map_delete_elem(self.fd, self._buf(self.key_type, key))
+        if ret < 0:
+            if -ret == errno_mod.ENOENT:
+                return False
+            raise BpfError(-ret, f"delete from map {self.name}")
+        return True
+
+    def keys(self) -> Iterator:
+        prev = ffi.NULL
+        nxt = ffi.new("unsigned char[]", self.info.key_size)
+        while True:
+            ret = lib.bpf_map_get_next_key(self.fd, prev, nxt)
+            if ret < 0:
+                if -ret == errno_mod.ENOENT:
+                    return
+                raise BpfError(-ret, f"iterating map {self.name}")
+            yield self._out(self.key_type, nxt)
+            prev = ffi.new("unsigned char[]", bytes(ffi.buffer(nxt)))
+
+    def items(self) -> Iterator[tuple]:
+        for key in self.keys():
+            value = self.lookup(key)
+            if value is not None:  # deleted while we iterated
+                yield key, value
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.keys())
+
+    # batches: one syscall for many entries (hash and array maps)
+    def update_batch(self, pairs: list[tuple]) -> None:
+        if not pairs:
+            return
+        ks, vs = self.info.key_size, self._slot * NUM_CPUS if self.percpu else self.info.value_size
+        keys = ffi.new("unsigned char[]", ks * len(pairs))
+        values = ffi.new("unsigned char[]", vs * len(pairs))
+        for i, (k, v) in enumerate(pairs):
+            ffi.memmove(keys + i * ks, self._buf(self.key_type, k), ks)
+            if self.percpu:
+                for cpu in range(NUM_CPUS):
+                    one = self._buf(self.value_type, v[cpu] if isinstance(v, list) else v)
+                    ffi.memmove(values + i * vs + cpu * self._slot, one, self.info.value_size)
+            else:
+                ffi.memmove(values + i * vs, self._buf(self.value_type, v), vs)
+        count = ffi.new("__u32 *", len(pairs))
+        opts = ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts")})
+        _check(lib.bpf_map_update_batch(self.fd, keys, values, count, opts),
+               f"batch update of map {self.name} ({count[0]} of {len(pairs)} done)")
+
+    def lookup_batch(self, chunk: int = 256) -> list[tuple]:
+        """All entries through BPF_MAP_LOOKUP_BATCH."""
+        ks, vs = self.info.key_size, self._slot * NUM_CPUS if self.percpu else self.info.value_size
+        keys = ffi.new("unsigned char[]", ks * chunk)
+        values = ffi.new("unsigned char[]", vs * chunk)
+        in_batch, out_batch = ffi.NULL, ffi.new("unsigned char[]", max(ks, 8))
+        opts = ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts")})
+        result = []
+        while True:
+            count = ffi.new("__u32 *", chunk)
+            ret = lib.bpf_map_lookup_batch(self.fd, in_batch, out_batch, keys, values, count, opts)
+            if ret < 0 and -ret != errno_mod.ENOENT:
+                raise BpfError(-ret, f"batch lookup of map {self.name}")
+            for i in range(count[0]):
+                key = self._out(self.key_type, keys, i * ks)
+                if self.percpu:
+                    val = [self._out(self.value_type, values, i * vs + c * self._slot) for c in range(NUM_CPUS)]
+                else:
+                    val = self._out(self.value_type, values, i * vs)
+                result.append((key, val))
+            if ret < 0:  # ENOENT: that was the last chunk
+                return result
+            in_batch = ffi.new("unsigned char[]", bytes(ffi.buffer(out_batch)))
+
+    # per-CPU helpers
+    def lookup_sum(self, key) -> dict[str, int]:
+        """A per-CPU value summed over CPUs, as {field: total}."""
+        values = self.lookup(key)
+        return sum_percpu(values) if values is not None else {}
+
+    def pin(self, path: str | os.PathLike) -> None:
+        _check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), f"pinning map {self.name} at {path}")
+
+
+def to_dict(value) -> dict | int | bytes:
+    """A struct cdata as a dict (arrays become lists), recursively; scalars unchanged."""
+    if not isinstance(value, ffi.CData):
+        return value
+    t = ffi.typeof(value)
+    if t.kind == "pointer" and t.item.kind == "struct":
+        return to_dict(value[0])
+    if t.kind == "struct":
+        return {name: to_dict(getattr(value, name)) for name, _ in t.fields}
+    if t.kind == "array":
+        return [to_dict(v) for v in value]
+    return value
+
+
+def sum_percpu(values: list) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for v in values:
+        for name, field in to_dict(v).items():
+            total[name] = total.get(name, 0) + field
+    return total
+
+
+# --- programs ------------------------------------------------------------------
+
+@dataclass
+class TestRunResult:
+    retval: int
+    data_out: bytes
+    duration_ns: int
+    ctx_out: Any = None
+
+    @property
+    def action(self) -> str:
+        return XDP_ACTIONS[self.retval] if 0 <= self.retval < len(XDP_ACTIONS) else str(self.retval)
+
+
+class Program:
+    def __init__(self, fd: int, name: str, owns_fd: bool = False):
+        self.fd = fd
+        self.name = name
+        self._owns_fd = owns_fd
+
+    @classmethod
+    def pinned(cls, path: str | os.PathLike) -> "Program":
+        return cls(_get_pinned_fd(path), pathlib.Path(path).name, owns_fd=True)
+
+    def __repr__(self) -> str:
+        return f"<Program {self.name} fd={self.fd}>"
+
+    def close(self) -> None:
+        if self._owns_fd and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def pin(self, path: str | os.PathLike) -> None:
+        _check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), f"pinning program {self.name} at {path}")
+
+    def test_run(self, data: bytes, ingress_ifindex: int = 0, repeat: int = 1,
+                 out_size: int | None = None) -> TestRunResult:
+        """BPF_PROG_TEST_RUN: run the program on `data` (`repeat` times), kernel-timed."""
+        data_in = ffi.new("unsigned char[]", bytes(data))
+        size_out = out_size or len(data) + 512  # room for encapsulation headers
+        data_out = ffi.new("unsigned char[]", size_out)
+        opts = ffi.new("struct bpf_test_run_opts *")
+        opts.sz = ffi.sizeof("struct bpf_test_run_opts")
+        opts.data_in, opts.data_size_in = data_in, len(data)
+        opts.data_out, opts.data_size_out = data_out, size_out
+        opts.repeat = repeat
+        ctx = None
+        if ingress_ifindex:
+            ctx = ffi.new("struct xdp_md *", {"data_end": len(data), "ingress_ifindex": ingress_ifindex})
+            opts.ctx_in, opts.ctx_size_in = ctx, ffi.sizeof("struct xdp_md")
+        _check(lib.bpf_prog_test_run_opts(self.fd, opts), f"test run of program {self.name}")
+        out = bytes(ffi.buffer(data_out, opts.data_size_out))
+        return TestRunResult(opts.retval, out, opts.duration)
+
+
+# --- objects -------------------------------------------------------------------
+
+class BpfObject:
+    """An ELF object: open, load (maps pinned by name under pin_root reused), inspect."""
+
+    def __init__(self, path: str | os.PathLike, pin_root: str | os.PathLike | None = None):
+        self.path = pathlib.Path(path)
+        if not self.path.exists():
+            raise BpfError(errno_mod.ENOENT, f"BPF object {self.path} (run `make bpf`)")
+        self._keep = []  # cffi buffers libbpf points into must outlive the object
+        opts = ffi.new("struct bpf_object_open_opts *")
+        opts.sz = ffi.sizeof("struct bpf_object_open_opts")
+        if pin_root is not None:
+            root = ffi.new("char[]", os.fsencode(pin_root))
+            self._keep.append(root)
+            opts.pin_root_path = root
+        self._obj = lib.bpf_object__open_file(os.fsencode(self.path), opts)
+        if self._obj == ffi.NULL:  # libbpf 1.x: NULL with errno set
+            raise BpfError(ffi.errno or errno_mod.EINVAL, f"opening BPF object {self.path}")
+        self.programs: dict[str, Program] = {}
+        self.maps: dict[str, Map] = {}
+        self.loaded = False
+
+    def load(self) -> "BpfObject":
+        _capture.lines = []
+        try:
+            ret = lib.bpf_object__load(self._obj)
+            text = "".join(_capture.lines)
+        finally:
+            _capture.lines = None
+        if ret < 0:
+            raise VerifierError(-ret, f"loading {self.path.name} was refused", text)
+        self.loaded = True
+        prog = lib.bpf_object__next_program(self._obj, ffi.NULL)
+        while prog != ffi.NULL:
+            name = ffi.string(lib.bpf_program__name(prog)).decode()
+            self.programs[name] = Program(lib.bpf_program__fd(prog), name)
+            prog = lib.bpf_object__next_program(self._obj, prog)
+        m = lib.bpf_object__next_map(self._obj, ffi.NULL)
+        while m != ffi.NULL:
+            name = ffi.string(lib.bpf_map__name(m)).decode()
+            if not name.startswith("."):  # .rodata/.bss internals are not our maps
+                self.maps[name] = Map(lib.bpf_map__fd(m), owns_fd=False)
+            m = lib.bpf_object__next_map(self._obj, m)
+        return self
+
+    def close(self) -> None:
+        if self._obj is not None and self._obj != ffi.NULL:
+            lib.bpf_object__close(self._obj)
+        self._obj = None
+        self.programs.clear()
+        self.maps.clear()
+
+    def __enter__(self) -> "BpfObject":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- XDP attachment ------------------------------------------------------------
+
+XDP_MODES = {"native": lib.XDP_FLAGS_DRV_MODE, "generic": lib.XDP_FLAGS_SKB_MODE}
+
+
+def xdp_attach(ifindex: int, prog: Program, mode: str = "native", replace: Program | None = None) -> None:
+    """Attach (or atomically replace `replace` with) prog on ifindex."""
+    if mode not in XDP_MODES:
+        raise ValueError(f"XDP mode {mode!r}: use native or generic")
+    flags = XDP_MODES[mode]
+    opts = ffi.new("struct bpf_xdp_attach_opts *")
+    opts.sz = ffi.sizeof("struct bpf_xdp_attach_opts")
+    if replace is not None:
+        flags |= lib.XDP_FLAGS_REPLACE
+        opts.old_prog_fd = replace.fd
+    _check(lib.bpf_xdp_attach(ifindex, prog.fd, flags, opts),
+           f"attaching {prog.name} to ifindex {ifindex} ({mode} XDP)")
+
+
+def xdp_detach(ifindex: int, mode: str = "native") -> None:
+    _check(lib.bpf_xdp_detach(ifindex, XDP_MODES[mode], ffi.NULL), f"detaching XDP from ifindex {ifindex}")
+
+
+def xdp_query(ifindex: int) -> tuple[int, str]:
+    """(program id, mode) attached to ifindex; (0, "none") when nothing is."""
+    opts = ffi.new("struct bpf_xdp_query_opts *")
+    opts.sz = ffi.sizeof("struct bpf_xdp_query_opts")
+    _check(lib.bpf_xdp_query(ifindex, 0, opts), f"querying XDP on ifindex {ifindex}")
+    mode = {0: "none", 1: "native", 2: "generic", 3: "hw"}.get(opts.attach_mode, "multi")
+    return opts.prog_id, mode
+
+
+def prog_by_id(prog_id: int) -> Program:
+    fd = lib.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        raise BpfError(-fd if fd != -1 else ffi.errno, f"opening program id {prog_id}")
+    return Program(fd, f"id{prog_id}", owns_fd=True)
+
+
+def prog_array_set(prog_array: Map, slot: int, prog: Program) -> None:
+    """Point a PROG_ARRAY slot at a program (atomic for the datapath)."""
+    _check(lib.bpf_map_update_elem(prog_array.fd, ffi.new("__u32 *", slot), ffi.new("__u32 *", prog.fd), 0),
+           f"setting slot {slot} of {prog_array.name} to {prog.name}")
+
+
+def prog_array_clear(prog_array: Map, slot: int) -> None:
+    ret = lib.bpf_map_delete_elem(prog_array.fd, ffi.new("__u32 *", slot))
+    if ret < 0 and -ret != errno_mod.ENOENT:
+        raise BpfError(-ret, f"clearing slot {slot} of {prog_array.name}")

@@ -1,0 +1,184 @@
+"""cffi build script for `dfxdp._libbpf`: libbpf (the OS's libbpf1) plus the map structs.
+
+API mode, so the C compiler resolves libbpf's option structs and checks every
+map struct cffi parses from maps/*.h against the real layout: the headers stay
+the single definition of what goes into a map.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+
+from cffi import FFI
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def maps_dir() -> pathlib.Path:
+    """maps/ in a source tree, else the copy shipped inside the package."""
+    src = ROOT / "maps"
+    return src if src.is_dir() else pathlib.Path(__file__).resolve().parents[1] / "_bpf" / "maps"
+
+
+_SIMPLE_DEFINE = re.compile(r"^#define\s+[A-Z_][A-Z0-9_]*\s+(0x[0-9a-fA-F]+|\d+)\s*(/\*.*\*/)?\s*$")
+
+
+def maps_cdef(directory: pathlib.Path) -> str:
+    """The maps headers as cffi reads them: preprocessor lines other than
+    integer #defines dropped (include guards, #include)."""
+    out = []
+    for header in sorted(directory.glob("*.h")):
+        for line in header.read_text().splitlines():
+            if line.lstrip().startswith("#") and not _SIMPLE_DEFINE.match(line.strip()):
+                continue
+            out.append(_SIMPLE_DEFINE.match(line.strip()) and line.split("/*")[0] or line)
+    return "\n".join(out)
+
+
+LIBBPF_CDEF = r"""
+typedef uint8_t __u8; typedef uint16_t __u16; typedef uint32_t __u32; typedef uint64_t __u64;
+typedef int32_t __s32; typedef int64_t __s64;
+typedef uint16_t __be16; typedef uint32_t __be32; typedef uint16_t __sum16;
+
+struct bpf_object; struct bpf_program; struct bpf_map;
+
+struct bpf_object_open_opts {
+    size_t sz;
+    const char *object_name;
+    const char *pin_root_path;
+    ...;
+};
+struct bpf_test_run_opts {
+    size_t sz;
+    const void *data_in; void *data_out; __u32 data_size_in; __u32 data_size_out;
+    const void *ctx_in; void *ctx_out; __u32 ctx_size_in; __u32 ctx_size_out;
+    __u32 retval; int repeat; __u32 duration; __u32 flags; __u32 cpu; __u32 batch_size;
+};
+struct bpf_map_batch_opts { size_t sz; __u64 elem_flags; __u64 flags; };
+struct bpf_xdp_attach_opts { size_t sz; int old_prog_fd; ...; };
+struct bpf_xdp_query_opts { size_t sz; __u32 prog_id; __u32 drv_prog_id; __u32 hw_prog_id;
+                            __u32 skb_prog_id; __u8 attach_mode; ...; };
+struct xdp_md { __u32 data; __u32 data_end; __u32 data_meta; __u32 ingress_ifindex;
+                __u32 rx_queue_index; __u32 egress_ifindex; };
+struct bpf_map_info { __u32 type; __u32 id; __u32 key_size; __u32 value_size; __u32 max_entries;
+                      __u32 map_flags; char name[16]; __u32 btf_id; __u32 btf_key_type_id;
+                      __u32 btf_value_type_id; ...; };
+struct btf;
+struct btf_type { __u32 name_off; __u32 info; union { __u32 size; __u32 type; }; };
+struct btf *btf__load_from_kernel_by_id(__u32 id);
+void btf__free(struct btf *btf);
+const struct btf_type *btf__type_by_id(const struct btf *btf, __u32 id);
+const char *btf__name_by_offset(const struct btf *btf, __u32 offset);
+__s64 btf__resolve_size(const struct btf *btf, __u32 type_id);
+struct bpf_prog_info { __u32 type; __u32 id; char name[16]; ...; };
+
+struct bpf_object *bpf_object__open_file(const char *path, const struct bpf_object_open_opts *opts);
+int bpf_object__load(struct bpf_object *obj);
+void bpf_object__close(struct bpf_object *obj);
+struct bpf_program *bpf_object__next_program(const struct bpf_object *obj, struct bpf_program *prog);
+struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map);
+const char *bpf_program__name(const struct bpf_program *prog);
+int bpf_program__fd(const struct bpf_program *prog);
+int bpf_program__pin(struct bpf_program *prog, const char *path);
+const char *bpf_map__name(const struct bpf_map *map);
+int bpf_map__fd(const struct bpf_map *map);
+int bpf_map__set_pin_path(struct bpf_map *map, const char *path);
+const char *bpf_map__pin_path(const struct bpf_map *map);
+int bpf_map__unpin(struct bpf_map *map, const char *path);
+
+int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_map_delete_elem(int fd, const void *key);
+int bpf_map_get_next_key(int fd, const void *key, void *next_key);
+int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
+                         __u32 *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count,
+                         const struct bpf_map_batch_opts *opts);
+int bpf_map_delete_batch(int fd, const void *keys, __u32 *count, const struct bpf_map_batch_opts *opts);
+int bpf_obj_pin(int fd, const char *pathname);
+int bpf_obj_get(const char *pathname);
+int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
+int bpf_prog_get_fd_by_id(__u32 id);
+int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
+int bpf_xdp_attach(int ifindex, int prog_fd, __u32 flags, const struct bpf_xdp_attach_opts *opts);
+int bpf_xdp_detach(int ifindex, __u32 flags, const struct bpf_xdp_attach_opts *opts);
+int bpf_xdp_query(int ifindex, int flags, struct bpf_xdp_query_opts *opts);
+int libbpf_num_possible_cpus(void);
+int libbpf_strerror(int err, char *buf, size_t size);
+
+#define XDP_FLAGS_UPDATE_IF_NOEXIST 1
+#define XDP_FLAGS_SKB_MODE 2
+#define XDP_FLAGS_DRV_MODE 4
+#define XDP_FLAGS_REPLACE 16
+#define BPF_ANY 0
+#define BPF_NOEXIST 1
+#define BPF_EXIST 2
+#define BPF_FS_MAGIC 0xcafe4a11
+
+/* Our small C helpers (see set_source). */
+extern "Python" void dfxdp_libbpf_log(int level, const char *msg);
+void dfxdp_install_printer(void);
+long dfxdp_fs_magic(const char *path);
+int dfxdp_mount_bpffs(const char *path);
+"""
+
+C_SOURCE = r"""
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <sys/vfs.h>
+#include <sys/mount.h>
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+""" + "\n".join(f'#include "{h.name}"' for h in sorted(maps_dir().glob("*.h"))) + r"""
+
+static void dfxdp_libbpf_log(int level, const char *msg);
+
+/* libbpf logs through a printf-style callback; format it here, since Python
+ * cannot consume a va_list, and hand Python the finished line. */
+static int dfxdp_printer(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        return 0;
+    dfxdp_libbpf_log((int)level, msg);
+    free(msg);
+    return 0;
+}
+
+static void dfxdp_install_printer(void) { libbpf_set_print(dfxdp_printer); }
+
+/* statfs f_type of path, or -errno. */
+static long dfxdp_fs_magic(const char *path)
+{
+    struct statfs st;
+    if (statfs(path, &st) < 0)
+        return -errno;
+    return (long)st.f_type;
+}
+
+static int dfxdp_mount_bpffs(const char *path)
+{
+    return mount("bpf", path, "bpf", 0, "mode=0700") < 0 ? -errno : 0;
+}
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(LIBBPF_CDEF + maps_cdef(maps_dir()))
+ffibuilder.set_source(
+    "dfxdp._libbpf",
+    C_SOURCE,
+    libraries=["bpf", "elf", "z"],
+    include_dirs=[str(maps_dir())],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

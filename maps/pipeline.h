@@ -1,0 +1,74 @@
+/* The XDP pipeline's skeleton: stage slots, per-packet metadata, counters. */
+#ifndef DFXDP_MAPS_PIPELINE_H
+#define DFXDP_MAPS_PIPELINE_H
+
+#include <linux/types.h>
+
+/* Slots of the `stages` PROG_ARRAY, in pipeline order. A stage that has no
+ * program loaded is skipped. STAGE_HOOK is free for user-supplied programs. */
+enum dfxdp_stage {
+	STAGE_PORTSEC = 0,
+	STAGE_SG_EGRESS = 1,
+	STAGE_HOOK = 2,
+	STAGE_LB = 3,
+	STAGE_DNS = 4,
+	STAGE_L3 = 5,
+	STAGE_L2 = 6,
+	STAGE_SG_INGRESS = 7,
+	STAGE_OUTPUT = 8,
+	STAGE_MAX = 9,
+};
+
+/* Pseudo stages counted in `stage_stats` beside the slots above. */
+enum dfxdp_stage_entry {
+	STAGE_ENTRY_PORT = 9,
+	STAGE_ENTRY_UNDERLAY = 10,
+	STAGE_STATS_MAX = 11,
+};
+
+/* Why a frame was dropped (index of `drop_stats`). */
+enum dfxdp_drop_reason {
+	DROP_NONE = 0,
+	DROP_MALFORMED = 1,        /* a header field is impossible (bad IHL, version …) */
+	DROP_TRUNCATED = 2,        /* a header runs past the end of the frame */
+	DROP_PORTSEC_MAC = 3,      /* source MAC is not the port's */
+	DROP_PORTSEC_IP = 4,       /* source IP is neither the port's nor an allowed pair */
+	DROP_SG_EGRESS = 5,        /* no egress security-group rule allows it */
+	DROP_SG_INGRESS = 6,       /* no ingress security-group rule allows it */
+	DROP_CT_FULL = 7,          /* conntrack table full: new flows are denied */
+	DROP_NO_ROUTE = 8,         /* routed, but no route or no next hop */
+	DROP_TTL_EXCEEDED = 9,     /* TTL ran out (an ICMP error is sent back) */
+	DROP_NO_TUNNEL = 10,       /* remote port, but its chassis is unknown */
+	DROP_REDIRECT_FAILED = 11, /* target interface is gone */
+	DROP_REASON_MAX = 12,
+};
+
+/* Flags in pkt_meta.flags. */
+#define PKT_F_FROM_UNDERLAY 1   /* arrived VXLAN-encapsulated from another chassis */
+#define PKT_F_ROUTED 2          /* passed through the distributed router */
+#define PKT_F_CT_ESTABLISHED 4  /* conntrack says: reply or established flow */
+#define PKT_F_DST_LOCAL 8       /* out_ifindex is a port on this chassis */
+#define PKT_F_DST_REMOTE 16     /* tunnel_dst is the chassis hosting the destination */
+
+/* Per-packet state handed from stage to stage (per-CPU scratch: XDP runs a
+ * frame to completion on one CPU, tail calls included). */
+struct pkt_meta {
+	__u32 in_ifindex;
+	__u32 net_key;        /* network the frame is in (VNI); may change when routed */
+	__u32 src_port_key;
+	__u32 dst_port_key;
+	__u32 out_ifindex;    /* local destination port, or the underlay */
+	__be32 tunnel_dst;    /* remote chassis for PKT_F_DST_REMOTE */
+	__u32 flags;
+	__u32 stages_seen;    /* bit per stage slot / entry that ran, for `dfxdp trace` */
+	__u32 drop_reason;
+	__u32 trace_id;       /* non-zero while `dfxdp trace` runs a frame */
+};
+
+/* A packets/bytes pair; per-CPU maps hold one per CPU, summed in Python. */
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif
