@@ -1,0 +1,168 @@
+"""The XDP pipeline of one chassis: load, pin, wire stages, attach, read counters.
+
+Layout under the chassis' bpffs directory (default /run/dfxdp/bpffs/<chassis>):
+
+    maps/<name>    every map, pinned by name (libbpf LIBBPF_PIN_BY_NAME)
+    progs/<name>   every program: the entries xdp_port and xdp_underlay, the stages
+
+Loading reuses pinned maps, so a restarted agent keeps all datapath state; new
+programs replace old ones slot by slot in the `stages` PROG_ARRAY and on each
+interface atomically, so forwarding never stops (hitless restart).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+
+from . import libbpf
+from .libbpf import BpfObject, Map, Program, ffi
+
+log = logging.getLogger(__name__)
+
+OBJECT_DIR = pathlib.Path(__file__).resolve().parents[1] / "_bpf"
+BPFFS_MOUNT = pathlib.Path("/run/dfxdp/bpffs")
+ENTRY_OBJECT = "pipeline"
+NOT_PIPELINE = {"xdp_pass"}  # bench floor, not part of the pipeline
+ENTRIES = {"port": "xdp_port", "underlay": "xdp_underlay"}
+
+
+def _enum(name: str) -> dict[str, int]:
+    return dict(ffi.typeof(name).relements)
+
+
+STAGES = _enum("enum dfxdp_stage")                      # STAGE_PORTSEC -> 0 …
+STAGE_STATS = {**STAGES, **_enum("enum dfxdp_stage_entry")}
+DROP_REASONS = _enum("enum dfxdp_drop_reason")
+STAGE_MAX = STAGES.pop("STAGE_MAX")
+STAGE_STATS.pop("STAGE_MAX")
+STAGE_STATS.pop("STAGE_STATS_MAX")
+DROP_REASONS.pop("DROP_REASON_MAX")
+
+
+def stage_slot(program_name: str) -> int | None:
+    """Programs named stage_<slot> (stage_l2 -> STAGE_L2) plug into their slot."""
+    if not program_name.startswith("stage_"):
+        return None
+    return STAGES.get("STAGE_" + program_name[len("stage_"):].upper())
+
+
+def object_path(name: str) -> pathlib.Path:
+    return OBJECT_DIR / f"{name}.o"
+
+
+def pipeline_objects() -> list[pathlib.Path]:
+    """The entry object first (it creates the skeleton maps), then every stage object."""
+    others = sorted(p for p in OBJECT_DIR.glob("*.o") if p.stem not in NOT_PIPELINE | {ENTRY_OBJECT})
+    return [object_path(ENTRY_OBJECT), *others]
+
+
+def default_bpffs(chassis: str) -> pathlib.Path:
+    return BPFFS_MOUNT / chassis
+
+
+class Pipeline:
+    def __init__(self, bpffs_dir: str | os.PathLike):
+        self.dir = pathlib.Path(bpffs_dir)
+        self.objects: list[BpfObject] = []
+        self.programs: dict[str, Program] = {}
+        self.maps: dict[str, Map] = {}
+
+    @property
+    def maps_dir(self) -> pathlib.Path:
+        return self.dir / "maps"
+
+    @property
+    def progs_dir(self) -> pathlib.Path:
+        return self.dir / "progs"
+
+    def load(self, objects: list[pathlib.Path] | None = None) -> "Pipeline":
+        """Load every object (reusing pinned maps), pin programs, fill the stage slots."""
+        self._ensure_on_bpffs()
+        self.maps_dir.mkdir(parents=True, exist_ok=True)
+        self.progs_dir.mkdir(parents=True, exist_ok=True)
+        for path in objects or pipeline_objects():
+            obj = BpfObject(path, pin_root=self.maps_dir).load()
+            self.objects.append(obj)
+            self.programs.update(obj.programs)
+            for name, m in obj.maps.items():
+                self.maps.setdefault(name, m)
+        for name, prog in self.programs.items():
+            pin = self.progs_dir / name
+            libbpf.unpin(pin)  # the old program lives on while attached or in a slot
+            prog.pin(pin)
+        self._wire_stages()
+        return self
+
+    def _ensure_on_bpffs(self) -> None:
+        """Mount a bpffs where none is: at /run/dfxdp/bpffs for the default
+        layout, else at the given directory itself."""
+        if self.dir == BPFFS_MOUNT or BPFFS_MOUNT in self.dir.parents:
+            libbpf.ensure_bpffs(BPFFS_MOUNT)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not libbpf.is_bpffs(self.dir):
+            libbpf.ensure_bpffs(self.dir)
+
+    def _wire_stages(self) -> None:
+        stages = self.maps["stages"]
+        loaded = set()
+        for name, prog in self.programs.items():
+            slot = stage_slot(name)
+            if slot is not None:
+                libbpf.prog_array_set(stages, slot, prog)
+                loaded.add(slot)
+        for slot in set(range(STAGE_MAX)) - loaded - {STAGES["STAGE_HOOK"]}:
+            libbpf.prog_array_clear(stages, slot)  # a stage removed from the build
+
+    def set_hook(self, prog: Program | None) -> None:
+        """Plug a user-supplied XDP program into the STAGE_HOOK slot (None unplugs)."""
+        slot = STAGES["STAGE_HOOK"]
+        if prog is None:
+            libbpf.prog_array_clear(self.maps["stages"], slot)
+        else:
+            libbpf.prog_array_set(self.maps["stages"], slot, prog)
+
+    def entry(self, kind: str) -> Program:
+        return self.programs[ENTRIES[kind]]
+
+    def attach(self, ifindex: int, kind: str = "port", mode: str = "native") -> None:
+        """Attach the entry for `kind` to ifindex (atomically replacing what is there)."""
+        libbpf.xdp_attach(ifindex, self.entry(kind), mode)
+
+    def detach(self, ifindex: int, mode: str = "native") -> None:
+        libbpf.xdp_detach(ifindex, mode)
+
+    # counters ------------------------------------------------------------
+    def counters(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Summed per-CPU counters: {"stages": {...}, "verdicts": {...}, "drops": {...}}."""
+        def table(map_name: str, names: dict[str, int]) -> dict[str, dict[str, int]]:
+            m = self.maps[map_name]
+            return {name: m.lookup_sum(slot) for name, slot in names.items()}
+
+        return {
+            "stages": table("stage_stats", STAGE_STATS),
+            "verdicts": table("verdict_stats", dict(zip(libbpf.XDP_ACTIONS, range(5)))),
+            "drops": table("drop_stats", DROP_REASONS),
+        }
+
+    def close(self) -> None:
+        """Release our fds; pinned maps/programs and attachments stay in the kernel."""
+        for obj in self.objects:
+            obj.close()
+        self.objects.clear()
+        self.programs.clear()
+        self.maps.clear()
+
+    def destroy(self) -> None:
+        """Remove every pin of this chassis (after detaching its interfaces)."""
+        self.close()
+        for sub in (self.maps_dir, self.progs_dir):
+            if sub.is_dir():
+                for pin in sub.iterdir():
+                    libbpf.unpin(pin)
+                sub.rmdir()
+        if self.dir.is_dir() and not any(self.dir.iterdir()) and self.dir != BPFFS_MOUNT:
+            try:
+                self.dir.rmdir()
+            except OSError:
+                pass  # a mount point: leave it

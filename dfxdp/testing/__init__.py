@@ -1,0 +1,1 @@
+"""Helpers that build real test topologies: namespaces, veths, etcd, OVS, chassis."""

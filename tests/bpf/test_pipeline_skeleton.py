@@ -1,0 +1,91 @@
+"""The skeleton with no services: passes every valid frame unchanged, drops
+and counts malformed or truncated ones, and counts every stage and verdict."""
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Raw
+
+from dfxdp.datapath.pktrun import run_packet
+
+ETH = Ether(src="fa:16:3e:00:00:01", dst="fa:16:3e:00:00:02")
+VALID = {
+    "udp": ETH / IP(src="198.18.0.1", dst="198.18.0.2") / UDP(sport=1000, dport=53) / Raw(b"x" * 20),
+    "tcp": ETH / IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=1000, dport=80, flags="S"),
+    "icmp": ETH / IP(src="198.18.0.1", dst="198.18.0.2") / ICMP(),
+    "arp": Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst="198.18.0.2"),
+    "ipv6": ETH / IPv6(dst="2001:db8::1") / UDP(),
+    "other_ethertype": Ether(type=0x88B5) / Raw(b"\x00" * 46),
+    "ip_fragment_tail": ETH / IP(frag=10, proto=6) / Raw(b"\x00" * 8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+@pytest.mark.parametrize("entry", ["port", "underlay"])
+def test_valid_frames_pass_unchanged(pipeline, name, entry):
+    frame = bytes(VALID[name])
+    res = run_packet(pipeline, frame, entry=entry)
+    assert res.verdict == "XDP_PASS"
+    assert res.data == frame
+    entry_stage = "STAGE_ENTRY_PORT" if entry == "port" else "STAGE_ENTRY_UNDERLAY"
+    assert res.counters["stages"] == {entry_stage: {"packets": 1, "bytes": len(frame)}}
+    assert res.counters["verdicts"] == {"XDP_PASS": {"packets": 1, "bytes": len(frame)}}
+    assert "drops" not in res.counters
+
+
+def _ip(**kw):
+    return ETH / IP(src="198.18.0.1", dst="198.18.0.2", **kw)
+
+
+BAD = {
+    "ipv4_ethertype_without_header": (bytes(Ether(type=0x0800)), "DROP_TRUNCATED"),
+    "truncated_ip_header": (bytes(_ip() / UDP())[:14 + 12], "DROP_TRUNCATED"),
+    "truncated_arp": (bytes(Ether() / ARP())[:14 + 20], "DROP_TRUNCATED"),
+    "ip_version_6_in_ipv4_frame": (bytes(_ip(version=6) / UDP()), "DROP_MALFORMED"),
+    "ihl_below_5": (bytes(_ip(ihl=4) / UDP()), "DROP_MALFORMED"),
+    "tot_len_below_header": (bytes(_ip(len=12) / UDP()), "DROP_MALFORMED"),
+    "tot_len_past_frame": (bytes(_ip(len=200) / UDP()), "DROP_TRUNCATED"),
+    "ihl_past_frame": (bytes(_ip(ihl=15, len=60))[:14 + 24], "DROP_TRUNCATED"),
+    "truncated_tcp": (bytes(_ip(proto=6, len=20 + 10) / Raw(b"\x00" * 10)), "DROP_TRUNCATED"),
+    "truncated_udp": (bytes(_ip(proto=17, len=20 + 4) / Raw(b"\x00" * 4)), "DROP_TRUNCATED"),
+    "truncated_icmp": (bytes(_ip(proto=1, len=20 + 4) / Raw(b"\x00" * 4)), "DROP_TRUNCATED"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+@pytest.mark.parametrize("entry", ["port", "underlay"])
+def test_malformed_frames_dropped_and_counted(pipeline, name, entry):
+    frame, reason = BAD[name]
+    res = run_packet(pipeline, frame, entry=entry)
+    assert res.verdict == "XDP_DROP"
+    assert res.drop_reason == reason
+    assert res.counters["drops"] == {reason: {"packets": 1, "bytes": len(frame)}}
+    assert res.counters["verdicts"] == {"XDP_DROP": {"packets": 1, "bytes": len(frame)}}
+
+
+def test_bound_port_without_services_passes_through_every_slot(pipeline, test_iface):
+    """A configured port runs the stage chain; with no stage loaded it ends in PASS."""
+    name, idx = test_iface()
+    pipeline.maps["if_config"].update(idx, {"net_key": 42, "port_key": 7, "flags": 1})
+    frame = bytes(VALID["tcp"])
+    res = run_packet(pipeline, frame, ingress_ifindex=idx)
+    assert res.verdict == "XDP_PASS" and res.data == frame
+    assert res.meta["net_key"] == 42 and res.meta["src_port_key"] == 7
+    assert res.meta["in_ifindex"] == idx
+    assert res.stages == ["STAGE_ENTRY_PORT"]
+
+
+def test_counters_accumulate_across_runs(pipeline):
+    frame = bytes(VALID["udp"])
+    res = run_packet(pipeline, frame, repeat=50)
+    assert res.counters["verdicts"]["XDP_PASS"]["packets"] == 50
+    assert pipeline.counters()["verdicts"]["XDP_PASS"]["packets"] == 50
+
+
+def test_test_run_refuses_runt_input_with_a_clear_error(pipeline):
+    """The kernel will not run XDP on less than an Ethernet header; the binding says so."""
+    from dfxdp.datapath.libbpf import BpfError
+
+    with pytest.raises(BpfError) as err:
+        run_packet(pipeline, b"\x00" * 10)
+    assert err.value.errno == 22 and "test run of program xdp_port" in str(err.value)
