@@ -1,0 +1,94 @@
+"""What every controller app sees and returns.
+
+An app is a pure translation: from the chassis' local view of the NB database
+(`LocalView`) to the map entries the datapath should hold (`Entry`). It never
+touches libbpf or OVS; the reconciler compares what apps want with what the
+maps hold and applies the difference (add before delete).
+
+Adding a service: write `controller/apps/<service>.py` with a subclass of App,
+declare its maps in `maps/<service>.h` and its stage in `bpf/stage_<service>.c`,
+and list the app in `controller/apps/__init__.py`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One desired map entry. key/value: an int, or a dict of struct fields
+    (arrays as lists or bytes) of the map's key/value struct from maps/*.h."""
+
+    map: str
+    key: Any
+    value: Any
+
+
+@dataclass
+class LocalView:
+    """The NB objects this chassis needs (selective topology), by id, plus local facts.
+
+    Objects are the NB JSON documents as stored under /dfxdp/nb/<kind>/<id>
+    (see docs/api.md): every object has `id` and `key` (its datapath integer;
+    a network's key is its VNI).
+    """
+
+    chassis: str
+    tunnel_ip: str
+    networks: dict[str, dict] = field(default_factory=dict)
+    subnets: dict[str, dict] = field(default_factory=dict)
+    ports: dict[str, dict] = field(default_factory=dict)
+    routers: dict[str, dict] = field(default_factory=dict)
+    floatingips: dict[str, dict] = field(default_factory=dict)
+    security_groups: dict[str, dict] = field(default_factory=dict)
+    security_group_rules: dict[str, dict] = field(default_factory=dict)
+    chassis_by_name: dict[str, dict] = field(default_factory=dict)
+    local_ports: dict[str, int] = field(default_factory=dict)  # port id -> ifindex of its tap
+    underlay_ifindex: int = 0
+    external_ifindex: int = 0  # NIC of the flat external (router:external) networks, 0 if none
+
+    # --- lookups shared by the apps ---
+    def ports_on_network(self, network_id: str) -> list[dict]:
+        return [p for p in self.ports.values() if p.get("network_id") == network_id]
+
+    def subnets_of(self, network_id: str) -> list[dict]:
+        return [s for s in self.subnets.values() if s.get("network_id") == network_id]
+
+    def router_interface_ports(self, router_id: str) -> list[dict]:
+        return [p for p in self.ports.values()
+                if p.get("device_id") == router_id and p.get("device_owner") == "network:router_interface"]
+
+    def tunnel_ip_of(self, port: dict) -> str | None:
+        """The tunnel IP of the chassis hosting `port`, None when unknown or unbound."""
+        ch = self.chassis_by_name.get(port.get("binding:host_id") or "")
+        return ch.get("tunnel_ip") if ch else None
+
+    def is_local(self, port: dict) -> bool:
+        return port["id"] in self.local_ports
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(part, 16) for part in mac.split(":"))
+
+
+def ipv4_be32(address: str) -> int:
+    """An IPv4 address as the __be32 the datapath compares (network byte order in memory)."""
+    return int.from_bytes(socket.inet_aton(address), sys.byteorder)
+
+
+def ipv4_addresses(port: dict) -> list[str]:
+    return [f["ip_address"] for f in port.get("fixed_ips", [])
+            if ipaddress.ip_address(f["ip_address"]).version == 4]
+
+
+class App:
+    """Base class: subclasses set `name` and implement desired()."""
+
+    name = "app"
+
+    def desired(self, view: LocalView) -> Iterable[Entry]:
+        raise NotImplementedError
