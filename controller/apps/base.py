@@ -49,7 +49,11 @@ class LocalView:
     chassis_by_name: dict[str, dict] = field(default_factory=dict)
     local_ports: dict[str, int] = field(default_factory=dict)  # port id -> ifindex of its tap
     underlay_ifindex: int = 0
+    underlay_mac: str = ""
+    # next-hop MAC on the underlay for each remote chassis' tunnel IP, resolved by the agent
+    underlay_neighbors: dict[str, str] = field(default_factory=dict)
     external_ifindex: int = 0  # NIC of the flat external (router:external) networks, 0 if none
+    external_mac: str = ""
 
     # --- lookups shared by the apps ---
     def ports_on_network(self, network_id: str) -> list[dict]:
