@@ -11,6 +11,7 @@ import click
 
 COMMAND_MODULES = [
     "dfxdp.cli.build_cmd",
+    "dfxdp.cli.demo",
 ]
 
 
