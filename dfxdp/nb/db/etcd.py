@@ -1,0 +1,192 @@
+"""etcd://HOST:PORT[,HOST:PORT…] — an etcd v3 cluster through etcd3gw (the JSON gateway).
+
+KV reads, transactions and compaction go through etcd3gw's client. Watches read
+the gateway's stream ourselves: etcd3gw's watcher hides both a dropped stream
+and a compaction notice, and an agent must see both (resume from the next
+revision after a disconnect, resync fully after a compaction).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Callable, Iterator, Sequence
+
+import requests
+from etcd3gw import exceptions as etcd_exc
+from etcd3gw.client import Etcd3Client
+from etcd3gw.utils import _decode, _encode, _increment_last_byte
+
+from .base import KV, CompactedError, Compare, Event, Op, Put, Store, StoreError, Watch
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 10
+RECONNECT_BACKOFF_MAX = 2.0
+
+
+def parse_endpoints(url: str) -> list[tuple[str, int]]:
+    rest = url[len("etcd://"):].strip("/")
+    endpoints = []
+    for part in filter(None, rest.split(",")):
+        host, sep, port = part.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise StoreError(f"bad etcd endpoint {part!r} in {url!r}: expected HOST:PORT")
+        endpoints.append((host.strip("[]"), int(port)))
+    if not endpoints:
+        raise StoreError(f"bad DB URL {url!r}: expected etcd://HOST:PORT[,HOST:PORT…]")
+    return endpoints
+
+
+def _key(key: str) -> str:
+    """A key as the gateway wants it: base64 of its UTF-8 bytes."""
+    return _encode(key.encode())
+
+
+def _kv(raw: dict) -> KV:
+    value = raw.get("value")  # the gateway omits empty values
+    return KV(_decode(raw["key"]).decode(), _decode(value) if value else b"",
+              int(raw.get("create_revision", 0)), int(raw.get("mod_revision", 0)))
+
+
+class _EtcdWatch(Watch):
+    def __init__(self, store: "EtcdStore", prefix: str, start_revision: int):
+        self._store, self._prefix, self._next = store, prefix, start_revision
+        self._cancelled = threading.Event()
+        self._response: requests.Response | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> requests.Response:
+        request = {"create_request": {"key": _key(self._prefix),
+                                      "range_end": _key(_increment_last_byte(self._prefix)),
+                                      "start_revision": self._next}}
+
+        def call(client: Etcd3Client) -> requests.Response:
+            resp = client.session.post(client.get_url("/watch"), json=request, stream=True,
+                                       timeout=(REQUEST_TIMEOUT, None))
+            resp.raise_for_status()
+            return resp
+
+        return self._store._with_failover(call)
+
+    def __iter__(self) -> Iterator[Event]:
+        backoff = 0.05
+        while not self._cancelled.is_set():
+            try:
+                resp = self._open()
+            except StoreError as exc:
+                log.warning("etcd watch on %s: %s; retrying", self._prefix, exc)
+                self._cancelled.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+                continue
+            with self._lock:
+                self._response = resp
+            if self._cancelled.is_set():
+                resp.close()
+                return
+            try:
+                for line in resp.iter_lines():
+                    if not line.strip():
+                        continue
+                    result = json.loads(line).get("result", {})
+                    if int(result.get("compact_revision", 0)):
+                        raise CompactedError(int(result["compact_revision"]) - 1)
+                    for raw in result.get("events", []):
+                        kv = raw["kv"]
+                        rev = int(kv["mod_revision"])
+                        if raw.get("type") == "DELETE":  # PUT is the default, omitted in JSON
+                            event = Event("delete", _decode(kv["key"]).decode(), None, rev)
+                        else:
+                            parsed = _kv(kv)
+                            event = Event("put", parsed.key, parsed.value, rev)
+                        self._next = rev + 1
+                        backoff = 0.05
+                        yield event
+            except (requests.RequestException, ValueError, AttributeError) as exc:
+                if not self._cancelled.is_set():
+                    log.info("etcd watch on %s dropped (%s); resuming at %d", self._prefix, exc, self._next)
+            finally:
+                resp.close()
+            if not self._cancelled.is_set():
+                self._cancelled.wait(backoff)  # stream ended: etcd restarting or failing over
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        with self._lock:
+            resp = self._response
+        if resp is not None:
+            try:  # unblock a reader stuck in recv()
+                resp.raw._fp.fp.raw._sock.shutdown(2)
+            except Exception:  # noqa: BLE001 - best effort: the stream may be gone already
+                pass
+            resp.close()
+
+
+class EtcdStore(Store):
+    def __init__(self, url: str):
+        self.url = url
+        self._clients = [Etcd3Client(host, port, api_path="/v3/", timeout=REQUEST_TIMEOUT)
+                         for host, port in parse_endpoints(url)]
+        self._current = 0
+        self._lock = threading.Lock()
+
+    def _with_failover(self, call: Callable[[Etcd3Client], Any]) -> Any:
+        """Run call on the current endpoint, moving to the next ones on connection errors."""
+        errors = []
+        for attempt in range(len(self._clients)):
+            with self._lock:
+                index = (self._current + attempt) % len(self._clients)
+            client = self._clients[index]
+            try:
+                result = call(client)
+            except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError,
+                    requests.ConnectionError, requests.Timeout) as exc:
+                errors.append(f"{client.host}:{client.port}: {type(exc).__name__}")
+                continue
+            except etcd_exc.Etcd3Exception as exc:
+                raise StoreError(f"etcd {client.host}:{client.port} refused the request: {exc}") from exc
+            except requests.HTTPError as exc:
+                raise StoreError(f"etcd {client.host}:{client.port}: {exc}") from exc
+            with self._lock:
+                self._current = index
+            return result
+        raise StoreError("no etcd endpoint reachable (" + "; ".join(errors) + ")")
+
+    def _post(self, path: str, body: dict) -> dict:
+        return self._with_failover(lambda c: c.post(c.get_url(path), json=body))
+
+    def get(self, key: str) -> KV | None:
+        kvs = self._post("/kv/range", {"key": _key(key)}).get("kvs", [])
+        return _kv(kvs[0]) if kvs else None
+
+    def range(self, prefix: str) -> tuple[list[KV], int]:
+        resp = self._post("/kv/range", {"key": _key(prefix), "range_end": _key(_increment_last_byte(prefix)),
+                                        "sort_order": "ASCEND", "sort_target": "KEY"})
+        return [_kv(raw) for raw in resp.get("kvs", [])], int(resp["header"]["revision"])
+
+    def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:
+        body = {
+            "compare": [{"key": _key(c.key), "result": "EQUAL", "target": "MOD",
+                         "mod_revision": c.mod_revision} for c in compares],
+            "success": [{"request_put": {"key": _key(op.key), "value": _encode(op.value)}}
+                        if isinstance(op, Put) else {"request_delete_range": {"key": _key(op.key)}}
+                        for op in ops],
+        }
+        resp = self._post("/kv/txn", body)
+        if not resp.get("succeeded"):  # the gateway omits false
+            return None
+        return int(resp["header"]["revision"])
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        return _EtcdWatch(self, prefix, start_revision)
+
+    def revision(self) -> int:
+        return int(self._post("/kv/range", {"key": _key("\0"), "count_only": True})["header"]["revision"])
+
+    def compact(self, revision: int) -> None:
+        self._post("/kv/compaction", {"revision": revision, "physical": True})
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.session.close()
+
