@@ -1,0 +1,152 @@
+"""Every NB driver honours one contract (etcd's): revisions, CAS transactions,
+ordered prefix watches from any revision, compaction, and the resyncing Watcher."""
+import queue
+import threading
+
+import pytest
+
+from dfxdp.nb.db import CompactedError, Compare, Delete, Put, StoreError, open_store
+from dfxdp.nb.watcher import Snapshot, Watcher
+from tests.fixtures.etcd import etcd  # noqa: F401 - fixture
+
+
+@pytest.fixture(params=["memory", "sqlite", "etcd"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        s = open_store("memory://")
+    elif request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path}/nb/nb.db")
+    else:
+        s = open_store(request.getfixturevalue("etcd").url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _drain(watch, n, timeout=10):
+    """Collect n events from a watch in a thread, so a broken watch fails instead of hanging."""
+    out: queue.Queue = queue.Queue()
+
+    def run():
+        try:
+            for ev in watch:
+                out.put(ev)
+        except Exception as exc:  # noqa: BLE001 - hand it to the test
+            out.put(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    events = []
+    for _ in range(n):
+        item = out.get(timeout=timeout)
+        if isinstance(item, Exception):
+            raise item
+        events.append(item)
+    return events
+
+
+def test_get_range_and_revisions(store):
+    r0 = store.revision()
+    r1 = store.put("/t/a", b"1")
+    r2 = store.put("/t/b", b"\x00\xff")
+    store.put("/u/c", b"3")
+    assert r0 < r1 < r2
+    kv = store.get("/t/a")
+    assert (kv.value, kv.create_revision, kv.mod_revision) == (b"1", r1, r1)
+    kvs, rev = store.range("/t/")
+    assert [k.key for k in kvs] == ["/t/a", "/t/b"] and kvs[1].value == b"\x00\xff"
+    assert rev == store.revision()
+    r4 = store.put("/t/a", b"2")
+    kv = store.get("/t/a")
+    assert (kv.create_revision, kv.mod_revision) == (r1, r4)
+    assert store.get("/nope") is None
+
+
+def test_cas_failure_changes_nothing(store):
+    rev = store.put("/k", b"v1")
+    before = store.range("/")
+    assert store.txn([Compare("/k", rev - 1)], [Put("/k", b"v2"), Put("/other", b"x")]) is None
+    assert store.txn([Compare("/k", 0)], [Put("/k", b"v2")]) is None  # exists: not absent
+    assert store.range("/") == before
+    new = store.txn([Compare("/k", rev), Compare("/absent", 0)], [Put("/k", b"v2"), Delete("/gone")])
+    assert new == rev + 1 and store.get("/k").value == b"v2"
+
+
+def test_multi_op_txn_is_atomic_and_one_revision(store):
+    rev = store.txn([], [Put("/m/1", b"a"), Put("/m/2", b"b"), Put("/m/3", b"c")])
+    kvs, _ = store.range("/m/")
+    assert {k.mod_revision for k in kvs} == {rev}
+    rev2 = store.txn([], [Delete("/m/1"), Put("/m/2", b"B")])
+    assert rev2 == rev + 1
+    assert [k.key for k in store.range("/m/")[0]] == ["/m/2", "/m/3"]
+
+
+def test_watch_from_a_past_revision_in_order(store):
+    start = store.put("/w/a", b"1")
+    store.put("/x/ignored", b"0")
+    store.put("/w/b", b"2")
+    store.delete("/w/a")
+    watch = store.watch("/w/", start)
+    try:
+        events = _drain(watch, 3)
+    finally:
+        watch.cancel()
+    assert [(e.type, e.key, e.value) for e in events] == [
+        ("put", "/w/a", b"1"), ("put", "/w/b", b"2"), ("delete", "/w/a", None)]
+    assert [e.revision for e in events] == sorted(e.revision for e in events)
+
+
+def test_watch_sees_writes_from_another_thread(store):
+    watch = store.watch("/live/", store.revision() + 1)
+    threading.Timer(0.2, lambda: [store.put(f"/live/{i}", str(i).encode()) for i in range(5)]).start()
+    try:
+        events = _drain(watch, 5)
+    finally:
+        watch.cancel()
+    assert [e.key for e in events] == [f"/live/{i}" for i in range(5)]
+
+
+def test_compaction_makes_old_watches_fail(store):
+    first = store.put("/c/a", b"1")
+    store.put("/c/a", b"2")
+    store.compact(store.revision())
+    with pytest.raises(CompactedError):
+        _drain(store.watch("/c/", first), 1)
+
+
+def test_watcher_snapshot_then_events_then_resync_after_compaction(store):
+    store.put("/r/a", b"1")
+    watcher = Watcher(store, "/r/")
+    it = iter(watcher)
+    snap = next(it)
+    assert isinstance(snap, Snapshot) and [k.key for k in snap.kvs] == ["/r/a"]
+    # History the watcher needs (snapshot revision + 1 onwards) is compacted away
+    # before it starts watching: it must come back with a full snapshot.
+    store.put("/r/b", b"2")
+    store.put("/r/c", b"3")
+    store.compact(store.revision())
+    resync = next(it)
+    assert isinstance(resync, Snapshot)
+    assert [k.key for k in resync.kvs] == ["/r/a", "/r/b", "/r/c"]
+    threading.Timer(0.2, lambda: store.delete("/r/a")).start()
+    (ev,) = _drain(it, 1)
+    assert (ev.type, ev.key) == ("delete", "/r/a") and watcher.revision == ev.revision
+    watcher.cancel()
+
+
+def test_bad_urls_are_clear_errors(tmp_path):
+    for url, words in [("nonsense", "bad DB URL"), ("ftp://x", "unknown DB scheme"),
+                       ("sqlite://relative.db", "ABSOLUTE"), ("etcd://", "bad DB URL"),
+                       ("etcd://host", "HOST:PORT")]:
+        with pytest.raises(StoreError) as err:
+            open_store(url)
+        assert words in str(err.value)
+
+
+def test_unreachable_etcd_is_a_store_error():
+    from dfxdp.testing.etcd import free_port
+
+    s = open_store(f"etcd://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreError) as err:
+        s.get("/x")
+    assert "no etcd endpoint reachable" in str(err.value)
