@@ -1,0 +1,37 @@
+"""NB errors: each carries Neutron's error type and the HTTP status to answer with."""
+from __future__ import annotations
+
+
+class NBError(Exception):
+    status = 500
+
+    def __init__(self, type_: str, message: str, detail: str = ""):
+        super().__init__(message)
+        self.type = type_
+        self.message = message
+        self.detail = detail
+
+    def to_neutron(self) -> dict:
+        return {"NeutronError": {"type": self.type, "message": self.message, "detail": self.detail}}
+
+
+class BadRequest(NBError):
+    status = 400
+
+
+class Unauthorized(NBError):
+    status = 401
+
+
+class NotFound(NBError):
+    status = 404
+
+
+class Conflict(NBError):
+    status = 409
+
+
+def not_found(kind: str, obj_id: str) -> NotFound:
+    label = "".join(part.capitalize() for part in kind.split("_"))
+    label = {"Floatingip": "FloatingIP", "Healthmonitor": "HealthMonitor", "Loadbalancer": "LoadBalancer"}.get(label, label)
+    return NotFound(f"{label}NotFound", f"{label} {obj_id} could not be found.")

@@ -1,0 +1,273 @@
+"""The NB model: what operators describe, in Neutron's (and Octavia's) shapes.
+
+Each resource has one pydantic class. Request bodies are validated against it
+(unknown fields refused); the stored document is its dump by alias, so field
+names are exactly Neutron's (`router:external`, `binding:host_id`, …). Fields
+the server owns (ids, keys, status, revision) are filled by the service, never
+taken from a client.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, ClassVar, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_PROJECT = "dfxdp"  # project of requests that carry none (no keystone in front)
+
+
+class Resource(BaseModel):
+    """Common fields. `key` is the small integer the datapath uses (a network's VNI)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = ""
+    name: str = ""
+    description: str = ""
+    project_id: str = ""
+    revision_number: int = 0
+    key: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+
+    # Fields a client may set at create time / change later (service-owned ones excluded).
+    SERVER_OWNED: ClassVar[set[str]] = {"id", "revision_number", "key", "created_at", "updated_at"}
+    IMMUTABLE: ClassVar[set[str]] = set()
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not a valid CIDR") from exc
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not a valid IP address") from exc
+
+
+CIDR = Annotated[str, AfterValidator(_cidr)]
+IP = Annotated[str, AfterValidator(_ip)]
+
+
+class Network(Resource):
+    admin_state_up: bool = True
+    mtu: int = Field(1450, ge=68, le=9000)
+    router_external: bool = Field(False, alias="router:external")
+    port_security_enabled: bool = True
+    shared: bool = False
+    dns_domain: str = ""
+    status: str = "ACTIVE"
+    subnets: list[str] = []
+    provider_network_type: str = Field("vxlan", alias="provider:network_type")
+    provider_segmentation_id: Optional[int] = Field(None, alias="provider:segmentation_id")
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "subnets", "provider:network_type",
+                                            "provider:segmentation_id"}
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    destination: CIDR
+    nexthop: IP
+
+
+class AllocationPool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: IP
+    end: IP
+
+
+class Subnet(Resource):
+    network_id: str
+    cidr: CIDR
+    ip_version: Literal[4, 6] = 4
+    gateway_ip: Optional[IP] | Literal[""] = ""  # "" = default (first address), None = no gateway
+    allocation_pools: list[AllocationPool] = []
+    dns_nameservers: list[IP] = []
+    host_routes: list[Route] = []
+    enable_dhcp: bool = True
+    IMMUTABLE: ClassVar[set[str]] = {"network_id", "cidr", "ip_version"}
+
+
+class FixedIP(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subnet_id: Optional[str] = None
+    ip_address: Optional[IP] = None
+
+
+
+class AddressPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ip_address: str
+    mac_address: Optional[str] = None
+
+    @field_validator("ip_address")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        return _cidr(v) if "/" in v else _ip(v)
+
+
+MAC_RE = r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"
+
+
+class Port(Resource):
+    network_id: str
+    admin_state_up: bool = True
+    mac_address: str = Field("", pattern=r"^$|" + MAC_RE)
+    fixed_ips: list[FixedIP] = []
+    device_owner: str = ""
+    device_id: str = ""
+    binding_host_id: str = Field("", alias="binding:host_id")
+    status: str = "DOWN"
+    security_groups: Optional[list[str]] = None
+    port_security_enabled: Optional[bool] = None
+    allowed_address_pairs: list[AddressPair] = []
+    dns_name: str = ""
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
+    IMMUTABLE: ClassVar[set[str]] = {"network_id"}
+
+
+class GatewayInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    network_id: str
+    enable_snat: bool = True
+    external_fixed_ips: list[FixedIP] = []
+
+
+class Router(Resource):
+    admin_state_up: bool = True
+    status: str = "ACTIVE"
+    external_gateway_info: Optional[GatewayInfo] = None
+    routes: list[Route] = []
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
+
+
+class SecurityGroup(Resource):
+    stateful: bool = True
+    security_group_rules: list[dict[str, Any]] = []
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"security_group_rules"}
+
+
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
+
+
+class SecurityGroupRule(Resource):
+    security_group_id: str
+    direction: Literal["ingress", "egress"]
+    ethertype: Literal["IPv4", "IPv6"] = "IPv4"
+    protocol: Optional[str] = None
+    port_range_min: Optional[int] = None
+    port_range_max: Optional[int] = None
+    remote_ip_prefix: Optional[CIDR] = None
+    remote_group_id: Optional[str] = None
+    IMMUTABLE: ClassVar[set[str]] = {"security_group_id", "direction", "ethertype", "protocol", "port_range_min",
+                 "port_range_max", "remote_ip_prefix", "remote_group_id"}
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, v):
+        if v is None or v == "" or v == "any":
+            return None
+        if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+            if not 0 <= int(v) <= 255:
+                raise ValueError(f"protocol number {v} is outside 0-255")
+            return str(int(v))
+        if str(v).lower() not in PROTOCOL_NUMBERS:
+            raise ValueError(f"protocol '{v}' is not supported: use tcp, udp, icmp, icmpv6, sctp, a number or any")
+        return str(v).lower()
+
+
+
+class FloatingIP(Resource):
+    floating_network_id: str
+    floating_ip_address: Optional[IP] = None
+    port_id: Optional[str] = None
+    fixed_ip_address: Optional[IP] = None
+    router_id: Optional[str] = None
+    status: str = "DOWN"
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"router_id", "status"}
+    IMMUTABLE: ClassVar[set[str]] = {"floating_network_id", "floating_ip_address"}
+
+
+
+# --- Octavia v2 ------------------------------------------------------------------
+
+class LBResource(Resource):
+    admin_state_up: bool = True
+    provisioning_status: str = "ACTIVE"
+    operating_status: str = "ONLINE"
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"provisioning_status", "operating_status"}
+
+
+class LoadBalancer(LBResource):
+    vip_subnet_id: str
+    vip_address: Optional[str] = None
+    vip_port_id: str = ""
+    vip_network_id: str = ""
+    provider: str = "dfxdp"
+    listeners: list[dict[str, str]] = []
+    pools: list[dict[str, str]] = []
+    SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"vip_port_id", "vip_network_id", "listeners", "pools"}
+    IMMUTABLE: ClassVar[set[str]] = {"vip_subnet_id", "vip_address"}
+
+
+class Listener(LBResource):
+    loadbalancer_id: str
+    protocol: Literal["TCP", "UDP", "HTTP", "HTTPS", "TERMINATED_HTTPS", "SCTP"]
+    protocol_port: int = Field(ge=1, le=65535)
+    default_pool_id: Optional[str] = None
+    connection_limit: int = -1
+    IMMUTABLE: ClassVar[set[str]] = {"loadbalancer_id", "protocol", "protocol_port"}
+
+
+class Pool(LBResource):
+    loadbalancer_id: Optional[str] = None
+    listener_id: Optional[str] = None
+    protocol: Literal["TCP", "UDP", "HTTP", "HTTPS", "PROXY", "SCTP"]
+    lb_algorithm: Literal["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"]
+    members: list[dict[str, str]] = []
+    healthmonitor_id: Optional[str] = None
+    SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"members", "healthmonitor_id"}
+    IMMUTABLE: ClassVar[set[str]] = {"loadbalancer_id", "listener_id", "protocol"}
+
+
+class Member(LBResource):
+    pool_id: str = ""
+    address: IP
+    protocol_port: int = Field(ge=1, le=65535)
+    subnet_id: Optional[str] = None
+    weight: int = Field(1, ge=0, le=256)
+    SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"pool_id"}
+    IMMUTABLE: ClassVar[set[str]] = {"address", "protocol_port", "subnet_id"}
+
+
+
+class HealthMonitor(LBResource):
+    pool_id: str
+    type: Literal["PING", "TCP", "HTTP", "HTTPS", "UDP-CONNECT"]
+    delay: int = Field(ge=1)
+    timeout: int = Field(ge=1)
+    max_retries: int = Field(ge=1, le=10)
+    max_retries_down: int = Field(3, ge=1, le=10)
+    http_method: str = "GET"
+    url_path: str = "/"
+    expected_codes: str = "200"
+    IMMUTABLE: ClassVar[set[str]] = {"pool_id", "type"}
+
+
+class Chassis(Resource):
+    tunnel_ip: IP
+    heartbeat: float = 0.0
+
+
+
+# kind (the key segment under /dfxdp/nb/) -> model
+MODELS: dict[str, type[Resource]] = {
+    "network": Network, "subnet": Subnet, "port": Port, "router": Router,
+    "security_group": SecurityGroup, "security_group_rule": SecurityGroupRule,
+    "floatingip": FloatingIP, "loadbalancer": LoadBalancer, "listener": Listener,
+    "pool": Pool, "member": Member, "healthmonitor": HealthMonitor, "chassis": Chassis,
+}

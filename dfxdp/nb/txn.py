@@ -1,0 +1,101 @@
+"""Optimistic read-validate-write on the NB store.
+
+A Txn records the mod revision of every key it reads and commits all its
+writes in one store transaction guarded by those revisions, plus "must not
+exist" guards for reservations (IPs, MACs). If anything it read changed
+meanwhile, nothing is written and `run_txn` starts over: concurrent writers
+never lose an update and never hand out one address twice.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable, TypeVar
+
+from .db.base import Compare, Delete, Put, Store
+from .errors import Conflict
+
+NB = "/dfxdp/nb/"
+ALLOC = "/dfxdp/alloc/"
+MAX_ATTEMPTS = 20
+
+T = TypeVar("T")
+
+
+def obj_key(kind: str, obj_id: str) -> str:
+    return f"{NB}{kind}/{obj_id}"
+
+
+class Txn:
+    def __init__(self, store: Store):
+        self.store = store
+        self._compares: dict[str, int] = {}
+        self._writes: dict[str, bytes | None] = {}  # None = delete
+
+    def get_raw(self, key: str) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        kv = self.store.get(key)
+        self._compares.setdefault(key, kv.mod_revision if kv else 0)
+        return kv.value if kv else None
+
+    def get(self, kind: str, obj_id: str) -> dict | None:
+        raw = self.get_raw(obj_key(kind, obj_id))
+        return json.loads(raw) if raw else None
+
+    def list(self, kind: str) -> list[dict]:
+        """Every object of a kind, with this txn's own writes applied."""
+        prefix = f"{NB}{kind}/"
+        kvs, _ = self.store.range(prefix)
+        found = {kv.key: kv.value for kv in kvs}
+        for key, value in self._writes.items():
+            if key.startswith(prefix):
+                found[key] = value
+        return [json.loads(v) for v in found.values() if v]
+
+    def keys_under(self, prefix: str) -> set[str]:
+        kvs, _ = self.store.range(prefix)
+        keys = {kv.key for kv in kvs}
+        keys |= {k for k, v in self._writes.items() if k.startswith(prefix) and v is not None}
+        return keys - {k for k, v in self._writes.items() if v is None}
+
+    def put(self, kind: str, obj: dict) -> None:
+        self._writes[obj_key(kind, obj["id"])] = json.dumps(obj, sort_keys=True).encode()
+
+    def delete(self, kind: str, obj_id: str) -> None:
+        self.get_raw(obj_key(kind, obj_id))  # guard: it must not change under us
+        self._writes[obj_key(kind, obj_id)] = None
+
+    def reserve(self, key: str, owner: str) -> bool:
+        """Claim `key` for owner; False when someone holds it already."""
+        if self.get_raw(key) is not None:
+            return False
+        self._writes[key] = owner.encode()
+        return True
+
+    def release(self, key: str) -> None:
+        self._writes[key] = None
+
+    def next_key(self, kind: str, limit: int) -> int:
+        """Allocate the next datapath key of a kind (1 … limit-1)."""
+        counter = f"{ALLOC}keys/{kind}"
+        raw = self.get_raw(counter)
+        value = int(raw) + 1 if raw else 1
+        if value >= limit:
+            raise Conflict("ResourceExhausted", f"no free {kind} key left (limit {limit})")
+        self._writes[counter] = str(value).encode()
+        return value
+
+    def commit(self) -> int | None:
+        compares = [Compare(k, rev) for k, rev in self._compares.items()]
+        ops = [Put(k, v) if v is not None else Delete(k) for k, v in self._writes.items()]
+        return self.store.txn(compares, ops)
+
+
+def run_txn(store: Store, body: Callable[[Txn], T]) -> T:
+    """Run body on a fresh Txn until its commit goes through (bounded retries)."""
+    for _ in range(MAX_ATTEMPTS):
+        txn = Txn(store)
+        result = body(txn)
+        if txn.commit() is not None:
+            return result
+    raise Conflict("Conflict", "too many concurrent changes to the same objects; try again")
