@@ -12,6 +12,7 @@ import click
 COMMAND_MODULES = [
     "dfxdp.cli.build_cmd",
     "dfxdp.cli.demo",
+    "dfxdp.cli.server",
 ]
 
 

@@ -240,8 +240,7 @@ class Member(LBResource):
     protocol_port: int = Field(ge=1, le=65535)
     subnet_id: Optional[str] = None
     weight: int = Field(1, ge=0, le=256)
-    SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"pool_id"}
-    IMMUTABLE: ClassVar[set[str]] = {"address", "protocol_port", "subnet_id"}
+    IMMUTABLE: ClassVar[set[str]] = {"pool_id", "address", "protocol_port", "subnet_id"}
 
 
 
