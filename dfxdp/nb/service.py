@@ -469,9 +469,12 @@ class NBService:
                 raise NotFound("RouterInterfaceNotFoundForSubnet" if body.get("subnet_id") else
                                "RouterInterfaceNotFound", f"Router {router_id} has no interface on {what}")
             port = ports[0]
-            rest = dict(router)
             self._remove_owned_port(txn, port)
-            self._check_routes(txn, rest)
+            try:
+                self._check_routes(txn, router)
+            except BadRequest:
+                raise Conflict("RouterInterfaceInUseByRoute", f"Router interface {port['id']} is the way to "
+                                                              f"a static route's nexthop: remove the route first") from None
             subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]
             return {"id": router_id, "tenant_id": router["project_id"], "project_id": router["project_id"],
                     "port_id": port["id"], "network_id": port["network_id"], "subnet_id": subnet_ids[0],
