@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "dfxdp.cli.build_cmd",
     "dfxdp.cli.demo",
     "dfxdp.cli.server",
+    "dfxdp.cli.resources",
 ]
 
 
