@@ -4,6 +4,7 @@
  * metadata and hand over to the stages (see maps/pipeline.h for the order). */
 #include "lib/parse.h"
 #include "lib/pipeline.h"
+#include "lib/vxlan.h"
 
 /* Reset the per-CPU metadata and count the frame in its entry. */
 static __always_inline struct pkt_meta *entry_begin(struct xdp_md *ctx, __u32 entry)
@@ -33,7 +34,7 @@ int xdp_port(struct xdp_md *ctx)
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);
 	port = bpf_map_lookup_elem(&if_config, &ifindex);
-	if (!port || !(port->flags & IF_F_PORT))
+	if (!port || !(port->flags & (IF_F_PORT | IF_F_EXTERNAL)))
 		return verdict(ctx, m, XDP_PASS, DROP_NONE);
 	m->net_key = port->net_key;
 	m->src_port_key = port->port_key;
@@ -44,6 +45,12 @@ SEC("xdp")
 int xdp_underlay(struct xdp_md *ctx)
 {
 	struct pkt_meta *m = entry_begin(ctx, STAGE_ENTRY_UNDERLAY);
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct port_record *underlay;
+	struct fdb_key key = {};
+	struct fdb_entry *dest;
+	struct ethhdr *inner;
+	__u32 vni = 0, off = 0;
 	struct l3_view v;
 	int err;
 
@@ -52,7 +59,34 @@ int xdp_underlay(struct xdp_md *ctx)
 	err = parse_frame(ctx, &v);
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);
-	return verdict(ctx, m, XDP_PASS, DROP_NONE);
+	underlay = bpf_map_lookup_elem(&if_config, &ifindex);
+	if (!underlay || !(underlay->flags & IF_F_UNDERLAY))
+		return verdict(ctx, m, XDP_PASS, DROP_NONE);
+	err = vxlan_parse(ctx, &v, underlay->ipv4, &vni, &off);
+	if (err < 0)
+		return verdict(ctx, m, XDP_DROP, -err);
+	if (err == 0)
+		return verdict(ctx, m, XDP_PASS, DROP_NONE); /* the underlay's own traffic */
+
+	/* Deliver only to ports bound here; anything else stays encapsulated for the kernel. */
+	inner = frame_at(ctx, off, sizeof(*inner));
+	if (!inner)
+		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
+	key.net_key = vni;
+	__builtin_memcpy(key.mac, inner->h_dest, 6);
+	dest = bpf_map_lookup_elem(&fdb, &key);
+	if (!dest || !(dest->flags & FDB_F_LOCAL))
+		return verdict(ctx, m, XDP_PASS, DROP_NONE);
+	m->net_key = vni;
+	m->dst_port_key = dest->port_key;
+	m->out_ifindex = dest->ifindex;
+	m->flags |= PKT_F_FROM_UNDERLAY | PKT_F_DST_LOCAL;
+	if (bpf_xdp_adjust_head(ctx, off))
+		return verdict(ctx, m, XDP_DROP, DROP_MALFORMED);
+	err = parse_frame(ctx, &v); /* the inner frame gets the same validation */
+	if (err)
+		return verdict(ctx, m, XDP_DROP, err);
+	return next_stage(ctx, m, STAGE_SG_INGRESS);
 }
 
 char _license[] SEC("license") = "GPL";

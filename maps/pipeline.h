@@ -40,7 +40,8 @@ enum dfxdp_drop_reason {
 	DROP_TTL_EXCEEDED = 9,     /* TTL ran out (an ICMP error is sent back) */
 	DROP_NO_TUNNEL = 10,       /* remote port, but its chassis is unknown */
 	DROP_REDIRECT_FAILED = 11, /* target interface is gone */
-	DROP_REASON_MAX = 12,
+	DROP_NOT_LOCAL = 12,       /* decapsulated, but the destination is not on this chassis */
+	DROP_REASON_MAX = 13,
 };
 
 /* Flags in pkt_meta.flags. */

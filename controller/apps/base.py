@@ -93,6 +93,7 @@ class App:
     """Base class: subclasses set `name` and implement desired()."""
 
     name = "app"
+    maps: tuple[str, ...] = ()  # every map the app owns entries of (stale ones there get removed)
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         raise NotImplementedError

@@ -272,6 +272,22 @@ class Map:
             yield self._out(self.key_type, nxt)
             prev = ffi.new("unsigned char[]", bytes(ffi.buffer(nxt)))
 
+    def raw_items(self) -> dict[bytes, bytes]:
+        """Every entry as raw key/value bytes (any map type, LPM tries included)."""
+        out = {}
+        value = self._value_out_buf()
+        for key in self.keys():
+            kbuf = self._buf(self.key_type, key)
+            if lib.bpf_map_lookup_elem(self.fd, kbuf, value) == 0:
+                out[bytes(ffi.buffer(kbuf, self.info.key_size))] = bytes(ffi.buffer(value))
+        return out
+
+    def encode_key(self, key) -> bytes:
+        return bytes(ffi.buffer(self._buf(self.key_type, key), self.info.key_size))
+
+    def encode_value(self, value) -> bytes:
+        return bytes(ffi.buffer(self._buf(self.value_type, value), self.info.value_size))
+
     def items(self) -> Iterator[tuple]:
         for key in self.keys():
             value = self.lookup(key)

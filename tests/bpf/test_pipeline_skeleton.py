@@ -63,8 +63,8 @@ def test_malformed_frames_dropped_and_counted(pipeline, name, entry):
     assert res.counters["verdicts"] == {"XDP_DROP": {"packets": 1, "bytes": len(frame)}}
 
 
-def test_bound_port_without_services_passes_through_every_slot(pipeline, test_iface):
-    """A configured port runs the stage chain; with no stage loaded it ends in PASS."""
+def test_bound_port_with_empty_tables_runs_the_chain_and_passes(pipeline, test_iface):
+    """A configured port runs the loaded stages; with nothing configured in them the frame passes untouched."""
     name, idx = test_iface()
     pipeline.maps["if_config"].update(idx, {"net_key": 42, "port_key": 7, "flags": 1})
     frame = bytes(VALID["tcp"])
@@ -72,7 +72,7 @@ def test_bound_port_without_services_passes_through_every_slot(pipeline, test_if
     assert res.verdict == "XDP_PASS" and res.data == frame
     assert res.meta["net_key"] == 42 and res.meta["src_port_key"] == 7
     assert res.meta["in_ifindex"] == idx
-    assert res.stages == ["STAGE_ENTRY_PORT"]
+    assert res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_L2"]
 
 
 def test_counters_accumulate_across_runs(pipeline):

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Port security: a port may only send from its own MAC and IPs (or its
+ * allowed address pairs). Applies to ports with IF_F_PORTSEC. */
+#include "lib/arp.h"
+#include "lib/mac.h"
+#include "lib/pipeline.h"
+
+#define DHCP_SERVER_PORT_BE bpf_htons(67)
+
+/* The allowed-source entry for (ifindex, ip), longest prefix first. */
+static __always_inline struct portsec_entry *allowed_source(__u32 ifindex, __be32 ip)
+{
+	struct portsec_key key = { .prefixlen = 64, .ifindex = ifindex, .addr = ip };
+
+	return bpf_map_lookup_elem(&portsec, &key);
+}
+
+SEC("xdp")
+int stage_portsec(struct xdp_md *ctx)
+{
+	struct pkt_meta *m = pkt_meta_get();
+	struct portsec_entry *allowed;
+	struct port_record *port;
+	struct arp_ipv4 *arp;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__be32 src;
+
+	if (!m)
+		return XDP_ABORTED;
+	stage_enter(ctx, m, STAGE_PORTSEC);
+	port = bpf_map_lookup_elem(&if_config, &m->in_ifindex);
+	if (!port || !(port->flags & IF_F_PORTSEC))
+		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	eth = frame_at(ctx, 0, sizeof(*eth));
+	if (!eth)
+		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
+
+	if (eth->h_proto == ETH_P_ARP_BE) {
+		arp = arp_header(ctx);
+		if (!arp)
+			return verdict(ctx, m, XDP_DROP, DROP_MALFORMED);
+		if (!mac_eq(arp->sha, eth->h_source))
+			return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_MAC);
+		__builtin_memcpy(&src, arp->spa, 4);
+		if (src == 0) { /* ARP probe (duplicate address detection) */
+			if (!mac_eq(eth->h_source, port->mac))
+				return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_MAC);
+			return next_stage(ctx, m, STAGE_PORTSEC + 1);
+		}
+	} else if (eth->h_proto == ETH_P_IP_BE) {
+		ip = frame_at(ctx, sizeof(*eth), sizeof(*ip));
+		if (!ip)
+			return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
+		src = ip->saddr;
+		if (src == 0 && ip->protocol == IPPROTO_UDP) {
+			/* DHCP discover/request before the port has its address: the fallback answers */
+			struct udphdr *udp = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, sizeof(*udp));
+
+			if (udp && udp->dest == DHCP_SERVER_PORT_BE && mac_eq(eth->h_source, port->mac))
+				return verdict(ctx, m, XDP_PASS, DROP_NONE);
+		}
+	} else {
+		/* IPv6 and the rest go to the fallback, but never from a foreign MAC */
+		if (!mac_eq(eth->h_source, port->mac))
+			return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_MAC);
+		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	}
+
+	allowed = allowed_source(m->in_ifindex, src);
+	if (!allowed) {
+		if (!mac_eq(eth->h_source, port->mac))
+			return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_MAC);
+		return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_IP);
+	}
+	if (!mac_eq(eth->h_source, allowed->mac))
+		return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_MAC);
+	return next_stage(ctx, m, STAGE_PORTSEC + 1);
+}
+
+char _license[] SEC("license") = "GPL";

@@ -1,0 +1,38 @@
+"""fdb, arp_table and tunnel_endpoints: where every port of the local networks lives."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from dfxdp.datapath.libbpf import lib
+
+from .base import App, Entry, LocalView, ipv4_addresses, ipv4_be32, mac_bytes
+
+
+class L2App(App):
+    name = "l2"
+    maps = ("fdb", "arp_table", "tunnel_endpoints")
+
+    def desired(self, view: LocalView) -> Iterable[Entry]:
+        remote_chassis = set()
+        for port in view.ports.values():
+            net = view.networks.get(port.get("network_id"))
+            if not net or not port.get("mac_address"):
+                continue
+            mac = list(mac_bytes(port["mac_address"]))
+            for address in ipv4_addresses(port):
+                yield Entry("arp_table", {"net_key": net["key"], "ip": ipv4_be32(address)}, {"mac": mac})
+            if view.is_local(port):
+                yield Entry("fdb", {"net_key": net["key"], "mac": mac}, {
+                    "ifindex": view.local_ports[port["id"]], "port_key": port["key"], "flags": lib.FDB_F_LOCAL})
+                continue
+            tunnel_ip = view.tunnel_ip_of(port)
+            if tunnel_ip and tunnel_ip != view.tunnel_ip:
+                remote_chassis.add(tunnel_ip)
+                yield Entry("fdb", {"net_key": net["key"], "mac": mac}, {
+                    "tunnel_ip": ipv4_be32(tunnel_ip), "port_key": port["key"], "flags": lib.FDB_F_REMOTE})
+        for tunnel_ip in sorted(remote_chassis):
+            neighbor = view.underlay_neighbors.get(tunnel_ip)
+            if neighbor and view.underlay_ifindex:
+                yield Entry("tunnel_endpoints", ipv4_be32(tunnel_ip), {
+                    "dmac": list(mac_bytes(neighbor)), "smac": list(mac_bytes(view.underlay_mac)),
+                    "ifindex": view.underlay_ifindex, "src_ip": ipv4_be32(view.tunnel_ip)})

@@ -1,0 +1,59 @@
+/* Distributed L2: where each MAC of a network lives, the ARP answers, port
+ * security's allowed sources, and the underlay next hop of remote chassis. */
+#ifndef DFXDP_MAPS_L2_H
+#define DFXDP_MAPS_L2_H
+
+#include <linux/types.h>
+
+#define FDB_F_LOCAL 1    /* a port bound on this chassis: redirect to ifindex */
+#define FDB_F_REMOTE 2   /* a port on another chassis: VXLAN to tunnel_ip */
+
+/* map `fdb`: (network, MAC) -> the port's location */
+struct fdb_key {
+	__u32 net_key;
+	__u8 mac[6];
+	__u16 pad;
+};
+
+struct fdb_entry {
+	__u32 ifindex;     /* local tap, 0 when remote */
+	__be32 tunnel_ip;  /* chassis hosting it, 0 when local */
+	__u32 port_key;
+	__u32 flags;       /* FDB_F_* */
+};
+
+/* map `arp_table`: every IPv4 known in a network -> its MAC (ARP responder, next hops) */
+struct arp_key {
+	__u32 net_key;
+	__be32 ip;
+};
+
+struct arp_entry {
+	__u8 mac[6];
+	__u16 pad;
+};
+
+/* map `portsec` (LPM trie): which sources a port may use. prefixlen counts the
+ * bits after itself: 32 (ifindex) + the address prefix length. */
+struct portsec_key {
+	__u32 prefixlen;
+	__u32 ifindex;
+	__be32 addr;
+};
+
+struct portsec_entry {
+	__u8 mac[6];       /* the MAC allowed with this address */
+	__u16 pad;
+};
+
+/* map `tunnel_endpoints`: remote chassis tunnel IP -> how to reach it on the underlay */
+struct tunnel_endpoint {
+	__u8 dmac[6];      /* underlay next hop */
+	__u8 smac[6];      /* our underlay NIC */
+	__u32 ifindex;     /* our underlay NIC */
+	__be32 src_ip;     /* our tunnel IP */
+};
+
+#define VXLAN_PORT 4789
+
+#endif

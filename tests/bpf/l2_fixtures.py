@@ -1,0 +1,45 @@
+"""A small L2 world for BPF tests: two networks, local and remote ports, built
+as NB documents and pushed through the real apps and reconciler."""
+from __future__ import annotations
+
+from controller.apps import APPS, LocalView
+from controller.reconciler import Reconciler
+
+NET_A = {"id": "net-a", "key": 100}
+NET_B = {"id": "net-b", "key": 200}
+LOCAL_MAC, LOCAL2_MAC, REMOTE_MAC = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02", "fa:16:3e:00:00:03"
+ROUTER_MAC = "fa:16:3e:00:00:fe"
+TUNNEL_LOCAL, TUNNEL_REMOTE = "198.18.0.1", "198.18.0.2"
+UNDERLAY_MAC, UNDERLAY_PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
+
+def port(pid, key, net, mac, ip, host="", portsec=True, pairs=()):
+    return {"id": pid, "key": key, "network_id": net["id"], "mac_address": mac, "binding:host_id": host,
+            "fixed_ips": [{"subnet_id": "s", "ip_address": ip}], "port_security_enabled": portsec,
+            "allowed_address_pairs": list(pairs), "device_owner": ""}
+
+
+def build_view(local_if: int, local2_if: int, underlay_if: int, portsec: bool = True) -> LocalView:
+    ports = [
+        port("p-local", 1, NET_A, LOCAL_MAC, "10.0.0.1", "ch1", portsec,
+             pairs=[{"ip_address": "10.0.9.0/24", "mac_address": "fa:16:3e:00:00:aa"}]),
+        port("p-local2", 2, NET_A, LOCAL2_MAC, "10.0.0.2", "ch1"),
+        port("p-remote", 3, NET_A, REMOTE_MAC, "10.0.0.3", "ch2"),
+        port("p-other-net", 4, NET_B, REMOTE_MAC, "10.0.0.3", "ch1"),  # same MAC/IP, another network
+        {**port("p-router", 5, NET_A, ROUTER_MAC, "10.0.0.254"), "device_owner": "network:router_interface"},
+    ]
+    view = LocalView(chassis="ch1", tunnel_ip=TUNNEL_LOCAL,
+                     networks={n["id"]: n for n in (NET_A, NET_B)}, ports={p["id"]: p for p in ports},
+                     chassis_by_name={"ch1": {"tunnel_ip": TUNNEL_LOCAL}, "ch2": {"tunnel_ip": TUNNEL_REMOTE}},
+                     local_ports={"p-local": local_if, "p-local2": local2_if},
+                     underlay_ifindex=underlay_if, underlay_mac=UNDERLAY_MAC,
+                     underlay_neighbors={TUNNEL_REMOTE: UNDERLAY_PEER_MAC})
+    view.ports["p-other-net"]["binding:host_id"] = "ch1"
+    return view
+
+
+def program(pipeline, view: LocalView) -> None:
+    apps = [cls() for cls in APPS]
+    rec = Reconciler(pipeline.maps, [m for a in apps for m in a.maps])
+    result = rec.apply(e for a in apps for e in a.desired(view))
+    assert not result.errors, result.errors
