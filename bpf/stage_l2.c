@@ -23,7 +23,7 @@ int stage_l2(struct xdp_md *ctx)
 
 	if (eth->h_proto == ETH_P_ARP_BE) {
 		if (arp_respond(ctx, m->net_key))
-			return verdict(ctx, m, XDP_TX, DROP_NONE);
+			return reply_to_sender(ctx, m);
 		return verdict(ctx, m, XDP_PASS, DROP_NONE);
 	}
 	if (mac_is_group(eth->h_dest))

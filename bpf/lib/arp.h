@@ -32,7 +32,7 @@ static __always_inline struct arp_ipv4 *arp_header(struct xdp_md *ctx)
 }
 
 /* Turn an ARP request for a known IP of the network into its reply, in place.
- * Returns 1 when the frame is now a reply to send back (XDP_TX). */
+ * Returns 1 when the frame is now a reply to send back to the asker. */
 static __always_inline int arp_respond(struct xdp_md *ctx, __u32 net_key)
 {
 	struct ethhdr *eth = frame_at(ctx, 0, sizeof(*eth));

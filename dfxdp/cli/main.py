@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "dfxdp.cli.demo",
     "dfxdp.cli.server",
     "dfxdp.cli.resources",
+    "dfxdp.cli.agent",
 ]
 
 

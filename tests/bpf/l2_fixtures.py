@@ -2,8 +2,8 @@
 as NB documents and pushed through the real apps and reconciler."""
 from __future__ import annotations
 
-from controller.apps import APPS, LocalView
-from controller.reconciler import Reconciler
+from dfxdp.controller.apps import APPS, LocalView
+from dfxdp.controller.reconciler import Reconciler
 
 NET_A = {"id": "net-a", "key": 100}
 NET_B = {"id": "net-b", "key": 200}

@@ -78,7 +78,7 @@ def test_arp_request_for_a_known_ip_is_answered_in_xdp(world):
     request = Ether(src=fx.LOCAL_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=fx.LOCAL_MAC, psrc="10.0.0.1",
                                                                      pdst="10.0.0.254")
     res = run_packet(pipe, request, ingress_ifindex=local)
-    assert res.verdict == "XDP_TX"
+    assert res.verdict == "XDP_REDIRECT" and res.meta["out_ifindex"] == local
     reply = res.packet
     assert reply[Ether].dst == fx.LOCAL_MAC and reply[Ether].src == fx.ROUTER_MAC
     assert (reply[ARP].op, reply[ARP].hwsrc, reply[ARP].psrc) == (2, fx.ROUTER_MAC, "10.0.0.254")

@@ -1,0 +1,198 @@
+"""`dfxdp agent`: the local controller of one chassis.
+
+Threads: the NB watch (feeds the selective cache), the link watcher (taps
+appearing and going), the heartbeat. One loop turns "something changed" into
+one pass: build the LocalView, run the apps, reconcile the maps, attach XDP to
+new taps, write port status back to NB. A pass that fails is retried with
+backoff; nothing here is fatal but a bad start-up (no underlay, no bpffs).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from dfxdp.datapath import libbpf
+from dfxdp.datapath.pipeline import Pipeline
+from dfxdp.nb.db import StoreError, open_store
+from dfxdp.nb.errors import NBError
+from dfxdp.nb.service import NBService
+from dfxdp.nb.txn import NB
+from dfxdp.nb.watcher import Snapshot, Watcher
+
+from .apps import APPS, LocalView
+from .binding import LinkWatcher, link_mac, tap_name
+from .cache import SelectiveCache
+from .reconciler import Reconciler
+from .underlay import resolve_neighbors
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 10.0
+RESYNC_INTERVAL = 5.0  # a pass also runs this often: neighbour resolution, retries
+MAX_BACKOFF = 5.0
+
+
+@dataclass
+class AgentConfig:
+    chassis: str
+    tunnel_ip: str
+    underlay: str
+    db_url: str
+    bpffs: str
+    external_interface: str | None = None
+    metrics_listen: str | None = None
+    xdp_mode: str = "native"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, store=None):
+        self.config = config
+        self.store = store or open_store(config.db_url)
+        self.nb = NBService(self.store)
+        self.cache = SelectiveCache(config.chassis)
+        self.apps = [cls() for cls in APPS]
+        self.pipeline: Pipeline | None = None
+        self.reconciler: Reconciler | None = None
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._cache_lock = threading.Lock()
+        self._attached: dict[int, int] = {}   # ifindex -> program id we attached
+        self._status: dict[str, str] = {}     # port id -> status we last wrote
+        self._neighbors: dict[str, str] = {}
+        self.passes = 0
+        self.errors = 0
+        self.watcher: Watcher | None = None
+        self.links: LinkWatcher | None = None
+
+    # ---- start / stop ----------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.config
+        self.underlay_ifindex, self.underlay_mac = link_mac(cfg.underlay)
+        self.external_ifindex, self.external_mac = (link_mac(cfg.external_interface)
+                                                    if cfg.external_interface else (0, ""))
+        # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
+        self.pipeline = Pipeline(cfg.bpffs).load()
+        self.reconciler = Reconciler(self.pipeline.maps, [m for app in self.apps for m in app.maps])
+        self._attach(self.underlay_ifindex, "underlay")
+        if self.external_ifindex:
+            self._attach(self.external_ifindex, "port")
+        self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
+        self.links = LinkWatcher(self._dirty.set)
+        self.watcher = Watcher(self.store, NB)
+        self._threads = [threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True),
+                         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
+        for t in self._threads:
+            t.start()
+        log.info("agent %s up: tunnel %s on %s, bpffs %s", cfg.chassis, cfg.tunnel_ip, cfg.underlay, cfg.bpffs)
+
+    def run_forever(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            self._dirty.wait(RESYNC_INTERVAL)
+            if self._stop.is_set():
+                break
+            self._dirty.clear()
+            try:
+                self.sync_once()
+                backoff = 0.1
+            except (OSError, StoreError, NBError) as exc:
+                self.errors += 1
+                log.warning("agent pass failed (%s); retrying in %.1fs", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._dirty.set()
+
+    def stop(self) -> None:
+        """Stop the agent; pinned maps and XDP attachments stay: forwarding goes on."""
+        self._stop.set()
+        self._dirty.set()
+        if self.watcher:
+            self.watcher.cancel()
+        if self.links:
+            self.links.close()
+        if self.pipeline:
+            self.pipeline.close()
+
+    # ---- threads ------------------------------------------------------------
+    def _watch_loop(self) -> None:
+        for item in self.watcher:
+            with self._cache_lock:
+                if isinstance(item, Snapshot):
+                    self.cache.load(item.kvs, item.revision)
+                elif self.cache.apply(item):
+                    kvs, revision = self.store.range(NB)  # interest widened: reread what we skipped
+                    self.cache.load(kvs, revision)
+            self._dirty.set()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_INTERVAL):
+            try:
+                self.nb.heartbeat(self.config.chassis)
+            except (StoreError, NBError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    # ---- one pass -------------------------------------------------------------
+    def local_ports(self, ports: dict[str, dict]) -> dict[str, int]:
+        links = self.links.snapshot() if self.links else {}
+        return {pid: links[tap_name(pid)] for pid, p in ports.items()
+                if p.get("binding:host_id") == self.config.chassis and tap_name(pid) in links}
+
+    def build_view(self) -> LocalView:
+        with self._cache_lock:
+            objs = {kind: dict(docs) for kind, docs in self.cache.objects.items()}
+        chassis = {c["name"]: c for c in objs["chassis"].values()}
+        remote_ips = sorted({c["tunnel_ip"] for c in chassis.values() if c["name"] != self.config.chassis})
+        missing = [ip for ip in remote_ips if ip not in self._neighbors]
+        if missing:
+            self._neighbors.update(resolve_neighbors(missing, self.underlay_ifindex))
+        return LocalView(
+            chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip,
+            networks=objs["network"], subnets=objs["subnet"], ports=objs["port"], routers=objs["router"],
+            floatingips=objs["floatingip"], security_groups=objs["security_group"],
+            security_group_rules=objs["security_group_rule"], chassis_by_name=chassis,
+            local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
+            underlay_mac=self.underlay_mac, underlay_neighbors=dict(self._neighbors),
+            external_ifindex=self.external_ifindex, external_mac=self.external_mac)
+
+    def sync_once(self) -> LocalView:
+        view = self.build_view()
+        result = self.reconciler.apply(e for app in self.apps for e in app.desired(view))
+        self.passes += 1
+        # Maps first, then attach: a tap's first frame already finds its port record.
+        for ifindex in view.local_ports.values():
+            self._attach(ifindex, "port")
+        self._report_status(view)
+        if result.errors:
+            raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
+        return view
+
+    def _attach(self, ifindex: int, kind: str) -> None:
+        entry = self.pipeline.entry(kind)
+        attached, _ = libbpf.xdp_query(ifindex)
+        ours = self._attached.get(ifindex)
+        if attached and attached == ours:
+            return
+        self.pipeline.attach(ifindex, kind, self.config.xdp_mode)
+        self._attached[ifindex] = libbpf.xdp_query(ifindex)[0]
+        log.info("attached %s to ifindex %d", entry.name, ifindex)
+
+    def _report_status(self, view: LocalView) -> None:
+        for pid, port in view.ports.items():
+            if port.get("binding:host_id") != self.config.chassis:
+                continue
+            status = "ACTIVE" if pid in view.local_ports else "DOWN"
+            if port.get("status") != status and self._status.get(pid) != status:
+                self.nb.set_port_status(pid, status)
+                self._status[pid] = status
+
+
+def run_agent(config: AgentConfig, store=None, ready: threading.Event | None = None) -> Agent:
+    """Start an agent and run its loop in this thread until stop()."""
+    agent = Agent(config, store)
+    agent.start()
+    if ready is not None:
+        ready.set()
+    agent.run_forever()
+    return agent
+

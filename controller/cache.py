@@ -1,0 +1,134 @@
+"""The agent's NB cache, selective: only what this chassis' ports can reach.
+
+Interest grows from the ports bound here: their networks, the routers with an
+interface on those networks and the routers' other networks (gateway included),
+the security groups of the local ports and the groups their rules reference,
+floating IPs of local ports, and every chassis (they are few). Objects outside
+that interest are not kept. When an event widens the interest (a port bound
+here on a new network, a router attached to a network we serve), the cache
+rebuilds from a fresh read of the store, since it never kept what it now needs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from dfxdp.nb.db.base import KV, Event
+from dfxdp.nb.txn import NB
+
+ROUTER_PORT_OWNERS = ("network:router_interface", "network:router_gateway")
+KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "chassis")
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    if not key.startswith(NB):
+        return None
+    kind, _, obj_id = key[len(NB):].partition("/")
+    return (kind, obj_id) if obj_id else None
+
+
+@dataclass(frozen=True)
+class Interest:
+    local_ports: frozenset = frozenset()
+    networks: frozenset = frozenset()
+    routers: frozenset = frozenset()
+    security_groups: frozenset = frozenset()
+
+    def covers(self, other: "Interest") -> bool:
+        return (other.local_ports <= self.local_ports and other.networks <= self.networks and
+                other.routers <= self.routers and other.security_groups <= self.security_groups)
+
+
+def compute_interest(chassis: str, objects: dict[str, dict[str, dict]]) -> Interest:
+    ports = objects.get("port", {}).values()
+    local = {p["id"] for p in ports if p.get("binding:host_id") == chassis}
+    networks = {p["network_id"] for p in ports if p["id"] in local}
+    routers = {p["device_id"] for p in ports
+               if p.get("device_owner") == "network:router_interface" and p["network_id"] in networks}
+    networks |= {p["network_id"] for p in ports if p.get("device_owner") in ROUTER_PORT_OWNERS
+                 and p.get("device_id") in routers}
+    groups = {sg for p in ports if p["id"] in local for sg in (p.get("security_groups") or [])}
+    groups |= {r["remote_group_id"] for r in objects.get("security_group_rule", {}).values()
+               if r.get("security_group_id") in groups and r.get("remote_group_id")}
+    return Interest(frozenset(local), frozenset(networks), frozenset(routers), frozenset(groups))
+
+
+def relevant(kind: str, doc: dict, chassis: str, interest: Interest) -> bool:
+    if kind == "chassis":
+        return True
+    if kind == "network":
+        return doc["id"] in interest.networks
+    if kind == "subnet":
+        return doc.get("network_id") in interest.networks
+    if kind == "port":
+        return (doc.get("binding:host_id") == chassis or doc.get("network_id") in interest.networks or
+                (doc.get("device_owner") in ROUTER_PORT_OWNERS and doc.get("device_id") in interest.routers))
+    if kind == "router":
+        return doc["id"] in interest.routers
+    if kind == "floatingip":
+        return doc.get("port_id") in interest.local_ports
+    if kind == "security_group":
+        return doc["id"] in interest.security_groups
+    if kind == "security_group_rule":
+        # every rule of an interesting group, plus rules that may pull in a remote group
+        return doc.get("security_group_id") in interest.security_groups
+    return False
+
+
+@dataclass
+class SelectiveCache:
+    chassis: str
+    objects: dict[str, dict[str, dict]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    interest: Interest = field(default_factory=Interest)
+    revision: int = 0
+
+    def size(self) -> int:
+        return sum(len(v) for v in self.objects.values())
+
+    def load(self, kvs: Iterable[KV], revision: int) -> None:
+        """Rebuild from a full read of the NB prefix."""
+        everything: dict[str, dict[str, dict]] = {k: {} for k in KINDS}
+        for kv in kvs:
+            parsed = parse_key(kv.key)
+            if parsed and parsed[0] in everything:
+                everything[parsed[0]][parsed[1]] = json.loads(kv.value)
+        # interest is a fixpoint: groups referenced by rules need the rules first
+        interest = compute_interest(self.chassis, everything)
+        while True:
+            wider = compute_interest(self.chassis, {**everything, "security_group_rule": {
+                i: r for i, r in everything["security_group_rule"].items()
+                if r.get("security_group_id") in interest.security_groups}})
+            if interest.covers(wider):
+                break
+            interest = Interest(interest.local_ports | wider.local_ports, interest.networks | wider.networks,
+                                interest.routers | wider.routers, interest.security_groups | wider.security_groups)
+        self.interest = interest
+        self.objects = {kind: {i: d for i, d in docs.items() if relevant(kind, d, self.chassis, interest)}
+                        for kind, docs in everything.items()}
+        self.revision = revision
+
+    def apply(self, event: Event) -> bool:
+        """Apply one watch event. Returns True when the interest widened and the
+        caller must rebuild from a fresh store read (load())."""
+        self.revision = event.revision
+        parsed = parse_key(event.key)
+        if not parsed or parsed[0] not in self.objects:
+            return False
+        kind, obj_id = parsed
+        if event.type == "delete":
+            self.objects[kind].pop(obj_id, None)
+            self.interest = compute_interest(self.chassis, self.objects)
+            self.objects = {k: {i: d for i, d in docs.items() if relevant(k, d, self.chassis, self.interest)}
+                            for k, docs in self.objects.items()}
+            return False
+        doc = json.loads(event.value)
+        trial = {**self.objects, kind: {**self.objects[kind], obj_id: doc}}
+        wider = compute_interest(self.chassis, trial)
+        if not self.interest.covers(wider):
+            return True
+        if relevant(kind, doc, self.chassis, self.interest):
+            self.objects[kind][obj_id] = doc
+        else:
+            self.objects[kind].pop(obj_id, None)  # e.g. a port that moved to a network we do not serve
+        return False

@@ -1,0 +1,69 @@
+"""`dfxdp agent`: the local controller of one chassis."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+
+import click
+
+from dfxdp.nb.db import DEFAULT_URL
+
+from .options import parse_listen
+
+AGENT_OPTIONS = [
+    click.Option(["--chassis"], required=True, help="This node's chassis name (ports bind by binding:host_id)."),
+    click.Option(["--tunnel-ip"], required=True, help="This node's VXLAN tunnel endpoint IPv4 address."),
+    click.Option(["--underlay"], required=True, help="The NIC carrying VXLAN to other chassis."),
+    click.Option(["--external-interface"], default=None,
+                 help="NIC of the flat router:external network(s) (Neutron's bridge_mappings)."),
+    click.Option(["--bpffs"], default=None, help="Where to pin maps and programs (default /run/dfxdp/bpffs/CHASSIS)."),
+    click.Option(["--metrics-listen"], default="127.0.0.1:9870", show_default=True,
+                 help="HOST:PORT for Prometheus /metrics."),
+    click.Option(["--xdp-mode"], type=click.Choice(["native", "generic"]), default="native", show_default=True),
+]
+
+
+def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, bpffs, metrics_listen, xdp_mode):
+    from dfxdp.controller.agent import AgentConfig
+    from dfxdp.datapath.pipeline import default_bpffs
+
+    try:
+        if ipaddress.ip_address(tunnel_ip).version != 4:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{tunnel_ip!r} is not an IPv4 address", param_hint="--tunnel-ip") from None
+    parse_listen(metrics_listen)
+    return AgentConfig(chassis=chassis, tunnel_ip=tunnel_ip, underlay=underlay, db_url=db_url,
+                       bpffs=bpffs or str(default_bpffs(chassis)), external_interface=external_interface,
+                       metrics_listen=metrics_listen, xdp_mode=xdp_mode)
+
+
+def start_agent_or_fail(config, store=None):
+    """An Agent started (its threads running), or a one-line ClickException."""
+    from dfxdp.controller.agent import Agent
+    from dfxdp.datapath.libbpf import BpfError
+    from dfxdp.nb.db import StoreError
+
+    try:
+        agent = Agent(config, store)
+        agent.start()
+        return agent
+    except (ValueError, BpfError, StoreError, OSError) as exc:
+        raise click.ClickException(f"agent {config.chassis} cannot start: {exc}") from None
+
+
+def register(group: click.Group) -> None:
+    def agent(db_url, **opts):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        agent = start_agent_or_fail(agent_config(db_url, **opts))
+        signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+        try:
+            agent.run_forever()
+        except KeyboardInterrupt:
+            agent.stop()
+
+    group.add_command(click.Command(
+        "agent", callback=agent, help="Run the local controller: NB → XDP maps on this chassis.",
+        params=[click.Option(["--db", "db_url"], default=DEFAULT_URL, show_default=True, help="NB database URL."),
+                *AGENT_OPTIONS]))

@@ -1,0 +1,162 @@
+"""A multi-chassis dfxdp deployment on one machine, for tests and the demo.
+
+    fabric ns:   bridge `br-u` (underlay 198.18.0.0/24, .1 = services), bridge `br-x`
+                 (flat external network 198.19.0.0/24), etcd and `dfxdp server` on 0.0.0.0
+    root ns:     `mgmt` veth to the fabric (198.18.1.2/30 → services at 198.18.1.1)
+    chassis ns:  `und0` on br-u (198.18.0.1N), `ext0` on br-x, one `dfxdp agent`
+    vm ns:       `eth0` ⇄ `tap<port-id[:11]>` in its chassis ns (Neutron's naming)
+    outside ns:  a host on the external network (198.19.0.100)
+
+Everything lives in namespaces this helper creates, under unique names; close()
+removes it all, even after a failure.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import uuid
+
+from dfxdp.controller.binding import tap_name
+from dfxdp.datapath import libbpf
+
+from .etcd import EtcdServer
+from .netns import Topology, run
+
+SERVICES_IP = "198.18.0.1"
+MGMT_FABRIC, MGMT_ROOT = "198.18.1.1", "198.18.1.2"
+API_PORT = 9696
+EXTERNAL_CIDR = "198.19.0.0/24"
+OUTSIDE_IP = "198.19.0.100"
+BPFFS_ROOT = pathlib.Path("/run/dfxdp-test")
+
+
+class Chassis:
+    def __init__(self, cluster: "Cluster", index: int):
+        self.cluster = cluster
+        self.name = f"ch{index}"
+        self.tunnel_ip = f"198.18.0.{10 + index}"
+        self.ns = cluster.topo.netns(self.name)
+        self.bpffs = cluster.bpffs / self.name
+        self.proc: subprocess.Popen | None = None
+        topo = cluster.topo
+        topo.veth("und0", self.ns, f"u{index}", cluster.fabric, vm_end="peer")
+        topo.ip(cluster.fabric, f"link set u{index} master br-u")
+        topo.ip(self.ns, f"addr add {self.tunnel_ip}/24 dev und0")
+        topo.veth("ext0", self.ns, f"x{index}", cluster.fabric, vm_end="peer")
+        topo.ip(cluster.fabric, f"link set x{index} master br-x")
+
+    def start_agent(self) -> None:
+        self.log = open(self.cluster.logdir / f"agent-{self.name}.log", "ab")
+        self.proc = self.cluster.topo.popen(
+            [sys.executable, "-m", "dfxdp.cli.main", "agent", "--db", self.cluster.db_url, "--chassis", self.name,
+             "--tunnel-ip", self.tunnel_ip, "--underlay", "und0", "--external-interface", "ext0",
+             "--bpffs", str(self.bpffs), "--metrics-listen", f"{self.tunnel_ip}:9870"],
+            ns=self.ns, stdout=self.log, stderr=subprocess.STDOUT, env=self.cluster.env)
+
+    def stop_agent(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            (self.proc.kill if kill else self.proc.terminate)()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class Cluster:
+    def __init__(self, topo: Topology, chassis: int = 3):
+        self.topo = topo
+        self.uid = uuid.uuid4().hex[:8]
+        self.logdir = pathlib.Path(f"/tmp/dfxdp-cluster-{self.uid}")
+        self.logdir.mkdir(parents=True)
+        self.env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
+        # One bpffs for every chassis, mounted before any `ip netns exec` so all agents see it.
+        self.bpffs = BPFFS_ROOT / f"cluster-{self.uid}"
+        libbpf.ensure_bpffs(self.bpffs)
+        self.fabric = topo.netns("fabric")
+        for bridge in ("br-u", "br-x"):
+            topo.ip(self.fabric, f"link add {bridge} type bridge")
+            topo.ip(self.fabric, f"link set {bridge} up")
+        topo.ip(self.fabric, f"addr add {SERVICES_IP}/24 dev br-u")
+        topo.veth(f"mg{self.uid[:6]}", None, "mgmt", self.fabric, vm_end=None)
+        topo.ip(None, f"addr add {MGMT_ROOT}/30 dev mg{self.uid[:6]}")
+        topo.ip(self.fabric, f"addr add {MGMT_FABRIC}/30 dev mgmt")
+        self.outside = topo.netns("outside")
+        topo.veth("eth0", self.outside, "xo", self.fabric, vm_end="both")
+        topo.ip(self.fabric, "link set xo master br-x")
+        topo.ip(self.outside, f"addr add {OUTSIDE_IP}/24 dev eth0")
+        self.etcd = EtcdServer(host=SERVICES_IP, ns=self.fabric)
+        self.etcd.start()
+        self.db_url = f"etcd://{SERVICES_IP}:{self.etcd.client_port}"
+        self.server = topo.popen([sys.executable, "-m", "dfxdp.cli.main", "server", "--db", self.db_url,
+                                  "--listen", f"0.0.0.0:{API_PORT}"], ns=self.fabric,
+                                 stdout=open(self.logdir / "server.log", "ab"), stderr=subprocess.STDOUT, env=self.env)
+        self.api_url = f"http://{MGMT_FABRIC}:{API_PORT}"
+        self._wait_api()
+        self.chassis = [Chassis(self, i) for i in range(1, chassis + 1)]
+        for ch in self.chassis:
+            ch.start_agent()
+        self.vms: dict[str, str] = {}
+
+    def _wait_api(self, timeout: float = 30) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.api_url + "/", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"API server did not come up: {(self.logdir / 'server.log').read_text()[-2000:]}")
+
+    def connect(self):
+        import openstack
+
+        return openstack.connect(auth_type="none", auth={"endpoint": self.api_url},
+                                 network_endpoint_override=self.api_url)
+
+    def plug(self, port, chassis: Chassis, name: str | None = None) -> str:
+        """A VM namespace whose eth0 carries `port` (an openstacksdk Port) on `chassis`."""
+        vm = self.topo.netns(name or f"vm{len(self.vms)}")
+        fixed = port.fixed_ips[0]
+        subnet = self.connect().network.get_subnet(fixed["subnet_id"])
+        prefix = ipaddress.ip_network(subnet.cidr).prefixlen
+        # VM end: GRO on (NAPI for XDP redirects into it), TX checksum offload off (TCP across XDP)
+        self.topo.veth(tap_name(port.id), chassis.ns, "eth0", vm, peer_mac=port.mac_address, vm_end="peer")
+        self.topo.ip(vm, f"addr add {fixed['ip_address']}/{prefix} dev eth0")
+        if subnet.gateway_ip:
+            self.topo.ip(vm, f"route add default via {subnet.gateway_ip}")
+        self.vms[port.id] = vm
+        return vm
+
+    def wait_active(self, port_id: str, timeout: float = 30) -> None:
+        conn = self.connect()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if conn.network.get_port(port_id).status == "ACTIVE":
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"port {port_id} not ACTIVE after {timeout}s; agent logs in {self.logdir}")
+
+    def ping(self, vm: str, dst: str, count: int = 3, wait: float = 15) -> bool:
+        """True once `count` pings in a row succeed within `wait` seconds (convergence included)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if run(["ping", "-c", str(count), "-i", "0.2", "-W", "1", dst], ns=vm, check=False).returncode == 0:
+                return True
+            time.sleep(0.3)
+        return False
+
+    def close(self) -> None:
+        for ch in getattr(self, "chassis", []):
+            ch.stop_agent()
+        self.topo.close()
+        if hasattr(self, "etcd"):
+            self.etcd.close()
+        subprocess.run(["umount", "-l", str(self.bpffs)], check=False)
+        try:
+            self.bpffs.rmdir()
+        except OSError:
+            pass
