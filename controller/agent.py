@@ -156,6 +156,8 @@ class Agent:
             external_ifindex=self.external_ifindex, external_mac=self.external_mac)
 
     def sync_once(self) -> LocalView:
+        if self.links:
+            self.links.refresh()
         view = self.build_view()
         result = self.reconciler.apply(e for app in self.apps for e in app.desired(view))
         self.passes += 1

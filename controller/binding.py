@@ -7,7 +7,6 @@ this chassis and whose tap is there, and unbinds them when it goes.
 from __future__ import annotations
 
 import logging
-import select
 import threading
 from typing import Callable
 
@@ -32,8 +31,7 @@ class LinkWatcher:
         self._stop = threading.Event()
         self._ipr = IPRoute()
         self._ipr.bind()  # subscribe to link events before the dump, so none is missed
-        for link in self._ipr.get_links():
-            self.links[link.get_attr("IFLA_IFNAME")] = link["index"]
+        self.refresh()
         self._thread = threading.Thread(target=self._run, name="link-watcher", daemon=True)
         self._thread.start()
 
@@ -41,13 +39,23 @@ class LinkWatcher:
         with self._lock:
             return dict(self.links)
 
+    def refresh(self) -> None:
+        """Re-read every link: a safety net under the event stream, run on each agent pass."""
+        with IPRoute() as ipr:
+            links = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
+        with self._lock:
+            self.links = links
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._ipr], [], [], 0.5)
-            if not ready:
-                continue
+            try:
+                messages = self._ipr.get()  # blocks until the kernel reports something
+            except Exception:  # noqa: BLE001 - the socket was closed by close(), or netlink failed
+                if not self._stop.is_set():
+                    log.exception("link watcher stopped")
+                return
             changed = False
-            for msg in self._ipr.get():
+            for msg in messages:
                 event = msg.get("event")
                 if event not in ("RTM_NEWLINK", "RTM_DELLINK"):
                     continue
@@ -64,8 +72,8 @@ class LinkWatcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
         self._ipr.close()
+        self._thread.join(timeout=2)
 
 
 def link_mac(name: str) -> tuple[int, str]:

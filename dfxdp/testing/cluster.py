@@ -125,6 +125,10 @@ class Cluster:
         prefix = ipaddress.ip_network(subnet.cidr).prefixlen
         # VM end: GRO on (NAPI for XDP redirects into it), TX checksum offload off (TCP across XDP)
         self.topo.veth(tap_name(port.id), chassis.ns, "eth0", vm, peer_mac=port.mac_address, vm_end="peer")
+        # The network's MTU leaves room for VXLAN (Neutron hands it to VMs by DHCP; os-vif sets the tap).
+        mtu = self.connect().network.get_network(port.network_id).mtu
+        self.topo.ip(vm, f"link set eth0 mtu {mtu}")
+        self.topo.ip(chassis.ns, f"link set {tap_name(port.id)} mtu {mtu}")
         self.topo.ip(vm, f"addr add {fixed['ip_address']}/{prefix} dev eth0")
         if subnet.gateway_ip:
             self.topo.ip(vm, f"route add default via {subnet.gateway_ip}")
