@@ -8,36 +8,60 @@ from dfxdp.nb.db import DEFAULT_URL
 from .options import parse_listen, read_config
 
 
-def build_app(db_url: str, auth_token: str | None):
-    """The ASGI app on the NB store at db_url (raises StoreError on a bad URL)."""
+def build_app(store, auth_token: str | None):
+    """The ASGI app on an NB store."""
     from dfxdp.api.app import create_app
-    from dfxdp.nb.db import open_store
     from dfxdp.nb.service import NBService
 
-    return create_app(NBService(open_store(db_url)), auth_token=auth_token)
+    return create_app(NBService(store), auth_token=auth_token)
+
+
+def start_local_agent(store, db_url: str, agent_args: tuple[str, ...]):
+    """`--agent …`: an agent in this process on the same store (the all-in-one node)."""
+    import threading
+
+    from .agent import AGENT_OPTIONS, agent_config, start_agent_or_fail
+
+    parser = click.Command("agent", params=AGENT_OPTIONS)
+    try:
+        ctx = parser.make_context("dfxdp server --agent", list(agent_args))
+    except click.UsageError as exc:
+        raise click.ClickException(f"--agent options: {exc.format_message()}") from None
+    agent = start_agent_or_fail(agent_config(db_url, **ctx.params), store)
+    threading.Thread(target=agent.run_forever, name="agent", daemon=True).start()
+    return agent
 
 
 def register(group: click.Group) -> None:
-    @group.command("server")
+    @group.command("server", context_settings={"ignore_unknown_options": True})
     @click.option("--db", "db_url", default=None, help=f"NB database URL (default {DEFAULT_URL}).")
     @click.option("--listen", default=None, help="HOST:PORT to serve on (default 127.0.0.1:9696).")
     @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                   help="INI file: [api] listen, auth_token; [db] url.")
     @click.option("--auth-token", envvar="DFXDP_AUTH_TOKEN", default=None,
                   help="Require this X-Auth-Token on every request (env DFXDP_AUTH_TOKEN).")
-    def server(db_url, listen, config_path, auth_token) -> None:
+    @click.option("--agent", "with_agent", is_flag=True,
+                  help="Also run a local agent in this process; the remaining arguments are its options "
+                       "(e.g. --agent --chassis node1 --tunnel-ip 198.18.0.11 --underlay eth1).")
+    @click.argument("agent_args", nargs=-1, type=click.UNPROCESSED)
+    def server(db_url, listen, config_path, auth_token, with_agent, agent_args) -> None:
         """Serve the Neutron API v2.0 (and Octavia v2) on the NB database."""
         import uvicorn
 
-        from dfxdp.nb.db import StoreError
+        from dfxdp.nb.db import StoreError, open_store
 
         config = read_config(config_path)
         db_url = db_url or config.get("db", "url", fallback=DEFAULT_URL)
         host, port = parse_listen(listen or config.get("api", "listen", fallback="127.0.0.1:9696"))
         auth_token = auth_token or config.get("api", "auth_token", fallback=None) or None
+        if agent_args and not with_agent:
+            raise click.UsageError(f"unexpected arguments {' '.join(agent_args)} (agent options follow --agent)")
         try:
-            app = build_app(db_url, auth_token)
+            store = open_store(db_url)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
+        app = build_app(store, auth_token)
+        if with_agent:
+            start_local_agent(store, db_url, agent_args)
         click.echo(f"dfxdp server: Neutron API on http://{host}:{port} (db {db_url})", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
