@@ -19,7 +19,8 @@ class L2App(App):
             if not net or not port.get("mac_address"):
                 continue
             mac = list(mac_bytes(port["mac_address"]))
-            for address in ipv4_addresses(port):
+            # On external networks only the chassis hosting a floating IP answers for it (fip app).
+            for address in ([] if net.get("router:external") else ipv4_addresses(port)):
                 yield Entry("arp_table", {"net_key": net["key"], "ip": ipv4_be32(address)}, {"mac": mac})
             if view.is_local(port):
                 yield Entry("fdb", {"net_key": net["key"], "mac": mac}, {

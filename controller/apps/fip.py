@@ -1,0 +1,32 @@
+"""Floating IPs, distributed: the chassis hosting the port answers for its
+floating IP on the external network (with the floating IP port's own MAC, so
+no two chassis ever claim one MAC) and NATs it in XDP."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .base import App, Entry, LocalView, ipv4_be32, mac_bytes
+
+
+class FloatingIPApp(App):
+    name = "fip"
+    maps = ("fip_dnat", "fip_snat")  # arp_table and router_ports entries are shared with l2/l3
+
+    def desired(self, view: LocalView) -> Iterable[Entry]:
+        fip_ports = {p["device_id"]: p for p in view.ports.values() if p.get("device_owner") == "network:floatingip"}
+        for fip in view.floatingips.values():
+            port, router = view.ports.get(fip.get("port_id") or ""), view.routers.get(fip.get("router_id") or "")
+            own = fip_ports.get(fip["id"])
+            ext = view.networks.get(fip.get("floating_network_id"))
+            if not (port and router and own and ext and view.is_local(port) and fip.get("fixed_ip_address")):
+                continue
+            net = view.networks.get(port["network_id"])
+            if not net:
+                continue
+            floating, fixed = ipv4_be32(fip["floating_ip_address"]), ipv4_be32(fip["fixed_ip_address"])
+            mac = list(mac_bytes(own["mac_address"]))
+            yield Entry("fip_dnat", floating, {"fixed_ip": fixed, "router_key": router["key"]})
+            yield Entry("fip_snat", {"net_key": net["key"], "fixed_ip": fixed}, {"floating_ip": floating, "mac": mac})
+            yield Entry("arp_table", {"net_key": ext["key"], "ip": floating}, {"mac": mac})
+            yield Entry("router_ports", {"net_key": ext["key"], "mac": mac},
+                        {"router_key": router["key"], "ip": floating})
