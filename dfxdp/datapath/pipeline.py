@@ -57,6 +57,30 @@ def pipeline_objects() -> list[pathlib.Path]:
     return [object_path(ENTRY_OBJECT), *others]
 
 
+def counters_from(maps) -> dict[str, dict[str, dict[str, int]]]:
+    """Summed per-CPU counters: {"stages": {...}, "verdicts": {...}, "drops": {...}}."""
+    def table(map_name: str, names: dict[str, int]) -> dict[str, dict[str, int]]:
+        m = maps[map_name]
+        return {name: m.lookup_sum(slot) for name, slot in names.items()}
+
+    return {
+        "stages": table("stage_stats", STAGE_STATS),
+        "verdicts": table("verdict_stats", dict(zip(libbpf.XDP_ACTIONS, range(5)))),
+        "drops": table("drop_stats", DROP_REASONS),
+    }
+
+
+def pinned_counters(bpffs_dir: str | os.PathLike) -> dict[str, dict[str, dict[str, int]]]:
+    """The counters of a running chassis, read from its pins (no agent needed)."""
+    names = ("stage_stats", "verdict_stats", "drop_stats")
+    maps = {name: Map.pinned(pathlib.Path(bpffs_dir) / "maps" / name) for name in names}
+    try:
+        return counters_from(maps)
+    finally:
+        for m in maps.values():
+            m.close()
+
+
 def default_bpffs(chassis: str) -> pathlib.Path:
     return BPFFS_MOUNT / chassis
 
@@ -132,18 +156,8 @@ class Pipeline:
     def detach(self, ifindex: int, mode: str = "native") -> None:
         libbpf.xdp_detach(ifindex, mode)
 
-    # counters ------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, dict[str, int]]]:
-        """Summed per-CPU counters: {"stages": {...}, "verdicts": {...}, "drops": {...}}."""
-        def table(map_name: str, names: dict[str, int]) -> dict[str, dict[str, int]]:
-            m = self.maps[map_name]
-            return {name: m.lookup_sum(slot) for name, slot in names.items()}
-
-        return {
-            "stages": table("stage_stats", STAGE_STATS),
-            "verdicts": table("verdict_stats", dict(zip(libbpf.XDP_ACTIONS, range(5)))),
-            "drops": table("drop_stats", DROP_REASONS),
-        }
+        return counters_from(self.maps)
 
     def close(self) -> None:
         """Release our fds; pinned maps/programs and attachments stay in the kernel."""

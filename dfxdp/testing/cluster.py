@@ -1,7 +1,8 @@
 """A multi-chassis dfxdp deployment on one machine, for tests and the demo.
 
     fabric ns:   bridge `br-u` (underlay 198.18.0.0/24, .1 = services), bridge `br-x`
-                 (flat external network 198.19.0.0/24), etcd and `dfxdp server` on 0.0.0.0
+                 (flat external network 198.19.0.0/24), etcd (or a shared sqlite file, the
+                 embedded default) and `dfxdp server` on 0.0.0.0
     root ns:     `mgmt` veth to the fabric (198.18.1.2/30 → services at 198.18.1.1)
     chassis ns:  `und0` on br-u (198.18.0.1N), `ext0` on br-x, one `dfxdp agent`
     vm ns:       `eth0` ⇄ `tap<port-id[:11]>` in its chassis ns (Neutron's naming)
@@ -65,7 +66,7 @@ class Chassis:
 
 
 class Cluster:
-    def __init__(self, topo: Topology, chassis: int = 3):
+    def __init__(self, topo: Topology, chassis: int = 3, db: str = "etcd"):
         self.topo = topo
         self.uid = uuid.uuid4().hex[:8]
         self.logdir = pathlib.Path(f"/tmp/dfxdp-cluster-{self.uid}")
@@ -86,9 +87,13 @@ class Cluster:
         topo.veth("eth0", self.outside, "xo", self.fabric, vm_end="both")
         topo.ip(self.fabric, "link set xo master br-x")
         topo.ip(self.outside, f"addr add {OUTSIDE_IP}/24 dev eth0")
-        self.etcd = EtcdServer(host=SERVICES_IP, ns=self.fabric)
-        self.etcd.start()
-        self.db_url = f"etcd://{SERVICES_IP}:{self.etcd.client_port}"
+        self.etcd: EtcdServer | None = None
+        if db == "etcd":
+            self.etcd = EtcdServer(host=SERVICES_IP, ns=self.fabric)
+            self.etcd.start()
+            self.db_url = f"etcd://{SERVICES_IP}:{self.etcd.client_port}"
+        else:  # the embedded default: one sqlite file, shared by the server and every agent
+            self.db_url = f"sqlite:///{self.logdir}/nb.db"
         self.server = topo.popen([sys.executable, "-m", "dfxdp.cli.main", "server", "--db", self.db_url,
                                   "--listen", f"0.0.0.0:{API_PORT}"], ns=self.fabric,
                                  stdout=open(self.logdir / "server.log", "ab"), stderr=subprocess.STDOUT, env=self.env)
@@ -157,7 +162,7 @@ class Cluster:
         for ch in getattr(self, "chassis", []):
             ch.stop_agent()
         self.topo.close()
-        if hasattr(self, "etcd"):
+        if getattr(self, "etcd", None):
             self.etcd.close()
         subprocess.run(["umount", "-l", str(self.bpffs)], check=False)
         try:
