@@ -22,6 +22,8 @@ from dfxdp.nb.watcher import Snapshot, Watcher
 
 from .apps import APPS, LocalView
 from .binding import LinkWatcher, link_mac, tap_name
+from . import conntrack
+from .apps.sg import local_policies
 from .cache import SelectiveCache
 from .reconciler import Reconciler
 from .underlay import resolve_neighbors
@@ -165,6 +167,8 @@ class Agent:
         for ifindex in view.local_ports.values():
             self._attach(ifindex, "port")
         self._report_status(view)
+        # after the new rules are in: end the flows they no longer allow, forget expired ones
+        conntrack.maintain(self.pipeline.maps["conntrack"], local_policies(view))
         if result.errors:
             raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
         return view

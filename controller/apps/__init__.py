@@ -5,7 +5,8 @@ from .l2 import L2App
 from .l3 import L3App
 from .ports import PortsApp
 from .portsec import PortSecurityApp
+from .sg import SecurityGroupApp
 
-APPS: list[type[App]] = [PortsApp, PortSecurityApp, L2App, L3App, FloatingIPApp]
+APPS: list[type[App]] = [PortsApp, PortSecurityApp, SecurityGroupApp, L2App, L3App, FloatingIPApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

@@ -16,7 +16,13 @@ UNDERLAY_MAC, UNDERLAY_PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 def port(pid, key, net, mac, ip, host="", portsec=True, pairs=()):
     return {"id": pid, "key": key, "network_id": net["id"], "mac_address": mac, "binding:host_id": host,
             "fixed_ips": [{"subnet_id": "s", "ip_address": ip}], "port_security_enabled": portsec,
-            "allowed_address_pairs": list(pairs), "device_owner": ""}
+            "allowed_address_pairs": list(pairs), "device_owner": "", "security_groups": ["open"]}
+
+
+# Security groups are not what these tests are about: one group lets everything through.
+OPEN_RULES = {f"open-{d}": {"id": f"open-{d}", "security_group_id": "open", "direction": d, "ethertype": "IPv4",
+                            "protocol": None, "port_range_min": None, "port_range_max": None,
+                            "remote_ip_prefix": None, "remote_group_id": None} for d in ("ingress", "egress")}
 
 
 def build_view(local_if: int, local2_if: int, underlay_if: int, portsec: bool = True) -> LocalView:
@@ -30,6 +36,7 @@ def build_view(local_if: int, local2_if: int, underlay_if: int, portsec: bool = 
     ]
     view = LocalView(chassis="ch1", tunnel_ip=TUNNEL_LOCAL,
                      networks={n["id"]: n for n in (NET_A, NET_B)}, ports={p["id"]: p for p in ports},
+                     security_group_rules=OPEN_RULES,
                      chassis_by_name={"ch1": {"tunnel_ip": TUNNEL_LOCAL}, "ch2": {"tunnel_ip": TUNNEL_REMOTE}},
                      local_ports={"p-local": local_if, "p-local2": local2_if},
                      underlay_ifindex=underlay_if, underlay_mac=UNDERLAY_MAC,

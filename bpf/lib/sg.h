@@ -1,0 +1,151 @@
+/* Security group policy: a few LPM lookups, whatever the number of rules. */
+#ifndef DFXDP_LIB_SG_H
+#define DFXDP_LIB_SG_H
+
+#include "conntrack.h"
+
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED_T 11
+#define ICMP_PARAM_PROBLEM 12
+
+static __always_inline int sg_allow_lookup(__u32 port, __u32 dir, __u32 class_id, __u8 proto, __be16 l4)
+{
+	struct sg_allow_key key = { .prefixlen = 128, .port_key = port, .direction = dir,
+				    .class_id = class_id, .proto = proto, .l4 = l4 };
+
+	return bpf_map_lookup_elem(&sg_allow, &key) != NULL;
+}
+
+/* Do the port's rules in `dir` allow a new flow f with this remote address? */
+static __always_inline int sg_policy_allows(__u32 port, __u32 dir, const struct flow *f, __be32 remote)
+{
+	struct sg_remote_key rkey = { .prefixlen = 96, .port_key = port, .direction = dir, .addr = remote };
+	struct sg_remote *cls = bpf_map_lookup_elem(&sg_remote, &rkey);
+	__be16 l4 = f->proto == IPPROTO_ICMP ? bpf_htons(((__u16)f->icmp_type << 8) | f->icmp_code) : f->dport;
+
+	if (cls) {
+		if (sg_allow_lookup(port, dir, cls->class_id, f->proto, l4) ||
+		    sg_allow_lookup(port, dir, cls->class_id, SG_PROTO_ANY, 0))
+			return 1;
+	}
+	return sg_allow_lookup(port, dir, SG_CLASS_ANY, f->proto, l4) ||
+	       sg_allow_lookup(port, dir, SG_CLASS_ANY, SG_PROTO_ANY, 0);
+}
+
+/* The flow of an IPv4 frame; returns 0 or a DROP_* reason. ICMP echo ids stand in for ports. */
+static __always_inline int flow_of(struct xdp_md *ctx, __u32 off, struct flow *f)
+{
+	struct iphdr *ip = frame_at(ctx, off, sizeof(*ip));
+
+	if (!ip)
+		return DROP_TRUNCATED;
+	__builtin_memset(f, 0, sizeof(*f));
+	f->saddr = ip->saddr;
+	f->daddr = ip->daddr;
+	f->proto = ip->protocol;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return 0; /* a later fragment: addresses only */
+	off += ip->ihl * 4;
+	if (f->proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = frame_at(ctx, off, sizeof(*tcp));
+
+		if (!tcp)
+			return DROP_TRUNCATED;
+		f->sport = tcp->source;
+		f->dport = tcp->dest;
+		f->tcp_flags = ((__u8 *)tcp)[13];
+	} else if (f->proto == IPPROTO_UDP) {
+		struct udphdr *udp = frame_at(ctx, off, sizeof(*udp));
+
+		if (!udp)
+			return DROP_TRUNCATED;
+		f->sport = udp->source;
+		f->dport = udp->dest;
+	} else if (f->proto == IPPROTO_ICMP) {
+		struct icmp_hdr *icmp = frame_at(ctx, off, sizeof(*icmp));
+
+		if (!icmp)
+			return DROP_TRUNCATED;
+		f->icmp_type = icmp->type;
+		f->icmp_code = icmp->code;
+		if (icmp->type == 0 || icmp->type == 8)
+			f->sport = f->dport = icmp->id; /* request and reply share the id: symmetric */
+	}
+	return 0;
+}
+
+static __always_inline int icmp_is_error(const struct flow *f)
+{
+	return f->proto == IPPROTO_ICMP && (f->icmp_type == ICMP_DEST_UNREACH ||
+					    f->icmp_type == ICMP_TIME_EXCEEDED_T ||
+					    f->icmp_type == ICMP_PARAM_PROBLEM);
+}
+
+/* Stateful filtering for one port and direction; 0 to allow, else a drop reason. */
+static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 dir, __u32 deny_reason)
+{
+	__u32 other = dir == SG_INGRESS ? SG_EGRESS : SG_INGRESS;
+	__u64 now = bpf_ktime_get_ns();
+	struct ct_entry *e;
+	struct ct_key key;
+	struct flow f;
+	int err;
+
+	err = flow_of(ctx, sizeof(struct ethhdr), &f);
+	if (err)
+		return err;
+	/* this direction's own entry: the flow started here */
+	ct_key_of(&key, port, dir, &f, 0);
+	e = ct_find(&key, now);
+	if (e) {
+		ct_advance(e, &f, 0, now);
+		return 0;
+	}
+	/* the reply of a flow that started the other way at this port */
+	ct_key_of(&key, port, other, &f, 1);
+	e = ct_find(&key, now);
+	if (e) {
+		ct_advance(e, &f, 1, now);
+		return 0;
+	}
+	/* an ICMP error about a tracked flow: the quoted header is that flow */
+	if (icmp_is_error(&f)) {
+		struct flow inner;
+		__u32 off = sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct icmp_hdr);
+
+		if (flow_of(ctx, off, &inner) == 0) {
+			ct_key_of(&key, port, other, &inner, 0);
+			if (ct_find(&key, now))
+				return 0;
+		}
+	}
+	if (!sg_policy_allows(port, dir, &f, dir == SG_INGRESS ? f.saddr : f.daddr))
+		return deny_reason;
+	ct_key_of(&key, port, dir, &f, 0);
+	return ct_create(&key, &f, now);
+}
+
+static __always_inline void sg_count(struct xdp_md *ctx, __u32 port, __u32 dir, int allowed)
+{
+	struct sg_stats_key key = { .port_key = port, .direction = dir };
+	struct sg_counters *c = bpf_map_lookup_elem(&sg_stats, &key);
+	__u64 len = ctx->data_end - ctx->data;
+
+	if (!c) {
+		struct sg_counters zero = {};
+
+		bpf_map_update_elem(&sg_stats, &key, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&sg_stats, &key);
+		if (!c)
+			return;
+	}
+	if (allowed) {
+		c->allowed_packets++;
+		c->allowed_bytes += len;
+	} else {
+		c->denied_packets++;
+		c->denied_bytes += len;
+	}
+}
+
+#endif

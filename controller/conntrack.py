@@ -1,0 +1,45 @@
+"""Agent-side conntrack upkeep: end flows a rule change no longer allows, and
+sweep expired entries (the datapath only removes those it happens to meet)."""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+from dfxdp.datapath.libbpf import Map, lib, to_dict
+
+from .sg_compiler import Policy
+
+TIMEOUTS = {lib.CT_SYN_SENT: lib.CT_TIMEOUT_SYN, lib.CT_ESTABLISHED: lib.CT_TIMEOUT_ESTABLISHED,
+            lib.CT_CLOSING: lib.CT_TIMEOUT_CLOSING, lib.CT_UDP: lib.CT_TIMEOUT_UDP, lib.CT_ICMP: lib.CT_TIMEOUT_ICMP}
+
+
+def _addr(be32: int) -> str:
+    """A __be32 read through cffi (its memory bytes are in network order) as dotted text."""
+    return socket.inet_ntoa(be32.to_bytes(4, sys.byteorder))
+
+
+def _port(be16: int) -> int:
+    return int.from_bytes(be16.to_bytes(2, sys.byteorder), "big")
+
+
+def maintain(ct: Map, policies: dict[tuple[int, int], Policy], now_ns: int | None = None) -> tuple[int, int]:
+    """Delete expired entries, and entries of filtered ports whose flow the
+    current rules would refuse. Returns (expired, revoked)."""
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+    expired = revoked = 0
+    for raw_key, raw_value in ct.raw_items().items():
+        key, entry = to_dict(ct.decode(ct.key_type, raw_key)), to_dict(ct.decode(ct.value_type, raw_value))
+        if now_ns - entry["last_seen_ns"] > TIMEOUTS.get(entry["state"], lib.CT_TIMEOUT_OTHER) * 1_000_000_000:
+            expired += ct.delete(raw_key)
+            continue
+        policy = policies.get((key["port_key"], key["direction"]))
+        if policy is None:
+            continue  # the port is gone or unfiltered: its entries expire on their own
+        remote = key["saddr"] if key["direction"] == lib.SG_INGRESS else key["daddr"]
+        l4 = _port(key["dport"]) if key["proto"] in (6, 17, 132) else 0
+        if key["proto"] == 1:
+            l4 = 8 << 8  # only echo requests open ICMP flows
+        if not policy.allows(key["proto"], _addr(remote), l4):
+            revoked += ct.delete(raw_key)
+    return expired, revoked
