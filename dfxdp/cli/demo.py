@@ -65,7 +65,11 @@ def run_demo(console) -> bool:
             for port in ports.values():
                 cluster.wait_active(port.id)
             fip = c.network.create_ip(floating_network_id=ext.id, port_id=ports["web"].id)
+            default = next(c.network.security_groups(name="default"))
+            c.network.create_security_group_rule(security_group_id=default.id, direction="ingress", protocol="icmp",
+                                                 remote_ip_prefix="0.0.0.0/0")
             addr = {n: p.fixed_ips[0]["ip_address"] for n, p in ports.items()}
+            console.print("  security group `default` + ingress ICMP from anywhere")
             console.print(f"  networks blue 10.0.0.0/24 + green 10.1.0.0/24 (router), red 10.2.0.0/24 (alone); "
                           f"web {addr['web']} on ch1, db {addr['db']} on ch2, intruder {addr['intruder']} on ch1; "
                           f"floating IP {fip.floating_ip_address} → web")

@@ -38,6 +38,9 @@ def routed():
             for port in cl.ports.values():
                 cl.wait_active(port.id)
             cl.fip = c.network.create_ip(floating_network_id=ext.id, port_id=cl.ports["b1"].id)
+            default = next(c.network.security_groups(name="default"))
+            c.network.create_security_group_rule(security_group_id=default.id, direction="ingress", protocol="icmp",
+                                                 remote_ip_prefix="0.0.0.0/0")  # the outside host may ping
             yield cl
         finally:
             cl.close()
