@@ -85,13 +85,19 @@ class Policy:
 
     def entries(self) -> tuple[list[tuple[ipaddress.IPv4Network, int]], set[tuple[int, int, int, int]]]:
         """(remote prefix, class) and (class, proto, l4 value, l4 bits) entries."""
-        prefixes = sorted({n for r in self.rules for n in r.remotes}, key=lambda n: (n.prefixlen, n))
+        by_prefix: dict[ipaddress.IPv4Network, set[int]] = {}
+        for i, r in enumerate(self.rules):
+            for n in r.remotes:
+                by_prefix.setdefault(n, set()).add(i)
         classes: dict[frozenset, int] = {}
         remote_entries = []
         allow: set[tuple[int, int, int, int]] = set()
-        for prefix in prefixes:
-            members = frozenset(i for i, r in enumerate(self.rules) if any(prefix.subnet_of(n) for n in r.remotes))
-            class_id = classes.setdefault(members, len(classes) + 1)
+        for prefix in sorted(by_prefix, key=lambda n: (n.prefixlen, n)):
+            # the rules holding this prefix: those of the prefix itself and of each of its supernets
+            members = set(by_prefix[prefix])
+            for length in range(prefix.prefixlen):
+                members |= by_prefix.get(prefix.supernet(new_prefix=length), set())
+            class_id = classes.setdefault(frozenset(members), len(classes) + 1)
             remote_entries.append((prefix, class_id))
         for members, class_id in classes.items():
             for i in members:
