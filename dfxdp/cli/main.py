@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "dfxdp.cli.server",
     "dfxdp.cli.resources",
     "dfxdp.cli.agent",
+    "dfxdp.cli.trace",
 ]
 
 
