@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline
+from dfxdp.metrics.agent import AgentMetrics
 from dfxdp.nb.db import StoreError, open_store
 from dfxdp.nb.errors import NBError
 from dfxdp.nb.service import NBService
@@ -66,6 +68,8 @@ class Agent:
         self.errors = 0
         self.watcher: Watcher | None = None
         self.links: LinkWatcher | None = None
+        self.metrics = AgentMetrics()
+        self._event_at: float | None = None  # when the oldest NB change not yet programmed arrived
 
     # ---- start / stop ----------------------------------------------------------
     def start(self) -> None:
@@ -80,6 +84,10 @@ class Agent:
         if self.external_ifindex:
             self._attach(self.external_ifindex, "port")
         self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
+        self.metrics.heartbeat.set_to_current_time()
+        self.metrics.serve_datapath(lambda: self.pipeline.maps if self.pipeline else {})
+        if cfg.metrics_listen:
+            self.metrics.start(cfg.metrics_listen)
         self.links = LinkWatcher(self._dirty.set)
         self.watcher = Watcher(self.store, NB)
         self._threads = [threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True),
@@ -100,6 +108,7 @@ class Agent:
                 backoff = 0.1
             except (OSError, StoreError, NBError) as exc:
                 self.errors += 1
+                self.metrics.reconcile_errors.inc()
                 log.warning("agent pass failed (%s); retrying in %.1fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -125,12 +134,15 @@ class Agent:
                 elif self.cache.apply(item):
                     kvs, revision = self.store.range(NB)  # interest widened: reread what we skipped
                     self.cache.load(kvs, revision)
+                if self._event_at is None:
+                    self._event_at = time.monotonic()
             self._dirty.set()
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
             try:
                 self.nb.heartbeat(self.config.chassis)
+                self.metrics.heartbeat.set_to_current_time()
             except (StoreError, NBError) as exc:
                 log.warning("heartbeat failed: %s", exc)
 
@@ -158,6 +170,7 @@ class Agent:
             external_ifindex=self.external_ifindex, external_mac=self.external_mac)
 
     def sync_once(self) -> LocalView:
+        started, event_at, self._event_at = time.monotonic(), self._event_at, None
         if self.links:
             self.links.refresh()
         view = self.build_view()
@@ -169,9 +182,20 @@ class Agent:
         self._report_status(view)
         # after the new rules are in: end the flows they no longer allow, forget expired ones
         conntrack.maintain(self.pipeline.maps["conntrack"], local_policies(view))
+        self._observe(view, started, event_at)
         if result.errors:
             raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
         return view
+
+    def _observe(self, view: LocalView, started: float, event_at: float | None) -> None:
+        m, now = self.metrics, time.monotonic()
+        m.reconcile_runs.inc()
+        m.reconcile_seconds.observe(now - started)
+        if event_at is not None:
+            m.convergence_seconds.observe(now - event_at)
+        m.cache_objects.set(self.cache.size())
+        m.bound_ports.set(len(view.local_ports))
+        m.watch_lag.set(max(0, self.store.revision() - self.cache.revision))
 
     def _attach(self, ifindex: int, kind: str) -> None:
         entry = self.pipeline.entry(kind)

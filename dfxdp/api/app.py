@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dfxdp.metrics.api import instrument
 from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.service import NBService
 
@@ -86,9 +87,11 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
     app = FastAPI(title="dfxdp Neutron API", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
 
+    instrument(app)
+
     @app.middleware("http")
     async def token_auth(request: Request, call_next):
-        if auth_token is not None:
+        if auth_token is not None and request.url.path != "/metrics":  # Prometheus scrapes without a token
             given = request.headers.get("x-auth-token", "")
             if not hmac.compare_digest(given.encode(), auth_token.encode()):
                 return _error(Unauthorized("Unauthorized", "Authentication required: missing or wrong X-Auth-Token"))
