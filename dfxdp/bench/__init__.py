@@ -1,0 +1,1 @@
+"""`dfxdp bench`: measure the datapath (and, as they land, the end-to-end and control-plane parts)."""
