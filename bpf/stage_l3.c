@@ -20,6 +20,20 @@ static __always_inline struct arp_entry *next_hop_mac(__u32 net_key, __be32 ip, 
 	return mac;
 }
 
+/* One routing hop: new MACs, TTL - 1 with the checksum updated incrementally. */
+static __always_inline int forward_hop(struct xdp_md *ctx, struct iphdr *ip, const __u8 *smac, const __u8 *dmac)
+{
+	struct ethhdr *eth = frame_at(ctx, 0, sizeof(*eth));
+
+	if (!eth)
+		return DROP_TRUNCATED;
+	__builtin_memcpy(eth->h_source, smac, 6);
+	__builtin_memcpy(eth->h_dest, dmac, 6);
+	ip->check = csum_replace2(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
+	ip->ttl--;
+	return 0;
+}
+
 SEC("xdp")
 int stage_l3(struct xdp_md *ctx)
 {
@@ -115,13 +129,9 @@ int stage_l3(struct xdp_md *ctx)
 		err = nat_rewrite(ctx, ip, &ip->saddr, snat->floating_ip);
 		if (err)
 			return verdict(ctx, m, XDP_DROP, err);
-		eth = frame_at(ctx, 0, sizeof(*eth));
-		if (!eth)
-			return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
-		__builtin_memcpy(eth->h_source, snat->mac, 6);
-		__builtin_memcpy(eth->h_dest, dmac->mac, 6);
-		ip->check = csum_replace2(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
-		ip->ttl--;
+		err = forward_hop(ctx, ip, snat->mac, dmac->mac);
+		if (err)
+			return verdict(ctx, m, XDP_DROP, err);
 		m->net_key = r->out_net_key;
 		m->out_ifindex = r->out_ifindex;
 		m->dst_port_key = 0;
@@ -132,13 +142,9 @@ int stage_l3(struct xdp_md *ctx)
 	dmac = next_hop_mac(r->out_net_key, nexthop, 0);
 	if (!dmac)
 		return verdict(ctx, m, XDP_PASS, DROP_NONE); /* unknown host: the fallback path */
-	eth = frame_at(ctx, 0, sizeof(*eth));
-	if (!eth)
-		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
-	__builtin_memcpy(eth->h_source, r->src_mac, 6);
-	__builtin_memcpy(eth->h_dest, dmac->mac, 6);
-	ip->check = csum_replace2(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
-	ip->ttl--;
+	err = forward_hop(ctx, ip, r->src_mac, dmac->mac);
+	if (err)
+		return verdict(ctx, m, XDP_DROP, err);
 	m->net_key = r->out_net_key;
 	m->flags |= PKT_F_ROUTED;
 	return next_stage(ctx, m, STAGE_L2);

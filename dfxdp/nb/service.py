@@ -446,10 +446,7 @@ class NBService:
                 port.update(device_owner=ROUTER_INTERFACE, device_id=router_id, security_groups=[],
                             revision_number=port["revision_number"] + 1, updated_at=_now())
                 txn.put("port", port)
-            subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]
-            return {"id": router_id, "tenant_id": router["project_id"], "project_id": router["project_id"],
-                    "port_id": port["id"], "network_id": port["network_id"], "subnet_id": subnet_ids[0],
-                    "subnet_ids": subnet_ids}
+            return _interface_info(router, port)
 
         return run_txn(self.store, body_fn)
 
@@ -475,10 +472,7 @@ class NBService:
             except BadRequest:
                 raise Conflict("RouterInterfaceInUseByRoute", f"Router interface {port['id']} is the way to "
                                                               f"a static route's nexthop: remove the route first") from None
-            subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]
-            return {"id": router_id, "tenant_id": router["project_id"], "project_id": router["project_id"],
-                    "port_id": port["id"], "network_id": port["network_id"], "subnet_id": subnet_ids[0],
-                    "subnet_ids": subnet_ids}
+            return _interface_info(router, port)
 
         return run_txn(self.store, body_fn)
 
@@ -718,6 +712,14 @@ class NBService:
             return port
 
         return run_txn(self.store, body_fn)
+
+
+def _interface_info(router: dict, port: dict) -> dict:
+    """Neutron's answer to add/remove_router_interface."""
+    subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]
+    return {"id": router["id"], "tenant_id": router["project_id"], "project_id": router["project_id"],
+            "port_id": port["id"], "network_id": port["network_id"], "subnet_id": subnet_ids[0],
+            "subnet_ids": subnet_ids}
 
 
 def _matches(value: Any, wanted: list[str]) -> bool:

@@ -1,12 +1,9 @@
 """The datapath collector: sums per-CPU maps at scrape time, passes promtool,
 and its counters move with the packets sent."""
-import subprocess
-
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
-from dfxdp.datapath.pktrun import run_packet
 from dfxdp.metrics.datapath import DatapathCollector
+from dfxdp.testing.prom import promtool_check, sample as value
 from tests.bpf.test_sg import MAC_A, MAC_B, sg, to_b  # noqa: F401 - fixture
 from scapy.layers.inet import TCP
 
@@ -17,19 +14,11 @@ def scrape(pipe) -> str:
     return generate_latest(registry).decode()
 
 
-def value(text, name, **labels):
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return None
-
-
 def test_promtool_accepts_and_counters_follow_traffic(sg):  # noqa: F811
     pipe, ifs = sg
     before = scrape(pipe)
-    check = subprocess.run(["promtool", "check", "metrics"], input=before, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    ok, why = promtool_check(before)
+    assert ok, why
     for port in (80, 81, 99):
         to_b(pipe, ifs, TCP(sport=1000 + port, dport=port, flags="S"))
     after = scrape(pipe)

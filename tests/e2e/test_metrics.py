@@ -1,25 +1,11 @@
 """The agent's and the server's /metrics: promtool-clean, and moving with traffic."""
-import subprocess
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run
-
-
-def promtool_ok(text):
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
-    return check.returncode == 0, check.stdout + check.stderr
-
-
-def sample(text, name, **labels):
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return None
+from dfxdp.testing.prom import promtool_check as promtool_ok, sample
 
 
 @pytest.fixture(scope="module")
