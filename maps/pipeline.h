@@ -41,13 +41,13 @@ enum dfxdp_drop_reason {
 	DROP_NO_TUNNEL = 10,       /* remote port, but its chassis is unknown */
 	DROP_REDIRECT_FAILED = 11, /* target interface is gone */
 	DROP_NOT_LOCAL = 12,       /* decapsulated, but the destination is not on this chassis */
-	DROP_REASON_MAX = 13,
+	DROP_CT_NOT_SYN = 13,      /* TCP segment of no tracked connection: only a SYN opens one */
+	DROP_REASON_MAX = 14,
 };
 
 /* Flags in pkt_meta.flags. */
 #define PKT_F_FROM_UNDERLAY 1   /* arrived VXLAN-encapsulated from another chassis */
 #define PKT_F_ROUTED 2          /* passed through the distributed router */
-#define PKT_F_CT_ESTABLISHED 4  /* conntrack says: reply or established flow */
 #define PKT_F_DST_LOCAL 8       /* out_ifindex is a port on this chassis */
 #define PKT_F_DST_REMOTE 16     /* tunnel_dst is the chassis hosting the destination */
 
@@ -63,7 +63,6 @@ struct pkt_meta {
 	__u32 flags;
 	__u32 stages_seen;    /* bit per stage slot / entry that ran, for `dfxdp trace` */
 	__u32 drop_reason;
-	__u32 trace_id;       /* non-zero while `dfxdp trace` runs a frame */
 };
 
 /* A packets/bytes pair; per-CPU maps hold one per CPU, summed in Python. */

@@ -77,8 +77,7 @@ static __always_inline void ct_advance(struct ct_entry *e, const struct flow *f,
 static __always_inline __u32 ct_initial_state(const struct flow *f)
 {
 	if (f->proto == IPPROTO_TCP)
-		return (f->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) ? CT_CLOSING :
-		       (f->tcp_flags & TCP_FLAG_SYN) ? CT_SYN_SENT : CT_ESTABLISHED;
+		return CT_SYN_SENT;  /* only a SYN opens a TCP flow (sg_filter) */
 	if (f->proto == IPPROTO_UDP)
 		return CT_UDP;
 	if (f->proto == IPPROTO_ICMP)

@@ -121,6 +121,10 @@ static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 dir, 
 	}
 	if (!sg_policy_allows(port, dir, &f, dir == SG_INGRESS ? f.saddr : f.daddr))
 		return deny_reason;
+	/* No mid-stream pickup: once a removed rule flushed a flow, its next segment
+	 * (either way) must not quietly open it again. */
+	if (f.proto == IPPROTO_TCP && (f.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
+		return DROP_CT_NOT_SYN;
 	ct_key_of(&key, port, dir, &f, 0);
 	return ct_create(&key, &f, now);
 }

@@ -133,6 +133,16 @@ def test_tcp_conntrack_transitions_and_replies(sg):
     assert stray.drop_reason == "DROP_SG_EGRESS"
 
 
+def test_tcp_segment_of_no_tracked_flow_opens_nothing(sg):
+    """No mid-stream pickup: after a flush, neither end's next segment re-opens the flow."""
+    pipe, ifs = sg
+    for flags in ("A", "PA", "SA", "R", "FA"):
+        res = to_b(pipe, ifs, TCP(sport=1300, dport=80, flags=flags))  # port 80 is allowed for a SYN
+        assert (res.verdict, res.drop_reason) == ("XDP_DROP", "DROP_CT_NOT_SYN"), flags
+        assert ct_entry(pipe, 2, lib.SG_INGRESS, "10.0.0.1", "10.0.0.2", 1300, 80)[1] is None
+    assert to_b(pipe, ifs, TCP(sport=1300, dport=80, flags="S")).verdict == "XDP_REDIRECT"
+
+
 def test_expired_entries_no_longer_carry_replies(sg):
     pipe, ifs = sg
     to_b(pipe, ifs, UDP(sport=777, dport=53))
