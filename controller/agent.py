@@ -70,6 +70,7 @@ class Agent:
         self.links: LinkWatcher | None = None
         self.metrics = AgentMetrics()
         self._event_at: float | None = None  # when the oldest NB change not yet programmed arrived
+        self._looping = False
 
     # ---- start / stop ----------------------------------------------------------
     def start(self) -> None:
@@ -97,6 +98,14 @@ class Agent:
         log.info("agent %s up: tunnel %s on %s, bpffs %s", cfg.chassis, cfg.tunnel_ip, cfg.underlay, cfg.bpffs)
 
     def run_forever(self) -> None:
+        self._looping = True
+        try:
+            self._loop()
+        finally:
+            self._looping = False
+            self._release_pipeline()  # here, not in stop(): a pass may still be using the maps
+
+    def _loop(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
             self._dirty.wait(RESYNC_INTERVAL)
@@ -122,6 +131,10 @@ class Agent:
             self.watcher.cancel()
         if self.links:
             self.links.close()
+        if not self._looping:
+            self._release_pipeline()
+
+    def _release_pipeline(self) -> None:
         if self.pipeline:
             self.pipeline.close()
 

@@ -29,11 +29,12 @@ class LinkWatcher:
         self.links: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._ipr = IPRoute()
-        self._ipr.bind()  # subscribe to link events before the dump, so none is missed
-        self.refresh()
-        self._thread = threading.Thread(target=self._run, name="link-watcher", daemon=True)
+        self._ipr: IPRoute | None = None
+        subscribed = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(subscribed,), name="link-watcher", daemon=True)
         self._thread.start()
+        subscribed.wait(10)
+        self.refresh()  # after subscribing: a link added in between is in the dump or in an event
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -46,7 +47,11 @@ class LinkWatcher:
         with self._lock:
             self.links = links
 
-    def _run(self) -> None:
+    def _run(self, subscribed: threading.Event) -> None:
+        # pyroute2 (>= 0.9) delivers events only to the thread that owns the socket: open it here.
+        self._ipr = IPRoute()
+        self._ipr.bind()
+        subscribed.set()
         while not self._stop.is_set():
             try:
                 messages = self._ipr.get()  # blocks until the kernel reports something
@@ -72,7 +77,8 @@ class LinkWatcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._ipr.close()
+        if self._ipr is not None:
+            self._ipr.close()  # wakes the blocked get() with EBADF
         self._thread.join(timeout=2)
 
 
