@@ -19,7 +19,7 @@ from . import ipam
 from .db.base import Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .model import DEFAULT_PROJECT, MODELS, PROTOCOL_NUMBERS
-from .txn import ALLOC, Txn, run_txn
+from .txn import ALLOC, KeyAllocator, Txn, run_txn
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
 DEFAULT_KEY_LIMIT = 1 << 31
@@ -51,6 +51,7 @@ class NBService:
     def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT):
         self.store = store
         self.default_project = default_project
+        self.keys = KeyAllocator()
         self._create_hooks: dict[str, Callable[[Txn, dict], None]] = {
             "network": self._create_network, "subnet": self._create_subnet, "port": self._create_port,
             "router": self._create_router, "security_group": self._create_security_group,
@@ -132,7 +133,7 @@ class NBService:
             new["id"] = str(uuid.uuid4())
             new["created_at"] = new["updated_at"] = _now()
             new["revision_number"] = 1
-            new["key"] = txn.next_key(kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT))
+            new["key"] = self.keys.next(txn, kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT))
             hook = self._create_hooks.get(kind)
             if hook:
                 hook(txn, new)
@@ -190,7 +191,7 @@ class NBService:
         """An object created on behalf of another (gateway ports, VIP ports …)."""
         doc = self._validate(kind, {**fields, "project_id": project})
         doc.update(id=str(uuid.uuid4()), created_at=_now(), updated_at=_now(), revision_number=1,
-                   key=txn.next_key(kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT)))
+                   key=self.keys.next(txn, kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT)))
         if kind == "port":
             self._create_port(txn, doc)
         txn.put(kind, doc)
@@ -685,7 +686,7 @@ class NBService:
             new["revision_number"] = (old["revision_number"] + 1) if old else 1
             new["created_at"] = old["created_at"] if old else _now()
             new["updated_at"] = _now()
-            new["key"] = old["key"] if old else txn.next_key("chassis", DEFAULT_KEY_LIMIT)
+            new["key"] = old["key"] if old else self.keys.next(txn, "chassis", DEFAULT_KEY_LIMIT)
             txn.put("chassis", new)
             return new
 

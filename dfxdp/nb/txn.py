@@ -9,6 +9,9 @@ never lose an update and never hand out one address twice.
 from __future__ import annotations
 
 import json
+import random
+import threading
+import time
 from typing import Callable, TypeVar
 
 from .db.base import Compare, Delete, Put, Store
@@ -17,6 +20,7 @@ from .errors import Conflict
 NB = "/dfxdp/nb/"
 ALLOC = "/dfxdp/alloc/"
 MAX_ATTEMPTS = 20
+KEY_BLOCK = 64
 
 T = TypeVar("T")
 
@@ -30,6 +34,7 @@ class Txn:
         self.store = store
         self._compares: dict[str, int] = {}
         self._writes: dict[str, bytes | None] = {}  # None = delete
+        self._committed: list[Callable[[], None]] = []
 
     def get_raw(self, key: str) -> bytes | None:
         if key in self._writes:
@@ -75,27 +80,70 @@ class Txn:
     def release(self, key: str) -> None:
         self._writes[key] = None
 
-    def next_key(self, kind: str, limit: int) -> int:
-        """Allocate the next datapath key of a kind (1 … limit-1)."""
-        counter = f"{ALLOC}keys/{kind}"
-        raw = self.get_raw(counter)
-        value = int(raw) + 1 if raw else 1
-        if value >= limit:
-            raise Conflict("ResourceExhausted", f"no free {kind} key left (limit {limit})")
-        self._writes[counter] = str(value).encode()
-        return value
+    def set_raw(self, key: str, value: bytes) -> None:
+        self._writes[key] = value
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run callback once this transaction's writes are in the store."""
+        self._committed.append(callback)
 
     def commit(self) -> int | None:
         compares = [Compare(k, rev) for k, rev in self._compares.items()]
         ops = [Put(k, v) if v is not None else Delete(k) for k, v in self._writes.items()]
-        return self.store.txn(compares, ops)
+        revision = self.store.txn(compares, ops)
+        if revision is not None:
+            for callback in self._committed:
+                callback()
+        return revision
 
 
 def run_txn(store: Store, body: Callable[[Txn], T]) -> T:
-    """Run body on a fresh Txn until its commit goes through (bounded retries)."""
-    for _ in range(MAX_ATTEMPTS):
+    """Run body on a fresh Txn until its commit goes through (bounded retries).
+
+    Writers that collided back off for a random, growing moment, so they do
+    not collide again in lockstep."""
+    for attempt in range(MAX_ATTEMPTS):
         txn = Txn(store)
         result = body(txn)
         if txn.commit() is not None:
             return result
+        time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
     raise Conflict("Conflict", "too many concurrent changes to the same objects; try again")
+
+
+class KeyAllocator:
+    """Datapath keys (small unique integers per kind) handed out from blocks.
+
+    Taking every key from one shared counter made all concurrent creates of a
+    kind collide on it. A process instead claims KEY_BLOCK keys at a time and
+    serves its next creates from them. The claim is written by the transaction
+    that needs the first key of the block, so it only counts if that commits:
+    a rejected request leaves the store as it was. Keys are never reused; keys
+    a process does not use are a gap, nothing more.
+    """
+
+    def __init__(self, block: int = KEY_BLOCK):
+        self.block = block
+        self._free: dict[str, tuple[int, int]] = {}  # kind -> [next, end)
+        self._lock = threading.Lock()
+
+    def next(self, txn: Txn, kind: str, limit: int) -> int:
+        """A key of `kind` (1 … limit-1) for an object `txn` creates."""
+        with self._lock:
+            first, end = self._free.get(kind, (0, 0))
+            if first < end:
+                self._free[kind] = (first + 1, end)
+                return first
+        counter = f"{ALLOC}keys/{kind}"  # the last key claimed by anyone
+        raw = txn.get_raw(counter)
+        first = int(raw) + 1 if raw else 1
+        if first >= limit:
+            raise Conflict("ResourceExhausted", f"no free {kind} key left (limit {limit})")
+        end = min(first + self.block, limit)
+        txn.set_raw(counter, str(end - 1).encode())
+        txn.on_commit(lambda: self._adopt(kind, first + 1, end))
+        return first
+
+    def _adopt(self, kind: str, first: int, end: int) -> None:
+        with self._lock:
+            self._free[kind] = (first, end)

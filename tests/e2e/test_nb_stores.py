@@ -7,6 +7,8 @@ import threading
 import pytest
 
 from dfxdp.nb.db import Compare, Put, open_store
+from dfxdp.nb.errors import NBError
+from dfxdp.nb.service import NBService
 from dfxdp.nb.watcher import Snapshot, Watcher
 from tests.fixtures.etcd import etcd  # noqa: F401 - fixture
 
@@ -26,6 +28,27 @@ def _claim(url: str, who: str, pool: int, out) -> None:
     store = open_store(url)
     mine = [i for i in range(pool) if store.txn([Compare(f"/ip/{i}", 0)], [Put(f"/ip/{i}", who.encode())])]
     out.put((who, mine))
+
+
+def _create_ports(url: str, network_id: str, threads: int, each: int, out) -> None:
+    """One API server's worth of concurrent port creates: (key, address) pairs and error types."""
+    svc = NBService(open_store(url))
+    made, errors = [], []
+
+    def worker():
+        for _ in range(each):
+            try:
+                port = svc.create("port", {"network_id": network_id})
+                made.append((port["key"], port["fixed_ips"][0]["ip_address"]))
+            except NBError as exc:
+                errors.append(exc.type)
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    out.put((made, errors))
 
 
 @pytest.fixture(params=["sqlite", "etcd"])
@@ -59,6 +82,25 @@ def test_concurrent_processes_never_hand_out_one_address_twice(url):
     assert sorted(claimed) == list(range(60))  # every address once, none twice
     store = open_store(url)
     assert all(store.get(f"/ip/{ip}").value.decode() == who for who, ips in results.items() for ip in ips)
+
+
+def test_busy_servers_create_ports_concurrently_without_conflicts_or_duplicates(url):
+    """Two servers, four writers each, one subnet: every create succeeds (keys come from
+    per-server blocks, addresses from a random window) and no key or address is shared."""
+    svc = NBService(open_store(url))
+    net = svc.create("network", {"name": "busy"})
+    svc.create("subnet", {"network_id": net["id"], "cidr": "10.6.0.0/22"})
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_create_ports, args=(url, net["id"], 4, 15, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(60)
+    made = [pair for pairs, _ in results for pair in pairs]
+    assert [e for _, errors in results for e in errors] == []
+    assert len({key for key, _ in made}) == len({ip for _, ip in made}) == 120
 
 
 def test_watch_resumes_across_an_etcd_restart_without_loss(etcd):
