@@ -57,13 +57,13 @@ def _l4_blocks(proto: int, lo, hi) -> tuple[tuple[int, int], ...]:
     return ()
 
 
-def compile_rule(rule: dict, group_members: dict[str, list[str]]) -> Rule | None:
+def compile_rule(rule: dict, group_members: dict[str, list[ipaddress.IPv4Network]]) -> Rule | None:
     if rule.get("ethertype", "IPv4") != "IPv4":
         return None
     raw = rule.get("protocol")
     proto = PROTOCOLS.get(raw, int(raw) if raw and str(raw).isdigit() else ANY_PROTO)
     if rule.get("remote_group_id"):
-        remotes = tuple(ipaddress.ip_network(ip) for ip in group_members.get(rule["remote_group_id"], []))
+        remotes = tuple(group_members.get(rule["remote_group_id"], ()))
         if not remotes:
             return None  # an empty group allows nobody
     elif rule.get("remote_ip_prefix") and ipaddress.ip_network(rule["remote_ip_prefix"]).prefixlen:
@@ -92,11 +92,16 @@ class Policy:
         classes: dict[frozenset, int] = {}
         remote_entries = []
         allow: set[tuple[int, int, int, int]] = set()
-        for prefix in sorted(by_prefix, key=lambda n: (n.prefixlen, n)):
-            # the rules holding this prefix: those of the prefix itself and of each of its supernets
-            members = set(by_prefix[prefix])
-            for length in range(prefix.prefixlen):
-                members |= by_prefix.get(prefix.supernet(new_prefix=length), set())
+        # the rules holding a prefix: those of the prefix itself and of each of its supernets
+        # present; integer masks over the few prefix lengths in use keep this linear
+        lengths = sorted({n.prefixlen for n in by_prefix})
+        by_int = {(int(n.network_address), n.prefixlen): rules for n, rules in by_prefix.items()}
+        for prefix in sorted(by_prefix, key=lambda n: (n.prefixlen, int(n.network_address))):
+            addr, members = int(prefix.network_address), set(by_prefix[prefix])
+            for length in lengths:
+                if length >= prefix.prefixlen:
+                    break
+                members |= by_int.get((addr & (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF, length), set())
             class_id = classes.setdefault(frozenset(members), len(classes) + 1)
             remote_entries.append((prefix, class_id))
         for members, class_id in classes.items():
@@ -112,7 +117,8 @@ class Policy:
         return {(class_id, rule.proto, value, bits) for value, bits in (rule.l4 or ((0, 0),))}
 
 
-def port_policies(port: dict, rules: list[dict], group_members: dict[str, list[str]]) -> dict[int, Policy]:
+def port_policies(port: dict, rules: list[dict],
+                  group_members: dict[str, list[ipaddress.IPv4Network]]) -> dict[int, Policy]:
     """{INGRESS: Policy, EGRESS: Policy} of a port from its groups' rules."""
     groups = set(port.get("security_groups") or [])
     out = {INGRESS: Policy(), EGRESS: Policy()}

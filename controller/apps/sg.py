@@ -1,6 +1,7 @@
 """Security groups of the local ports as lookup entries (see controller/sg_compiler.py)."""
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import Iterable
 
@@ -15,12 +16,13 @@ def be16(value: int) -> int:
     return int.from_bytes(value.to_bytes(2, "big"), sys.byteorder)
 
 
-def group_members(view: LocalView) -> dict[str, list[str]]:
-    """remote_group_id → the IPv4 addresses of the ports in that group (as far as this chassis knows)."""
-    members: dict[str, list[str]] = {}
+def group_members(view: LocalView) -> dict[str, list[ipaddress.IPv4Network]]:
+    """remote_group_id → the IPv4 addresses (/32) of the ports in that group (as far as this chassis knows)."""
+    members: dict[str, list[ipaddress.IPv4Network]] = {}
     for port in view.ports.values():
+        addresses = [ipaddress.IPv4Network(ip) for ip in ipv4_addresses(port)]
         for group in port.get("security_groups") or []:
-            members.setdefault(group, []).extend(f"{ip}/32" for ip in ipv4_addresses(port))
+            members.setdefault(group, []).extend(addresses)
     return members
 
 

@@ -36,10 +36,18 @@ class PathCost:
     verdict: str
 
 
-def _port(pid, key, net, mac, ip, host="ch1", owner="", device="", groups=(), portsec=False):
+def _port(pid, key, net, mac, ip, host="ch1", owner="", device=""):
     return {"id": pid, "key": key, "network_id": net, "mac_address": mac, "binding:host_id": host,
-            "fixed_ips": [{"subnet_id": f"s-{net}", "ip_address": ip}], "port_security_enabled": portsec,
-            "security_groups": list(groups), "allowed_address_pairs": [], "device_owner": owner, "device_id": device}
+            "fixed_ips": [{"subnet_id": f"s-{net}", "ip_address": ip}], "port_security_enabled": False,
+            "security_groups": [], "allowed_address_pairs": [], "device_owner": owner, "device_id": device}
+
+
+def sg_rule(rid: str, direction: str, protocol: str | None = None, ports: tuple[int, int] | None = None,
+            remote: str | None = None) -> dict:
+    """One IPv4 rule of the bench's security group."""
+    return {"id": rid, "security_group_id": "bench", "direction": direction, "ethertype": "IPv4",
+            "protocol": protocol, "port_range_min": ports[0] if ports else None,
+            "port_range_max": ports[1] if ports else None, "remote_ip_prefix": remote, "remote_group_id": None}
 
 
 def sg_rules(n: int) -> dict[str, dict]:
@@ -48,24 +56,26 @@ def sg_rules(n: int) -> dict[str, dict]:
     for i in range(n):
         net = ipaddress.ip_network((0x0B000000 + (i << 8), 24))  # 11.x.y.0/24
         lo = 1000 + (i * 7) % 50000
-        rules[f"r{i}"] = {"id": f"r{i}", "security_group_id": "bench", "direction": "ingress", "ethertype": "IPv4",
-                          "protocol": "tcp", "port_range_min": lo, "port_range_max": lo + 100,
-                          "remote_ip_prefix": str(net), "remote_group_id": None}
-    rules["out"] = {"id": "out", "security_group_id": "bench", "direction": "egress", "ethertype": "IPv4",
-                    "protocol": None, "port_range_min": None, "port_range_max": None, "remote_ip_prefix": None,
-                    "remote_group_id": None}
+        rules[f"r{i}"] = sg_rule(f"r{i}", "ingress", "tcp", (lo, lo + 100), str(net))
+    rules["out"] = sg_rule("out", "egress")
     return rules
 
 
-def view(ifs: dict[str, int], rules: int = 0) -> LocalView:
+def view(ifs: dict[str, int], rules: int = 0, policy: dict[str, dict] | None = None,
+         filtered: str = "b") -> LocalView:
+    """The bench world. Ports a, b, c (and the underlay and external NICs) are local when `ifs` names
+    their interface. The `filtered` port is in the group "bench", whose rules are `policy` (else
+    sg_rules(rules)); its port security is on when the group has rules."""
+    if policy is None:
+        policy = sg_rules(rules) if rules else {}
     nets = {"n1": {"id": "n1", "key": 1}, "n2": {"id": "n2", "key": 2},
             "ext": {"id": "ext", "key": 3, "router:external": True}}
-    ports = [_port("a", 1, "n1", A, "10.0.0.1"), _port("b", 2, "n1", B, "10.0.0.2", groups=["bench"],
-                                                        portsec=bool(rules)),
+    ports = [_port("a", 1, "n1", A, "10.0.0.1"), _port("b", 2, "n1", B, "10.0.0.2"),
              _port("r", 3, "n1", R, "10.0.0.3", host="ch2"), _port("c", 4, "n2", C, "10.1.0.4"),
              _port("rif1", 5, "n1", RIF1, "10.0.0.254", host="", owner="network:router_interface", device="rt"),
              _port("rif2", 6, "n2", RIF2, "10.1.0.254", host="", owner="network:router_interface", device="rt"),
              _port("fip-port", 7, "ext", FIP_MAC, "198.19.0.20", host="", owner="network:floatingip", device="f")]
+    next(p for p in ports if p["id"] == filtered).update(security_groups=["bench"], port_security_enabled=bool(policy))
     return LocalView(
         chassis="ch1", tunnel_ip="198.18.0.11", networks=nets, ports={p["id"]: p for p in ports},
         subnets={"s-n1": {"id": "s-n1", "cidr": "10.0.0.0/24"}, "s-n2": {"id": "s-n2", "cidr": "10.1.0.0/24"},
@@ -73,11 +83,11 @@ def view(ifs: dict[str, int], rules: int = 0) -> LocalView:
         routers={"rt": {"id": "rt", "key": 9, "routes": []}},
         floatingips={"f": {"id": "f", "floating_ip_address": "198.19.0.20", "floating_network_id": "ext",
                            "port_id": "c", "fixed_ip_address": "10.1.0.4", "router_id": "rt"}},
-        security_group_rules=sg_rules(rules) if rules else {},
+        security_group_rules=policy,
         chassis_by_name={"ch2": {"tunnel_ip": "198.18.0.12"}},
-        local_ports={"a": ifs["a"], "b": ifs["b"], "c": ifs["c"]}, underlay_ifindex=ifs["und"],
+        local_ports={p: ifs[p] for p in ("a", "b", "c") if p in ifs}, underlay_ifindex=ifs.get("und", 0),
         underlay_mac="02:00:00:00:00:01", underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"},
-        external_ifindex=ifs["ext"], external_mac="02:00:00:00:00:03")
+        external_ifindex=ifs.get("ext", 0), external_mac="02:00:00:00:00:03")
 
 
 def program(pipe: Pipeline, v: LocalView) -> None:

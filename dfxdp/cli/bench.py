@@ -2,38 +2,65 @@
 from __future__ import annotations
 
 import pathlib
+from dataclasses import asdict, dataclass
 
 import click
 
-NOT_MEASURED = [
-    "end-to-end packets per second against kernel routing + iptables and OVS userspace (next: issue 6)",
-    "control plane with etcd: NB write to datapath programmed p50/p99, resync time, agent RSS, API throughput",
-]
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each part a run does."""
+
+    datapath_samples: int
+    throughput_seconds: float
+    control_ports: tuple[int, ...]
+    control_samples: int          # NB write → programmed, per size
+    first_packet_samples: int     # API call → first forwarded packet, per size
+
+
+QUICK = Sizes(500, 1, (10, 50), 5, 2)
+FULL = Sizes(20000, 10, (10, 1000, 10000), 50, 5)
+LARGE_PORTS = 100000
 
 
 def register(group: click.Group) -> None:
     @group.command("bench")
-    @click.option("--quick", is_flag=True, help="Tiny sizes: every part in well under two minutes.")
-    @click.option("--large", is_flag=True, help="The largest sizes as well.")
+    @click.option("--quick", is_flag=True, help="Tiny sizes: every part in about two minutes.")
+    @click.option("--large", is_flag=True, help=f"Also the control plane at {LARGE_PORTS:,} ports (long).")
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-out", show_default=True)
     def bench(quick: bool, large: bool, out_dir: str) -> None:
-        """Measure the datapath cost of every path against an empty XDP program, write the results."""
+        """Measure datapath cost, end-to-end packets per second against kernel routing + iptables
+        and OVS, and the control plane on a real etcd; write results.json, charts and summary.md."""
         from rich.progress import Progress
 
-        from dfxdp.bench import datapath, report
+        from dfxdp.bench import control, datapath, report, throughput
 
-        samples = 500 if quick else 20000
-        with Progress(transient=True) as progress:
-            task = progress.add_task("datapath", total=5 + len(datapath.SG_SIZES))
+        sizes = QUICK if quick else FULL
+        ports = sizes.control_ports + ((LARGE_PORTS,) if large else ())
+        with Progress() as progress:
+            def part(name: str, total: int):
+                task = progress.add_task(name, total=total)
 
-            def step(label: str) -> None:
-                progress.update(task, advance=1, description=f"datapath: {label}")
+                def step(label: str) -> None:
+                    progress.update(task, advance=1, description=f"{name}: {label}")
+                return task, step
 
-            costs = datapath.measure(samples, step)
+            dp_task, dp_step = part("datapath", 5 + len(datapath.SG_SIZES))
+            costs = datapath.measure(sizes.datapath_samples, dp_step)
+            progress.update(dp_task, description="datapath: done")
+            tp_task, tp_step = part("end to end", len(throughput.ROUTERS))
+            rates = throughput.measure(sizes.throughput_seconds, tp_step)
+            progress.update(tp_task, description="end to end: done")
+            cp_task = progress.add_task("control plane", total=None)
+            points = control.measure(list(ports), sizes.control_samples, sizes.first_packet_samples,
+                                     lambda label: progress.update(cp_task, description=label))
+            progress.update(cp_task, total=1, completed=1, description="control plane: done")
         floor = costs[0].ns_per_packet or 1
-        results = {"machine": report.machine(), "samples": samples, "quick": quick, "large": large,
+        kernel = next(r.delivered_pps for r in rates if r.name == "kernel_iptables") or 1
+        results = {"machine": report.machine(), "quick": quick, "large": large, "sizes": asdict(sizes),
                    "datapath": [{"name": c.name, "ns_per_packet": c.ns_per_packet, "verdict": c.verdict,
                                  "ratio_to_floor": c.ns_per_packet / floor} for c in costs],
-                   "not_measured": NOT_MEASURED}
+                   "throughput": [{**asdict(r), "ratio_to_kernel": r.delivered_pps / kernel} for r in rates],
+                   "control": control.as_dicts(points)}
         for path in report.write(pathlib.Path(out_dir), results):
             click.echo(f"wrote {path}")

@@ -64,9 +64,14 @@ class Chassis:
             self.proc.wait(10)
         self.proc = None
 
+    def forget_datapath(self) -> None:
+        """Unpin every map and program of this chassis: the next agent starts empty."""
+        for path in sorted(self.bpffs.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            (path.rmdir if path.is_dir() else path.unlink)()
+
 
 class Cluster:
-    def __init__(self, topo: Topology, chassis: int = 3, db: str = "etcd"):
+    def __init__(self, topo: Topology, chassis: int = 3, db: str = "etcd", start_agents: bool = True):
         self.topo = topo
         self.uid = uuid.uuid4().hex[:8]
         self.logdir = pathlib.Path(f"/tmp/dfxdp-cluster-{self.uid}")
@@ -100,7 +105,7 @@ class Cluster:
         self.api_url = f"http://{MGMT_FABRIC}:{API_PORT}"
         self._wait_api()
         self.chassis = [Chassis(self, i) for i in range(1, chassis + 1)]
-        for ch in self.chassis:
+        for ch in self.chassis if start_agents else ():
             ch.start_agent()
         self.vms: dict[str, str] = {}
 

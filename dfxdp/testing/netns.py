@@ -40,6 +40,17 @@ def run(cmd: list[str] | str, ns: str | None = None, check: bool = True, timeout
     return proc
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 5) -> None:
+    """Terminate, and kill what does not exit within `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def ifindex(name: str, ns: str | None = None) -> int:
     return int(run(["cat", f"/sys/class/net/{name}/ifindex"], ns=ns).stdout)
 
@@ -115,13 +126,7 @@ class Topology:
 
     def close(self) -> None:
         for proc in reversed(self.processes):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
         self.processes.clear()
         for link in self.root_links:
             run(["ip", "link", "del", link], check=False)

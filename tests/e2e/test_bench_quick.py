@@ -1,5 +1,6 @@
-"""`dfxdp bench --quick` as a smoke test: it writes every file and every path it
-claims to measure took its intended verdict. Never asserts on timings."""
+"""`dfxdp bench --quick` as a smoke test: it writes every file, every path it
+claims to measure took its intended verdict, every router carried traffic and
+every control-plane size was measured. Never asserts on timings."""
 import json
 import subprocess
 import sys
@@ -15,6 +16,15 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
                         "l3_routed": "XDP_REDIRECT", "fip_dnat": "XDP_REDIRECT", "sg_10_rules": "XDP_DROP",
                         "sg_1000_rules": "XDP_DROP", "sg_10000_rules": "XDP_DROP"}
     assert all(r["ns_per_packet"] > 0 and r["ratio_to_floor"] > 0 for r in results["datapath"])
-    assert (tmp_path / "datapath.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r["name"] for r in results["throughput"]] == ["dfxdp_xdp", "kernel_iptables", "ovs_userspace"]
+    assert all(r["delivered_pps"] > 0 and r["ratio_to_kernel"] > 0 for r in results["throughput"])
+    control = results["control"]
+    assert [p["ports"] for p in control] == [11, 51]  # each size plus the peer VM's port
+    for point in control:
+        assert 0 < point["write_to_programmed_p50"] <= point["write_to_programmed_p99"]
+        assert point["first_packet_p50"] > 0 and point["resync_seconds"] > 0 and point["agent_rss_mib"] > 10
+        assert point["create_per_second"] > 0 and point["list_seconds"] > 0
+    for chart in ("datapath.png", "throughput.png", "control.png"):
+        assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
-    assert "| l3_routed |" in summary and "Not measured yet" in summary
+    assert "| l3_routed |" in summary and "| kernel_iptables |" in summary and "| 51 |" in summary

@@ -32,7 +32,7 @@ def test_policy_semantics_match_neutron():
              rule(protocol="icmp", port_range_min=8), rule(direction="egress"),
              rule(protocol="udp", port_range_min=53, port_range_max=53, remote_group_id="friends"),
              rule(ethertype="IPv6", protocol="tcp")]
-    pol = port_policies(port, rules, {"friends": ["192.0.2.7/32"]})
+    pol = port_policies(port, rules, {"friends": [ipaddress.ip_network("192.0.2.7/32")]})
     assert pol[INGRESS].allows(6, "10.9.9.9", 22) and not pol[INGRESS].allows(6, "11.0.0.1", 22)
     assert not pol[INGRESS].allows(6, "10.9.9.9", 23)
     assert pol[INGRESS].allows(1, "1.2.3.4", 8 << 8) and not pol[INGRESS].allows(1, "1.2.3.4", 13 << 8)

@@ -1,0 +1,264 @@
+"""Control plane with a real etcd: how fast NB changes become datapath state.
+
+One multi-chassis cluster (dfxdp.testing.cluster, etcd + `dfxdp server` in the
+fabric namespace) with one real chassis running `dfxdp agent`, and a few
+simulated chassis: NB chassis records with tunnel IPs and ports bound to them,
+but no agent. Every network hangs off one router that also has a network on
+the real chassis, so the real agent's selective cache holds every port: the
+worst case for it. The NB grows to each size in turn (through the REST API,
+which is also the create-throughput measurement); at each size:
+
+- write → programmed: a port created through the API for a simulated chassis,
+  until its fdb entry is in the real chassis' pinned map (p50/p99);
+- API call → first forwarded packet: a port created for the real chassis, its
+  VM plugged (tap veth, as Nova's VIF plug does), until a ping from it to a peer
+  VM gets its answer;
+- full resync: the agent restarted with its pins removed, until every port's
+  fdb entry is back; then its resident memory;
+- API list: one GET of every port.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import math
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import requests
+
+from dfxdp.controller.apps.base import mac_bytes
+from dfxdp.datapath.libbpf import Map
+from dfxdp.nb.db import open_store
+from dfxdp.nb.service import NBService
+from dfxdp.testing.cluster import MGMT_FABRIC, SERVICES_IP, Cluster
+from dfxdp.testing.netns import Topology, run
+
+SIMULATED_CHASSIS = 4
+PORTS_PER_NETWORK = 1000          # each network gets a /22
+NETWORKS_FROM = ipaddress.ip_address("10.128.0.0")
+API_WORKERS = 4                   # concurrent API clients while growing the NB
+WAIT_LIMIT = 600.0                # seconds before a measurement is declared stuck
+
+
+@dataclass
+class ControlPoint:
+    ports: int                    # ports in NB at this size
+    create_per_second: float      # API port creates per second while growing to this size
+    list_seconds: float           # one GET /v2.0/ports of every port
+    write_to_programmed_p50: float
+    write_to_programmed_p99: float
+    first_packet_p50: float       # API call creating a bound port → first ping answered
+    first_packet_max: float
+    resync_seconds: float         # empty agent → every port's fdb entry programmed
+    agent_rss_mib: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: with few samples, p99 is the slowest one."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+class Api:
+    """A thin Neutron client: one HTTP session per thread, errors raise with the server's message."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def _check(self, response: requests.Response) -> dict:
+        if response.status_code >= 400:
+            raise RuntimeError(f"{response.request.method} {response.url}: {response.status_code} {response.text}")
+        return response.json() if response.content else {}
+
+    def create(self, collection: str, singular: str, body: dict) -> dict:
+        return self._check(self._session().post(f"{self.url}/v2.0/{collection}", json={singular: body}))[singular]
+
+    def put(self, path: str, body: dict) -> dict:
+        return self._check(self._session().put(f"{self.url}/v2.0/{path}", json=body))
+
+    def list(self, collection: str) -> list[dict]:
+        return self._check(self._session().get(f"{self.url}/v2.0/{collection}"))[collection]
+
+
+def _wait(what: str, done: Callable[[], bool], poll: float = 0.002) -> float:
+    """Seconds until done() holds."""
+    started = time.monotonic()
+    while not done():
+        if time.monotonic() - started > WAIT_LIMIT:
+            raise RuntimeError(f"control-plane bench: {what} did not happen within {WAIT_LIMIT:.0f}s")
+        time.sleep(poll)
+    return time.monotonic() - started
+
+
+class ControlBench:
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.chassis = cluster.chassis[0]
+        self.api = Api(cluster.api_url)
+        # The bench reads NB directly for the chassis records and network keys: etcd
+        # listens in the fabric namespace, reached over the management veth.
+        run(["ip", "route", "replace", f"{SERVICES_IP}/32", "via", MGMT_FABRIC])
+        self.nb = NBService(open_store(cluster.db_url))
+        self.simulated = [f"sim{i}" for i in range(1, SIMULATED_CHASSIS + 1)]
+        for i, name in enumerate(self.simulated, start=1):
+            tunnel_ip = f"198.18.0.{100 + i}"
+            self.nb.upsert_chassis(name, tunnel_ip)
+            # a resolved next hop, as a live chassis would have: tunnel endpoints get programmed too
+            cluster.topo.ip(self.chassis.ns, f"neigh replace {tunnel_ip} lladdr 02:00:00:00:01:{i:02x} "
+                                             f"dev und0 nud permanent")
+        self.router = self.api.create("routers", "router", {"name": "bench"})
+        self.networks: list[dict] = []
+        self.bound = 0  # ports with a binding: each has an fdb entry on the real chassis
+        self._add_network()
+        peer = self._create_port(self.networks[0], self.chassis.name)
+        self.peer_vm = cluster.plug(self._sdk_port(peer), self.chassis, name="peer")
+        self.peer_ip = peer["fixed_ips"][0]["ip_address"]
+        self.chassis.start_agent()
+        cluster.wait_active(peer["id"], timeout=60)
+
+    # ---- NB growth ------------------------------------------------------------
+    def _add_network(self) -> dict:
+        index = len(self.networks)
+        net = self.api.create("networks", "network", {"name": f"bench-{index}"})
+        cidr = ipaddress.ip_network(f"{NETWORKS_FROM + index * 1024}/22")
+        subnet = self.api.create("subnets", "subnet", {"network_id": net["id"], "cidr": str(cidr), "ip_version": 4})
+        self.api.put(f"routers/{self.router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
+        net["key"] = self.nb.get("network", net["id"])["key"]
+        net["mtu"] = self.nb.get("network", net["id"])["mtu"]
+        self.networks.append(net)
+        return net
+
+    def _create_port(self, net: dict, host: str) -> dict:
+        port = self.api.create("ports", "port", {"network_id": net["id"], "binding:host_id": host})
+        self.bound += 1
+        return port
+
+    def grow(self, total: int, progress: Callable[[int], None]) -> float:
+        """Ports for the simulated chassis until NB holds `total` bound ports; creates per second."""
+        todo = total - self.bound
+        if todo <= 0:
+            return 0.0
+        while len(self.networks) * PORTS_PER_NETWORK < total:
+            self._add_network()
+        started = time.monotonic()
+
+        def create(i: int) -> None:
+            n = self.bound + i
+            self.api.create("ports", "port", {"network_id": self.networks[n // PORTS_PER_NETWORK]["id"],
+                                              "binding:host_id": self.simulated[n % SIMULATED_CHASSIS]})
+
+        with concurrent.futures.ThreadPoolExecutor(API_WORKERS) as pool:
+            for done, future in enumerate(concurrent.futures.as_completed(
+                    pool.submit(create, i) for i in range(todo)), start=1):
+                future.result()
+                if done % 50 == 0 or done == todo:
+                    progress(done)
+        self.bound += todo
+        return todo / (time.monotonic() - started)
+
+    # ---- datapath probes -----------------------------------------------------
+    def _fdb(self) -> Map:
+        return Map.pinned(self.chassis.bpffs / "maps" / "fdb")
+
+    def _sdk_port(self, port: dict):
+        return self.cluster.connect().network.get_port(port["id"])
+
+    def write_to_programmed(self) -> float:
+        net = self.networks[0]
+        fdb = self._fdb()
+        try:
+            started = time.monotonic()
+            port = self._create_port(net, self.simulated[0])
+            key = {"net_key": net["key"], "mac": list(mac_bytes(port["mac_address"]))}
+            _wait("a new port's fdb entry", lambda: fdb.lookup(key) is not None)
+            return time.monotonic() - started
+        finally:
+            fdb.close()
+
+    def first_packet(self) -> float:
+        started = time.monotonic()
+        port = self._create_port(self.networks[0], self.chassis.name)
+        vm = self.cluster.plug(self._sdk_port(port), self.chassis)
+
+        def answered() -> bool:
+            # probes every 10 ms; ping gives up early once ARP fails, so ask again until it is answered
+            return run(["ping", "-n", "-q", "-c", "1", "-i", "0.01", "-w", "2", self.peer_ip],
+                       ns=vm, check=False).returncode == 0
+
+        _wait("a first packet from a new VM", answered, poll=0)
+        return time.monotonic() - started
+
+    def resync(self) -> float:
+        """Restart the agent with nothing pinned; seconds until every bound port is programmed."""
+        self.chassis.stop_agent()
+        self.chassis.forget_datapath()
+        started = time.monotonic()
+        self.chassis.start_agent()
+        fdb_path = self.chassis.bpffs / "maps" / "fdb"
+        _wait("the agent's pinned fdb map", fdb_path.exists, poll=0.01)
+
+        def complete() -> bool:
+            fdb = Map.pinned(fdb_path)
+            try:
+                return len(fdb) >= self.bound
+            finally:
+                fdb.close()
+
+        _wait("a full resync", complete, poll=0.05)
+        return time.monotonic() - started
+
+    def agent_rss_mib(self) -> float:
+        status = open(f"/proc/{self.chassis.proc.pid}/status").read()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+    def list_seconds(self) -> tuple[float, int]:
+        started = time.monotonic()
+        count = len(self.api.list("ports"))
+        return time.monotonic() - started, count
+
+
+def measure(sizes: list[int], samples: int, first_packet_samples: int,
+            progress: Callable[[str], None] = lambda _: None) -> list[ControlPoint]:
+    points = []
+    with Topology("bcp") as topo:
+        cluster = Cluster(topo, chassis=1, db="etcd", start_agents=False)
+        try:
+            progress("control plane: cluster up")
+            bench = ControlBench(cluster)
+            for size in sizes:
+                rate = bench.grow(size, lambda n, size=size: progress(f"control plane: NB → {size} ports (+{n})"))
+                list_s, ports = bench.list_seconds()
+                progress(f"control plane, {size} ports: full resync")
+                resync = bench.resync()
+                rss = bench.agent_rss_mib()
+                writes = []
+                for i in range(samples):
+                    progress(f"control plane, {size} ports: write → programmed {i + 1}/{samples}")
+                    writes.append(bench.write_to_programmed())
+                firsts = []
+                for i in range(first_packet_samples):
+                    progress(f"control plane, {size} ports: first packet {i + 1}/{first_packet_samples}")
+                    firsts.append(bench.first_packet())
+                points.append(ControlPoint(
+                    ports=ports, create_per_second=rate, list_seconds=list_s,
+                    write_to_programmed_p50=statistics.median(writes),
+                    write_to_programmed_p99=percentile(writes, 99),
+                    first_packet_p50=statistics.median(firsts), first_packet_max=max(firsts),
+                    resync_seconds=resync, agent_rss_mib=rss))
+        finally:
+            cluster.close()
+    return points
+
+
+def as_dicts(points: list[ControlPoint]) -> list[dict]:
+    return [asdict(p) for p in points]
