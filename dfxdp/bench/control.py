@@ -38,7 +38,7 @@ from dfxdp.testing.cluster import MGMT_FABRIC, SERVICES_IP, Cluster
 from dfxdp.testing.netns import Topology, run
 
 SIMULATED_CHASSIS = 4
-PORTS_PER_NETWORK = 1000          # each network gets a /22
+PORTS_PER_NETWORK = 800           # of the 1021 addresses of a /22: room left for the samples in network 0
 NETWORKS_FROM = ipaddress.ip_address("10.128.0.0")
 API_WORKERS = 4                   # concurrent API clients while growing the NB
 WAIT_LIMIT = 600.0                # seconds before a measurement is declared stuck
