@@ -133,8 +133,7 @@ class ControlBench:
         cidr = ipaddress.ip_network(f"{NETWORKS_FROM + index * 1024}/22")
         subnet = self.api.create("subnets", "subnet", {"network_id": net["id"], "cidr": str(cidr), "ip_version": 4})
         self.api.put(f"routers/{self.router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
-        net["key"] = self.nb.get("network", net["id"])["key"]
-        net["mtu"] = self.nb.get("network", net["id"])["mtu"]
+        net["key"] = self.nb.get("network", net["id"])["key"]  # the API does not show datapath keys
         self.networks.append(net)
         return net
 

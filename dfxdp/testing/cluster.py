@@ -23,6 +23,7 @@ import uuid
 
 from dfxdp.controller.binding import tap_name
 from dfxdp.datapath import libbpf
+from dfxdp.datapath.pipeline import Pipeline
 
 from .etcd import EtcdServer
 from .netns import Topology, run
@@ -66,8 +67,7 @@ class Chassis:
 
     def forget_datapath(self) -> None:
         """Unpin every map and program of this chassis: the next agent starts empty."""
-        for path in sorted(self.bpffs.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            (path.rmdir if path.is_dir() else path.unlink)()
+        Pipeline(self.bpffs).destroy()
 
 
 class Cluster:
