@@ -1,4 +1,7 @@
-"""The registered apps, in the order the reconciler runs them."""
+"""The registered apps, in the order the reconciler writes their maps: policy
+(security groups, port security) before what makes a port reachable (fdb,
+routes) and before if_config, which makes a tap's frames enter the pipeline:
+a new port is never reachable unfiltered, not even for one pass."""
 from .base import App, Entry, LocalView
 from .fip import FloatingIPApp
 from .l2 import L2App
@@ -7,6 +10,6 @@ from .ports import PortsApp
 from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
-APPS: list[type[App]] = [PortsApp, PortSecurityApp, SecurityGroupApp, L2App, L3App, FloatingIPApp]
+APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, L2App, L3App, FloatingIPApp, PortsApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

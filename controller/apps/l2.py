@@ -10,7 +10,7 @@ from .base import App, Entry, LocalView, ipv4_addresses, ipv4_be32, mac_bytes
 
 class L2App(App):
     name = "l2"
-    maps = ("fdb", "arp_table", "tunnel_endpoints")
+    maps = ("tunnel_endpoints", "fdb", "arp_table")  # endpoints first: remote fdb entries use them
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         remote_chassis = set()

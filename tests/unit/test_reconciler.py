@@ -59,3 +59,56 @@ def test_failures_are_reported_and_the_rest_still_applied():
     assert maps["a"].data == {b"1": b"x"}
     maps["a"].fail_on.clear()
     assert rec.apply([Entry("a", 1, "x"), Entry("a", 2, "y")]).written == 1  # the retry
+
+
+def test_maps_are_written_in_declared_order_not_alphabetically():
+    log = []
+    maps = {"z_policy": FakeMap("z_policy", log), "a_ports": FakeMap("a_ports", log)}
+    Reconciler(maps, ["z_policy", "a_ports"]).apply([Entry("a_ports", 1, "p"), Entry("z_policy", 2, "q")])
+    assert [name for _, name, _ in log] == ["z_policy", "a_ports"]
+
+
+class CountingMap(FakeMap):
+    reads = 0
+
+    def raw_items(self):
+        self.reads += 1
+        return super().raw_items()
+
+
+def test_reads_back_only_on_audit_and_repairs_what_changed_behind_its_back():
+    log = []
+    m = CountingMap("a", log)
+    rec = Reconciler({"a": m}, ["a"], audit_interval=3600)
+    assert rec.apply([Entry("a", 1, "x")]).audited and m.reads == 1
+    for _ in range(3):
+        result = rec.apply([Entry("a", 1, "x"), Entry("a", 2, "y")] if _ else [Entry("a", 1, "x")])
+        assert not result.audited
+    assert m.reads == 1 and m.data == {b"1": b"x", b"2": b"y"}
+    m.data[b"1"] = b"tampered"
+    m.data[b"9"] = b"stray"
+    assert not rec.apply([Entry("a", 1, "x"), Entry("a", 2, "y")]).changed  # not seen without a read
+    result = rec.apply([Entry("a", 1, "x"), Entry("a", 2, "y")], audit=True)
+    assert result.audited and (result.written, result.removed) == (1, 1)
+    assert m.data == {b"1": b"x", b"2": b"y"}
+
+
+def test_audit_interval_elapsed_reads_back():
+    log = []
+    m = CountingMap("a", log)
+    rec = Reconciler({"a": m}, ["a"], audit_interval=0)
+    rec.apply([Entry("a", 1, "x")])
+    rec.apply([Entry("a", 1, "x")])
+    assert m.reads == 2
+
+
+def test_failed_removal_is_retried_from_memory():
+    log = []
+    m = FakeMap("a", log)
+    rec = Reconciler({"a": m}, ["a"], audit_interval=3600)
+    rec.apply([Entry("a", 1, "x"), Entry("a", 2, "y")])
+    real_delete = m.delete
+    m.delete = lambda key: (_ for _ in ()).throw(OSError(16, "busy"))
+    assert rec.apply([Entry("a", 1, "x")]).errors
+    m.delete = real_delete
+    assert rec.apply([Entry("a", 1, "x")]).removed == 1 and m.data == {b"1": b"x"}
