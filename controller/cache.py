@@ -116,19 +116,41 @@ class SelectiveCache:
         if not parsed or parsed[0] not in self.objects:
             return False
         kind, obj_id = parsed
-        if event.type == "delete":
+        old = self.objects[kind].get(obj_id)
+        doc = json.loads(event.value) if event.type != "delete" else None
+        if not (self._steers_interest(kind, old) or self._steers_interest(kind, doc)):
+            # most events (a port on a network we serve, elsewhere): the interest stays as it is,
+            # so no O(size) recomputation per event
+            if doc is not None and relevant(kind, doc, self.chassis, self.interest):
+                self.objects[kind][obj_id] = doc
+            else:
+                self.objects[kind].pop(obj_id, None)
+            return False
+        if doc is None:
             self.objects[kind].pop(obj_id, None)
             self.interest = compute_interest(self.chassis, self.objects)
             self.objects = {k: {i: d for i, d in docs.items() if relevant(k, d, self.chassis, self.interest)}
                             for k, docs in self.objects.items()}
             return False
-        doc = json.loads(event.value)
         trial = {**self.objects, kind: {**self.objects[kind], obj_id: doc}}
         wider = compute_interest(self.chassis, trial)
-        if not self.interest.covers(wider):
+        if not self.interest.covers(Interest(networks=wider.networks, routers=wider.routers,
+                                             security_groups=wider.security_groups)):
             return True
+        # only the set of local ports changed (e.g. a new VM on a network we already serve):
+        # the event itself carries the one document that needs
+        self.interest = Interest(wider.local_ports, self.interest.networks, self.interest.routers,
+                                 self.interest.security_groups)
         if relevant(kind, doc, self.chassis, self.interest):
             self.objects[kind][obj_id] = doc
         else:
             self.objects[kind].pop(obj_id, None)  # e.g. a port that moved to a network we do not serve
         return False
+
+    def _steers_interest(self, kind: str, doc: dict | None) -> bool:
+        """Can this document, added or removed, change what the chassis needs?"""
+        if doc is None:
+            return False
+        if kind == "port":
+            return doc.get("binding:host_id") == self.chassis or doc.get("device_owner") in ROUTER_PORT_OWNERS
+        return kind == "security_group_rule" and doc.get("security_group_id") in self.interest.security_groups

@@ -63,3 +63,18 @@ def test_events_outside_the_interest_are_not_kept_and_deletes_prune():
     assert "near" in cache.objects["port"]
     cache.apply(Event("delete", "/dfxdp/nb/port/port0-0", None, 13))  # our only local port goes
     assert cache.objects["network"] == {} and cache.revision == 13
+
+
+def test_a_new_local_port_on_a_served_network_needs_no_reload_but_a_new_network_does():
+    objs = world(n_networks=3, ports_per_network=2)
+    cache = SelectiveCache("ch1")
+    cache.load([kv(k, d) for k, d in objs], 10)
+    near = {"id": "vm2", "network_id": "net0", "binding:host_id": "ch1", "security_groups": ["sg0"], "device_owner": ""}
+    assert cache.apply(Event("put", "/dfxdp/nb/port/vm2", json.dumps(near).encode(), 11)) is False
+    assert "vm2" in cache.objects["port"] and "vm2" in cache.interest.local_ports
+    neighbour = {"id": "n1", "network_id": "net0", "binding:host_id": "other", "device_owner": ""}
+    assert cache.apply(Event("put", "/dfxdp/nb/port/n1", json.dumps(neighbour).encode(), 12)) is False
+    assert "n1" in cache.objects["port"]
+    assert cache.apply(Event("delete", "/dfxdp/nb/port/n1", b"", 13)) is False and "n1" not in cache.objects["port"]
+    far = {"id": "vm3", "network_id": "net2", "binding:host_id": "ch1", "security_groups": ["sg2"], "device_owner": ""}
+    assert cache.apply(Event("put", "/dfxdp/nb/port/vm3", json.dumps(far).encode(), 14)) is True
