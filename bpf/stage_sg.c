@@ -16,7 +16,7 @@ static __always_inline int sg_stage(struct xdp_md *ctx, struct pkt_meta *m, __u3
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 	if (!port || !(port->flags & SG_PORT_FILTERED) || eth->h_proto != ETH_P_IP_BE)
 		return next_stage(ctx, m, stage + 1);
-	reason = sg_filter(ctx, port_key, dir, deny_reason);
+	reason = sg_filter(ctx, port_key, port->policy, dir, deny_reason);
 	sg_count(ctx, port_key, dir, reason == 0);
 	if (reason)
 		return verdict(ctx, m, XDP_DROP, reason);

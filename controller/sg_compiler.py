@@ -1,26 +1,43 @@
 """Security group rules → lookup entries, and the same policy evaluated in Python.
 
-Per port and direction:
+Per policy (the rules of one set of groups) and direction:
 - `sg_remote` (LPM on the remote address) gives a class: the set of rules whose
   remote prefix holds the address. For the longest prefix P matching an address,
   the rules holding the address are exactly those whose prefix contains P, so one
   class per distinct prefix is enough. Rules with no remote restriction are class 0
-  and always consulted, so they are never copied into every class.
+  and always consulted, so they are never copied into every class. Sibling
+  prefixes of the same class are merged into their parent (route aggregation):
+  a remote group of 1,000 ports with consecutive addresses is a handful of
+  entries, not 1,000.
 - `sg_allow` (LPM on class, protocol, destination port) says yes; a port range
   becomes its minimal set of aligned prefix blocks (at most 30 for 16 bits), never
   one entry per port. Per packet: one class lookup and at most four allow lookups,
   whatever the number of rules.
+Addresses are host-order integers; a prefix is (network, length).
 IPv6 rules are not compiled: IPv6 goes to the fallback path.
 """
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
+from functools import cached_property
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
 PORTED = {6, 17, 132}
 ANY_PROTO, ANY_CLASS = 0, 0
 INGRESS, EGRESS = 0, 1  # maps/sg.h SG_INGRESS / SG_EGRESS
+
+Prefix = tuple[int, int]  # (network address as an integer, prefix length)
+
+
+def host_prefix(address: str) -> Prefix:
+    """An IPv4 address as its /32."""
+    return int.from_bytes(socket.inet_aton(address), "big"), 32
+
+
+def mask(length: int) -> int:
+    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
 
 
 def range_to_prefixes(lo: int, hi: int, width: int = 16) -> list[tuple[int, int]]:
@@ -35,18 +52,52 @@ def range_to_prefixes(lo: int, hi: int, width: int = 16) -> list[tuple[int, int]
     return out
 
 
+def aggregate(entries: dict[Prefix, int]) -> dict[Prefix, int]:
+    """Merge sibling prefixes that map to the same class into their parent, as far
+    up as it goes. Longest-prefix lookups answer exactly as before: the parent
+    is only written where both halves were, so it is fully covered, and any
+    longer prefix inside still wins."""
+    by_length: dict[int, dict[int, int]] = {}
+    for (addr, length), class_id in entries.items():
+        by_length.setdefault(length, {})[addr] = class_id
+    for length in range(32, 0, -1):
+        level = by_length.get(length)
+        if not level:
+            continue
+        half = 1 << (32 - length)
+        for addr in sorted(level):
+            if addr & half or addr not in level:
+                continue  # visit each pair once, from its lower half
+            class_id = level[addr]
+            if level.get(addr | half) == class_id:
+                del level[addr], level[addr | half]
+                by_length.setdefault(length - 1, {})[addr] = class_id
+    return {(addr, length): class_id for length, level in by_length.items() for addr, class_id in level.items()}
+
+
 @dataclass(frozen=True)
 class Rule:
     """One compiled IPv4 rule of a direction."""
 
-    proto: int                                  # 0 = any
-    l4: tuple[tuple[int, int], ...]             # (value, bits) blocks; () = any port/type
-    remotes: tuple[ipaddress.IPv4Network, ...]  # () = anywhere
+    proto: int                          # 0 = any
+    l4: tuple[tuple[int, int], ...]     # (value, bits) blocks; () = any port/type
+    remotes: tuple[Prefix, ...]         # () = anywhere
 
     def allows(self, proto: int, l4: int) -> bool:
         if self.proto and self.proto != proto:
             return False
         return not self.l4 or any(l4 >> (16 - bits) == value >> (16 - bits) for value, bits in self.l4)
+
+    @cached_property
+    def _remote_index(self) -> tuple[list[int], frozenset[Prefix]]:
+        return sorted({length for _, length in self.remotes}), frozenset(self.remotes)
+
+    def holds(self, addr: int) -> bool:
+        """Is the address in one of the remote prefixes (or is the rule from anywhere)?"""
+        if not self.remotes:
+            return True
+        lengths, prefixes = self._remote_index
+        return any((addr & mask(length), length) in prefixes for length in lengths)
 
 
 def _l4_blocks(proto: int, lo, hi) -> tuple[tuple[int, int], ...]:
@@ -57,7 +108,7 @@ def _l4_blocks(proto: int, lo, hi) -> tuple[tuple[int, int], ...]:
     return ()
 
 
-def compile_rule(rule: dict, group_members: dict[str, list[ipaddress.IPv4Network]]) -> Rule | None:
+def compile_rule(rule: dict, group_members: dict[str, list[Prefix]]) -> Rule | None:
     if rule.get("ethertype", "IPv4") != "IPv4":
         return None
     raw = rule.get("protocol")
@@ -67,7 +118,8 @@ def compile_rule(rule: dict, group_members: dict[str, list[ipaddress.IPv4Network
         if not remotes:
             return None  # an empty group allows nobody
     elif rule.get("remote_ip_prefix") and ipaddress.ip_network(rule["remote_ip_prefix"]).prefixlen:
-        remotes = (ipaddress.ip_network(rule["remote_ip_prefix"]),)
+        net = ipaddress.ip_network(rule["remote_ip_prefix"])
+        remotes = ((int(net.network_address), net.prefixlen),)
     else:
         remotes = ()
     return Rule(proto, _l4_blocks(proto, rule.get("port_range_min"), rule.get("port_range_max")), remotes)
@@ -75,52 +127,49 @@ def compile_rule(rule: dict, group_members: dict[str, list[ipaddress.IPv4Network
 
 @dataclass
 class Policy:
-    """The rules of one port and direction, compiled."""
+    """The rules of one direction of a set of groups, compiled."""
 
     rules: list[Rule] = field(default_factory=list)
 
     def allows(self, proto: int, remote: str, l4: int) -> bool:
-        addr = ipaddress.ip_address(remote)
-        return any(r.allows(proto, l4) and (not r.remotes or any(addr in n for n in r.remotes)) for r in self.rules)
+        addr = host_prefix(remote)[0]
+        return any(r.allows(proto, l4) and r.holds(addr) for r in self.rules)
 
-    def entries(self) -> tuple[list[tuple[ipaddress.IPv4Network, int]], set[tuple[int, int, int, int]]]:
+    def entries(self) -> tuple[list[tuple[Prefix, int]], set[tuple[int, int, int, int]]]:
         """(remote prefix, class) and (class, proto, l4 value, l4 bits) entries."""
-        by_prefix: dict[ipaddress.IPv4Network, set[int]] = {}
+        by_prefix: dict[Prefix, set[int]] = {}
         for i, r in enumerate(self.rules):
-            for n in r.remotes:
-                by_prefix.setdefault(n, set()).add(i)
+            for prefix in r.remotes:
+                by_prefix.setdefault(prefix, set()).add(i)
         classes: dict[frozenset, int] = {}
-        remote_entries = []
+        remote_classes: dict[Prefix, int] = {}
         allow: set[tuple[int, int, int, int]] = set()
         # the rules holding a prefix: those of the prefix itself and of each of its supernets
         # present; integer masks over the few prefix lengths in use keep this linear
-        lengths = sorted({n.prefixlen for n in by_prefix})
-        by_int = {(int(n.network_address), n.prefixlen): rules for n, rules in by_prefix.items()}
-        for prefix in sorted(by_prefix, key=lambda n: (n.prefixlen, int(n.network_address))):
-            addr, members = int(prefix.network_address), set(by_prefix[prefix])
+        lengths = sorted({length for _, length in by_prefix})
+        for prefix in sorted(by_prefix, key=lambda p: (p[1], p[0])):
+            addr, plen = prefix
+            members = set(by_prefix[prefix])
             for length in lengths:
-                if length >= prefix.prefixlen:
+                if length >= plen:
                     break
-                members |= by_int.get((addr & (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF, length), set())
-            class_id = classes.setdefault(frozenset(members), len(classes) + 1)
-            remote_entries.append((prefix, class_id))
+                members |= by_prefix.get((addr & mask(length), length), set())
+            remote_classes[prefix] = classes.setdefault(frozenset(members), len(classes) + 1)
         for members, class_id in classes.items():
             for i in members:
                 allow |= self._allow(class_id, self.rules[i])
         for rule in self.rules:
             if not rule.remotes:
                 allow |= self._allow(ANY_CLASS, rule)
-        return remote_entries, allow
+        return sorted(aggregate(remote_classes).items()), allow
 
     @staticmethod
     def _allow(class_id: int, rule: Rule) -> set[tuple[int, int, int, int]]:
         return {(class_id, rule.proto, value, bits) for value, bits in (rule.l4 or ((0, 0),))}
 
 
-def port_policies(port: dict, rules: list[dict],
-                  group_members: dict[str, list[ipaddress.IPv4Network]]) -> dict[int, Policy]:
-    """{INGRESS: Policy, EGRESS: Policy} of a port from its groups' rules."""
-    groups = set(port.get("security_groups") or [])
+def group_policies(groups: set[str], rules: list[dict], group_members: dict[str, list[Prefix]]) -> dict[int, Policy]:
+    """{INGRESS: Policy, EGRESS: Policy} of a set of groups."""
     out = {INGRESS: Policy(), EGRESS: Policy()}
     for rule in rules:
         if rule.get("security_group_id") not in groups:
@@ -129,3 +178,4 @@ def port_policies(port: dict, rules: list[dict],
         if compiled:
             out[INGRESS if rule["direction"] == "ingress" else EGRESS].rules.append(compiled)
     return out
+

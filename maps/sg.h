@@ -1,6 +1,8 @@
-/* Security groups compiled into lookups: per port and direction, the remote
- * address picks a class (the set of rules whose prefix holds it), then
- * (class, protocol, port or ICMP type/code prefix) says allowed or not. */
+/* Security groups compiled into lookups. Ports with the same groups share one
+ * compiled policy (its id is in sg_ports): per policy and direction, the
+ * remote address picks a class (the set of rules whose prefix holds it), then
+ * (class, protocol, port or ICMP type/code prefix) says allowed or not.
+ * Connection state stays per port (maps/conntrack.h). */
 #ifndef DFXDP_MAPS_SG_H
 #define DFXDP_MAPS_SG_H
 
@@ -15,12 +17,13 @@
 /* map `sg_ports`: port_key -> struct sg_port */
 struct sg_port {
 	__u32 flags;
+	__u32 policy;       /* the compiled policy of this port's set of groups */
 };
 
 /* map `sg_remote` (LPM): prefixlen = 64 + remote prefix length */
 struct sg_remote_key {
 	__u32 prefixlen;
-	__u32 port_key;
+	__u32 policy;
 	__u32 direction;
 	__be32 addr;
 };
@@ -33,7 +36,7 @@ struct sg_remote {
  * (16 for a port, fewer for a port range block, 8 for an ICMP type alone). */
 struct sg_allow_key {
 	__u32 prefixlen;
-	__u32 port_key;
+	__u32 policy;
 	__u32 direction;
 	__u32 class_id;
 	__u8 proto;

@@ -8,28 +8,28 @@
 #define ICMP_TIME_EXCEEDED_T 11
 #define ICMP_PARAM_PROBLEM 12
 
-static __always_inline int sg_allow_lookup(__u32 port, __u32 dir, __u32 class_id, __u8 proto, __be16 l4)
+static __always_inline int sg_allow_lookup(__u32 policy, __u32 dir, __u32 class_id, __u8 proto, __be16 l4)
 {
-	struct sg_allow_key key = { .prefixlen = 128, .port_key = port, .direction = dir,
+	struct sg_allow_key key = { .prefixlen = 128, .policy = policy, .direction = dir,
 				    .class_id = class_id, .proto = proto, .l4 = l4 };
 
 	return bpf_map_lookup_elem(&sg_allow, &key) != NULL;
 }
 
-/* Do the port's rules in `dir` allow a new flow f with this remote address? */
-static __always_inline int sg_policy_allows(__u32 port, __u32 dir, const struct flow *f, __be32 remote)
+/* Does the policy's `dir` side allow a new flow f with this remote address? */
+static __always_inline int sg_policy_allows(__u32 policy, __u32 dir, const struct flow *f, __be32 remote)
 {
-	struct sg_remote_key rkey = { .prefixlen = 96, .port_key = port, .direction = dir, .addr = remote };
+	struct sg_remote_key rkey = { .prefixlen = 96, .policy = policy, .direction = dir, .addr = remote };
 	struct sg_remote *cls = bpf_map_lookup_elem(&sg_remote, &rkey);
 	__be16 l4 = f->proto == IPPROTO_ICMP ? bpf_htons(((__u16)f->icmp_type << 8) | f->icmp_code) : f->dport;
 
 	if (cls) {
-		if (sg_allow_lookup(port, dir, cls->class_id, f->proto, l4) ||
-		    sg_allow_lookup(port, dir, cls->class_id, SG_PROTO_ANY, 0))
+		if (sg_allow_lookup(policy, dir, cls->class_id, f->proto, l4) ||
+		    sg_allow_lookup(policy, dir, cls->class_id, SG_PROTO_ANY, 0))
 			return 1;
 	}
-	return sg_allow_lookup(port, dir, SG_CLASS_ANY, f->proto, l4) ||
-	       sg_allow_lookup(port, dir, SG_CLASS_ANY, SG_PROTO_ANY, 0);
+	return sg_allow_lookup(policy, dir, SG_CLASS_ANY, f->proto, l4) ||
+	       sg_allow_lookup(policy, dir, SG_CLASS_ANY, SG_PROTO_ANY, 0);
 }
 
 /* The flow of an IPv4 frame; returns 0 or a DROP_* reason. ICMP echo ids stand in for ports. */
@@ -81,8 +81,9 @@ static __always_inline int icmp_is_error(const struct flow *f)
 					    f->icmp_type == ICMP_PARAM_PROBLEM);
 }
 
-/* Stateful filtering for one port and direction; 0 to allow, else a drop reason. */
-static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 dir, __u32 deny_reason)
+/* Stateful filtering for one port (its connections) and direction, under its
+ * compiled policy; 0 to allow, else a drop reason. */
+static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 policy, __u32 dir, __u32 deny_reason)
 {
 	__u32 other = dir == SG_INGRESS ? SG_EGRESS : SG_INGRESS;
 	__u64 now = bpf_ktime_get_ns();
@@ -119,7 +120,7 @@ static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 dir, 
 				return 0;
 		}
 	}
-	if (!sg_policy_allows(port, dir, &f, dir == SG_INGRESS ? f.saddr : f.daddr))
+	if (!sg_policy_allows(policy, dir, &f, dir == SG_INGRESS ? f.saddr : f.daddr))
 		return deny_reason;
 	/* No mid-stream pickup: once a removed rule flushed a flow, its next segment
 	 * (either way) must not quietly open it again. */

@@ -1,14 +1,23 @@
-"""Security groups of the local ports as lookup entries (see controller/sg_compiler.py)."""
+"""Security groups of the local ports as lookup entries (see controller/sg_compiler.py).
+
+Ports with the same set of groups have the same rules, so they share one
+compiled policy: its entries are written once, whatever the number of such
+ports (a chassis' 50 VMs in the project's default group cost one copy of the
+default group's members, not 50). A policy's id is a hash of its group ids:
+the same on every chassis and across restarts, so an agent that adopts pinned
+maps finds its entries where it left them.
+"""
 from __future__ import annotations
 
-import ipaddress
+import hashlib
 import sys
+from dataclasses import dataclass
 from typing import Iterable
 
 from dfxdp.datapath.libbpf import lib
 
-from ..sg_compiler import Policy, port_policies
-from .base import App, Entry, LocalView, ipv4_addresses, ipv4_be32
+from ..sg_compiler import Policy, Prefix, group_policies, host_prefix
+from .base import App, Entry, LocalView, ipv4_addresses
 
 
 def be16(value: int) -> int:
@@ -16,43 +25,83 @@ def be16(value: int) -> int:
     return int.from_bytes(value.to_bytes(2, "big"), sys.byteorder)
 
 
-def group_members(view: LocalView) -> dict[str, list[ipaddress.IPv4Network]]:
+def be32(addr: int) -> int:
+    """A host-order IPv4 integer as the __be32 the datapath compares."""
+    return int.from_bytes(addr.to_bytes(4, "big"), sys.byteorder)
+
+
+@dataclass
+class SharedPolicy:
+    """The compiled policy of every filtered local port with one set of groups."""
+
+    policy_id: int
+    port_keys: list[int]
+    directions: dict[int, Policy]  # INGRESS / EGRESS
+
+
+def group_members(view: LocalView) -> dict[str, list[Prefix]]:
     """remote_group_id → the IPv4 addresses (/32) of the ports in that group (as far as this chassis knows)."""
-    members: dict[str, list[ipaddress.IPv4Network]] = {}
+    members: dict[str, list[Prefix]] = {}
     for port in view.ports.values():
-        addresses = [ipaddress.IPv4Network(ip) for ip in ipv4_addresses(port)]
-        for group in port.get("security_groups") or []:
-            members.setdefault(group, []).extend(addresses)
+        groups = port.get("security_groups")
+        if groups:
+            addresses = [host_prefix(ip) for ip in ipv4_addresses(port)]
+            for group in groups:
+                members.setdefault(group, []).extend(addresses)
     return members
+
+
+def policy_id(groups: frozenset[str], taken: set[int]) -> int:
+    """A stable 32-bit id for a set of groups; the next free one on a (rare) collision."""
+    digest = hashlib.blake2b("\n".join(sorted(groups)).encode(), digest_size=4).digest()
+    candidate = int.from_bytes(digest, "big") or 1
+    while candidate in taken:
+        candidate = candidate % 0xFFFFFFFF + 1
+    return candidate
+
+
+def shared_policies(view: LocalView) -> list[SharedPolicy]:
+    """The policies of the filtered local ports, computed once per pass (the SG app
+    and the agent's conntrack upkeep both need them)."""
+    if "sg" in view.derived:
+        return view.derived["sg"]
+    by_groups: dict[frozenset[str], list[int]] = {}
+    for port_id in view.local_ports:
+        port = view.ports.get(port_id)
+        if port and port.get("port_security_enabled"):
+            by_groups.setdefault(frozenset(port.get("security_groups") or ()), []).append(port["key"])
+    out: list[SharedPolicy] = []
+    if by_groups:
+        members, rules = group_members(view), list(view.security_group_rules.values())
+        taken: set[int] = set()
+        for groups in sorted(by_groups, key=sorted):  # a fixed order: collisions resolve the same way each pass
+            pid = policy_id(groups, taken)
+            taken.add(pid)
+            out.append(SharedPolicy(pid, sorted(by_groups[groups]), group_policies(groups, rules, members)))
+    view.derived["sg"] = out
+    return out
 
 
 def local_policies(view: LocalView) -> dict[tuple[int, int], Policy]:
     """(port key, direction) → Policy for every filtered local port."""
-    members, rules = group_members(view), list(view.security_group_rules.values())
-    out = {}
-    for port_id in view.local_ports:
-        port = view.ports.get(port_id)
-        if port and port.get("port_security_enabled"):
-            for direction, policy in port_policies(port, rules, members).items():
-                out[(port["key"], direction)] = policy
-    return out
+    return {(port_key, direction): policy for shared in shared_policies(view)
+            for port_key in shared.port_keys for direction, policy in shared.directions.items()}
 
 
 class SecurityGroupApp(App):
     name = "sg"
-    maps = ("sg_ports", "sg_remote", "sg_allow")
+    maps = ("sg_remote", "sg_allow", "sg_ports")  # a policy's entries before the ports that use it
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
-        filtered = set()
-        for (port_key, direction), policy in local_policies(view).items():
-            if port_key not in filtered:
-                filtered.add(port_key)
-                yield Entry("sg_ports", port_key, {"flags": lib.SG_PORT_FILTERED})
-            remote_entries, allow = policy.entries()
-            for prefix, class_id in remote_entries:
-                yield Entry("sg_remote", {"prefixlen": 64 + prefix.prefixlen, "port_key": port_key,
-                                          "direction": direction,
-                                          "addr": ipv4_be32(str(prefix.network_address))}, {"class_id": class_id})
-            for class_id, proto, value, bits in allow:
-                yield Entry("sg_allow", {"prefixlen": 112 + bits, "port_key": port_key, "direction": direction,
-                                         "class_id": class_id, "proto": proto, "l4": be16(value)}, 1)
+        for shared in shared_policies(view):
+            pid = shared.policy_id
+            for direction, policy in shared.directions.items():
+                remote_entries, allow = policy.entries()
+                for (addr, length), class_id in remote_entries:
+                    yield Entry("sg_remote", {"prefixlen": 64 + length, "policy": pid, "direction": direction,
+                                              "addr": be32(addr)}, {"class_id": class_id})
+                for class_id, proto, value, bits in allow:
+                    yield Entry("sg_allow", {"prefixlen": 112 + bits, "policy": pid, "direction": direction,
+                                             "class_id": class_id, "proto": proto, "l4": be16(value)}, 1)
+            for port_key in shared.port_keys:
+                yield Entry("sg_ports", port_key, {"flags": lib.SG_PORT_FILTERED, "policy": pid})

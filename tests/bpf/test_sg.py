@@ -200,3 +200,31 @@ def test_removed_rule_ends_the_flows_it_allowed(pipeline, test_iface):
     assert (expired, revoked) == (0, 1)  # the TCP flow goes, the UDP one stays
     assert to_b(pipeline, ifs, TCP(sport=4444, dport=85, flags="A")).drop_reason == "DROP_SG_INGRESS"
     assert to_b(pipeline, ifs, UDP(sport=4444, dport=53)).verdict == "XDP_REDIRECT"
+
+
+def sg_entry_count(pipe):
+    return sum(len(pipe.maps[name]) for name in ("sg_remote", "sg_allow"))
+
+
+def test_ports_with_the_same_groups_share_one_policy(pipeline, test_iface):
+    ifs = [test_iface()[1] for _ in range(3)]
+    view = make_view(*ifs, rules=RULES + [rule("r6", "friends", "egress")])
+    view.ports["a"].update(security_groups=["web"])
+    view.ports["c"].update(security_groups=["friends"], port_security_enabled=True)
+    program(pipeline, view)
+    only_b = sg_entry_count(pipeline)
+    view.ports["a"].update(port_security_enabled=True)
+    view.derived.clear()  # a new pass
+    program(pipeline, view)
+    policy = {key: to_dict(pipeline.maps["sg_ports"].lookup(key))["policy"] for key in (1, 2, 3)}
+    assert policy[1] == policy[2] != policy[3]
+    assert sg_entry_count(pipeline) == only_b  # one copy of web's entries for a and b
+    # the shared rules apply to each port, with its own connections
+    syn = send(pipeline, ifs[2], MAC_C, MAC_A, IP(src="10.0.0.33", dst="10.0.0.1") / TCP(sport=1, dport=80, flags="S"))
+    assert syn.verdict == "XDP_REDIRECT" and syn.meta["out_ifindex"] == ifs[0]
+    assert ct_entry(pipeline, 1, lib.SG_INGRESS, "10.0.0.33", "10.0.0.1", 1, 80)[1] is not None
+    assert ct_entry(pipeline, 2, lib.SG_INGRESS, "10.0.0.33", "10.0.0.1", 1, 80)[1] is None
+    no = send(pipeline, ifs[2], MAC_C, MAC_A, IP(src="10.0.0.33", dst="10.0.0.1") / TCP(sport=1, dport=91, flags="S"))
+    assert no.drop_reason == "DROP_SG_INGRESS"
+    to_c = send(pipeline, ifs[0], MAC_A, MAC_C, IP(src="10.0.0.1", dst="10.0.0.33") / TCP(sport=1, dport=80, flags="S"))
+    assert to_c.drop_reason == "DROP_SG_EGRESS"  # web's egress allows only tcp/5000 to 10.0.0.1

@@ -1,11 +1,13 @@
 """The security group compiler: exact range blocks, classes per remote prefix,
-and entry counts that grow with the rules, not with port ranges or nesting."""
+entry counts that grow with the rules, not with port ranges or nesting, and
+aggregated remote prefixes that answer every address as the unmerged ones do."""
 import ipaddress
 import random
 
 import pytest
 
-from dfxdp.controller.sg_compiler import EGRESS, INGRESS, Policy, compile_rule, port_policies, range_to_prefixes
+from dfxdp.controller.sg_compiler import (EGRESS, INGRESS, aggregate, compile_rule, group_policies, host_prefix, mask,
+                                          range_to_prefixes)
 
 
 @pytest.mark.parametrize("lo,hi", [(1, 65535), (80, 80), (1000, 1999), (0, 0), (1024, 65535), (33, 1234)])
@@ -26,13 +28,17 @@ def rule(**kw):
     return {**base, **kw}
 
 
+def prefix(text):
+    net = ipaddress.ip_network(text)
+    return int(net.network_address), net.prefixlen
+
+
 def test_policy_semantics_match_neutron():
-    port = {"security_groups": ["g"]}
     rules = [rule(protocol="tcp", port_range_min=22, port_range_max=22, remote_ip_prefix="10.0.0.0/8"),
              rule(protocol="icmp", port_range_min=8), rule(direction="egress"),
              rule(protocol="udp", port_range_min=53, port_range_max=53, remote_group_id="friends"),
              rule(ethertype="IPv6", protocol="tcp")]
-    pol = port_policies(port, rules, {"friends": [ipaddress.ip_network("192.0.2.7/32")]})
+    pol = group_policies({"g"}, rules, {"friends": [host_prefix("192.0.2.7")]})
     assert pol[INGRESS].allows(6, "10.9.9.9", 22) and not pol[INGRESS].allows(6, "11.0.0.1", 22)
     assert not pol[INGRESS].allows(6, "10.9.9.9", 23)
     assert pol[INGRESS].allows(1, "1.2.3.4", 8 << 8) and not pol[INGRESS].allows(1, "1.2.3.4", 13 << 8)
@@ -44,10 +50,10 @@ def test_policy_semantics_match_neutron():
 def test_classes_follow_nested_prefixes():
     rules = [rule(remote_ip_prefix="10.0.0.0/8", protocol="tcp", port_range_min=1, port_range_max=1),
              rule(remote_ip_prefix="10.1.0.0/16", protocol="tcp", port_range_min=2, port_range_max=2)]
-    pol = port_policies({"security_groups": ["g"]}, rules, {})[INGRESS]
+    pol = group_policies({"g"}, rules, {})[INGRESS]
     remote, allow = pol.entries()
     classes = dict(remote)
-    wide, narrow = classes[ipaddress.ip_network("10.0.0.0/8")], classes[ipaddress.ip_network("10.1.0.0/16")]
+    wide, narrow = classes[prefix("10.0.0.0/8")], classes[prefix("10.1.0.0/16")]
     assert wide != narrow
     assert {(c, p) for c, p, _, _ in allow if c == narrow} == {(narrow, 6)}
     assert {v for c, _, v, _ in allow if c == narrow} == {1, 2}  # both rules hold inside 10.1/16
@@ -61,6 +67,48 @@ def test_entries_grow_linearly_with_rules(n):
                   remote_ip_prefix=f"10.{i // 256 % 256}.{i % 256}.0/24") for i, p in
              enumerate(rnd.randrange(1, 60000) for _ in range(n))]
     rules.append(rule(protocol="udp", port_range_min=1, port_range_max=65535))  # from anywhere: class 0 only
-    remote, allow = port_policies({"security_groups": ["g"]}, rules, {})[INGRESS].entries()
+    remote, allow = group_policies({"g"}, rules, {})[INGRESS].entries()
     assert len(remote) == n
     assert len(allow) <= 30 * (n + 1)  # at most the blocks of each rule once
+
+
+def lpm(entries, addr):
+    """What an LPM trie answers for addr: the class of the longest prefix holding it, or None."""
+    best = max(((length, class_id) for (net, length), class_id in entries.items() if addr & mask(length) == net),
+               default=None)
+    return best and best[1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_aggregation_answers_every_address_as_before(seed):
+    rnd = random.Random(seed)
+    entries = {}
+    for _ in range(300):  # a dense group in a /24 with a few holes, plus nested rule prefixes
+        entries[(0x0A000000 | rnd.randrange(256), 32)] = rnd.choice([1, 1, 1, 2])
+    entries[(0x0A000000, 24)] = 3
+    entries[(0x0A000080, 26)] = 4
+    entries[(0x0A000100 | rnd.randrange(256), 32)] = 1
+    merged = aggregate(entries)
+    assert len(merged) < len(entries)
+    for addr in range(0x09FFFFF0, 0x0A000210):
+        assert lpm(merged, addr) == lpm(entries, addr), hex(addr)
+
+
+def test_a_consecutive_group_becomes_a_few_entries():
+    members = [host_prefix(f"10.128.{i // 256}.{i % 256}") for i in range(2, 802)]
+    pol = group_policies({"g"}, [rule(remote_group_id="g")], {"g": members})[INGRESS]
+    remote, _ = pol.entries()
+    assert len(remote) <= 12
+    assert pol.allows(6, "10.128.3.33", 22) and not pol.allows(6, "10.128.3.34", 22)
+    classes = dict(remote)
+    for i in (2, 500, 801):
+        assert lpm(classes, host_prefix(f"10.128.{i // 256}.{i % 256}")[0]) is not None
+    assert lpm(classes, host_prefix("10.128.3.34")[0]) is None and lpm(classes, host_prefix("10.128.0.1")[0]) is None
+
+
+def test_policy_ids_are_stable_and_never_shared_by_two_group_sets():
+    from dfxdp.controller.apps.sg import policy_id
+
+    first = policy_id(frozenset({"web", "db"}), set())
+    assert first == policy_id(frozenset({"db", "web"}), set()) != 0
+    assert policy_id(frozenset({"web", "db"}), {first}) not in (first, 0)
