@@ -36,6 +36,7 @@ ALLOWED_PROTOCOLS = ("udp", "tcp")  # iperf3's data and control connections
 STREAMS_PER_CLIENT = 2
 PAYLOAD_BYTES = 64
 READY_TIMEOUT = 15
+ATTEMPTS = 3              # runs of one router before the bench gives up on it
 
 # dfxdp's security group on the server port; the other routers' rules say the same.
 SERVER_POLICY = {proto: sg_rule(proto, "ingress", proto, (IPERF_PORTS[0], IPERF_PORTS[-1]), ALLOWED_SOURCES)
@@ -204,9 +205,14 @@ def measure(seconds: float, progress: Callable[[str], None] = lambda _: None) ->
     results = []
     for name, router in ROUTERS.items():
         progress(name)
-        try:
-            with Topology("thru") as topo, router(topo) as hosts:
-                results.append(_iperf3(topo, hosts, name, seconds))
-        except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
-            raise RuntimeError(f"throughput bench, {name}: {exc}") from exc
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with Topology("thru") as topo, router(topo) as hosts:
+                    results.append(_iperf3(topo, hosts, name, seconds))
+                break
+            except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+                # a saturated router may drop iperf3's own TCP control connection, which then
+                # fails the run: a fresh topology and another go, then give up
+                if attempt == ATTEMPTS:
+                    raise RuntimeError(f"throughput bench, {name} ({ATTEMPTS} attempts): {exc}") from exc
     return results
