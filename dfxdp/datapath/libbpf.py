@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 BPF_MAP_TYPE_PROG_ARRAY = 3
 PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+BATCH_MAP_TYPES = {1, 2, 5, 6, 9, 10}  # HASH, ARRAY, the per-CPU and LRU kinds; not LPM_TRIE
 BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_UNION = 1, 3, 4, 5
 BTF_KIND_TYPEDEF, BTF_KIND_VOLATILE, BTF_KIND_CONST = 8, 9, 10
 XDP_ACTIONS = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"]
@@ -273,7 +274,10 @@ class Map:
             prev = ffi.new("unsigned char[]", bytes(ffi.buffer(nxt)))
 
     def raw_items(self) -> dict[bytes, bytes]:
-        """Every entry as raw key/value bytes (any map type, LPM tries included)."""
+        """Every entry as raw key/value bytes (any map type, LPM tries included):
+        in batches of syscalls where the kernel offers them, else key by key."""
+        if self.info.type in BATCH_MAP_TYPES:
+            return dict(self._raw_batches())
         out = {}
         value = self._value_out_buf()
         for key in self.keys():
@@ -318,27 +322,35 @@ class Map:
                f"batch update of map {self.name} ({count[0]} of {len(pairs)} done)")
 
     def lookup_batch(self, chunk: int = 256) -> list[tuple]:
-        """All entries through BPF_MAP_LOOKUP_BATCH."""
+        """All entries through BPF_MAP_LOOKUP_BATCH, decoded."""
+        out = []
+        for key, value in self._raw_batches(chunk):
+            if self.percpu:
+                size = self.info.value_size
+                out.append((self.decode(self.key_type, key),
+                            [self.decode(self.value_type, value[cpu * self._slot:cpu * self._slot + size])
+                             for cpu in range(NUM_CPUS)]))
+            else:
+                out.append((self.decode(self.key_type, key), self.decode(self.value_type, value)))
+        return out
+
+    def _raw_batches(self, chunk: int = 1024) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) bytes of every entry, `chunk` entries per BPF_MAP_LOOKUP_BATCH."""
         ks, vs = self.info.key_size, self._slot * NUM_CPUS if self.percpu else self.info.value_size
         keys = ffi.new("unsigned char[]", ks * chunk)
         values = ffi.new("unsigned char[]", vs * chunk)
         in_batch, out_batch = ffi.NULL, ffi.new("unsigned char[]", max(ks, 8))
         opts = ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts")})
-        result = []
         while True:
             count = ffi.new("__u32 *", chunk)
             ret = lib.bpf_map_lookup_batch(self.fd, in_batch, out_batch, keys, values, count, opts)
             if ret < 0 and -ret != errno_mod.ENOENT:
                 raise BpfError(-ret, f"batch lookup of map {self.name}")
+            key_bytes, value_bytes = ffi.buffer(keys, ks * count[0])[:], ffi.buffer(values, vs * count[0])[:]
             for i in range(count[0]):
-                key = self._out(self.key_type, keys, i * ks)
-                if self.percpu:
-                    val = [self._out(self.value_type, values, i * vs + c * self._slot) for c in range(NUM_CPUS)]
-                else:
-                    val = self._out(self.value_type, values, i * vs)
-                result.append((key, val))
+                yield key_bytes[i * ks:(i + 1) * ks], value_bytes[i * vs:(i + 1) * vs]
             if ret < 0:  # ENOENT: that was the last chunk
-                return result
+                return
             in_batch = ffi.new("unsigned char[]", bytes(ffi.buffer(out_batch)))
 
     # per-CPU helpers

@@ -84,6 +84,19 @@ def test_map_operations(pipeline):
     assert m.delete(100) is True and len(m) == 50
 
 
+def test_raw_items_batched_and_key_by_key_agree(pipeline):
+    fdb, routes = pipeline.maps["fdb"], pipeline.maps["routes"]  # a hash (batched) and an LPM trie
+    fdb.update_batch([({"net_key": 7, "mac": list(i.to_bytes(6, "big"))}, {"ifindex": i, "port_key": i})
+                      for i in range(1, 2500)])  # more than one batch
+    for i in range(1, 40):
+        routes.update({"prefixlen": 32 + 24, "router_key": 1, "dst": i}, {"out_net_key": i})
+    for m, count in ((fdb, 2499), (routes, 39)):
+        by_key = {}
+        for key in m.keys():
+            by_key[m.encode_key(key)] = m.encode_value(m.lookup(key))
+        assert len(by_key) == count and m.raw_items() == by_key, m.name
+
+
 def test_percpu_values_all_cpus_and_summed(pipeline):
     stats = pipeline.maps["verdict_stats"]
     assert stats.percpu
