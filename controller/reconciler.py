@@ -58,12 +58,21 @@ class Reconciler:
         self.audit_interval = audit_interval
         self._known: dict[str, dict[bytes, bytes]] | None = None  # what the maps hold after our last pass
         self._audited_at = 0.0
+        self._encoded: dict[int, tuple[Entry, bytes, bytes]] = {}
 
     def desired_bytes(self, entries: Iterable[Entry]) -> dict[str, dict[bytes, bytes]]:
         desired: dict[str, dict[bytes, bytes]] = {name: {} for name in self.managed}
+        # An app that hands out the same Entry objects again (apps/base.py Memo) is not encoded
+        # again: keyed by id(), safe because this dict keeps last pass' entries alive.
+        encoded: dict[int, tuple[Entry, bytes, bytes]] = {}
         for entry in entries:
-            m = self.maps[entry.map]
-            desired.setdefault(entry.map, {})[m.encode_key(entry.key)] = m.encode_value(entry.value)
+            hit = self._encoded.get(id(entry))
+            if hit is None or hit[0] is not entry:
+                m = self.maps[entry.map]
+                hit = (entry, m.encode_key(entry.key), m.encode_value(entry.value))
+            encoded[id(entry)] = hit
+            desired.setdefault(entry.map, {})[hit[1]] = hit[2]
+        self._encoded = encoded
         return desired
 
     def _actual(self, names: Iterable[str], audit: bool, result: ReconcileResult) -> dict[str, dict[bytes, bytes]]:

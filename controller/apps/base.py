@@ -14,7 +14,9 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,32 @@ def ipv4_be32(address: str) -> int:
 def ipv4_addresses(port: dict) -> list[str]:
     # NB holds validated addresses: a colon is enough to tell IPv6 (and much cheaper at 100,000 ports)
     return [f["ip_address"] for f in port.get("fixed_ips", []) if ":" not in f["ip_address"]]
+
+
+def _same(old: tuple, new: tuple) -> bool:
+    return len(old) == len(new) and all(a is b or (type(a) is not dict and a == b) for a, b in zip(old, new))
+
+
+class Memo:
+    """What an app derived from each object last pass, reused while its inputs are unchanged.
+
+    Inputs are compared by identity for NB documents (the cache replaces a
+    document on every change and never edits one in place) and by value for
+    anything else. What a pass did not ask for is forgotten at the next one.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[Any, tuple[tuple, Any]] = {}
+        self._this: dict[Any, tuple[tuple, Any]] = {}
+
+    def new_pass(self) -> None:
+        self._last, self._this = self._this, {}
+
+    def get(self, obj_id: Any, inputs: tuple, compute: Callable[[], T]) -> T:
+        hit = self._last.get(obj_id)
+        value = hit[1] if hit is not None and _same(hit[0], inputs) else compute()
+        self._this[obj_id] = (inputs, value)
+        return value
 
 
 class App:

@@ -112,3 +112,21 @@ def test_failed_removal_is_retried_from_memory():
     assert rec.apply([Entry("a", 1, "x")]).errors
     m.delete = real_delete
     assert rec.apply([Entry("a", 1, "x")]).removed == 1 and m.data == {b"1": b"x"}
+
+
+def test_entries_handed_out_again_are_not_encoded_again():
+    log = []
+
+    class EncodingCounter(FakeMap):
+        encodes = 0
+
+        def encode_key(self, key):
+            self.encodes += 1
+            return super().encode_key(key)
+
+    m = EncodingCounter("a", log)
+    rec = Reconciler({"a": m}, ["a"])
+    same, changed = Entry("a", 1, "x"), Entry("a", 2, "y")
+    rec.apply([same, changed])
+    rec.apply([same, Entry("a", 2, "y2")])
+    assert m.encodes == 3 and m.data == {b"1": b"x", b"2": b"y2"}
