@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, TypeVar
 
-from .db.base import Compare, Delete, Put, Store
+from .db.base import KV, Compare, Delete, Put, Store
 from .errors import Conflict
 
 NB = "/dfxdp/nb/"
@@ -35,13 +35,27 @@ class Txn:
         self._compares: dict[str, int] = {}
         self._writes: dict[str, bytes | None] = {}  # None = delete
         self._committed: list[Callable[[], None]] = []
+        # What range reads of this txn saw, so that a later get of the same key costs no
+        # round trip: a key under a prefix read whole, and not found there, is absent.
+        self._seen: dict[str, KV] = {}
+        self._prefixes_read: list[str] = []
 
     def get_raw(self, key: str) -> bytes | None:
         if key in self._writes:
             return self._writes[key]
-        kv = self.store.get(key)
+        if key in self._seen or any(key.startswith(p) for p in self._prefixes_read):
+            kv = self._seen.get(key)
+        else:
+            kv = self.store.get(key)
+        # the commit only goes through if the key is still as read (the same guard for both paths)
         self._compares.setdefault(key, kv.mod_revision if kv else 0)
         return kv.value if kv else None
+
+    def _range(self, prefix: str) -> list[KV]:
+        kvs, _ = self.store.range(prefix)
+        self._seen.update((kv.key, kv) for kv in kvs)
+        self._prefixes_read.append(prefix)
+        return kvs
 
     def get(self, kind: str, obj_id: str) -> dict | None:
         raw = self.get_raw(obj_key(kind, obj_id))
@@ -50,7 +64,7 @@ class Txn:
     def list(self, kind: str) -> list[dict]:
         """Every object of a kind, with this txn's own writes applied."""
         prefix = f"{NB}{kind}/"
-        kvs, _ = self.store.range(prefix)
+        kvs = self._range(prefix)
         found = {kv.key: kv.value for kv in kvs}
         for key, value in self._writes.items():
             if key.startswith(prefix):
@@ -58,7 +72,7 @@ class Txn:
         return [json.loads(v) for v in found.values() if v]
 
     def keys_under(self, prefix: str) -> set[str]:
-        kvs, _ = self.store.range(prefix)
+        kvs = self._range(prefix)
         keys = {kv.key for kv in kvs}
         keys |= {k for k, v in self._writes.items() if k.startswith(prefix) and v is not None}
         return keys - {k for k, v in self._writes.items() if v is None}
@@ -76,6 +90,12 @@ class Txn:
             return False
         self._writes[key] = owner.encode()
         return True
+
+    def claim(self, key: str, owner: str) -> None:
+        """Reserve a key believed free (a random MAC) without reading it first: if
+        someone holds it, the commit fails and run_txn starts over with a fresh pick."""
+        self._compares.setdefault(key, 0)
+        self._writes[key] = owner.encode()
 
     def release(self, key: str) -> None:
         self._writes[key] = None
