@@ -156,12 +156,16 @@ class ControlBench:
             self.api.create("ports", "port", {"network_id": self.networks[n // PORTS_PER_NETWORK]["id"],
                                               "binding:host_id": self.simulated[n % SIMULATED_CHASSIS]})
 
-        with concurrent.futures.ThreadPoolExecutor(API_WORKERS) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(API_WORKERS)
+        try:
             for done, future in enumerate(concurrent.futures.as_completed(
-                    pool.submit(create, i) for i in range(todo)), start=1):
+                    [pool.submit(create, i) for i in range(todo)]), start=1):
                 future.result()
                 if done % 50 == 0 or done == todo:
                     progress(done)
+        finally:
+            # on a failed create or an interrupt, do not work through the remaining thousands first
+            pool.shutdown(cancel_futures=True)
         self.bound += todo
         return todo / (time.monotonic() - started)
 

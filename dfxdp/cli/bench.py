@@ -35,6 +35,10 @@ def register(group: click.Group) -> None:
 
         from dfxdp.bench import control, datapath, report, throughput
 
+        from .interrupt import clean_exit_on_signals
+
+        clean_exit_on_signals()
+
         sizes = QUICK if quick else FULL
         ports = sizes.control_ports + ((LARGE_PORTS,) if large else ())
         with Progress() as progress:

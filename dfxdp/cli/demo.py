@@ -108,6 +108,9 @@ def register(group: click.Group) -> None:
         """Two chassis on the embedded DB: routing, a floating IP, isolation, counters."""
         from rich.console import Console
 
+        from .interrupt import clean_exit_on_signals
+
+        clean_exit_on_signals()
         try:
             ok = run_demo(Console())
         except (RuntimeError, OSError, AssertionError) as exc:

@@ -28,3 +28,27 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
     assert "| l3_routed |" in summary and "| kernel_iptables |" in summary and "| 51 |" in summary
+
+
+def bench_namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith(("thru-", "bcp-"))}
+
+
+def test_sigterm_mid_run_removes_what_the_bench_built(tmp_path):
+    import time
+
+    before = bench_namespaces()
+    proc = subprocess.Popen([sys.executable, "-m", "dfxdp.cli.main", "bench", "--quick", "--out", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not bench_namespaces() - before:  # wait until it is inside a topology
+            assert proc.poll() is None and time.monotonic() < deadline, "the bench never built a namespace"
+            time.sleep(0.05)
+        proc.terminate()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert bench_namespaces() - before == set()
+    assert not (tmp_path / "results.json").exists()
