@@ -81,21 +81,39 @@ class Agent:
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
         self.pipeline = Pipeline(cfg.bpffs).load()
         self.reconciler = Reconciler(self.pipeline.maps, [m for app in self.apps for m in app.maps])
-        self._attach(self.underlay_ifindex, "underlay")
-        if self.external_ifindex:
-            self._attach(self.external_ifindex, "port")
         self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
         self.metrics.heartbeat.set_to_current_time()
         self.metrics.serve_datapath(lambda: self.pipeline.maps if self.pipeline else {})
         if cfg.metrics_listen:
             self.metrics.start(cfg.metrics_listen)
         self.links = LinkWatcher(self._dirty.set)
+        if not self.pipeline.live:
+            self._refill_replaced_maps()
+        self._attach(self.underlay_ifindex, "underlay")
+        if self.external_ifindex:
+            self._attach(self.external_ifindex, "port")
         self.watcher = Watcher(self.store, NB)
         self._threads = [threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True),
                          threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
         for t in self._threads:
             t.start()
         log.info("agent %s up: tunnel %s on %s, bpffs %s", cfg.chassis, cfg.tunnel_ip, cfg.underlay, cfg.bpffs)
+
+    def _refill_replaced_maps(self) -> None:
+        """An upgrade recreated some maps empty (new layout). Fill them from NB before the
+        new programs take traffic: until go_live() the old programs keep forwarding with
+        the old maps, so no frame meets an empty policy or forwarding table."""
+        log.warning("maps recreated for a new layout: %s; refilling before going live",
+                    ", ".join(sorted(self.pipeline.replaced_maps)))
+        kvs, revision = self.store.range(NB)
+        with self._cache_lock:
+            self.cache.load(kvs, revision)
+        self.links.refresh()
+        view = self.build_view()
+        result = self.reconciler.apply(e for app in self.apps for e in app.desired(view))
+        if result.errors:
+            raise OSError(f"refilling recreated maps: {len(result.errors)} updates failed, first: {result.errors[0]}")
+        self.pipeline.go_live()
 
     def run_forever(self) -> None:
         self._looping = True

@@ -137,6 +137,7 @@ class MapInfo:
     key_size: int
     value_size: int
     max_entries: int
+    map_flags: int
     btf_id: int
     btf_key_type_id: int
     btf_value_type_id: int
@@ -147,7 +148,7 @@ def map_info(fd: int) -> MapInfo:
     size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
     _check(lib.bpf_obj_get_info_by_fd(fd, info, size), f"reading info of map fd {fd}")
     return MapInfo(ffi.string(info.name).decode(), info.type, info.id, info.key_size, info.value_size,
-                   info.max_entries, info.btf_id, info.btf_key_type_id, info.btf_value_type_id)
+                   info.max_entries, info.map_flags, info.btf_id, info.btf_key_type_id, info.btf_value_type_id)
 
 
 # --- maps ----------------------------------------------------------------------
@@ -462,6 +463,32 @@ class BpfObject:
         self.programs: dict[str, Program] = {}
         self.maps: dict[str, Map] = {}
         self.loaded = False
+
+    def replace_incompatible_pins(self) -> dict[str, str]:
+        """Before load: unpin every pinned map whose type, sizes or flags differ from what
+        this object declares (a new release changed its layout), so that load creates it
+        anew instead of refusing to start. Returns {map name: what changed}."""
+        replaced = {}
+        m = lib.bpf_object__next_map(self._obj, ffi.NULL)
+        while m != ffi.NULL:
+            pin = lib.bpf_map__pin_path(m)
+            path = pathlib.Path(os.fsdecode(ffi.string(pin))) if pin != ffi.NULL else None
+            if path is not None and path.exists():
+                want = ffi.new("struct bpf_map_def_view *")
+                lib.dfxdp_map_def(m, want)
+                fd = _get_pinned_fd(path)
+                try:
+                    have = map_info(fd)
+                finally:
+                    os.close(fd)
+                changed = [f"{field} {getattr(have, field)} -> {getattr(want, field)}"
+                           for field in ("type", "key_size", "value_size", "max_entries", "map_flags")
+                           if getattr(have, field) != getattr(want, field)]
+                if changed:
+                    unpin(path)
+                    replaced[path.name] = ", ".join(changed)
+            m = lib.bpf_object__next_map(self._obj, m)
+        return replaced
 
     def load(self) -> "BpfObject":
         _capture.lines = []

@@ -120,6 +120,8 @@ extern "Python" void dfxdp_libbpf_log(int level, const char *msg);
 void dfxdp_install_printer(void);
 long dfxdp_fs_magic(const char *path);
 int dfxdp_mount_bpffs(const char *path);
+struct bpf_map_def_view { __u32 type; __u32 key_size; __u32 value_size; __u32 max_entries; __u32 map_flags; };
+void dfxdp_map_def(const struct bpf_map *map, struct bpf_map_def_view *out);
 """
 
 C_SOURCE = r"""
@@ -168,6 +170,19 @@ static long dfxdp_fs_magic(const char *path)
 static int dfxdp_mount_bpffs(const char *path)
 {
     return mount("bpf", path, "bpf", 0, "mode=0700") < 0 ? -errno : 0;
+}
+
+/* What an opened (not yet loaded) object declares for a map: what a pinned map
+ * must match for libbpf to reuse it. */
+struct bpf_map_def_view { __u32 type; __u32 key_size; __u32 value_size; __u32 max_entries; __u32 map_flags; };
+
+static void dfxdp_map_def(const struct bpf_map *map, struct bpf_map_def_view *out)
+{
+    out->type = bpf_map__type(map);
+    out->key_size = bpf_map__key_size(map);
+    out->value_size = bpf_map__value_size(map);
+    out->max_entries = bpf_map__max_entries(map);
+    out->map_flags = bpf_map__map_flags(map);
 }
 """
 

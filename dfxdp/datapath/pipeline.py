@@ -91,6 +91,9 @@ class Pipeline:
         self.objects: list[BpfObject] = []
         self.programs: dict[str, Program] = {}
         self.maps: dict[str, Map] = {}
+        # maps a new release declares differently from their pins: recreated empty
+        self.replaced_maps: dict[str, str] = {}
+        self.live = False  # our programs pinned and in the stage slots
 
     @property
     def maps_dir(self) -> pathlib.Path:
@@ -101,22 +104,34 @@ class Pipeline:
         return self.dir / "progs"
 
     def load(self, objects: list[pathlib.Path] | None = None) -> "Pipeline":
-        """Load every object (reusing pinned maps), pin programs, fill the stage slots."""
+        """Load every object (reusing pinned maps), then go live — unless a pinned map had
+        to be recreated for a new layout: then the caller fills the new maps first and
+        calls go_live(), while the old programs keep forwarding with the old maps."""
         self._ensure_on_bpffs()
         self.maps_dir.mkdir(parents=True, exist_ok=True)
         self.progs_dir.mkdir(parents=True, exist_ok=True)
         for path in objects or pipeline_objects():
-            obj = BpfObject(path, pin_root=self.maps_dir).load()
+            obj = BpfObject(path, pin_root=self.maps_dir)
             self.objects.append(obj)
+            for name, change in obj.replace_incompatible_pins().items():
+                log.warning("map %s changed layout (%s): recreated, to be refilled", name, change)
+                self.replaced_maps[name] = change
+            obj.load()
             self.programs.update(obj.programs)
             for name, m in obj.maps.items():
                 self.maps.setdefault(name, m)
+        if not self.replaced_maps:
+            self.go_live()
+        return self
+
+    def go_live(self) -> None:
+        """Pin our programs and put them in the stage slots: from here on frames run them."""
         for name, prog in self.programs.items():
             pin = self.progs_dir / name
             libbpf.unpin(pin)  # the old program lives on while attached or in a slot
             prog.pin(pin)
         self._wire_stages()
-        return self
+        self.live = True
 
     def _ensure_on_bpffs(self) -> None:
         """Mount a bpffs where none is: at /run/dfxdp/bpffs for the default

@@ -89,3 +89,31 @@ def test_test_run_refuses_runt_input_with_a_clear_error(pipeline):
     with pytest.raises(BpfError) as err:
         run_packet(pipeline, b"\x00" * 10)
     assert err.value.errno == 22 and "test run of program xdp_port" in str(err.value)
+
+
+def test_a_pinned_map_with_an_old_layout_is_recreated_and_goes_live_when_asked(bpffs_dir):
+    import subprocess
+
+    from dfxdp.datapath.pipeline import Pipeline
+
+    chassis = bpffs_dir / "upgraded"
+    (chassis / "maps").mkdir(parents=True)
+    # what an older release pinned: sg_ports with a 4-byte value (no policy id yet)
+    subprocess.run(["bpftool", "map", "create", str(chassis / "maps" / "sg_ports"), "type", "hash",
+                    "key", "4", "value", "4", "entries", "65536", "name", "sg_ports"], check=True)
+    pipe = Pipeline(chassis).load()
+    try:
+        assert pipe.replaced_maps == {"sg_ports": "value_size 4 -> 8"} and not pipe.live
+        assert pipe.maps["sg_ports"].info.value_size == 8
+        assert not (chassis / "progs" / "xdp_port").exists()  # not live before the maps are filled
+        pipe.go_live()
+        assert pipe.live and (chassis / "progs" / "xdp_port").exists()
+        pipe.maps["if_config"].update(1, {"net_key": 9})
+    finally:
+        pipe.close()
+    again = Pipeline(chassis).load()  # a restart of the same release reuses every pin
+    try:
+        assert again.live and not again.replaced_maps
+        assert again.maps["if_config"].lookup(1).net_key == 9
+    finally:
+        again.destroy()

@@ -122,3 +122,33 @@ def test_forwarding_survives_agent_restart_and_catches_up(cluster):
     late_vm = cluster.plug(late, ch2)
     cluster.wait_active(late.id)
     assert cluster.ping(v1, ip_of(late))
+
+
+def test_upgrade_that_changes_a_map_layout_keeps_forwarding(cluster):
+    """An older release pinned sg_ports with another layout: the new agent recreates it,
+    fills it while the old programs forward, and only then switches to the new ones."""
+    (p1, v1), (p2, v2) = vm_on(cluster, 1), vm_on(cluster, 2)
+    assert cluster.ping(v1, ip_of(p2))
+    ch2 = cluster.chassis[1]
+    ch2.stop_agent(kill=True)
+    pin = ch2.bpffs / "maps" / "sg_ports"
+    pin.unlink()  # the running programs keep their map; the pin now shows an older release's layout
+    subprocess.run(["bpftool", "map", "create", str(pin), "type", "hash", "key", "4", "value", "4",
+                    "entries", "65536", "name", "sg_ports"], check=True)
+    pinger = subprocess.Popen(["ip", "netns", "exec", v1, "ping", "-c", "60", "-i", "0.05", "-W", "1", ip_of(p2)],
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    ch2.start_agent()
+    out, _ = pinger.communicate(timeout=60)
+    assert " 0% packet loss" in out, out
+    m = Map.pinned(pin)
+    try:
+        assert m.info.value_size == 8
+        deadline = time.monotonic() + 20
+        while not len(m):
+            assert time.monotonic() < deadline, "the recreated sg_ports map was never filled"
+            time.sleep(0.1)
+        assert all(v.policy for _, v in m.items())  # every filtered port points at its policy
+    finally:
+        m.close()
+    assert cluster.ping(v1, ip_of(p2))
