@@ -88,7 +88,9 @@ def _control_chart(out: pathlib.Path, points: list[dict]) -> pathlib.Path:
 
 
 def _summary(results: dict) -> str:
-    lines = ["# dfxdp bench", "", f"Machine: {results['machine']}", "",
+    m = results["machine"]
+    lines = ["# dfxdp bench", "",
+             f"Machine: {m['machine']}, {m['cpus']} CPUs, kernel {m['kernel']}, Python {m['python']}", "",
              "## Datapath cost (ns per packet, BPF_PROG_TEST_RUN)", "",
              "| path | ns/packet | × floor | verdict |", "|---|---:|---:|---|"]
     for r in results["datapath"]:
