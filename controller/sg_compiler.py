@@ -18,7 +18,9 @@ IPv6 rules are not compiled: IPv6 goes to the fallback path.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import socket
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,6 +40,18 @@ def host_prefix(address: str) -> Prefix:
 
 def mask(length: int) -> int:
     return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+
+
+def stable_id(names: list[str], taken: set[int]) -> int:
+    """A 32-bit id (never 0) for a sorted list of names, the same in every pass and on every
+    chassis; the next free one on a (rare) collision with `taken`. Class ids made this way
+    mean one set of rules for good: when rules change, new classes get new ids, written
+    before the old ones are removed, so no address ever meets another set's allow entries."""
+    digest = hashlib.blake2b("\n".join(names).encode(), digest_size=4).digest()
+    candidate = int.from_bytes(digest, "big") or 1
+    while candidate in taken:
+        candidate = candidate % 0xFFFFFFFF + 1
+    return candidate
 
 
 def range_to_prefixes(lo: int, hi: int, width: int = 16) -> list[tuple[int, int]]:
@@ -82,6 +96,7 @@ class Rule:
     proto: int                          # 0 = any
     l4: tuple[tuple[int, int], ...]     # (value, bits) blocks; () = any port/type
     remotes: tuple[Prefix, ...]         # () = anywhere
+    ident: str = ""                     # the NB rule id (rules are never edited, only added and removed)
 
     def allows(self, proto: int, l4: int) -> bool:
         if self.proto and self.proto != proto:
@@ -122,7 +137,8 @@ def compile_rule(rule: dict, group_members: dict[str, list[Prefix]]) -> Rule | N
         remotes = ((int(net.network_address), net.prefixlen),)
     else:
         remotes = ()
-    return Rule(proto, _l4_blocks(proto, rule.get("port_range_min"), rule.get("port_range_max")), remotes)
+    return Rule(proto, _l4_blocks(proto, rule.get("port_range_min"), rule.get("port_range_max")), remotes,
+                rule.get("id") or json.dumps(rule, sort_keys=True))
 
 
 @dataclass
@@ -141,7 +157,8 @@ class Policy:
         for i, r in enumerate(self.rules):
             for prefix in r.remotes:
                 by_prefix.setdefault(prefix, set()).add(i)
-        classes: dict[frozenset, int] = {}
+        classes: dict[frozenset, int] = {}  # set of rule indexes → class id
+        taken: set[int] = set()
         remote_classes: dict[Prefix, int] = {}
         allow: set[tuple[int, int, int, int]] = set()
         # the rules holding a prefix: those of the prefix itself and of each of its supernets
@@ -154,7 +171,11 @@ class Policy:
                 if length >= plen:
                     break
                 members |= by_prefix.get((addr & mask(length), length), set())
-            remote_classes[prefix] = classes.setdefault(frozenset(members), len(classes) + 1)
+            key = frozenset(members)
+            if key not in classes:
+                classes[key] = stable_id(sorted(self.rules[i].ident for i in key), taken)
+                taken.add(classes[key])
+            remote_classes[prefix] = classes[key]
         for members, class_id in classes.items():
             for i in members:
                 allow |= self._allow(class_id, self.rules[i])

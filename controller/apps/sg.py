@@ -9,14 +9,13 @@ maps finds its entries where it left them.
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from typing import Iterable
 
 from dfxdp.datapath.libbpf import lib
 
-from ..sg_compiler import Policy, Prefix, group_policies, host_prefix
+from ..sg_compiler import Policy, Prefix, group_policies, host_prefix, stable_id
 from .base import App, Entry, LocalView, ipv4_addresses
 
 
@@ -51,15 +50,6 @@ def group_members(view: LocalView) -> dict[str, list[Prefix]]:
     return members
 
 
-def policy_id(groups: frozenset[str], taken: set[int]) -> int:
-    """A stable 32-bit id for a set of groups; the next free one on a (rare) collision."""
-    digest = hashlib.blake2b("\n".join(sorted(groups)).encode(), digest_size=4).digest()
-    candidate = int.from_bytes(digest, "big") or 1
-    while candidate in taken:
-        candidate = candidate % 0xFFFFFFFF + 1
-    return candidate
-
-
 def shared_policies(view: LocalView) -> list[SharedPolicy]:
     """The policies of the filtered local ports, computed once per pass (the SG app
     and the agent's conntrack upkeep both need them)."""
@@ -75,7 +65,7 @@ def shared_policies(view: LocalView) -> list[SharedPolicy]:
         members, rules = group_members(view), list(view.security_group_rules.values())
         taken: set[int] = set()
         for groups in sorted(by_groups, key=sorted):  # a fixed order: collisions resolve the same way each pass
-            pid = policy_id(groups, taken)
+            pid = stable_id(sorted(groups), taken)
             taken.add(pid)
             out.append(SharedPolicy(pid, sorted(by_groups[groups]), group_policies(groups, rules, members)))
     view.derived["sg"] = out

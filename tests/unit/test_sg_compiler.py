@@ -7,7 +7,7 @@ import random
 import pytest
 
 from dfxdp.controller.sg_compiler import (EGRESS, INGRESS, aggregate, compile_rule, group_policies, host_prefix, mask,
-                                          range_to_prefixes)
+                                          range_to_prefixes, stable_id)
 
 
 @pytest.mark.parametrize("lo,hi", [(1, 65535), (80, 80), (1000, 1999), (0, 0), (1024, 65535), (33, 1234)])
@@ -106,9 +106,18 @@ def test_a_consecutive_group_becomes_a_few_entries():
     assert lpm(classes, host_prefix("10.128.3.34")[0]) is None and lpm(classes, host_prefix("10.128.0.1")[0]) is None
 
 
-def test_policy_ids_are_stable_and_never_shared_by_two_group_sets():
-    from dfxdp.controller.apps.sg import policy_id
+def test_ids_are_stable_and_never_shared():
+    first = stable_id(["db", "web"], set())
+    assert first == stable_id(["db", "web"], set()) != 0
+    assert stable_id(["db", "web"], {first}) not in (first, 0)
 
-    first = policy_id(frozenset({"web", "db"}), set())
-    assert first == policy_id(frozenset({"db", "web"}), set()) != 0
-    assert policy_id(frozenset({"web", "db"}), {first}) not in (first, 0)
+
+def test_a_class_keeps_its_id_while_its_rules_do_and_a_new_set_gets_a_new_one():
+    ssh = rule(id="ssh", protocol="tcp", port_range_min=22, port_range_max=22, remote_ip_prefix="10.0.0.0/8")
+    web = rule(id="web", protocol="tcp", port_range_min=80, port_range_max=80, remote_ip_prefix="10.1.0.0/16")
+    before, _ = group_policies({"g"}, [ssh], {})[INGRESS].entries()
+    after, allow = group_policies({"g"}, [ssh, web], {})[INGRESS].entries()
+    assert dict(after)[prefix("10.0.0.0/8")] == dict(before)[prefix("10.0.0.0/8")]  # still just ssh
+    both = dict(after)[prefix("10.1.0.0/16")]
+    assert both not in dict(before).values()  # {ssh, web}: a class that did not exist, a fresh id
+    assert {v for c, _, v, _ in allow if c == both} == {22, 80}
