@@ -34,7 +34,7 @@ from dfxdp.controller.apps.base import mac_bytes
 from dfxdp.datapath.libbpf import Map
 from dfxdp.nb.db import open_store
 from dfxdp.nb.service import NBService
-from dfxdp.testing.cluster import MGMT_FABRIC, SERVICES_IP, Cluster
+from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run
 
 SIMULATED_CHASSIS = 4
@@ -105,10 +105,9 @@ class ControlBench:
         self.cluster = cluster
         self.chassis = cluster.chassis[0]
         self.api = Api(cluster.api_url)
-        # The bench reads NB directly for the chassis records and network keys: etcd
-        # listens in the fabric namespace, reached over the management veth.
-        run(["ip", "route", "replace", f"{SERVICES_IP}/32", "via", MGMT_FABRIC])
-        self.nb = NBService(open_store(cluster.db_url))
+        # The bench reads NB directly for the chassis records and network keys, over the
+        # management veth (etcd listens there too).
+        self.nb = NBService(open_store(cluster.root_db_url))
         self.simulated = [f"sim{i}" for i in range(1, SIMULATED_CHASSIS + 1)]
         for i, name in enumerate(self.simulated, start=1):
             tunnel_ip = f"198.18.0.{100 + i}"

@@ -9,6 +9,8 @@ import signal
 
 def clean_exit_on_signals() -> None:
     def stop(signum: int, _frame) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # one is enough: a second must not cut the cleanup short
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -3,7 +3,8 @@
     fabric ns:   bridge `br-u` (underlay 198.18.0.0/24, .1 = services), bridge `br-x`
                  (flat external network 198.19.0.0/24), etcd (or a shared sqlite file, the
                  embedded default) and `dfxdp server` on 0.0.0.0
-    root ns:     `mgmt` veth to the fabric (198.18.1.2/30 → services at 198.18.1.1)
+    root ns:     `mg…` veth to the fabric's `mgmt`, a /30 of its own from 198.18.128.0/17
+                 (API and etcd reachable there), so several clusters can run at once
     chassis ns:  `und0` on br-u (198.18.0.1N), `ext0` on br-x, one `dfxdp agent`
     vm ns:       `eth0` ⇄ `tap<port-id[:11]>` in its chassis ns (Neutron's naming)
     outside ns:  a host on the external network (198.19.0.100)
@@ -13,6 +14,7 @@ removes it all, even after a failure.
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import pathlib
@@ -29,7 +31,7 @@ from .etcd import EtcdServer
 from .netns import Topology, run
 
 SERVICES_IP = "198.18.0.1"
-MGMT_FABRIC, MGMT_ROOT = "198.18.1.1", "198.18.1.2"
+MGMT_POOL = ipaddress.ip_network("198.18.128.0/17")  # carved into one /30 per cluster
 API_PORT = 9696
 EXTERNAL_CIDR = "198.19.0.0/24"
 OUTSIDE_IP = "198.19.0.100"
@@ -79,6 +81,13 @@ class Cluster:
         self.env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
         # One bpffs for every chassis, mounted before any `ip netns exec` so all agents see it.
         self.bpffs = BPFFS_ROOT / f"cluster-{self.uid}"
+        try:
+            self._build(topo, chassis, db, start_agents)
+        except BaseException:  # a failed or interrupted start leaves nothing behind either
+            self.close()
+            raise
+
+    def _build(self, topo: Topology, chassis: int, db: str, start_agents: bool) -> None:
         libbpf.ensure_bpffs(self.bpffs)
         self.fabric = topo.netns("fabric")
         for bridge in ("br-u", "br-x"):
@@ -86,28 +95,45 @@ class Cluster:
             topo.ip(self.fabric, f"link set {bridge} up")
         topo.ip(self.fabric, f"addr add {SERVICES_IP}/24 dev br-u")
         topo.veth(f"mg{self.uid[:6]}", None, "mgmt", self.fabric, vm_end=None)
-        topo.ip(None, f"addr add {MGMT_ROOT}/30 dev mg{self.uid[:6]}")
-        topo.ip(self.fabric, f"addr add {MGMT_FABRIC}/30 dev mgmt")
+        self.mgmt_fabric = self._claim_mgmt_subnet(f"mg{self.uid[:6]}")
+        topo.ip(self.fabric, f"addr add {self.mgmt_fabric}/30 dev mgmt")
         self.outside = topo.netns("outside")
         topo.veth("eth0", self.outside, "xo", self.fabric, vm_end="both")
         topo.ip(self.fabric, "link set xo master br-x")
         topo.ip(self.outside, f"addr add {OUTSIDE_IP}/24 dev eth0")
         self.etcd: EtcdServer | None = None
         if db == "etcd":
-            self.etcd = EtcdServer(host=SERVICES_IP, ns=self.fabric)
+            self.etcd = EtcdServer(host=SERVICES_IP, ns=self.fabric, also_on=self.mgmt_fabric)
             self.etcd.start()
             self.db_url = f"etcd://{SERVICES_IP}:{self.etcd.client_port}"
+            self.root_db_url = f"etcd://{self.mgmt_fabric}:{self.etcd.client_port}"  # from the root namespace
         else:  # the embedded default: one sqlite file, shared by the server and every agent
-            self.db_url = f"sqlite:///{self.logdir}/nb.db"
+            self.db_url = self.root_db_url = f"sqlite:///{self.logdir}/nb.db"
         self.server = topo.popen([sys.executable, "-m", "dfxdp.cli.main", "server", "--db", self.db_url,
                                   "--listen", f"0.0.0.0:{API_PORT}"], ns=self.fabric,
                                  stdout=open(self.logdir / "server.log", "ab"), stderr=subprocess.STDOUT, env=self.env)
-        self.api_url = f"http://{MGMT_FABRIC}:{API_PORT}"
+        self.api_url = f"http://{self.mgmt_fabric}:{API_PORT}"
         self._wait_api()
         self.chassis = [Chassis(self, i) for i in range(1, chassis + 1)]
         for ch in self.chassis if start_agents else ():
             ch.start_agent()
         self.vms: dict[str, str] = {}
+
+    @staticmethod
+    def _claim_mgmt_subnet(root_end: str) -> str:
+        """Give the root end of the management veth the first /30 of MGMT_POOL that no
+        interface here uses; returns the fabric end's address. A file lock keeps two
+        processes (tests and a bench) from picking the same one."""
+        BPFFS_ROOT.mkdir(parents=True, exist_ok=True)
+        with open(BPFFS_ROOT / "mgmt.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = run(["ip", "-4", "-o", "addr", "show"]).stdout
+            for subnet in MGMT_POOL.subnets(new_prefix=30):
+                fabric_end, root_end_ip = subnet[1], subnet[2]
+                if f" {root_end_ip}/" not in used:
+                    run(["ip", "addr", "add", f"{root_end_ip}/30", "dev", root_end])
+                    return str(fabric_end)
+        raise RuntimeError(f"no free management /30 left in {MGMT_POOL}")
 
     def _wait_api(self, timeout: float = 30) -> None:
         import urllib.request

@@ -25,8 +25,9 @@ class EtcdServer:
     """One etcd member on `host` (inside netns `ns` when given); restartable on its data dir."""
 
     def __init__(self, host: str = "127.0.0.1", client_port: int | None = None, peer_port: int | None = None,
-                 ns: str | None = None, name: str | None = None):
+                 ns: str | None = None, name: str | None = None, also_on: str | None = None):
         self.host, self.ns = host, ns
+        self.also_on = also_on  # a second address clients may use (e.g. a management network)
         self.client_port = client_port or free_port()
         self.peer_port = peer_port or free_port()
         self.data_dir = pathlib.Path(tempfile.mkdtemp(prefix="dfxdp-etcd-"))
@@ -45,7 +46,9 @@ class EtcdServer:
     def start(self, timeout: float = 30) -> "EtcdServer":
         peer = f"http://{self.host}:{self.peer_port}"
         cmd = [ETCD, "--name", self.name, "--data-dir", str(self.data_dir / "data"),
-               "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
+               "--listen-client-urls", ",".join([self.client_url] + ([f"http://{self.also_on}:{self.client_port}"]
+                                                                      if self.also_on else [])),
+               "--advertise-client-urls", self.client_url,
                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                "--initial-cluster", f"{self.name}={peer}", "--initial-cluster-state", "new",
                "--log-level", "warn", "--logger", "zap",

@@ -84,8 +84,8 @@ class Topology:
 
     def netns(self, name: str) -> str:
         full = f"{self.prefix}-{name}-{self.suffix}"
+        self.namespaces.append(full)  # first: an interrupt during the add still gets it removed
         run(["ip", "netns", "add", full])
-        self.namespaces.append(full)
         run(["ip", "link", "set", "lo", "up"], ns=full)
         # No IPv6 autoconf chatter: tests count frames exactly.
         run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], ns=full)
@@ -107,9 +107,9 @@ class Topology:
         here = ["ip", *(["-n", ns] if ns else []), "link", "add", name, *(["address", mac] if mac else [])]
         there = ["peer", "name", peer, *(["address", peer_mac] if peer_mac else []),
                  *(["netns", peer_ns] if peer_ns else [])]
-        run([*here, "type", "veth", *there])
         if ns is None or peer_ns is None:
             self.root_links.append(name if ns is None else peer)
+        run([*here, "type", "veth", *there])
         ends = {"self": [(name, ns)], "peer": [(peer, peer_ns)], "both": [(name, ns), (peer, peer_ns)], None: []}
         for link, where in ends[vm_end]:
             run(["ethtool", "-K", link, "gro", "on", "tx", "off"], ns=where)
