@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Iterable
 
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline
@@ -22,7 +23,7 @@ from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import NB
 from dfxdp.nb.watcher import Snapshot, Watcher
 
-from .apps import APPS, LocalView
+from .apps import APPS, Entry, LocalView
 from .binding import LinkWatcher, link_mac, tap_name
 from . import conntrack
 from .apps.sg import local_policies
@@ -105,12 +106,10 @@ class Agent:
         the old maps, so no frame meets an empty policy or forwarding table."""
         log.warning("maps recreated for a new layout: %s; refilling before going live",
                     ", ".join(sorted(self.pipeline.replaced_maps)))
-        kvs, revision = self.store.range(NB)
         with self._cache_lock:
-            self.cache.load(kvs, revision)
+            self._reload_cache()
         self.links.refresh()
-        view = self.build_view()
-        result = self.reconciler.apply(e for app in self.apps for e in app.desired(view))
+        result = self.reconciler.apply(self._desired(self.build_view()))
         if result.errors:
             raise OSError(f"refilling recreated maps: {len(result.errors)} updates failed, first: {result.errors[0]}")
         self.pipeline.go_live()
@@ -163,11 +162,15 @@ class Agent:
                 if isinstance(item, Snapshot):
                     self.cache.load(item.kvs, item.revision)
                 elif self.cache.apply(item):
-                    kvs, revision = self.store.range(NB)  # interest widened: reread what we skipped
-                    self.cache.load(kvs, revision)
+                    self._reload_cache()  # interest widened: reread what we skipped
                 if self._event_at is None:
                     self._event_at = time.monotonic()
             self._dirty.set()
+
+    def _reload_cache(self) -> None:
+        """Rebuild the cache from a full read of NB (caller holds the cache lock)."""
+        kvs, revision = self.store.range(NB)
+        self.cache.load(kvs, revision)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
@@ -205,7 +208,7 @@ class Agent:
         if self.links:
             self.links.refresh()
         view = self.build_view()
-        result = self.reconciler.apply(e for app in self.apps for e in app.desired(view))
+        result = self.reconciler.apply(self._desired(view))
         self.passes += 1
         # Maps first, then attach: a tap's first frame already finds its port record.
         for ifindex in view.local_ports.values():
@@ -217,6 +220,9 @@ class Agent:
         if result.errors:
             raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
         return view
+
+    def _desired(self, view: LocalView) -> Iterable[Entry]:
+        return (entry for app in self.apps for entry in app.desired(view))
 
     def _observe(self, view: LocalView, started: float, event_at: float | None) -> None:
         m, now = self.metrics, time.monotonic()

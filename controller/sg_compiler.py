@@ -80,7 +80,7 @@ def aggregate(entries: dict[Prefix, int]) -> dict[Prefix, int]:
             continue
         half = 1 << (32 - length)
         for addr in sorted(level):
-            if addr & half or addr not in level:
+            if addr & half:
                 continue  # visit each pair once, from its lower half
             class_id = level[addr]
             if level.get(addr | half) == class_id:

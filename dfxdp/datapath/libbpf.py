@@ -327,10 +327,7 @@ class Map:
         out = []
         for key, value in self._raw_batches(chunk):
             if self.percpu:
-                size = self.info.value_size
-                out.append((self.decode(self.key_type, key),
-                            [self.decode(self.value_type, value[cpu * self._slot:cpu * self._slot + size])
-                             for cpu in range(NUM_CPUS)]))
+                out.append((self.decode(self.key_type, key), self._percpu_values(ffi.from_buffer(value))))
             else:
                 out.append((self.decode(self.key_type, key), self.decode(self.value_type, value)))
         return out
