@@ -42,7 +42,12 @@ enum dfxdp_drop_reason {
 	DROP_REDIRECT_FAILED = 11, /* target interface is gone */
 	DROP_NOT_LOCAL = 12,       /* decapsulated, but the destination is not on this chassis */
 	DROP_CT_NOT_SYN = 13,      /* TCP segment of no tracked connection: only a SYN opens one */
-	DROP_REASON_MAX = 14,
+	DROP_PORTSEC_ETHERTYPE = 14, /* port security on: neither ARP, IPv4 nor IPv6 (VLAN tags included) */
+	DROP_SG_IPV6 = 15,         /* IPv6 to or from a port with security groups (no IPv6 rules yet) */
+	DROP_FRAG_NEEDED = 16,     /* too big for the tunnel, DF set: ICMP "fragmentation needed" sent back */
+	DROP_TOO_BIG = 17,         /* too big for the tunnel and not IPv4 with DF: dropped, nothing sent */
+	DROP_STAGE_MISSING = 18,   /* a mandatory stage (port security, security groups) has no program */
+	DROP_REASON_MAX = 19,
 };
 
 /* Flags in pkt_meta.flags. */
