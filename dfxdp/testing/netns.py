@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import os
 import subprocess
+import time
 import uuid
 from typing import Iterator
 
@@ -49,6 +50,20 @@ def stop_process(proc: subprocess.Popen, grace: float = 5) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_listening(ns: str | None, port: int, proto: str = "tcp", timeout: float = 20) -> None:
+    """Return once something listens on `port` in `ns`: a server started in the
+    background is not ready when Popen returns, least of all on a busy machine."""
+    flag = {"tcp": "-ltnH", "udp": "-lunH"}[proto]
+    deadline = time.monotonic() + timeout
+    while True:
+        out = run(["ss", flag, f"sport = :{port}"], ns=ns, check=False).stdout
+        if out.strip():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing listens on {proto}/{port} in {ns} after {timeout}s")
+        time.sleep(0.05)
 
 
 def ifindex(name: str, ns: str | None = None) -> int:

@@ -2,6 +2,8 @@
 on one chassis and across chassis (ping, iperf3), isolation, port security,
 late ports, status write-back, and forwarding that survives an agent restart."""
 import json
+import re
+import signal
 import subprocess
 import time
 
@@ -10,7 +12,7 @@ import pytest
 from dfxdp.datapath.libbpf import Map
 from dfxdp.datapath.pipeline import DROP_REASONS
 from dfxdp.testing.cluster import Cluster
-from dfxdp.testing.netns import Topology, run
+from dfxdp.testing.netns import Topology, run, wait_listening
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def iperf(cl, client_vm, server_vm, server_ip):
     server = subprocess.Popen(["ip", "netns", "exec", server_vm, "iperf3", "-s", "-1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
+        wait_listening(server_vm, 5201)
         out = run(["iperf3", "-c", server_ip, "-t", "1", "-J"], ns=client_vm, check=False, timeout=30).stdout
         return json.loads(out)["end"]["sum_received"]["bytes"] if out else 0
     finally:
@@ -124,6 +126,18 @@ def test_forwarding_survives_agent_restart_and_catches_up(cluster):
     assert cluster.ping(v1, ip_of(late))
 
 
+def _recreated_and_filled(pin) -> bool:
+    """The pin holds the new layout and every filtered port points at its policy."""
+    try:
+        m = Map.pinned(pin)
+    except OSError:
+        return False  # between the old pin's removal and the new one's
+    try:
+        return m.info.value_size == 8 and len(m) > 0 and all(v.policy for _, v in m.items())
+    finally:
+        m.close()
+
+
 def test_upgrade_that_changes_a_map_layout_keeps_forwarding(cluster):
     """An older release pinned sg_ports with another layout: the new agent recreates it,
     fills it while the old programs forward, and only then switches to the new ones."""
@@ -135,20 +149,21 @@ def test_upgrade_that_changes_a_map_layout_keeps_forwarding(cluster):
     pin.unlink()  # the running programs keep their map; the pin now shows an older release's layout
     subprocess.run(["bpftool", "map", "create", str(pin), "type", "hash", "key", "4", "value", "4",
                     "entries", "65536", "name", "sg_ports"], check=True)
-    pinger = subprocess.Popen(["ip", "netns", "exec", v1, "ping", "-c", "60", "-i", "0.05", "-W", "1", ip_of(p2)],
+    # ping until the new agent has recreated and filled the map, and a while after it went live
+    pinger = subprocess.Popen(["ip", "netns", "exec", v1, "ping", "-i", "0.05", "-W", "1", ip_of(p2)],
                               stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    ch2.start_agent()
-    out, _ = pinger.communicate(timeout=60)
-    assert " 0% packet loss" in out, out
-    m = Map.pinned(pin)
     try:
-        assert m.info.value_size == 8
-        deadline = time.monotonic() + 20
-        while not len(m):
+        ch2.start_agent()
+        deadline = time.monotonic() + 30
+        while not _recreated_and_filled(pin):
             assert time.monotonic() < deadline, "the recreated sg_ports map was never filled"
             time.sleep(0.1)
-        assert all(v.policy for _, v in m.items())  # every filtered port points at its policy
+        cluster.wait_active(p2.id)
+        time.sleep(1)  # traffic after the switch to the new programs
     finally:
-        m.close()
+        pinger.send_signal(signal.SIGINT)
+        out, _ = pinger.communicate(timeout=30)
+    # no gap in the answered sequence (the one in flight when ping was stopped may lack its reply)
+    answered = [int(n) for n in re.findall(r"bytes from .* icmp_seq=(\d+)", out)]
+    assert answered and answered == list(range(1, answered[-1] + 1)), out
     assert cluster.ping(v1, ip_of(p2))

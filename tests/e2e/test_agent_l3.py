@@ -5,12 +5,11 @@ networks that no router joins."""
 import json
 import re
 import subprocess
-import time
 
 import pytest
 
 from dfxdp.testing.cluster import OUTSIDE_IP, Cluster
-from dfxdp.testing.netns import Topology, run
+from dfxdp.testing.netns import Topology, run, wait_listening
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def test_routed_on_one_chassis(routed):
 
 def test_tcp_across_subnets(routed):
     server = routed.topo.popen(["iperf3", "-s", "-1"], ns=routed.vm["g2"])
-    time.sleep(0.5)
+    wait_listening(routed.vm["g2"], 5201)
     out = run(["iperf3", "-c", ip(routed, "g2"), "-t", "1", "-J"], ns=routed.vm["b1"], check=False, timeout=30).stdout
     server.wait(10)
     assert json.loads(out)["end"]["sum_received"]["bytes"] > 1_000_000
@@ -84,8 +83,8 @@ def test_floating_ip_both_ways(routed):
     assert routed.ping(routed.vm["b1"], OUTSIDE_IP)
     # the outside host sees the floating IP, never the fixed one
     capture = routed.topo.popen(["tcpdump", "-nli", "eth0", "-c", "2", "icmp"], ns=routed.outside,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert any(line.startswith(b"listening on") for line in capture.stderr), "tcpdump never started"
     run(["ping", "-c", "2", "-W", "1", OUTSIDE_IP], ns=routed.vm["b1"], check=False)
     out = capture.communicate(timeout=10)[0].decode()
     assert routed.fip.floating_ip_address in out and ip(routed, "b1") not in out

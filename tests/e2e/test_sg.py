@@ -9,7 +9,7 @@ import time
 import pytest
 
 from dfxdp.testing.cluster import Cluster
-from dfxdp.testing.netns import Topology, run
+from dfxdp.testing.netns import Topology, run, wait_listening
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,9 @@ def sgc():
                 topo.popen(["nc", "-lk", str(port)], ns=cl.server, stdout=subprocess.DEVNULL)
             topo.popen(["iperf3", "-s", "-p", "82"], ns=cl.server, stdout=subprocess.DEVNULL)
             topo.popen(["nc", "-lk", "5555"], ns=cl.open, stdout=subprocess.DEVNULL)
-            time.sleep(1)
+            for port in (79, 80, 81, 82, 83, 7000):
+                wait_listening(cl.server, port)
+            wait_listening(cl.open, 5555)
             yield cl
         finally:
             cl.close()
@@ -94,7 +96,7 @@ def test_ping_denied_then_allowed(sgc):
 def test_replies_of_an_outbound_connection_pass(sgc):
     """The server's group allows no ingress on 9000's replies, yet they come back."""
     listener = sgc.topo.popen(["nc", "-l", "9000"], ns=sgc.client, stdout=subprocess.DEVNULL)
-    time.sleep(0.5)
+    wait_listening(sgc.client, 9000)
     assert connects(sgc.server, ip(sgc.client_port), 9000)
     listener.kill()
 
