@@ -47,12 +47,22 @@ static __always_inline void ct_key_of(struct ct_key *k, __u32 port, __u32 dir, c
 	k->dport = reverse ? f->sport : f->dport;
 }
 
+/* Has the entry outlived its timeout? Both directions of a flow stamp its entry,
+ * often on two CPUs at once: one that read the clock a moment before another
+ * stamped the entry sees last_seen ahead of its `now`. As an unsigned difference
+ * that moment wraps to ~2^64 ns and a live entry looks expired; signed, it is
+ * a small negative age: fresh. */
+static __always_inline int ct_expired(const struct ct_entry *e, __u64 now)
+{
+	return (__s64)(now - e->last_seen_ns) > (__s64)ct_timeout(e->state);
+}
+
 /* The live entry for key, or NULL (an expired one is removed on the way). */
 static __always_inline struct ct_entry *ct_find(struct ct_key *key, __u64 now)
 {
 	struct ct_entry *e = bpf_map_lookup_elem(&conntrack, key);
 
-	if (e && now - e->last_seen_ns > ct_timeout(e->state)) {
+	if (e && ct_expired(e, now)) {
 		bpf_map_delete_elem(&conntrack, key);
 		return NULL;
 	}
