@@ -262,6 +262,17 @@ class Map:
             raise BpfError(-ret, f"delete from map {self.name}")
         return True
 
+    def take(self, key):
+        """Remove key and return the value it held at that instant (one atomic step for
+        hash maps), or None when it was not there."""
+        out = self._value_out_buf()
+        ret = lib.bpf_map_lookup_and_delete_elem(self.fd, self._buf(self.key_type, key), out)
+        if ret < 0:
+            if -ret == errno_mod.ENOENT:
+                return None
+            raise BpfError(-ret, f"lookup and delete in map {self.name}")
+        return self._percpu_values(out) if self.percpu else self._out(self.value_type, out)
+
     def keys(self) -> Iterator:
         prev = ffi.NULL
         nxt = ffi.new("unsigned char[]", self.info.key_size)

@@ -89,6 +89,7 @@ int bpf_map__unpin(struct bpf_map *map, const char *path);
 int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_delete_elem(int fd, const void *key);
+int bpf_map_lookup_and_delete_elem(int fd, const void *key, void *value);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
                          __u32 *count, const struct bpf_map_batch_opts *opts);

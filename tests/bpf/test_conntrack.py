@@ -1,13 +1,16 @@
 """Conntrack entries against the clock: an entry lives while its flow's packets
-keep coming, whichever CPU stamped it last."""
+keep coming, whichever CPU stamped it last, and the agent's sweep removes only
+what is still expired when it deletes."""
 import time
 
 import pytest
 from scapy.layers.inet import IP, TCP
 
+from dfxdp.controller import conntrack
+from dfxdp.controller.apps.sg import local_policies
 from dfxdp.datapath.libbpf import lib
 
-from .test_sg import MAC_A, MAC_B, ct_entry, send, to_b
+from .test_sg import MAC_A, MAC_B, ct_entry, make_view, send, to_b
 from .test_sg import sg  # noqa: F401 (a fixture)
 
 FLOW = (2, lib.SG_INGRESS, "10.0.0.1", "10.0.0.2", 1234, 80)  # A -> B:80, tracked at B's ingress
@@ -46,4 +49,45 @@ def test_entry_past_its_timeout_is_still_removed(sg):  # noqa: F811
     pipe.maps["conntrack"].update(key, entry)
     res = to_b(pipe, ifs, TCP(sport=1234, dport=80, flags="A"))
     assert (res.verdict, res.drop_reason) == ("XDP_DROP", "DROP_CT_NOT_SYN")
+    assert ct_entry(pipe, *FLOW)[1] is None
+
+
+class DatapathActsAfterTheRead:
+    """The conntrack map as the agent's sweep sees it, with the datapath writing
+    `entry` under `key` (a refresh, or a new flow of the same 5-tuple) just after
+    the sweep has read the table and before it deletes anything."""
+
+    def __init__(self, ct, key, entry):
+        self.ct, self.key, self.entry = ct, key, entry
+
+    def raw_items(self):
+        items = self.ct.raw_items()
+        self.ct.update(self.key, self.entry)
+        return items
+
+    def __getattr__(self, name):
+        return getattr(self.ct, name)
+
+
+@pytest.mark.parametrize("state", ["CT_ESTABLISHED", "CT_SYN_SENT"], ids=["refreshed", "opened-again"])
+def test_sweep_keeps_an_entry_the_datapath_renewed_after_the_read(sg, state):  # noqa: F811
+    pipe, ifs = sg
+    key, entry = established(pipe, ifs)
+    now = time.monotonic_ns()
+    stale = dict(entry, state=lib.CT_CLOSING, last_seen_ns=now - (lib.CT_TIMEOUT_CLOSING + 1) * 1_000_000_000)
+    pipe.maps["conntrack"].update(key, stale)
+    renewed = dict(entry, state=getattr(lib, state), last_seen_ns=now)
+    ct = DatapathActsAfterTheRead(pipe.maps["conntrack"], key, renewed)
+    assert conntrack.maintain(ct, local_policies(make_view(*ifs)), now_ns=now) == (0, 0)
+    assert ct_entry(pipe, *FLOW)[1] == renewed
+    assert to_b(pipe, ifs, TCP(sport=1234, dport=80, flags="A")).verdict == "XDP_REDIRECT"
+
+
+def test_sweep_removes_what_stayed_expired(sg):  # noqa: F811
+    pipe, ifs = sg
+    key, entry = established(pipe, ifs)
+    now = time.monotonic_ns()
+    pipe.maps["conntrack"].update(key, dict(entry, state=lib.CT_CLOSING,
+                                            last_seen_ns=now - (lib.CT_TIMEOUT_CLOSING + 1) * 1_000_000_000))
+    assert conntrack.maintain(pipe.maps["conntrack"], local_policies(make_view(*ifs)), now_ns=now) == (1, 0)
     assert ct_entry(pipe, *FLOW)[1] is None
