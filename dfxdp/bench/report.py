@@ -87,6 +87,18 @@ def _control_chart(out: pathlib.Path, points: list[dict]) -> pathlib.Path:
     return _save(fig, out / "control.png")
 
 
+def _tcp_section(rows: list[dict]) -> list[str]:
+    """TCP through dfxdp with security groups on both ends, as a ratio to the same path unfiltered."""
+    lines = ["## End to end: TCP through security groups", "",
+             "| dfxdp ports | Gbit/s | × unfiltered | retransmits |", "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['gbits_per_second']:.2f} | {r['ratio_to_unfiltered']:.2f} | "
+                     f"{r['retransmits']:,} |")
+    return lines + ["", f"One iperf3 TCP client, {rows[0]['streams']} streams, routed; port security off on both "
+                        "ports, then both ports in a default-like group (ingress from members, egress anywhere). "
+                        "Conntrack that loses established flows shows here as a ratio far below 1.", ""]
+
+
 def _summary(results: dict) -> str:
     m = results["machine"]
     lines = ["# dfxdp bench", "",
@@ -112,6 +124,7 @@ def _summary(results: dict) -> str:
     lines += ["", "Delivered: frames the router put on the server's interface per second. The iperf3 "
                   "receivers may read fewer (their sockets overflow first on a small machine).", "",
               "![throughput](throughput.png)", "",
+              *_tcp_section(results["tcp"]),
               "## Control plane (real etcd, one real agent, simulated chassis)", "",
               "| ports | creates/s (API) | list all (s) | write → programmed p50 / p99 (s) | "
               "first packet p50 / max (s) | full resync (s) | agent RSS (MiB) |",

@@ -12,10 +12,16 @@ processes, several streams each, small packets):
 Every router routes 10.0.0.0/24 (client 10.0.0.1) and 10.1.0.0/24 (server
 10.1.0.4), lets new flows reach the server only to the iperf3 ports from
 10.0.0.0/8, lets the server open any flow, and passes established ones.
+
+Then TCP bits per second through the dfxdp router twice: with port security off
+on both ports, and with both ports in a stateful security group. Their ratio is
+what conntrack costs a TCP flow; a conntrack that loses established flows shows
+as a collapse of it (UDP cannot show that: it re-creates a lost entry silently).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import subprocess
 import time
@@ -35,12 +41,16 @@ IPERF_PORTS = (5201, 5202)  # consecutive; one server process each, one client p
 ALLOWED_PROTOCOLS = ("udp", "tcp")  # iperf3's data and control connections
 STREAMS_PER_CLIENT = 2
 PAYLOAD_BYTES = 64
+TCP_STREAMS = 2
 READY_TIMEOUT = 15
 ATTEMPTS = 3              # runs of one router before the bench gives up on it
 
 # dfxdp's security group on the server port; the other routers' rules say the same.
 SERVER_POLICY = {proto: sg_rule(proto, "ingress", proto, (IPERF_PORTS[0], IPERF_PORTS[-1]), ALLOWED_SOURCES)
                  for proto in ALLOWED_PROTOCOLS} | {"out": sg_rule("out", "egress")}
+# The TCP runs' group, Neutron's default: anything from the group's members in, anything out.
+DEFAULT_GROUP = {"members": {**sg_rule("members", "ingress"), "remote_group_id": "bench"},
+                 "out": sg_rule("out", "egress")}
 
 
 @dataclass
@@ -52,6 +62,14 @@ class Throughput:
     loss_percent: float
     streams: int
     packet_bytes: int    # UDP payload length used
+
+
+@dataclass
+class TcpThroughput:
+    name: str            # "dfxdp_unfiltered", "dfxdp_security_groups"
+    gbits_per_second: float  # what the server received
+    retransmits: int     # segments the senders sent again
+    streams: int
 
 
 @dataclass
@@ -73,14 +91,20 @@ def _hosts(topo: Topology, router_ns: str, client_link: str, server_link: str) -
 
 
 @contextlib.contextmanager
-def dfxdp_xdp(topo: Topology) -> Iterator[Hosts]:
-    """The taps in a chassis namespace, the pipeline attached to both, the server port filtered."""
+def dfxdp_xdp(topo: Topology, filtered: tuple[str, ...] = ("c",), policy: dict = SERVER_POLICY) -> Iterator[Hosts]:
+    """The taps in a chassis namespace, the pipeline attached to both; the `filtered`
+    ports (a: client, c: server) in the security group whose rules are `policy`, the
+    others with port security off."""
     chassis = topo.netns("chassis")
     hosts = _hosts(topo, chassis, "tapc", "taps")
     taps = {"a": ifindex("tapc", chassis), "c": ifindex("taps", chassis)}  # the bench world's ports
+    world = view(taps, policy=policy, filtered="c")
+    for port in taps:
+        world.ports[port].update(port_security_enabled=port in filtered,
+                                 security_groups=["bench"] if port in filtered else [])
     pipe = Pipeline(default_bpffs(f"bench-{topo.suffix}")).load()
     try:
-        program(pipe, view(taps, policy=SERVER_POLICY, filtered="c"))
+        program(pipe, world)
         with inside(chassis):
             for tap in taps.values():
                 pipe.attach(tap, "port", "native")
@@ -145,6 +169,10 @@ def ovs_userspace(topo: Topology) -> Iterator[Hosts]:
 
 ROUTERS: dict[str, Callable[[Topology], ContextManager[Hosts]]] = {
     "dfxdp_xdp": dfxdp_xdp, "kernel_iptables": kernel_iptables, "ovs_userspace": ovs_userspace}
+# the TCP runs: dfxdp with no port filtered, and with both ends in the security group
+TCP_RUNS: dict[str, Callable[[Topology], ContextManager[Hosts]]] = {
+    "dfxdp_unfiltered": functools.partial(dfxdp_xdp, filtered=()),
+    "dfxdp_security_groups": functools.partial(dfxdp_xdp, filtered=("a", "c"), policy=DEFAULT_GROUP)}
 
 
 def _wait(check: Callable[[], bool], what: str) -> None:
@@ -165,28 +193,43 @@ def _rx_packets(ns: str) -> int:
     return int(run(["cat", "/sys/class/net/eth0/statistics/rx_packets"], ns=ns).stdout)
 
 
-def _iperf3(topo: Topology, hosts: Hosts, name: str, seconds: float) -> Throughput:
-    for port in IPERF_PORTS:
+def _servers(topo: Topology, hosts: Hosts, ports: tuple[int, ...]) -> None:
+    """One-shot iperf3 servers on `ports`, once the client is reachable from the server."""
+    for port in ports:
         topo.popen(["iperf3", "-s", "-1", "-B", SERVER, "-p", str(port)], ns=hosts.server,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # From the server side: proves both routes, ARP for both gateways and the stateful return path.
     _wait(lambda: run(["ping", "-c", "1", "-W", "1", CLIENT], ns=hosts.server, check=False).returncode == 0,
           "no ping from the server to the client")
-    for port in IPERF_PORTS:
+    for port in ports:
         _wait(lambda: _listening(hosts.server, port), f"iperf3 server not listening on {port}")
-    generator = ["iperf3", "-c", SERVER, "-u", "-b", "0", "-l", str(PAYLOAD_BYTES), "-P", str(STREAMS_PER_CLIENT),
-                 "-t", str(max(1, round(seconds))), "-J", "--connect-timeout", "5000"]  # -t: whole seconds only
+
+
+def _report(client: subprocess.Popen, port: int, seconds: float) -> dict:
+    """The JSON report of a finished iperf3 client; a failed run raises."""
+    out, err = client.communicate(timeout=seconds + 30)
+    report = json.loads(out) if out.strip().startswith("{") else {}
+    if client.returncode != 0 or "error" in report or "sum_received" not in report.get("end", {}):
+        raise RuntimeError(f"iperf3 client to port {port} failed (exit {client.returncode}): "
+                           f"{report.get('error', '')} {err.strip()}".strip())
+    return report
+
+
+def _client(seconds: float) -> list[str]:
+    return ["iperf3", "-c", SERVER, "-t", str(max(1, round(seconds))), "-J",  # -t: whole seconds only
+            "--connect-timeout", "5000"]
+
+
+def _iperf3(topo: Topology, hosts: Hosts, name: str, seconds: float) -> Throughput:
+    _servers(topo, hosts, IPERF_PORTS)
+    generator = [*_client(seconds), "-u", "-b", "0", "-l", str(PAYLOAD_BYTES), "-P", str(STREAMS_PER_CLIENT)]
     delivered_before = _rx_packets(hosts.server)
     clients = [topo.popen([*generator, "-p", str(port)], ns=hosts.client, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) for port in IPERF_PORTS]
     sent = received = 0
     sent_pps = pps = 0.0
     for port, client in zip(IPERF_PORTS, clients):
-        out, err = client.communicate(timeout=seconds + 30)
-        report = json.loads(out) if out.strip().startswith("{") else {}
-        if client.returncode != 0 or "error" in report or "sum_received" not in report.get("end", {}):
-            raise RuntimeError(f"iperf3 client to port {port} failed (exit {client.returncode}): "
-                               f"{report.get('error', '')} {err.strip()}".strip())
+        report = _report(client, port, seconds)
         # sum_sent counts what left the client; sum_received is the server's own count,
         # where `packets` runs to the highest sequence number seen and includes the lost ones.
         out_sum, in_sum = report["end"]["sum_sent"], report["end"]["sum_received"]
@@ -200,15 +243,27 @@ def _iperf3(topo: Topology, hosts: Hosts, name: str, seconds: float) -> Throughp
                       len(IPERF_PORTS) * STREAMS_PER_CLIENT, PAYLOAD_BYTES)
 
 
-def measure(seconds: float, progress: Callable[[str], None] = lambda _: None) -> list[Throughput]:
+def _tcp(topo: Topology, hosts: Hosts, name: str, seconds: float) -> TcpThroughput:
+    """One iperf3 TCP client with a few streams to the first iperf3 port."""
+    port = IPERF_PORTS[0]
+    _servers(topo, hosts, (port,))
+    client = topo.popen([*_client(seconds), "-P", str(TCP_STREAMS), "-p", str(port)], ns=hosts.client,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = _report(client, port, seconds)["end"]
+    return TcpThroughput(name, end["sum_received"]["bits_per_second"] / 1e9, end["sum_sent"].get("retransmits", 0),
+                         TCP_STREAMS)
+
+
+def _runs(routers: dict[str, Callable[[Topology], ContextManager[Hosts]]], run_one: Callable,
+          seconds: float, progress: Callable[[str], None]) -> list:
     """Each router in turn, `seconds` of traffic each, in namespaces of its own."""
     results = []
-    for name, router in ROUTERS.items():
+    for name, router in routers.items():
         progress(name)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with Topology("thru") as topo, router(topo) as hosts:
-                    results.append(_iperf3(topo, hosts, name, seconds))
+                    results.append(run_one(topo, hosts, name, seconds))
                 break
             except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
                 # a saturated router may drop iperf3's own TCP control connection, which then
@@ -216,3 +271,13 @@ def measure(seconds: float, progress: Callable[[str], None] = lambda _: None) ->
                 if attempt == ATTEMPTS:
                     raise RuntimeError(f"throughput bench, {name} ({ATTEMPTS} attempts): {exc}") from exc
     return results
+
+
+def measure(seconds: float, progress: Callable[[str], None] = lambda _: None) -> list[Throughput]:
+    """UDP packets per second through each router."""
+    return _runs(ROUTERS, _iperf3, seconds, progress)
+
+
+def measure_tcp(seconds: float, progress: Callable[[str], None] = lambda _: None) -> list[TcpThroughput]:
+    """TCP through dfxdp, unfiltered then through security groups on both ends."""
+    return _runs(TCP_RUNS, _tcp, seconds, progress)

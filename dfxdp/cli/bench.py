@@ -30,7 +30,8 @@ def register(group: click.Group) -> None:
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-out", show_default=True)
     def bench(quick: bool, large: bool, out_dir: str) -> None:
         """Measure datapath cost, end-to-end packets per second against kernel routing + iptables
-        and OVS, and the control plane on a real etcd; write results.json, charts and summary.md."""
+        and OVS, TCP through security groups against unfiltered, and the control plane on a real
+        etcd; write results.json, charts and summary.md."""
         from rich.progress import Progress
 
         from dfxdp.bench import control, datapath, report, throughput
@@ -52,8 +53,9 @@ def register(group: click.Group) -> None:
             dp_task, dp_step = part("datapath", 5 + len(datapath.SG_SIZES))
             costs = datapath.measure(sizes.datapath_samples, dp_step)
             progress.update(dp_task, description="datapath: done")
-            tp_task, tp_step = part("end to end", len(throughput.ROUTERS))
+            tp_task, tp_step = part("end to end", len(throughput.ROUTERS) + len(throughput.TCP_RUNS))
             rates = throughput.measure(sizes.throughput_seconds, tp_step)
+            tcp = throughput.measure_tcp(sizes.throughput_seconds, tp_step)
             progress.update(tp_task, description="end to end: done")
             cp_task = progress.add_task("control plane", total=None)
             points = control.measure(list(ports), sizes.control_samples, sizes.first_packet_samples,
@@ -61,10 +63,12 @@ def register(group: click.Group) -> None:
             progress.update(cp_task, total=1, completed=1, description="control plane: done")
         floor = costs[0].ns_per_packet or 1
         kernel = next(r.delivered_pps for r in rates if r.name == "kernel_iptables") or 1
+        unfiltered = next(r.gbits_per_second for r in tcp if r.name == "dfxdp_unfiltered") or 1
         results = {"machine": report.machine(), "quick": quick, "large": large, "sizes": asdict(sizes),
                    "datapath": [{"name": c.name, "ns_per_packet": c.ns_per_packet, "verdict": c.verdict,
                                  "ratio_to_floor": c.ns_per_packet / floor} for c in costs],
                    "throughput": [{**asdict(r), "ratio_to_kernel": r.delivered_pps / kernel} for r in rates],
+                   "tcp": [{**asdict(r), "ratio_to_unfiltered": r.gbits_per_second / unfiltered} for r in tcp],
                    "control": control.as_dicts(points)}
         for path in report.write(pathlib.Path(out_dir), results):
             click.echo(f"wrote {path}")

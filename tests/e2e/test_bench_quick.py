@@ -18,6 +18,8 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert all(r["ns_per_packet"] > 0 and r["ratio_to_floor"] > 0 for r in results["datapath"])
     assert [r["name"] for r in results["throughput"]] == ["dfxdp_xdp", "kernel_iptables", "ovs_userspace"]
     assert all(r["delivered_pps"] > 0 and r["ratio_to_kernel"] > 0 for r in results["throughput"])
+    assert [r["name"] for r in results["tcp"]] == ["dfxdp_unfiltered", "dfxdp_security_groups"]
+    assert all(r["gbits_per_second"] > 0 and r["ratio_to_unfiltered"] > 0 for r in results["tcp"])
     control = results["control"]
     assert [p["ports"] for p in control] == [11, 51]  # each size plus the peer VM's port
     for point in control:
@@ -28,6 +30,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
     assert "| l3_routed |" in summary and "| kernel_iptables |" in summary and "| 51 |" in summary
+    assert "| dfxdp_security_groups |" in summary
 
 
 def bench_namespaces() -> set[str]:

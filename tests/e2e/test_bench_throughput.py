@@ -1,5 +1,6 @@
 """End-to-end throughput bench as a smoke test: every router forwards iperf3's
-streams and the numbers are consistent. Never asserts on speeds or ratios.
+streams, TCP crosses dfxdp unfiltered and through security groups, and the
+numbers are consistent. Never asserts on speeds or ratios.
 Also the private OVS helper on its own: a netdev bridge with flows joins two namespaces."""
 import glob
 import os
@@ -22,6 +23,13 @@ def test_measure_reports_every_router_forwarding():
         assert r.pps <= r.sent_pps * 1.05, r  # the two rates are timed by different ends
         assert 0 <= r.loss_percent < 100, r
         assert (r.streams, r.packet_bytes) == (4, 64), r
+
+
+def test_measure_tcp_runs_unfiltered_and_through_security_groups():
+    results = throughput.measure_tcp(1)
+    assert [r.name for r in results] == ["dfxdp_unfiltered", "dfxdp_security_groups"]
+    for r in results:
+        assert r.gbits_per_second > 0 and r.retransmits >= 0 and r.streams == throughput.TCP_STREAMS, r
 
 
 def test_ovs_server_netdev_bridge_passes_ping_and_cleans_up(topo):
