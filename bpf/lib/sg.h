@@ -109,13 +109,18 @@ static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 polic
 		ct_advance(e, &f, 1, now);
 		return 0;
 	}
-	/* an ICMP error about a tracked flow: the quoted header is that flow */
+	/* an ICMP error about a tracked flow: the quoted header is a packet that crossed
+	 * this port the other way, either opening a flow there or answering one opened
+	 * this way (a hop that cannot forward a server's reply tells the server) */
 	if (icmp_is_error(&f)) {
 		struct flow inner;
 		__u32 off = sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct icmp_hdr);
 
 		if (flow_of(ctx, off, &inner) == 0) {
 			ct_key_of(&key, port, other, &inner, 0);
+			if (ct_find(&key, now))
+				return 0;
+			ct_key_of(&key, port, dir, &inner, 1);
 			if (ct_find(&key, now))
 				return 0;
 		}

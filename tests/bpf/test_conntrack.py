@@ -4,13 +4,13 @@ what is still expired when it deletes."""
 import time
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import ICMP, IP, TCP, IPerror, TCPerror
 
 from dfxdp.controller import conntrack
 from dfxdp.controller.apps.sg import local_policies
 from dfxdp.datapath.libbpf import lib
 
-from .test_sg import MAC_A, MAC_B, ct_entry, make_view, send, to_b
+from .test_sg import MAC_A, MAC_B, MAC_C, ct_entry, make_view, send, to_b
 from .test_sg import sg  # noqa: F401 (a fixture)
 
 FLOW = (2, lib.SG_INGRESS, "10.0.0.1", "10.0.0.2", 1234, 80)  # A -> B:80, tracked at B's ingress
@@ -91,3 +91,17 @@ def test_sweep_removes_what_stayed_expired(sg):  # noqa: F811
                                             last_seen_ns=now - (lib.CT_TIMEOUT_CLOSING + 1) * 1_000_000_000))
     assert conntrack.maintain(pipe.maps["conntrack"], local_policies(make_view(*ifs)), now_ns=now) == (1, 0)
     assert ct_entry(pipe, *FLOW)[1] is None
+
+
+def test_icmp_error_about_a_reply_of_the_port_passes(sg):  # noqa: F811
+    """B answers A's connection; a hop that cannot forward B's reply (here: fragmentation
+    needed, from an address no rule allows) tells B, and B must hear it (path MTU discovery)."""
+    pipe, ifs = sg
+    established(pipe, ifs)
+    error = IP(src="10.0.0.33", dst="10.0.0.2") / ICMP(type=3, code=4, nexthopmtu=1400) / \
+        IPerror(src="10.0.0.2", dst="10.0.0.1") / TCPerror(sport=80, dport=1234, flags="A")
+    res = send(pipe, ifs[2], MAC_C, MAC_B, error)
+    assert (res.verdict, res.drop_reason) == ("XDP_REDIRECT", None)
+    unrelated = IP(src="10.0.0.33", dst="10.0.0.2") / ICMP(type=3, code=4, nexthopmtu=1400) / \
+        IPerror(src="10.0.0.2", dst="10.0.0.1") / TCPerror(sport=80, dport=1235, flags="A")
+    assert send(pipe, ifs[2], MAC_C, MAC_B, unrelated).drop_reason == "DROP_SG_INGRESS"
