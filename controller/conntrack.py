@@ -18,7 +18,9 @@ from dfxdp.datapath.libbpf import BpfError, Map, lib, to_dict
 from .sg_compiler import Policy
 
 TIMEOUTS = {lib.CT_SYN_SENT: lib.CT_TIMEOUT_SYN, lib.CT_ESTABLISHED: lib.CT_TIMEOUT_ESTABLISHED,
-            lib.CT_CLOSING: lib.CT_TIMEOUT_CLOSING, lib.CT_UDP: lib.CT_TIMEOUT_UDP, lib.CT_ICMP: lib.CT_TIMEOUT_ICMP}
+            lib.CT_CLOSING: lib.CT_TIMEOUT_CLOSING, lib.CT_FIN_ORIG: lib.CT_TIMEOUT_HALF_CLOSED,
+            lib.CT_FIN_REPLY: lib.CT_TIMEOUT_HALF_CLOSED, lib.CT_UDP: lib.CT_TIMEOUT_UDP,
+            lib.CT_ICMP: lib.CT_TIMEOUT_ICMP}
 
 
 def _addr(be32: int) -> str:

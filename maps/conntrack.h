@@ -8,16 +8,19 @@
 enum ct_state {
 	CT_SYN_SENT = 1,     /* TCP opened, no answer yet */
 	CT_ESTABLISHED = 2,  /* TCP answered */
-	CT_CLOSING = 3,      /* TCP FIN or RST seen */
+	CT_CLOSING = 3,      /* TCP FIN both ways, or RST */
 	CT_UDP = 4,
 	CT_ICMP = 5,
 	CT_OTHER = 6,
+	CT_FIN_ORIG = 7,     /* TCP half-closed by the end that opened it */
+	CT_FIN_REPLY = 8,    /* TCP half-closed by the end that answered */
 };
 
 /* timeouts in seconds */
 #define CT_TIMEOUT_SYN 30
 #define CT_TIMEOUT_ESTABLISHED 3600
 #define CT_TIMEOUT_CLOSING 10
+#define CT_TIMEOUT_HALF_CLOSED 120  /* Linux conntrack's FIN_WAIT */
 #define CT_TIMEOUT_UDP 60
 #define CT_TIMEOUT_ICMP 30
 #define CT_TIMEOUT_OTHER 60

@@ -29,6 +29,8 @@ static __always_inline __u64 ct_timeout(__u32 state)
 	case CT_SYN_SENT: return CT_TIMEOUT_SYN * NSEC_PER_SEC;
 	case CT_ESTABLISHED: return CT_TIMEOUT_ESTABLISHED * NSEC_PER_SEC;
 	case CT_CLOSING: return CT_TIMEOUT_CLOSING * NSEC_PER_SEC;
+	case CT_FIN_ORIG:
+	case CT_FIN_REPLY: return CT_TIMEOUT_HALF_CLOSED * NSEC_PER_SEC;
 	case CT_UDP: return CT_TIMEOUT_UDP * NSEC_PER_SEC;
 	case CT_ICMP: return CT_TIMEOUT_ICMP * NSEC_PER_SEC;
 	default: return CT_TIMEOUT_OTHER * NSEC_PER_SEC;
@@ -69,19 +71,40 @@ static __always_inline struct ct_entry *ct_find(struct ct_key *key, __u64 now)
 	return e;
 }
 
-/* A packet of a tracked flow: move its TCP state along. */
+/* The TCP state after a segment of the flow. A FIN half-closes: the other end may
+ * still send, after a pause too (a request, then a slow answer); FINs both ways or
+ * an RST close. */
+static __always_inline __u32 ct_tcp_next(__u32 state, __u8 tcp_flags, int reply)
+{
+	__u32 fin_here = reply ? CT_FIN_REPLY : CT_FIN_ORIG;
+	__u32 fin_there = reply ? CT_FIN_ORIG : CT_FIN_REPLY;
+
+	if (tcp_flags & TCP_FLAG_RST)
+		return CT_CLOSING;
+	if (tcp_flags & TCP_FLAG_FIN)
+		return state == fin_there || state == CT_CLOSING ? CT_CLOSING : fin_here;
+	if (reply && state == CT_SYN_SENT)
+		return CT_ESTABLISHED;
+	return state;
+}
+
+/* A packet of a tracked flow: move its state along. Both directions write the
+ * entry, on different CPUs, without atomics: only changes are stored, so that
+ * plain stores rarely meet (a state lost to a concurrent one only changes when
+ * the entry expires; a lost `packets` increment, a count). */
 static __always_inline void ct_advance(struct ct_entry *e, const struct flow *f, int reply, __u64 now)
 {
+	__u32 state;
+
 	e->last_seen_ns = now;
 	e->packets++;
-	if (reply)
+	if (reply && !(e->flags & CT_F_REPLIED))
 		e->flags |= CT_F_REPLIED;
 	if (f->proto != IPPROTO_TCP)
 		return;
-	if (f->tcp_flags & (TCP_FLAG_RST | TCP_FLAG_FIN))
-		e->state = CT_CLOSING;
-	else if (reply && e->state == CT_SYN_SENT)
-		e->state = CT_ESTABLISHED;
+	state = ct_tcp_next(e->state, f->tcp_flags, reply);
+	if (state != e->state)
+		e->state = state;
 }
 
 static __always_inline __u32 ct_initial_state(const struct flow *f)

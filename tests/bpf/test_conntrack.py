@@ -105,3 +105,29 @@ def test_icmp_error_about_a_reply_of_the_port_passes(sg):  # noqa: F811
     unrelated = IP(src="10.0.0.33", dst="10.0.0.2") / ICMP(type=3, code=4, nexthopmtu=1400) / \
         IPerror(src="10.0.0.2", dst="10.0.0.1") / TCPerror(sport=80, dport=1235, flags="A")
     assert send(pipe, ifs[2], MAC_C, MAC_B, unrelated).drop_reason == "DROP_SG_INGRESS"
+
+
+def idle(pipe, seconds):
+    """The flow's entry as if its last packet were `seconds` ago."""
+    key, entry = ct_entry(pipe, *FLOW)
+    pipe.maps["conntrack"].update(key, dict(entry, last_seen_ns=time.monotonic_ns() - seconds * 1_000_000_000))
+
+
+@pytest.mark.parametrize("first", ["client", "server"])
+def test_half_closed_flow_outlives_the_closing_timeout(sg, first):  # noqa: F811
+    """One FIN half-closes: the other end may go quiet for longer than the closing
+    timeout and still send (a request, then a slow answer). FINs both ways close."""
+    pipe, ifs = sg
+    established(pipe, ifs)
+    a_sends = lambda flags: to_b(pipe, ifs, TCP(sport=1234, dport=80, flags=flags))  # noqa: E731
+    b_sends = lambda flags: from_b(pipe, ifs, flags)  # noqa: E731
+    closer, other = (a_sends, b_sends) if first == "client" else (b_sends, a_sends)
+    assert closer("FA").verdict == "XDP_REDIRECT"
+    idle(pipe, lib.CT_TIMEOUT_CLOSING + 1)
+    assert (res := other("PA")).verdict == "XDP_REDIRECT", res.drop_reason
+    assert closer("A").verdict == "XDP_REDIRECT"
+    assert other("FA").verdict == "XDP_REDIRECT"
+    assert ct_entry(pipe, *FLOW)[1]["state"] == lib.CT_CLOSING
+    idle(pipe, lib.CT_TIMEOUT_CLOSING + 1)
+    assert closer("A").verdict == "XDP_DROP"  # closed both ways, and expired
+    assert ct_entry(pipe, *FLOW)[1] is None

@@ -127,6 +127,9 @@ def test_tcp_conntrack_transitions_and_replies(sg):
     assert ct_entry(pipe, 2, lib.SG_INGRESS, "10.0.0.1", "10.0.0.2", 1234, 80)[1]["state"] == lib.CT_ESTABLISHED
     assert to_b(pipe, ifs, TCP(sport=1234, dport=80, flags="A")).verdict == "XDP_REDIRECT"
     assert to_b(pipe, ifs, TCP(sport=1234, dport=80, flags="FA")).verdict == "XDP_REDIRECT"
+    assert ct_entry(pipe, 2, lib.SG_INGRESS, "10.0.0.1", "10.0.0.2", 1234, 80)[1]["state"] == lib.CT_FIN_ORIG
+    fin = send(pipe, ifs[1], MAC_B, MAC_A, IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=80, dport=1234, flags="FA"))
+    assert fin.verdict == "XDP_REDIRECT"
     assert ct_entry(pipe, 2, lib.SG_INGRESS, "10.0.0.1", "10.0.0.2", 1234, 80)[1]["state"] == lib.CT_CLOSING
     # an unsolicited "reply" with no tracked flow is refused
     stray = send(pipe, ifs[1], MAC_B, MAC_A, IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=80, dport=4321, flags="A"))

@@ -1,12 +1,15 @@
 """TCP through security groups on both ends, across chassis: an established
 transfer keeps its conntrack entries, so no segment of it is dropped as
-"not a SYN" (DROP_CT_NOT_SYN) on either chassis, whichever way data flows."""
+"not a SYN" (DROP_CT_NOT_SYN) on either chassis, whichever way data flows; and a
+half-closed connection still carries the answer that comes after a pause."""
 import json
 import subprocess
+import sys
 import time
 
 import pytest
 
+from dfxdp.datapath.libbpf import lib
 from dfxdp.datapath.pipeline import pinned_counters
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run, stop_process
@@ -62,3 +65,47 @@ def test_established_transfer_loses_no_segment(pair, reverse):
     result = json.loads(out)
     assert "error" not in result, result["error"]
     assert result["end"]["sum_received"]["bytes"] > 0
+
+
+HALF_CLOSED_SERVER = """
+import socket, sys, time
+listener = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+conn, _ = listener.accept()
+while conn.recv(65536):  # the request, until the client's FIN
+    pass
+time.sleep(float(sys.argv[2]))  # a slow answer
+end = time.monotonic() + 3
+while time.monotonic() < end:
+    conn.sendall(b"x" * 65536)
+    time.sleep(0.1)
+conn.sendall(b"end")
+conn.close()
+"""
+
+HALF_CLOSING_CLIENT = """
+import socket, sys
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+conn.sendall(b"request")
+conn.shutdown(socket.SHUT_WR)
+data = b""
+while chunk := conn.recv(65536):
+    data += chunk
+print(len(data), data.endswith(b"end"))
+"""
+
+
+def test_half_closed_connection_answers_after_a_pause(pair):
+    """The client sends its request and half-closes; the server answers after a pause
+    longer than the closing timeout, and the whole answer arrives."""
+    pause = lib.CT_TIMEOUT_CLOSING + 2
+    server = pair.topo.popen([sys.executable, "-c", HALF_CLOSED_SERVER, "5301", str(pause)], ns=pair.vms[1])
+    try:
+        wait_listening(pair.vms[1], 5301)
+        before = not_syn_drops(pair)
+        out = run([sys.executable, "-c", HALF_CLOSING_CLIENT, pair.addrs[1], "5301"], ns=pair.vms[0],
+                  check=False, timeout=pause + 120).stdout.split()
+        after = not_syn_drops(pair)
+    finally:
+        stop_process(server)
+    assert [a - b for a, b in zip(after, before)] == [0, 0], "the answer was dropped as DROP_CT_NOT_SYN"
+    assert len(out) == 2 and out[1] == "True" and int(out[0]) > 65536, out  # the answer, then the server's close
