@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Port security: a port may only send from its own MAC and IPs (or its
- * allowed address pairs). Applies to ports with IF_F_PORTSEC. */
+/* Port security: a port may only send ARP, IPv4 or IPv6, from its own MAC and
+ * IPs (or its allowed address pairs). Applies to ports with IF_F_PORTSEC. */
 #include "lib/arp.h"
 #include "lib/mac.h"
 #include "lib/pipeline.h"
@@ -60,11 +60,16 @@ int stage_portsec(struct xdp_md *ctx)
 			if (udp && udp->dest == DHCP_SERVER_PORT_BE && mac_eq(eth->h_source, port->mac))
 				return verdict(ctx, m, XDP_PASS, DROP_NONE);
 		}
-	} else {
-		/* IPv6 and the rest go to the fallback, but never from a foreign MAC */
+	} else if (eth->h_proto == ETH_P_IPV6_BE) {
+		/* Only the MAC is checked: `portsec` holds no IPv6 sources yet, and the
+		 * security groups stage drops IPv6 of ports with port security (DROP_SG_IPV6). */
 		if (!mac_eq(eth->h_source, port->mac))
 			return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_MAC);
 		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	} else {
+		/* An allow-list, as Neutron's OVS firewall: VLAN tags (802.1Q/802.1ad),
+		 * LLDP, MPLS, 802.3 length frames … would cross every check above unseen. */
+		return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_ETHERTYPE);
 	}
 
 	allowed = allowed_source(m->in_ifindex, src);

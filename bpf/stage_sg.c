@@ -1,9 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Stateful security groups: egress rules at the source port, ingress rules at
- * the destination port, on whichever chassis each sits. IPv4 only: other
- * frames (ARP, IPv6 to the fallback) are not filtered here. */
+ * the destination port, on whichever chassis each sits. A filtered port (port
+ * security on) sends and receives ARP and what the rules allow of IPv4, nothing
+ * else: its frames were checked by stage_portsec, but frames toward it may come
+ * from a port without port security or decapsulated from another chassis. */
+#include "lib/arp.h"
 #include "lib/pipeline.h"
 #include "lib/sg.h"
+
+/* Returns 0 when the frame may go on, or why it may not. */
+static __always_inline int sg_verdict(struct xdp_md *ctx, __be16 proto, __u32 port_key, __u32 policy, __u32 dir,
+				      __u32 deny_reason)
+{
+	int reason;
+
+	switch (proto) {
+	case ETH_P_IP_BE:
+		reason = sg_filter(ctx, port_key, policy, dir, deny_reason);
+		break;
+	case ETH_P_IPV6_BE:
+		reason = DROP_SG_IPV6; /* no IPv6 rules yet, so none allows it */
+		break;
+	case ETH_P_ARP_BE:
+		/* not subject to rules (nor in Neutron), but only ARP for IPv4 over Ethernet */
+		return arp_header(ctx) ? 0 : DROP_MALFORMED;
+	default:
+		/* VLAN tags, LLDP, MPLS …: the ethertypes port security refuses to send */
+		return DROP_PORTSEC_ETHERTYPE;
+	}
+	sg_count(ctx, port_key, dir, reason == 0);
+	return reason;
+}
 
 static __always_inline int sg_stage(struct xdp_md *ctx, struct pkt_meta *m, __u32 port_key, __u32 dir,
 				    __u32 stage, __u32 deny_reason)
@@ -14,10 +41,9 @@ static __always_inline int sg_stage(struct xdp_md *ctx, struct pkt_meta *m, __u3
 
 	if (!eth)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
-	if (!port || !(port->flags & SG_PORT_FILTERED) || eth->h_proto != ETH_P_IP_BE)
+	if (!port || !(port->flags & SG_PORT_FILTERED))
 		return next_stage(ctx, m, stage + 1);
-	reason = sg_filter(ctx, port_key, port->policy, dir, deny_reason);
-	sg_count(ctx, port_key, dir, reason == 0);
+	reason = sg_verdict(ctx, eth->h_proto, port_key, port->policy, dir, deny_reason);
 	if (reason)
 		return verdict(ctx, m, XDP_DROP, reason);
 	return next_stage(ctx, m, stage + 1);

@@ -14,7 +14,7 @@ Per policy (the rules of one set of groups) and direction:
   one entry per port. Per packet: one class lookup and at most four allow lookups,
   whatever the number of rules.
 Addresses are host-order integers; a prefix is (network, length).
-IPv6 rules are not compiled: IPv6 goes to the fallback path.
+IPv6 rules are not compiled yet: the datapath drops IPv6 to and from filtered ports (DROP_SG_IPV6).
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@
 
 #define ETH_P_ARP_BE bpf_htons(ETH_P_ARP)
 #define ETH_P_IP_BE bpf_htons(ETH_P_IP)
+#define ETH_P_IPV6_BE bpf_htons(ETH_P_IPV6)
 
 /* Pointer to `len` bytes at `off`, or NULL when they run past the frame. */
 static __always_inline void *frame_at(struct xdp_md *ctx, __u32 off, __u32 len)

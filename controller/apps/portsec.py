@@ -24,6 +24,6 @@ class PortSecurityApp(App):
             for cidr, allowed_mac in sources:
                 net = ipaddress.ip_network(cidr, strict=False)
                 if net.version != 4:
-                    continue  # IPv6 goes to the fallback path
+                    continue  # no IPv6 sources yet: security groups drop IPv6 of such ports
                 yield Entry("portsec", {"prefixlen": 32 + net.prefixlen, "ifindex": ifindex,
                                         "addr": ipv4_be32(str(net.network_address))}, {"mac": allowed_mac})

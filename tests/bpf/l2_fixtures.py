@@ -2,6 +2,10 @@
 as NB documents and pushed through the real apps and reconciler."""
 from __future__ import annotations
 
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
+
 from dfxdp.controller.apps import APPS, LocalView
 from dfxdp.controller.reconciler import Reconciler
 
@@ -50,3 +54,9 @@ def program(pipeline, view: LocalView) -> None:
     rec = Reconciler(pipeline.maps, [m for a in apps for m in a.maps])
     result = rec.apply(e for a in apps for e in a.desired(view))
     assert not result.errors, result.errors
+
+
+def vxlan_from_remote(inner, vni=NET_A["key"], dst=TUNNEL_LOCAL):
+    """`inner` as the remote chassis tunnels it to this one."""
+    return Ether(src=UNDERLAY_PEER_MAC, dst=UNDERLAY_MAC) / IP(src=TUNNEL_REMOTE, dst=dst) / \
+        UDP(sport=50000, dport=4789) / VXLAN(vni=vni, flags="Instance") / inner

@@ -10,6 +10,7 @@ from scapy.packet import Raw
 
 from dfxdp.datapath.pktrun import run_packet
 from tests.bpf import l2_fixtures as fx
+from tests.bpf.l2_fixtures import vxlan_from_remote
 
 
 @pytest.fixture
@@ -119,11 +120,6 @@ def test_remote_port_gets_vxlan_to_its_chassis(world):
     del checked.chksum
     assert IP(bytes(checked))[IP].chksum == expected  # the outer header checksum is right
     assert out[IP].len == len(bytes(inner)) + 36 and out[UDP].len == len(bytes(inner)) + 16
-
-
-def vxlan_from_remote(inner, vni=fx.NET_A["key"], dst=fx.TUNNEL_LOCAL):
-    return Ether(src=fx.UNDERLAY_PEER_MAC, dst=fx.UNDERLAY_MAC) / IP(src=fx.TUNNEL_REMOTE, dst=dst) / \
-        UDP(sport=50000, dport=4789) / VXLAN(vni=vni, flags="Instance") / inner
 
 
 def test_vxlan_for_a_local_port_is_decapsulated_and_delivered(world):

@@ -44,7 +44,7 @@ def test_policy_semantics_match_neutron():
     assert pol[INGRESS].allows(1, "1.2.3.4", 8 << 8) and not pol[INGRESS].allows(1, "1.2.3.4", 13 << 8)
     assert pol[INGRESS].allows(17, "192.0.2.7", 53) and not pol[INGRESS].allows(17, "192.0.2.8", 53)
     assert pol[EGRESS].allows(6, "8.8.8.8", 443)
-    assert compile_rule(rules[-1], {}) is None  # IPv6 goes to the fallback
+    assert compile_rule(rules[-1], {}) is None  # IPv6 rules are not compiled yet
 
 
 def test_classes_follow_nested_prefixes():
