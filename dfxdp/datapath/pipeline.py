@@ -4,6 +4,8 @@ Layout under the chassis' bpffs directory (default /run/dfxdp/bpffs/<chassis>):
 
     maps/<name>    every map, pinned by name (libbpf LIBBPF_PIN_BY_NAME)
     progs/<name>   every program: the entries xdp_port and xdp_underlay, the stages
+    hooks/<name>   user programs in the hook slots (dfxdp/datapath/hooks.py), never
+                   replaced or removed by a restarted agent
 
 Loading reuses pinned maps, so a restarted agent keeps all datapath state; new
 programs replace old ones slot by slot in the `stages` PROG_ARRAY and on each
@@ -16,7 +18,7 @@ import os
 import pathlib
 
 from . import libbpf
-from .libbpf import BpfObject, Map, Program, ffi
+from .libbpf import BpfObject, Map, Program, ffi, lib
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +30,30 @@ ENTRIES = {"port": "xdp_port", "underlay": "xdp_underlay"}
 
 
 def _enum(name: str) -> dict[str, int]:
-    return dict(ffi.typeof(name).relements)
+    """An enum of maps/*.h as {name: value}, in value order."""
+    return dict(sorted(ffi.typeof(name).relements.items(), key=lambda kv: kv[1]))
 
 
-STAGES = _enum("enum dfxdp_stage")                      # STAGE_PORTSEC -> 0 …
-STAGE_STATS = {**STAGES, **_enum("enum dfxdp_stage_entry")}
+# The pipeline as maps/pipeline.h declares it (enum dfxdp_stage): nothing here restates it.
+STAGES = _enum("enum dfxdp_stage")                      # STAGE_PORTSEC -> 0 …, pipeline order
+STAGES.pop("STAGE_MAX")
+ENTRY_STAGES = _enum("enum dfxdp_stage_entry")          # STAGE_ENTRY_PORT … (counted, not slots)
+ENTRY_STAGES.pop("STAGE_STATS_MAX")
+STAGE_STATS = {**ENTRY_STAGES, **STAGES}                # what a frame can pass, in the order it does
+MANDATORY_STAGES = frozenset(name for name, slot in STAGES.items() if lib.STAGE_MANDATORY >> slot & 1)
+HOOK_SLOTS = [slot for name, slot in STAGES.items() if name.startswith("STAGE_HOOK_")]
 DROP_REASONS = _enum("enum dfxdp_drop_reason")
-STAGE_MAX = STAGES.pop("STAGE_MAX")
-STAGE_STATS.pop("STAGE_MAX")
-STAGE_STATS.pop("STAGE_STATS_MAX")
 DROP_REASONS.pop("DROP_REASON_MAX")
+STAGE_NAMES = {slot: name for name, slot in STAGE_STATS.items()}
 
 
 def stage_slot(program_name: str) -> int | None:
-    """Programs named stage_<slot> (stage_l2 -> STAGE_L2) plug into their slot."""
+    """Programs named stage_<slot> (stage_l2 -> STAGE_L2) plug into their slot; the
+    hook slots belong to users (`dfxdp hook`), never to the pipeline's own objects."""
     if not program_name.startswith("stage_"):
         return None
-    return STAGES.get("STAGE_" + program_name[len("stage_"):].upper())
+    slot = STAGES.get("STAGE_" + program_name[len("stage_"):].upper())
+    return None if slot in HOOK_SLOTS else slot
 
 
 def object_path(name: str) -> pathlib.Path:
@@ -103,6 +112,10 @@ class Pipeline:
     def progs_dir(self) -> pathlib.Path:
         return self.dir / "progs"
 
+    @property
+    def hooks_dir(self) -> pathlib.Path:
+        return self.dir / "hooks"
+
     def load(self, objects: list[pathlib.Path] | None = None) -> "Pipeline":
         """Load every object (reusing pinned maps), then go live — unless a pinned map had
         to be recreated for a new layout: then the caller fills the new maps first and
@@ -143,6 +156,8 @@ class Pipeline:
             libbpf.ensure_bpffs(self.dir)
 
     def _wire_stages(self) -> None:
+        """Our stage programs into their slots; slots of stages no longer built are
+        cleared. Hook slots are left as they are: a restart keeps the user's hooks."""
         stages = self.maps["stages"]
         loaded = set()
         for name, prog in self.programs.items():
@@ -150,16 +165,11 @@ class Pipeline:
             if slot is not None:
                 libbpf.prog_array_set(stages, slot, prog)
                 loaded.add(slot)
-        for slot in set(range(STAGE_MAX)) - loaded - {STAGES["STAGE_HOOK"]}:
+        for slot in set(STAGES.values()) - loaded - set(HOOK_SLOTS):
             libbpf.prog_array_clear(stages, slot)  # a stage removed from the build
-
-    def set_hook(self, prog: Program | None) -> None:
-        """Plug a user-supplied XDP program into the STAGE_HOOK slot (None unplugs)."""
-        slot = STAGES["STAGE_HOOK"]
-        if prog is None:
-            libbpf.prog_array_clear(self.maps["stages"], slot)
-        else:
-            libbpf.prog_array_set(self.maps["stages"], slot, prog)
+        for name in sorted(MANDATORY_STAGES):
+            if STAGES[name] not in loaded:
+                log.error("mandatory stage %s has no program: every frame is dropped (DROP_STAGE_MISSING)", name)
 
     def entry(self, kind: str) -> Program:
         return self.programs[ENTRIES[kind]]
@@ -185,7 +195,7 @@ class Pipeline:
     def destroy(self) -> None:
         """Remove every pin of this chassis (after detaching its interfaces)."""
         self.close()
-        for sub in (self.maps_dir, self.progs_dir):
+        for sub in (self.maps_dir, self.progs_dir, self.hooks_dir):
             if sub.is_dir():
                 for pin in sub.iterdir():
                     libbpf.unpin(pin)
