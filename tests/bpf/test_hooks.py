@@ -214,3 +214,16 @@ def test_choose_slot_keeps_priority_order_without_moving_a_hook(occupied, priori
 def test_choose_slot_refuses_when_no_slot_lies_between_the_neighbours():
     with pytest.raises(HookError, match="no free hook slot between"):
         choose_slot({0: 10, 1: 50}, 20)
+
+
+def test_the_example_in_docs_hooks_md_builds_attaches_and_drops_telnet(world, tmp_path):
+    import pathlib
+
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "hooks.md").read_text()
+    source = doc.split("```c\n", 1)[1].split("```", 1)[0]
+    pipe, local, local2 = world
+    h = attach(pipe, build_hook(source, tmp_path, "drop_telnet"))
+    telnet = Ether(src=fx.LOCAL_MAC, dst=fx.LOCAL2_MAC) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=23)
+    assert run_packet(pipe, telnet, ingress_ifindex=local).drop_reason == "DROP_HOOK"
+    assert run_packet(pipe, udp(23), ingress_ifindex=local).verdict == "XDP_REDIRECT"
+    assert h.name == "drop_telnet"

@@ -117,3 +117,25 @@ def test_a_pinned_map_with_an_old_layout_is_recreated_and_goes_live_when_asked(b
         assert again.maps["if_config"].lookup(1).net_key == 9
     finally:
         again.destroy()
+
+
+def test_the_stage_table_of_maps_pipeline_h_drives_python_and_trace():
+    from dfxdp.datapath.pipeline import ENTRY_STAGES, HOOK_SLOTS, MANDATORY_STAGES, STAGE_STATS, STAGES, stage_slot
+    from dfxdp.trace import STAGE_STORY
+
+    assert list(STAGES.values()) == list(range(len(STAGES)))  # slots in pipeline order, no gaps
+    assert list(STAGE_STATS) == [*ENTRY_STAGES, *STAGES]      # what pktrun and trace list, in run order
+    assert set(STAGE_STORY) == set(STAGE_STATS)               # trace tells every stage
+    assert STAGES["STAGE_SG_EGRESS"] < min(HOOK_SLOTS) and max(HOOK_SLOTS) < STAGES["STAGE_LB"]
+    assert HOOK_SLOTS == list(range(min(HOOK_SLOTS), max(HOOK_SLOTS) + 1))
+    assert not MANDATORY_STAGES & {n for n, s in STAGES.items() if s in HOOK_SLOTS}
+    assert stage_slot("stage_sg_ingress") == STAGES["STAGE_SG_INGRESS"]
+    assert stage_slot("stage_hook_0") is None  # hook slots are the users', never the pipeline's own
+
+
+def test_every_stage_program_is_wired_into_its_slot(pipeline):
+    from dfxdp.datapath.pipeline import HOOK_SLOTS, STAGES, stage_slot
+
+    wired = {slot for slot in STAGES.values() if pipeline.maps["stages"].lookup(slot) is not None}
+    assert wired == {stage_slot(name) for name in pipeline.programs if stage_slot(name) is not None}
+    assert not wired & set(HOOK_SLOTS)
