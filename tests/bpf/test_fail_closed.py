@@ -10,14 +10,7 @@ from dfxdp.datapath.pipeline import MANDATORY_STAGES, STAGES, Pipeline
 from dfxdp.datapath.pktrun import run_packet
 from dfxdp.trace import Trace
 from tests.bpf import l2_fixtures as fx
-from tests.bpf.test_l2 import vxlan_from_remote
-
-
-@pytest.fixture
-def world(pipeline, test_iface):
-    (_, local), (_, local2), (_, underlay) = test_iface(), test_iface(), test_iface()
-    fx.program(pipeline, fx.build_view(local, local2, underlay))
-    return pipeline, local, local2, underlay
+from tests.bpf.test_l2 import vxlan_from_remote, world  # noqa: F401 - world is a fixture
 
 
 def local_to_local2():

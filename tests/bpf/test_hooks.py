@@ -3,6 +3,7 @@ a chosen flow and lets the rest continue; hooks run in priority order; detaching
 forwarding; a restarted agent keeps them; objects that break the pipeline's contract are
 refused with one line and change nothing."""
 import json
+from socket import IPPROTO_UDP
 
 import pytest
 from click.testing import CliRunner
@@ -13,45 +14,16 @@ from dfxdp.cli.main import main
 from dfxdp.datapath.hooks import HookError, HookSlots, choose_slot
 from dfxdp.datapath.pipeline import HOOK_SLOTS, STAGE_NAMES, STAGES, Pipeline
 from dfxdp.datapath.pktrun import run_packet
-from dfxdp.testing.hooks import build_hook
+from dfxdp.testing.hooks import DROP_FLOW, build_drop_flow, build_hook
 from tests.bpf import l2_fixtures as fx
-
-DROP_UDP_PORT = r"""
-#include <dfxdp/hook.h>
-
-/* Drops UDP to port DPORT, lets everything else continue. */
-SEC("xdp")
-int NAME(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct pkt_meta *m = dfxdp_hook_enter(ctx);
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + sizeof(*eth);
-	struct udphdr *udp = (void *)(ip + 1);
-
-	if (!m)
-		return XDP_ABORTED;
-	if ((void *)(udp + 1) <= end && eth->h_proto == bpf_htons(ETH_P_IP) && ip->ihl == 5 &&
-	    ip->protocol == IPPROTO_UDP && udp->dest == bpf_htons(DPORT))
-		return dfxdp_hook_verdict(ctx, m, XDP_DROP);
-	return dfxdp_hook_continue(ctx, m);
-}
-
-char _license[] SEC("license") = LICENSE;
-"""
-
-
-@pytest.fixture
-def world(pipeline, test_iface):
-    (_, local), (_, local2), (_, underlay) = test_iface(), test_iface(), test_iface()
-    fx.program(pipeline, fx.build_view(local, local2, underlay))
-    return pipeline, local, local2
+from tests.bpf.test_l2 import world  # noqa: F401 - a fixture: two local ports and a remote one
 
 
 @pytest.fixture
 def hook_obj(tmp_path):
-    def build(name="drop_udp", dport=7777, license='"GPL"', source=DROP_UDP_PORT):
-        return build_hook(source, tmp_path, name, {"NAME": name, "DPORT": str(dport), "LICENSE": license})
+    """A hook dropping UDP to port `dport`, or a variant of its source."""
+    def build(name="drop_udp", dport=7777, license="GPL", source=DROP_FLOW):
+        return build_drop_flow(tmp_path, name, IPPROTO_UDP, dport=dport, license=license, source=source)
     return build
 
 
@@ -75,7 +47,7 @@ def hooks(pipe):
 
 
 def test_a_hook_drops_its_flow_and_passes_the_rest_on(world, hook_obj):
-    pipe, local, local2 = world
+    pipe, local, local2, _ = world
     h = attach(pipe, hook_obj())
     stage = STAGE_NAMES[HOOK_SLOTS[h.index]]
     dropped = run_packet(pipe, udp(7777), ingress_ifindex=local)
@@ -95,7 +67,7 @@ def test_a_hook_drops_its_flow_and_passes_the_rest_on(world, hook_obj):
 
 
 def test_hooks_run_in_priority_order_whatever_the_attach_order(world, hook_obj):
-    pipe, local, _ = world
+    pipe, local, _, _ = world
     late = attach(pipe, hook_obj("late"), priority=20)
     early = attach(pipe, hook_obj("early"), priority=10)
     last = attach(pipe, hook_obj("last", dport=9), priority=90)
@@ -110,7 +82,7 @@ def test_hooks_run_in_priority_order_whatever_the_attach_order(world, hook_obj):
 
 
 def test_a_restarted_agent_keeps_the_hooks(world, hook_obj):
-    pipe, local, _ = world
+    pipe, local, _, _ = world
     h = attach(pipe, hook_obj())
     again = Pipeline(pipe.dir).load()  # what a restarting agent does
     try:
@@ -125,7 +97,7 @@ FRAGS = '#include <dfxdp/hook.h>\nSEC("xdp.frags") int NAME(struct xdp_md *ctx) 
         'char _license[] SEC("license") = "GPL";\n'
 NO_HEADER = '#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n' \
             'SEC("xdp") int NAME(struct xdp_md *ctx) { return XDP_DROP; }\nchar _license[] SEC("license") = "GPL";\n'
-OWN_PINNED_MAP = DROP_UDP_PORT + """
+OWN_PINNED_MAP = DROP_FLOW + """
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, __u32);
 	 __uint(pinning, LIBBPF_PIN_BY_NAME); } my_config SEC(".maps");
 """
@@ -137,23 +109,23 @@ struct { __uint(type, BPF_MAP_TYPE_PROG_ARRAY); __uint(max_entries, 9); __type(k
 SEC("xdp") int NAME(struct xdp_md *ctx) { bpf_tail_call(ctx, &stages, 3); return XDP_PASS; }
 char _license[] SEC("license") = "GPL";
 """
-TWO_PROGRAMS = DROP_UDP_PORT + 'SEC("xdp") int other(struct xdp_md *ctx) { return XDP_PASS; }\n'
+TWO_PROGRAMS = DROP_FLOW + 'SEC("xdp") int other(struct xdp_md *ctx) { return XDP_PASS; }\n'
 
 
 @pytest.mark.parametrize("source,license,kw,error", [
-    (NOT_XDP, '"GPL"', {}, "is not an XDP program"),
-    (FRAGS, '"GPL"', {}, "is multi-buffer"),
-    (NO_HEADER, '"GPL"', {}, "not built against dfxdp/hook.h (no pinned stages, pkt_scratch)"),
-    (OWN_PINNED_MAP, '"GPL"', {}, "pins a map my_config that the pipeline does not have"),
-    (OLD_LAYOUT, '"GPL"', {}, f"its map stages differs from the pipeline's (max_entries {len(STAGES)} -> 9)"),
-    (DROP_UDP_PORT, '"Proprietary"', {}, "is not GPL-compatible"),
-    (TWO_PROGRAMS, '"GPL"', {}, "holds 2 programs (bad, other): choose one with --program"),
-    (TWO_PROGRAMS, '"GPL"', {"program": "nope"}, "no program nope"),
-    (DROP_UDP_PORT, '"GPL"', {"slot": len(HOOK_SLOTS)}, f"hook slots are 0 to {len(HOOK_SLOTS) - 1}"),
+    (NOT_XDP, "GPL", {}, "is not an XDP program"),
+    (FRAGS, "GPL", {}, "is multi-buffer"),
+    (NO_HEADER, "GPL", {}, "not built against dfxdp/hook.h (no pinned stages, pkt_scratch)"),
+    (OWN_PINNED_MAP, "GPL", {}, "pins a map my_config that the pipeline does not have"),
+    (OLD_LAYOUT, "GPL", {}, f"its map stages differs from the pipeline's (max_entries {len(STAGES)} -> 9)"),
+    (DROP_FLOW, "Proprietary", {}, "is not GPL-compatible"),
+    (TWO_PROGRAMS, "GPL", {}, "holds 2 programs (bad, other): choose one with --program"),
+    (TWO_PROGRAMS, "GPL", {"program": "nope"}, "no program nope"),
+    (DROP_FLOW, "GPL", {"slot": len(HOOK_SLOTS)}, f"hook slots are 0 to {len(HOOK_SLOTS) - 1}"),
 ], ids=["not-xdp", "frags", "no-header", "own-pinned-map", "old-layout", "proprietary", "two-programs",
         "unknown-program", "bad-slot"])
 def test_objects_breaking_the_contract_are_refused_and_change_nothing(world, hook_obj, source, license, kw, error):
-    pipe, local, _ = world
+    pipe, local, _, _ = world
     obj = hook_obj("bad", license=license, source=source)
     maps_before = sorted(p.name for p in pipe.maps_dir.iterdir())
     with pytest.raises(HookError) as exc:
@@ -165,7 +137,7 @@ def test_objects_breaking_the_contract_are_refused_and_change_nothing(world, hoo
 
 
 def test_a_taken_slot_and_full_slots_are_refused(world, hook_obj):
-    pipe, _, _ = world
+    pipe, *_ = world
     attach(pipe, hook_obj("first"), slot=0)
     with pytest.raises(HookError, match="hook slot 0 is taken"):
         attach(pipe, hook_obj("second"), slot=0)
@@ -178,7 +150,7 @@ def test_a_taken_slot_and_full_slots_are_refused(world, hook_obj):
 
 
 def test_cli_attach_list_detach_and_one_line_errors(world, hook_obj, tmp_path):
-    pipe, local, _ = world
+    pipe, local, _, _ = world
     cli = CliRunner()
     out = cli.invoke(main, ["hook", "attach", "--bpffs", str(pipe.dir), "--priority", "7", str(hook_obj())])
     assert out.exit_code == 0 and "attached drop_udp in hook slot" in out.output, out.output
@@ -221,7 +193,7 @@ def test_the_example_in_docs_hooks_md_builds_attaches_and_drops_telnet(world, tm
 
     doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "hooks.md").read_text()
     source = doc.split("```c\n", 1)[1].split("```", 1)[0]
-    pipe, local, local2 = world
+    pipe, local, local2, _ = world
     h = attach(pipe, build_hook(source, tmp_path, "drop_telnet"))
     telnet = Ether(src=fx.LOCAL_MAC, dst=fx.LOCAL2_MAC) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=23)
     assert run_packet(pipe, telnet, ingress_ifindex=local).drop_reason == "DROP_HOOK"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from socket import IPPROTO_ICMP
 
 import pytest
 
@@ -16,32 +17,8 @@ from dfxdp.datapath import libbpf
 from dfxdp.datapath.libbpf import Map, Program
 from dfxdp.datapath.pipeline import STAGES, pinned_counters
 from dfxdp.testing.cluster import Cluster
-from dfxdp.testing.hooks import build_hook
+from dfxdp.testing.hooks import build_drop_flow
 from dfxdp.testing.netns import Topology, run
-
-DROP_PING_TO = r"""
-#include <dfxdp/hook.h>
-
-/* Drops ICMP echo requests to DST (host order), lets everything else continue. */
-SEC("xdp")
-int drop_ping_to(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct pkt_meta *m = dfxdp_hook_enter(ctx);
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + sizeof(*eth);
-	struct icmp_hdr *icmp = (void *)(ip + 1);
-
-	if (!m)
-		return XDP_ABORTED;
-	if ((void *)(icmp + 1) <= end && eth->h_proto == bpf_htons(ETH_P_IP) && ip->ihl == 5 &&
-	    ip->protocol == IPPROTO_ICMP && icmp->type == 8 && ip->daddr == bpf_htonl(DST))
-		return dfxdp_hook_verdict(ctx, m, XDP_DROP);
-	return dfxdp_hook_continue(ctx, m);
-}
-
-char _license[] SEC("license") = "GPL";
-"""
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +117,7 @@ class Flood:
 
 def test_a_hook_drops_a_chosen_flow_and_detaching_it_restores_forwarding_with_no_loss(live, tmp_path):
     bpffs = str(live.chassis[0].bpffs)
-    obj = build_hook(DROP_PING_TO, tmp_path, "drop_ping_to", {"DST": hex(int(ipaddress.ip_address(ip(live, "b"))))})
+    obj = build_drop_flow(tmp_path, "drop_ping_to", IPPROTO_ICMP, dst=int(ipaddress.ip_address(ip(live, "b"))))
     flood = Flood(live.vm["a"], ip(live, "c"))  # another flow, on through attach and detach
     try:
         flood.wait_for_replies(20)
