@@ -80,13 +80,11 @@ def compile_one(src: pathlib.Path, obj: pathlib.Path, force: bool = False) -> bo
     return True
 
 
-# Headers shipped in the package: the map contract (parsed by Python at run time) and
-# what a user's hook program is built against (bpf/include/dfxdp/hook.h and the lib/ it uses).
-SHIPPED_HEADERS = {"maps": MAPS_SRC, "lib": BPF_SRC / "lib", "include/dfxdp": BPF_SRC / "include" / "dfxdp"}
-
-
 def _ship_headers() -> None:
-    for sub, source in SHIPPED_HEADERS.items():
+    """Copy into the package the map contract (parsed by Python at run time) and what a
+    user's hook is built against (bpf/include/dfxdp/hook.h and the bpf/lib/ it uses)."""
+    shipped = {"maps": MAPS_SRC, "lib": BPF_SRC / "lib", "include/dfxdp": BPF_SRC / "include" / "dfxdp"}
+    for sub, source in shipped.items():
         dest = OUT / sub
         dest.mkdir(parents=True, exist_ok=True)
         for old in dest.glob("*.h"):

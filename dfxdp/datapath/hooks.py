@@ -20,6 +20,7 @@ Pins: <bpffs>/hooks/<hook>_<priority>_<program> keeps each hook's program and wh
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pathlib
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from . import libbpf
 from .libbpf import BpfError, BpfObject, Map, VerifierError, lib
 from .pipeline import HOOK_SLOTS, STAGE_NAMES
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PRIORITY = 50
 REQUIRED_MAPS = ("stages", "pkt_scratch")  # a hook continues the pipeline with the frame's metadata
@@ -79,6 +82,30 @@ def _pin_name(index: int, priority: int, program: str) -> str:
     return f"{index}_{priority}_{program}"
 
 
+def pinned_hooks(hooks_dir: pathlib.Path) -> dict[int, tuple[pathlib.Path, int, str]]:
+    """{hook slot: (pin, priority, program name)} of the hooks pinned by attach."""
+    pins = {}
+    for pin in hooks_dir.iterdir() if hooks_dir.is_dir() else ():
+        index, priority, program = pin.name.split("_", 2)
+        pins[int(index)] = (pin, int(priority), program)
+    return pins
+
+
+def replug_hooks(hooks_dir: pathlib.Path, stages: Map) -> None:
+    """Put the pinned hooks into a new stage table (an upgrade recreated `stages`)."""
+    for index, (pin, _, name) in sorted(pinned_hooks(hooks_dir).items()):
+        if index >= len(HOOK_SLOTS):
+            log.error("hook %s was in slot %d, which this release does not have: detach it", name, index)
+            continue
+        prog = libbpf.Program.pinned(pin)
+        try:
+            libbpf.prog_array_set(stages, HOOK_SLOTS[index], prog)
+        except BpfError as exc:
+            log.error("hook %s could not go back into slot %d (%s): attach it again", name, index, exc)
+        finally:
+            prog.close()
+
+
 class HookSlots:
     """The hook slots of one chassis, opened from its pins (no agent needed)."""
 
@@ -109,12 +136,7 @@ class HookSlots:
 
     # ---- reading ---------------------------------------------------------------
     def _pins(self) -> dict[int, tuple[pathlib.Path, int, str]]:
-        """{hook slot: (pin, priority, program name)} of the hooks pinned by attach."""
-        pins = {}
-        for pin in self.hooks_dir.iterdir():
-            index, priority, program = pin.name.split("_", 2)
-            pins[int(index)] = (pin, int(priority), program)
-        return pins
+        return pinned_hooks(self.hooks_dir)
 
     def list(self) -> list[Hook]:
         """The hooks in their slots, in run order."""

@@ -499,17 +499,6 @@ class BpfObject:
                 for field in ("type", "key_size", "value_size", "max_entries", "map_flags")
                 if getattr(have, field) != getattr(want, field)]
 
-    def replace_incompatible_pins(self) -> dict[str, str]:
-        """Before load: unpin every pinned map whose type, sizes or flags differ from what
-        this object declares (a new release changed its layout), so that load creates it
-        anew instead of refusing to start. Returns {map name: what changed}."""
-        replaced = {}
-        for name, (path, changed) in self.pinned_maps().items():
-            if changed:
-                unpin(path)
-                replaced[name] = ", ".join(changed)
-        return replaced
-
     def _each_program(self) -> Iterator[tuple[str, Any]]:
         prog = lib.bpf_object__next_program(self._obj, ffi.NULL)
         while prog != ffi.NULL:

@@ -102,6 +102,7 @@ class Pipeline:
         self.maps: dict[str, Map] = {}
         # maps a new release declares differently from their pins: recreated empty
         self.replaced_maps: dict[str, str] = {}
+        self._superseded: list[Map] = []  # the old maps of replaced_maps, held until close()
         self.live = False  # our programs pinned and in the stage slots
 
     @property
@@ -126,9 +127,7 @@ class Pipeline:
         for path in objects or pipeline_objects():
             obj = BpfObject(path, pin_root=self.maps_dir)
             self.objects.append(obj)
-            for name, change in obj.replace_incompatible_pins().items():
-                log.warning("map %s changed layout (%s): recreated, to be refilled", name, change)
-                self.replaced_maps[name] = change
+            self._replace_incompatible_pins(obj)
             obj.load()
             self.programs.update(obj.programs)
             for name, m in obj.maps.items():
@@ -136,6 +135,19 @@ class Pipeline:
         if not self.replaced_maps:
             self.go_live()
         return self
+
+    def _replace_incompatible_pins(self, obj: BpfObject) -> None:
+        """Unpin every map whose pin differs from what the new object declares (a new release
+        changed its layout), so that load creates it anew instead of refusing to start. The
+        old map stays open until close(): a PROG_ARRAY (`stages` grows with a new stage) loses
+        its slots when its last pin and fd go, and the old programs forward through the old
+        maps until the agent has the new ones attached."""
+        for name, (path, changed) in obj.pinned_maps().items():
+            if changed:
+                log.warning("map %s changed layout (%s): recreated, to be refilled", name, ", ".join(changed))
+                self._superseded.append(Map.pinned(path))
+                libbpf.unpin(path)
+                self.replaced_maps[name] = ", ".join(changed)
 
     def go_live(self) -> None:
         """Pin our programs and put them in the stage slots: from here on frames run them."""
@@ -157,7 +169,8 @@ class Pipeline:
 
     def _wire_stages(self) -> None:
         """Our stage programs into their slots; slots of stages no longer built are
-        cleared. Hook slots are left as they are: a restart keeps the user's hooks."""
+        cleared. Hook slots are left as they are (a restart keeps the user's hooks), or
+        filled from the hooks' pins when an upgrade recreated the stage table."""
         stages = self.maps["stages"]
         loaded = set()
         for name, prog in self.programs.items():
@@ -167,6 +180,10 @@ class Pipeline:
                 loaded.add(slot)
         for slot in set(STAGES.values()) - loaded - set(HOOK_SLOTS):
             libbpf.prog_array_clear(stages, slot)  # a stage removed from the build
+        if "stages" in self.replaced_maps:  # a new stage table: carry the users' hooks over
+            from .hooks import replug_hooks  # hooks builds on this module
+
+            replug_hooks(self.hooks_dir, stages)
         for name in sorted(MANDATORY_STAGES):
             if STAGES[name] not in loaded:
                 log.error("mandatory stage %s has no program: every frame is dropped (DROP_STAGE_MISSING)", name)
@@ -188,6 +205,9 @@ class Pipeline:
         """Release our fds; pinned maps/programs and attachments stay in the kernel."""
         for obj in self.objects:
             obj.close()
+        for m in self._superseded:
+            m.close()
+        self._superseded.clear()
         self.objects.clear()
         self.programs.clear()
         self.maps.clear()

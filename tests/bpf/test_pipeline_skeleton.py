@@ -139,3 +139,39 @@ def test_every_stage_program_is_wired_into_its_slot(pipeline):
     wired = {slot for slot in STAGES.values() if pipeline.maps["stages"].lookup(slot) is not None}
     assert wired == {stage_slot(name) for name in pipeline.programs if stage_slot(name) is not None}
     assert not wired & set(HOOK_SLOTS)
+
+
+def test_an_upgrade_that_adds_stage_slots_keeps_the_old_stages_until_the_pipeline_closes(bpffs_dir):
+    """A release with more stages recreates `stages`; the old PROG_ARRAY keeps its programs
+    (the old entries still tail-call through it) until the new pipeline is closed, and the
+    users' hooks go into the new one."""
+    import json
+    import subprocess
+
+    from dfxdp.datapath.libbpf import BpfObject
+    from dfxdp.datapath.pipeline import HOOK_SLOTS, STAGES, Pipeline, object_path
+
+    def bpftool(*args):
+        return subprocess.run(["bpftool", "-j", *args], check=True, capture_output=True, text=True).stdout
+
+    chassis = bpffs_dir / "upgrading"
+    (chassis / "maps").mkdir(parents=True)
+    old = chassis / "maps" / "stages"
+    bpftool("map", "create", str(old), "type", "prog_array", "key", "4", "value", "4", "entries", "9",
+            "name", "stages")
+    bpftool("prog", "load", str(object_path("xdp_pass")), str(chassis / "old_stage"), "type", "xdp")
+    bpftool("map", "update", "pinned", str(old), "key", "0", "0", "0", "0", "value", "pinned",
+            str(chassis / "old_stage"))
+    (chassis / "old_stage").unlink()  # the old slot alone keeps the old program
+    old_id = json.loads(bpftool("map", "show", "pinned", str(old)))["id"]
+    (chassis / "hooks").mkdir()
+    with BpfObject(object_path("xdp_pass")).load() as hook:  # a user's hook, pinned by `dfxdp hook attach`
+        hook.programs["xdp_pass"].pin(chassis / "hooks" / "1_50_xdp_pass")
+    pipe = Pipeline(chassis).load()
+    try:
+        assert pipe.replaced_maps["stages"] == f"max_entries 9 -> {len(STAGES)}" and not pipe.live
+        assert len(json.loads(bpftool("map", "dump", "id", str(old_id)))) == 1
+        pipe.go_live()
+        assert pipe.maps["stages"].lookup(HOOK_SLOTS[1]) is not None  # the hook carried into the new table
+    finally:
+        pipe.destroy()
