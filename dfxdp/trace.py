@@ -14,8 +14,9 @@ import os
 import pathlib
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .datapath.hooks import HookSlots
 from .datapath.libbpf import Map, Program, lib
 from .datapath.pipeline import ENTRIES, HOOK_SLOTS, STAGE_NAMES, counters_from
 from .datapath.pktrun import PacketRun, run_packet
@@ -102,6 +103,7 @@ def _addr(be32: int) -> str:
 class Trace:
     run: PacketRun
     ingress: str
+    hooks: dict[str, str] = field(default_factory=dict)  # hook stage -> its program, for the story
 
     @property
     def destination(self) -> str:
@@ -131,7 +133,8 @@ class Trace:
 
         lines = [f"ingress: {self.ingress}"]
         for i, stage in enumerate(self.run.stages, 1):
-            lines.append(f"  {i}. {STAGE_STORY.get(stage, stage)}")
+            hook = f": {self.hooks[stage]}" if stage in self.hooks else ""
+            lines.append(f"  {i}. {STAGE_STORY.get(stage, stage)}{hook}")
         reason = f" ({self.run.drop_reason})" if self.run.drop_reason else ""
         if self.run.drop_reason == "DROP_STAGE_MISSING":  # the slot next_stage found empty
             missing = STAGE_NAMES[self.run.meta["stage"]]
@@ -146,6 +149,17 @@ class Trace:
 def trace(bpffs: str | os.PathLike, ifindex: int, frame: bytes, entry: str = "port") -> Trace:
     pipe = PinnedPipeline(bpffs)
     try:
-        return Trace(run_packet(pipe, frame, ingress_ifindex=ifindex, entry=entry), _ifname(ifindex))
+        return Trace(run_packet(pipe, frame, ingress_ifindex=ifindex, entry=entry), _ifname(ifindex),
+                     _hook_names(bpffs))
     finally:
         pipe.close()
+
+
+def _hook_names(bpffs: str | os.PathLike) -> dict[str, str]:
+    """{hook stage: "program (priority P)"} of the hooks in the chassis' pipeline."""
+    slots = HookSlots(bpffs)
+    try:
+        return {h.stage: h.name if h.priority is None else f"{h.name} (priority {h.priority})"
+                for h in slots.list()}
+    finally:
+        slots.close()

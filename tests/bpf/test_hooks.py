@@ -15,6 +15,7 @@ from dfxdp.datapath.hooks import HookError, HookSlots, choose_slot
 from dfxdp.datapath.pipeline import HOOK_SLOTS, STAGE_NAMES, STAGES, Pipeline
 from dfxdp.datapath.pktrun import run_packet
 from dfxdp.testing.hooks import DROP_FLOW, build_drop_flow, build_hook
+from dfxdp.trace import trace
 from tests.bpf import l2_fixtures as fx
 from tests.bpf.test_l2 import world  # noqa: F401 - a fixture: two local ports and a remote one
 
@@ -59,6 +60,8 @@ def test_a_hook_drops_its_flow_and_passes_the_rest_on(world, hook_obj):
                             "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
     (listed,) = hooks(pipe)
     assert (listed.name, listed.priority, listed.packets) == ("drop_udp", 50, 2) and listed.prog_id == h.prog_id
+    story = trace(pipe.dir, local, bytes(udp(7777))).story()
+    assert f"user hook {h.index}: drop_udp (priority 50)" in story and "XDP_DROP (DROP_HOOK)" in story
 
     assert detach(pipe, name="drop_udp").index == h.index
     again = run_packet(pipe, udp(7777), ingress_ifindex=local)
