@@ -140,3 +140,35 @@ def test_a_hook_drops_a_chosen_flow_and_detaching_it_restores_forwarding_with_no
         dfxdp("hook", "detach", "--bpffs", bpffs, "drop_ping_to")  # after a failure: leave no hook behind
     assert flood.lost() == []
     assert "drop_ping_to" not in dfxdp("hook", "list", "--bpffs", bpffs).stdout
+
+
+def pinned_prog_id(path):
+    """The id of the program pinned at path; None in the instant an agent re-pins it."""
+    try:
+        prog = Program.pinned(path)
+    except libbpf.BpfError:
+        return None
+    try:
+        return libbpf.prog_info(prog).id
+    finally:
+        prog.close()
+
+
+def test_a_restarted_agent_keeps_the_hook(live, tmp_path):
+    ch = live.chassis[0]
+    obj = build_drop_flow(tmp_path, "drop_ping_to", IPPROTO_ICMP, dst=int(ipaddress.ip_address(ip(live, "b"))))
+    assert dfxdp("hook", "attach", "--bpffs", str(ch.bpffs), str(obj)).returncode == 0
+    try:
+        old_stage = pinned_prog_id(ch.bpffs / "progs" / "stage_portsec")
+        ch.stop_agent()
+        ch.start_agent()
+        deadline = time.monotonic() + 60  # the new agent is live once it pinned its own programs
+        while time.monotonic() < deadline and pinned_prog_id(ch.bpffs / "progs" / "stage_portsec") in (old_stage, None):
+            time.sleep(0.2)
+        assert pinned_prog_id(ch.bpffs / "progs" / "stage_portsec") not in (old_stage, None), "no new agent"
+        assert "drop_ping_to" in dfxdp("hook", "list", "--bpffs", str(ch.bpffs)).stdout
+        assert ping_count(live.vm["a"], ip(live, "b"), 5) == (5, 0)
+        assert ping_count(live.vm["a"], ip(live, "c"), 5) == (5, 5)
+    finally:
+        dfxdp("hook", "detach", "--bpffs", str(ch.bpffs), "drop_ping_to")
+    assert ping_count(live.vm["a"], ip(live, "b"), 5) == (5, 5)
