@@ -95,7 +95,8 @@ def test_a_restarted_agent_keeps_the_hooks(world, hook_obj):
         again.close()
 
 
-NOT_XDP = '#include <dfxdp/hook.h>\nSEC("tc") int NAME(void *ctx) { return 0; }\nchar _license[] SEC("license") = "GPL";\n'
+NOT_XDP = '#include <dfxdp/hook.h>\nSEC("tc") int NAME(void *ctx) { return 0; }\n' \
+          'char _license[] SEC("license") = "GPL";\n'
 FRAGS = '#include <dfxdp/hook.h>\nSEC("xdp.frags") int NAME(struct xdp_md *ctx) { return XDP_PASS; }\n' \
         'char _license[] SEC("license") = "GPL";\n'
 NO_HEADER = '#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n' \

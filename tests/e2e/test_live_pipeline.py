@@ -159,13 +159,14 @@ def test_a_restarted_agent_keeps_the_hook(live, tmp_path):
     obj = build_drop_flow(tmp_path, "drop_ping_to", IPPROTO_ICMP, dst=int(ipaddress.ip_address(ip(live, "b"))))
     assert dfxdp("hook", "attach", "--bpffs", str(ch.bpffs), str(obj)).returncode == 0
     try:
-        old_stage = pinned_prog_id(ch.bpffs / "progs" / "stage_portsec")
+        stage_pin = ch.bpffs / "progs" / "stage_portsec"
+        old_stage = pinned_prog_id(stage_pin)
         ch.stop_agent()
         ch.start_agent()
         deadline = time.monotonic() + 60  # the new agent is live once it pinned its own programs
-        while time.monotonic() < deadline and pinned_prog_id(ch.bpffs / "progs" / "stage_portsec") in (old_stage, None):
+        while time.monotonic() < deadline and pinned_prog_id(stage_pin) in (old_stage, None):
             time.sleep(0.2)
-        assert pinned_prog_id(ch.bpffs / "progs" / "stage_portsec") not in (old_stage, None), "no new agent"
+        assert pinned_prog_id(stage_pin) not in (old_stage, None), "the new agent did not go live"
         assert "drop_ping_to" in dfxdp("hook", "list", "--bpffs", str(ch.bpffs)).stdout
         assert ping_count(live.vm["a"], ip(live, "b"), 5) == (5, 0)
         assert ping_count(live.vm["a"], ip(live, "c"), 5) == (5, 5)
