@@ -14,8 +14,9 @@ the pinned `stages` and `pkt_scratch` maps), every map it pins by name one of th
 pipeline's with the same type and sizes, and a free slot where its priority belongs.
 Anything else is refused with one line and nothing changes.
 
-Pins: <bpffs>/hooks/<hook>_<priority>_<program> keeps each hook's program and what
-`list` shows. The agent never touches hook slots: a restarted agent keeps the hooks.
+Pins: <bpffs>/hooks/<slot>_<priority>_<program> keeps each hook's program and what `list`
+shows. The agent never clears a hook slot, so a restarted agent keeps the hooks; when an
+upgrade recreates the stage table, the agent puts the pinned hooks back (replug_hooks).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import fcntl
 import logging
 import os
 import pathlib
+import re
 from dataclasses import dataclass
 
 from . import libbpf
@@ -82,12 +84,16 @@ def _pin_name(index: int, priority: int, program: str) -> str:
     return f"{index}_{priority}_{program}"
 
 
+_PIN = re.compile(r"(\d+)_(-?\d+)_(\w+)")
+
+
 def pinned_hooks(hooks_dir: pathlib.Path) -> dict[int, tuple[pathlib.Path, int, str]]:
     """{hook slot: (pin, priority, program name)} of the hooks pinned by attach."""
     pins = {}
     for pin in hooks_dir.iterdir() if hooks_dir.is_dir() else ():
-        index, priority, program = pin.name.split("_", 2)
-        pins[int(index)] = (pin, int(priority), program)
+        parsed = _PIN.fullmatch(pin.name)
+        if parsed:  # anything else there is not ours to read
+            pins[int(parsed[1])] = (pin, int(parsed[2]), parsed[3])
     return pins
 
 
@@ -222,9 +228,9 @@ class HookSlots:
 
     def _plug(self, index: int, priority: int, prog: libbpf.Program) -> None:
         slot = HOOK_SLOTS[index]
-        for old_index, (pin, _, _) in self._pins().items():  # a pin left behind by a cleared slot
-            if old_index == index:
-                libbpf.unpin(pin)
+        stale = self._pins().get(index)  # a pin left behind when the slot was cleared by other means
+        if stale:
+            libbpf.unpin(stale[0])
         # the slot is empty: nothing counts in it now, so the new hook's count starts at zero
         self.stage_stats.update(slot, {"packets": 0, "bytes": 0})
         pin = self.hooks_dir / _pin_name(index, priority, prog.name)
