@@ -43,7 +43,7 @@ setup(
     python_requires=">=3.11",
     packages=packages(),
     package_dir={"dfxdp": "dfxdp", "dfxdp.controller": "controller"},
-    package_data={"dfxdp": ["_bpf/*.o", "_bpf/maps/*.h"]},
+    package_data={"dfxdp": ["_bpf/*.o", "_bpf/maps/*.h", "_bpf/lib/*.h", "_bpf/include/dfxdp/*.h"]},
     cffi_modules=["dfxdp/datapath/libbpf_build.py:ffibuilder"],
     setup_requires=["cffi>=1.16"],
     install_requires=[

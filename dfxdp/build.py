@@ -70,8 +70,7 @@ def compile_one(src: pathlib.Path, obj: pathlib.Path, force: bool = False) -> bo
     if shutil.which(CLANG) is None:
         raise BuildError(f"{CLANG} not found: install clang (make deps) to build the XDP kernels")
     tmp = obj.with_suffix(".o.tmp")
-    cmd = [CLANG, "-O2", "-g", "-target", "bpf", "-Wall", "-Werror",
-           "-I", str(ROOT), "-I", str(BPF_SRC), *_multiarch_include(),
+    cmd = [CLANG, *clang_flags([ROOT, BPF_SRC]), "-Werror",
            "-MD", "-MF", str(depfile), "-c", str(src), "-o", str(tmp)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -82,15 +81,32 @@ def compile_one(src: pathlib.Path, obj: pathlib.Path, force: bool = False) -> bo
 
 
 def _ship_headers() -> None:
-    dest = OUT / "maps"
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob("*.h"):
-        if not (MAPS_SRC / old.name).exists():
-            old.unlink()
-    for header in MAPS_SRC.glob("*.h"):
-        target = dest / header.name
-        if not target.exists() or target.read_bytes() != header.read_bytes():
-            shutil.copyfile(header, target)
+    """Copy into the package the map contract (parsed by Python at run time) and what a
+    user's hook is built against (bpf/include/dfxdp/hook.h and the bpf/lib/ it uses)."""
+    shipped = {"maps": MAPS_SRC, "lib": BPF_SRC / "lib", "include/dfxdp": BPF_SRC / "include" / "dfxdp"}
+    for sub, source in shipped.items():
+        dest = OUT / sub
+        dest.mkdir(parents=True, exist_ok=True)
+        for old in dest.glob("*.h"):
+            if not (source / old.name).exists():
+                old.unlink()
+        for header in source.glob("*.h"):
+            target = dest / header.name
+            if not target.exists() or target.read_bytes() != header.read_bytes():
+                shutil.copyfile(header, target)
+
+
+def hook_include_dirs() -> list[pathlib.Path]:
+    """What a hook's `#include <dfxdp/hook.h>` needs on clang's -I path: the source
+    tree's directories, else the copies shipped inside the package."""
+    if BPF_SRC.is_dir():
+        return [ROOT, BPF_SRC, BPF_SRC / "include"]
+    return [OUT, OUT / "include"]
+
+
+def clang_flags(include_dirs: list[pathlib.Path]) -> list[str]:
+    """clang's flags for an XDP object of this project (ours and users' hooks alike)."""
+    return ["-O2", "-g", "-target", "bpf", "-Wall", *(f"-I{d}" for d in include_dirs), *_multiarch_include()]
 
 
 def build_all(force: bool = False) -> list[tuple[pathlib.Path, bool]]:

@@ -14,10 +14,11 @@ import os
 import pathlib
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .datapath.libbpf import Map, Program
-from .datapath.pipeline import ENTRIES, counters_from
+from .datapath.hooks import HookSlots
+from .datapath.libbpf import Map, Program, lib
+from .datapath.pipeline import ENTRIES, HOOK_SLOTS, STAGE_NAMES, counters_from
 from .datapath.pktrun import PacketRun, run_packet
 
 STAGE_STORY = {
@@ -25,7 +26,7 @@ STAGE_STORY = {
     "STAGE_ENTRY_UNDERLAY": "entry (underlay): VXLAN for a port bound here, decapsulated",
     "STAGE_PORTSEC": "port security: source MAC/IP checked",
     "STAGE_SG_EGRESS": "security groups, egress of the source port",
-    "STAGE_HOOK": "user hook",
+    **{STAGE_NAMES[slot]: f"user hook {i}" for i, slot in enumerate(HOOK_SLOTS)},
     "STAGE_LB": "load balancer",
     "STAGE_DNS": "DNS responder",
     "STAGE_L3": "distributed router",
@@ -102,13 +103,14 @@ def _addr(be32: int) -> str:
 class Trace:
     run: PacketRun
     ingress: str
+    hooks: dict[str, str] = field(default_factory=dict)  # hook stage -> its program, for the story
 
     @property
     def destination(self) -> str:
         v, m = self.run.verdict, self.run.meta
         if v == "XDP_REDIRECT":
             out = _ifname(m["out_ifindex"])
-            if m["flags"] & 16:  # PKT_F_DST_REMOTE
+            if m["flags"] & lib.PKT_F_DST_REMOTE:
                 return f"VXLAN (VNI {m['net_key']}) to chassis {_addr(m['tunnel_dst'])} via {out}"
             if m["out_ifindex"] == m["in_ifindex"]:
                 return f"answered: sent back out of {out}"
@@ -131,8 +133,12 @@ class Trace:
 
         lines = [f"ingress: {self.ingress}"]
         for i, stage in enumerate(self.run.stages, 1):
-            lines.append(f"  {i}. {STAGE_STORY.get(stage, stage)}")
+            hook = f": {self.hooks[stage]}" if stage in self.hooks else ""
+            lines.append(f"  {i}. {STAGE_STORY.get(stage, stage)}{hook}")
         reason = f" ({self.run.drop_reason})" if self.run.drop_reason else ""
+        if self.run.drop_reason == "DROP_STAGE_MISSING":  # the slot next_stage found empty
+            missing = STAGE_NAMES[self.run.meta["stage"]]
+            reason = f" ({self.run.drop_reason}: {missing} has no program, the pipeline fails closed)"
         lines.append(f"verdict: {self.run.verdict}{reason}")
         lines.append(f"where: {self.destination}")
         if self.run.verdict != "XDP_DROP":
@@ -143,6 +149,17 @@ class Trace:
 def trace(bpffs: str | os.PathLike, ifindex: int, frame: bytes, entry: str = "port") -> Trace:
     pipe = PinnedPipeline(bpffs)
     try:
-        return Trace(run_packet(pipe, frame, ingress_ifindex=ifindex, entry=entry), _ifname(ifindex))
+        return Trace(run_packet(pipe, frame, ingress_ifindex=ifindex, entry=entry), _ifname(ifindex),
+                     _hook_names(bpffs))
     finally:
         pipe.close()
+
+
+def _hook_names(bpffs: str | os.PathLike) -> dict[str, str]:
+    """{hook stage: "program (priority P)"} of the hooks in the chassis' pipeline."""
+    slots = HookSlots(bpffs)
+    try:
+        return {h.stage: h.name if h.priority is None else f"{h.name} (priority {h.priority})"
+                for h in slots.list()}
+    finally:
+        slots.close()

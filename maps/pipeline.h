@@ -4,26 +4,37 @@
 
 #include <linux/types.h>
 
-/* Slots of the `stages` PROG_ARRAY, in pipeline order. A stage that has no
- * program loaded is skipped. STAGE_HOOK is free for user-supplied programs. */
+/* The pipeline, declared once: the slots of the `stages` PROG_ARRAY in the order
+ * a frame runs them. next_stage (bpf/lib/pipeline.h), Python's stage names, hook
+ * slots and counters (dfxdp/datapath/pipeline.py) and `dfxdp trace` follow it. */
 enum dfxdp_stage {
 	STAGE_PORTSEC = 0,
 	STAGE_SG_EGRESS = 1,
-	STAGE_HOOK = 2,
-	STAGE_LB = 3,
-	STAGE_DNS = 4,
-	STAGE_L3 = 5,
-	STAGE_L2 = 6,
-	STAGE_SG_INGRESS = 7,
-	STAGE_OUTPUT = 8,
-	STAGE_MAX = 9,
+	STAGE_HOOK_0 = 2,       /* user hook slots, filled in priority order by `dfxdp hook` */
+	STAGE_HOOK_1 = 3,
+	STAGE_HOOK_2 = 4,
+	STAGE_HOOK_3 = 5,
+	STAGE_LB = 6,
+	STAGE_DNS = 7,
+	STAGE_L3 = 8,
+	STAGE_L2 = 9,
+	STAGE_SG_INGRESS = 10,
+	STAGE_OUTPUT = 11,
+	STAGE_MAX = 12,
+};
+
+/* Slots that must hold a program: when one is empty the frame is dropped
+ * (DROP_STAGE_MISSING) rather than skipped, so security never fails open.
+ * Every other empty slot is skipped. */
+enum dfxdp_stage_policy {
+	STAGE_MANDATORY = (1 << STAGE_PORTSEC) | (1 << STAGE_SG_EGRESS) | (1 << STAGE_SG_INGRESS),
 };
 
 /* Pseudo stages counted in `stage_stats` beside the slots above. */
 enum dfxdp_stage_entry {
-	STAGE_ENTRY_PORT = 9,
-	STAGE_ENTRY_UNDERLAY = 10,
-	STAGE_STATS_MAX = 11,
+	STAGE_ENTRY_PORT = STAGE_MAX,
+	STAGE_ENTRY_UNDERLAY = STAGE_MAX + 1,
+	STAGE_STATS_MAX = STAGE_MAX + 2,
 };
 
 /* Why a frame was dropped (index of `drop_stats`). */
@@ -47,7 +58,8 @@ enum dfxdp_drop_reason {
 	DROP_FRAG_NEEDED = 16,     /* too big for the tunnel, DF set: ICMP "fragmentation needed" sent back */
 	DROP_TOO_BIG = 17,         /* too big for the tunnel and not IPv4 with DF: dropped, nothing sent */
 	DROP_STAGE_MISSING = 18,   /* a mandatory stage (port security, security groups) has no program */
-	DROP_REASON_MAX = 19,
+	DROP_HOOK = 19,            /* a user hook program dropped it */
+	DROP_REASON_MAX = 20,
 };
 
 /* Flags in pkt_meta.flags. */
@@ -68,6 +80,7 @@ struct pkt_meta {
 	__u32 flags;
 	__u32 stages_seen;    /* bit per stage slot / entry that ran, for `dfxdp trace` */
 	__u32 drop_reason;
+	__u32 stage;          /* slot being entered: how a hook learns its own place */
 };
 
 /* A packets/bytes pair; per-CPU maps hold one per CPU, summed in Python. */

@@ -39,14 +39,22 @@ static __always_inline int reply_to_sender(struct xdp_md *ctx, struct pkt_meta *
 	return verdict(ctx, m, bpf_redirect(m->in_ifindex, 0), DROP_REDIRECT_FAILED);
 }
 
-/* Continue with the first loaded stage at or after `from`; when none is
- * loaded the frame leaves untouched (XDP_PASS: kernel and OVS fallback). */
+/* Continue with the first loaded stage at or after `from`, in the order of
+ * enum dfxdp_stage. An empty optional slot is skipped; an empty mandatory one
+ * (STAGE_MANDATORY: port security, security groups) drops the frame, for every
+ * port: the stage that decides what is filtered is the one missing, so nothing
+ * may pass unfiltered (fail closed). After the last stage the frame leaves
+ * untouched (XDP_PASS: kernel and OVS fallback). */
 static __always_inline int next_stage(struct xdp_md *ctx, struct pkt_meta *m, __u32 from)
 {
 #pragma unroll
 	for (__u32 s = 0; s < STAGE_MAX; s++) {
-		if (s >= from)
-			bpf_tail_call(ctx, &stages, s);
+		if (s < from)
+			continue;
+		m->stage = s; /* the callee's own slot: a hook continues from there */
+		bpf_tail_call(ctx, &stages, s);
+		if (STAGE_MANDATORY & (1u << s))
+			return verdict(ctx, m, XDP_DROP, DROP_STAGE_MISSING);
 	}
 	return verdict(ctx, m, XDP_PASS, DROP_NONE);
 }

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "dfxdp.cli.resources",
     "dfxdp.cli.agent",
     "dfxdp.cli.trace",
+    "dfxdp.cli.hook",
     "dfxdp.cli.bench",
 ]
 

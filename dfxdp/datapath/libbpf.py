@@ -472,31 +472,49 @@ class BpfObject:
         self.maps: dict[str, Map] = {}
         self.loaded = False
 
-    def replace_incompatible_pins(self) -> dict[str, str]:
-        """Before load: unpin every pinned map whose type, sizes or flags differ from what
-        this object declares (a new release changed its layout), so that load creates it
-        anew instead of refusing to start. Returns {map name: what changed}."""
-        replaced = {}
+    def pinned_maps(self) -> dict[str, tuple[pathlib.Path, list[str] | None]]:
+        """Before load: every map this object pins by name, as {name: (pin path, how the
+        pinned map differs from this object's declaration)}; the differences are None when
+        nothing is pinned there yet, [] when libbpf will reuse the pin as it is."""
+        found = {}
         m = lib.bpf_object__next_map(self._obj, ffi.NULL)
         while m != ffi.NULL:
             pin = lib.bpf_map__pin_path(m)
-            path = pathlib.Path(os.fsdecode(ffi.string(pin))) if pin != ffi.NULL else None
-            if path is not None and path.exists():
-                want = ffi.new("struct bpf_map_def_view *")
-                lib.dfxdp_map_def(m, want)
-                fd = _get_pinned_fd(path)
-                try:
-                    have = map_info(fd)
-                finally:
-                    os.close(fd)
-                changed = [f"{field} {getattr(have, field)} -> {getattr(want, field)}"
-                           for field in ("type", "key_size", "value_size", "max_entries", "map_flags")
-                           if getattr(have, field) != getattr(want, field)]
-                if changed:
-                    unpin(path)
-                    replaced[path.name] = ", ".join(changed)
+            if pin != ffi.NULL:
+                path = pathlib.Path(os.fsdecode(ffi.string(pin)))
+                found[path.name] = (path, self._pin_differences(m, path) if path.exists() else None)
             m = lib.bpf_object__next_map(self._obj, m)
-        return replaced
+        return found
+
+    @staticmethod
+    def _pin_differences(m, path: pathlib.Path) -> list[str]:
+        want = ffi.new("struct bpf_map_def_view *")
+        lib.dfxdp_map_def(m, want)
+        fd = _get_pinned_fd(path)
+        try:
+            have = map_info(fd)
+        finally:
+            os.close(fd)
+        return [f"{field} {getattr(have, field)} -> {getattr(want, field)}"
+                for field in ("type", "key_size", "value_size", "max_entries", "map_flags")
+                if getattr(have, field) != getattr(want, field)]
+
+    def _each_program(self) -> Iterator[tuple[str, Any]]:
+        prog = lib.bpf_object__next_program(self._obj, ffi.NULL)
+        while prog != ffi.NULL:
+            yield ffi.string(lib.bpf_program__name(prog)).decode(), prog
+            prog = lib.bpf_object__next_program(self._obj, prog)
+
+    def declared_programs(self) -> dict[str, tuple[int, str]]:
+        """Before load: {program name: (BPF program type, ELF section, e.g. "xdp")}."""
+        return {name: (lib.bpf_program__type(prog), ffi.string(lib.bpf_program__section_name(prog)).decode())
+                for name, prog in self._each_program()}
+
+    def load_only(self, name: str) -> None:
+        """Before load: load just program `name`; the object's other programs stay out of the kernel."""
+        for other, prog in self._each_program():
+            if other != name:
+                lib.bpf_program__set_autoload(prog, False)
 
     def load(self) -> "BpfObject":
         _capture.lines = []
@@ -508,11 +526,10 @@ class BpfObject:
         if ret < 0:
             raise VerifierError(-ret, f"loading {self.path.name} was refused", text)
         self.loaded = True
-        prog = lib.bpf_object__next_program(self._obj, ffi.NULL)
-        while prog != ffi.NULL:
-            name = ffi.string(lib.bpf_program__name(prog)).decode()
-            self.programs[name] = Program(lib.bpf_program__fd(prog), name)
-            prog = lib.bpf_object__next_program(self._obj, prog)
+        for name, prog in self._each_program():
+            fd = lib.bpf_program__fd(prog)
+            if fd >= 0:  # not a program left out by load_only
+                self.programs[name] = Program(fd, name)
         m = lib.bpf_object__next_map(self._obj, ffi.NULL)
         while m != ffi.NULL:
             name = ffi.string(lib.bpf_map__name(m)).decode()
@@ -572,6 +589,20 @@ def prog_by_id(prog_id: int) -> Program:
     if fd < 0:
         raise BpfError(-fd if fd != -1 else ffi.errno, f"opening program id {prog_id}")
     return Program(fd, f"id{prog_id}", owns_fd=True)
+
+
+@dataclass
+class ProgInfo:
+    type: int
+    id: int
+    name: str
+    gpl_compatible: bool
+
+
+def prog_info(prog: Program) -> ProgInfo:
+    view = ffi.new("struct dfxdp_prog_view *")
+    _check(lib.dfxdp_prog_info(prog.fd, view), f"reading info of program {prog.name}")
+    return ProgInfo(view.type, view.id, ffi.string(view.name).decode(), bool(view.gpl_compatible))
 
 
 def prog_array_set(prog_array: Map, slot: int, prog: Program) -> None:

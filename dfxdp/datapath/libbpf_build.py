@@ -80,6 +80,10 @@ struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct 
 const char *bpf_program__name(const struct bpf_program *prog);
 int bpf_program__fd(const struct bpf_program *prog);
 int bpf_program__pin(struct bpf_program *prog, const char *path);
+enum bpf_prog_type { BPF_PROG_TYPE_XDP, ... };
+enum bpf_prog_type bpf_program__type(const struct bpf_program *prog);
+const char *bpf_program__section_name(const struct bpf_program *prog);
+int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 const char *bpf_map__name(const struct bpf_map *map);
 int bpf_map__fd(const struct bpf_map *map);
 int bpf_map__set_pin_path(struct bpf_map *map, const char *path);
@@ -123,12 +127,15 @@ long dfxdp_fs_magic(const char *path);
 int dfxdp_mount_bpffs(const char *path);
 struct bpf_map_def_view { __u32 type; __u32 key_size; __u32 value_size; __u32 max_entries; __u32 map_flags; };
 void dfxdp_map_def(const struct bpf_map *map, struct bpf_map_def_view *out);
+struct dfxdp_prog_view { __u32 type; __u32 id; __u32 gpl_compatible; char name[16]; };
+int dfxdp_prog_info(int fd, struct dfxdp_prog_view *out);
 """
 
 C_SOURCE = r"""
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <errno.h>
 #include <sys/vfs.h>
 #include <sys/mount.h>
@@ -184,6 +191,25 @@ static void dfxdp_map_def(const struct bpf_map *map, struct bpf_map_def_view *ou
     out->value_size = bpf_map__value_size(map);
     out->max_entries = bpf_map__max_entries(map);
     out->map_flags = bpf_map__map_flags(map);
+}
+
+/* A loaded program as the kernel sees it; gpl_compatible is a bit field, which
+ * cffi cannot declare in a partial struct. */
+struct dfxdp_prog_view { __u32 type; __u32 id; __u32 gpl_compatible; char name[16]; };
+
+static int dfxdp_prog_info(int fd, struct dfxdp_prog_view *out)
+{
+    struct bpf_prog_info info = {};
+    __u32 len = sizeof(info);
+    int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+
+    if (err < 0)
+        return err;
+    out->type = info.type;
+    out->id = info.id;
+    out->gpl_compatible = info.gpl_compatible;
+    memcpy(out->name, info.name, sizeof(out->name));
+    return 0;
 }
 """
 

@@ -4,6 +4,8 @@ Layout under the chassis' bpffs directory (default /run/dfxdp/bpffs/<chassis>):
 
     maps/<name>    every map, pinned by name (libbpf LIBBPF_PIN_BY_NAME)
     progs/<name>   every program: the entries xdp_port and xdp_underlay, the stages
+    hooks/<name>   user programs in the hook slots (dfxdp/datapath/hooks.py), never
+                   replaced or removed by a restarted agent
 
 Loading reuses pinned maps, so a restarted agent keeps all datapath state; new
 programs replace old ones slot by slot in the `stages` PROG_ARRAY and on each
@@ -16,7 +18,7 @@ import os
 import pathlib
 
 from . import libbpf
-from .libbpf import BpfObject, Map, Program, ffi
+from .libbpf import BpfObject, Map, Program, ffi, lib
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +30,30 @@ ENTRIES = {"port": "xdp_port", "underlay": "xdp_underlay"}
 
 
 def _enum(name: str) -> dict[str, int]:
-    return dict(ffi.typeof(name).relements)
+    """An enum of maps/*.h as {name: value}, in value order."""
+    return dict(sorted(ffi.typeof(name).relements.items(), key=lambda kv: kv[1]))
 
 
-STAGES = _enum("enum dfxdp_stage")                      # STAGE_PORTSEC -> 0 …
-STAGE_STATS = {**STAGES, **_enum("enum dfxdp_stage_entry")}
+# The pipeline as maps/pipeline.h declares it (enum dfxdp_stage): nothing here restates it.
+STAGES = _enum("enum dfxdp_stage")                      # STAGE_PORTSEC -> 0 …, pipeline order
+STAGES.pop("STAGE_MAX")
+ENTRY_STAGES = _enum("enum dfxdp_stage_entry")          # STAGE_ENTRY_PORT … (counted, not slots)
+ENTRY_STAGES.pop("STAGE_STATS_MAX")
+STAGE_STATS = {**ENTRY_STAGES, **STAGES}                # what a frame can pass, in the order it does
+MANDATORY_STAGES = frozenset(name for name, slot in STAGES.items() if lib.STAGE_MANDATORY >> slot & 1)
+HOOK_SLOTS = [slot for name, slot in STAGES.items() if name.startswith("STAGE_HOOK_")]
 DROP_REASONS = _enum("enum dfxdp_drop_reason")
-STAGE_MAX = STAGES.pop("STAGE_MAX")
-STAGE_STATS.pop("STAGE_MAX")
-STAGE_STATS.pop("STAGE_STATS_MAX")
 DROP_REASONS.pop("DROP_REASON_MAX")
+STAGE_NAMES = {slot: name for name, slot in STAGE_STATS.items()}
 
 
 def stage_slot(program_name: str) -> int | None:
-    """Programs named stage_<slot> (stage_l2 -> STAGE_L2) plug into their slot."""
+    """Programs named stage_<slot> (stage_l2 -> STAGE_L2) plug into their slot; the
+    hook slots belong to users (`dfxdp hook`), never to the pipeline's own objects."""
     if not program_name.startswith("stage_"):
         return None
-    return STAGES.get("STAGE_" + program_name[len("stage_"):].upper())
+    slot = STAGES.get("STAGE_" + program_name[len("stage_"):].upper())
+    return None if slot in HOOK_SLOTS else slot
 
 
 def object_path(name: str) -> pathlib.Path:
@@ -93,6 +102,7 @@ class Pipeline:
         self.maps: dict[str, Map] = {}
         # maps a new release declares differently from their pins: recreated empty
         self.replaced_maps: dict[str, str] = {}
+        self._superseded: list[Map] = []  # the old maps of replaced_maps, held until close()
         self.live = False  # our programs pinned and in the stage slots
 
     @property
@@ -102,6 +112,10 @@ class Pipeline:
     @property
     def progs_dir(self) -> pathlib.Path:
         return self.dir / "progs"
+
+    @property
+    def hooks_dir(self) -> pathlib.Path:
+        return self.dir / "hooks"
 
     def load(self, objects: list[pathlib.Path] | None = None) -> "Pipeline":
         """Load every object (reusing pinned maps), then go live — unless a pinned map had
@@ -113,9 +127,7 @@ class Pipeline:
         for path in objects or pipeline_objects():
             obj = BpfObject(path, pin_root=self.maps_dir)
             self.objects.append(obj)
-            for name, change in obj.replace_incompatible_pins().items():
-                log.warning("map %s changed layout (%s): recreated, to be refilled", name, change)
-                self.replaced_maps[name] = change
+            self._replace_incompatible_pins(obj)
             obj.load()
             self.programs.update(obj.programs)
             for name, m in obj.maps.items():
@@ -123,6 +135,19 @@ class Pipeline:
         if not self.replaced_maps:
             self.go_live()
         return self
+
+    def _replace_incompatible_pins(self, obj: BpfObject) -> None:
+        """Unpin every map whose pin differs from what the new object declares (a new release
+        changed its layout), so that load creates it anew instead of refusing to start. The
+        old map stays open until close(): a PROG_ARRAY (`stages` grows with a new stage) loses
+        its slots when its last pin and fd go, and the old programs forward through the old
+        maps until the agent has the new ones attached."""
+        for name, (path, changed) in obj.pinned_maps().items():
+            if changed:
+                log.warning("map %s changed layout (%s): recreated, to be refilled", name, ", ".join(changed))
+                self._superseded.append(Map.pinned(path))
+                libbpf.unpin(path)
+                self.replaced_maps[name] = ", ".join(changed)
 
     def go_live(self) -> None:
         """Pin our programs and put them in the stage slots: from here on frames run them."""
@@ -143,6 +168,9 @@ class Pipeline:
             libbpf.ensure_bpffs(self.dir)
 
     def _wire_stages(self) -> None:
+        """Our stage programs into their slots; slots of stages no longer built are
+        cleared. Hook slots are left as they are (a restart keeps the user's hooks), or
+        filled from the hooks' pins when an upgrade recreated the stage table."""
         stages = self.maps["stages"]
         loaded = set()
         for name, prog in self.programs.items():
@@ -150,16 +178,15 @@ class Pipeline:
             if slot is not None:
                 libbpf.prog_array_set(stages, slot, prog)
                 loaded.add(slot)
-        for slot in set(range(STAGE_MAX)) - loaded - {STAGES["STAGE_HOOK"]}:
+        for slot in set(STAGES.values()) - loaded - set(HOOK_SLOTS):
             libbpf.prog_array_clear(stages, slot)  # a stage removed from the build
+        if "stages" in self.replaced_maps:  # a new stage table: carry the users' hooks over
+            from .hooks import replug_hooks  # hooks builds on this module
 
-    def set_hook(self, prog: Program | None) -> None:
-        """Plug a user-supplied XDP program into the STAGE_HOOK slot (None unplugs)."""
-        slot = STAGES["STAGE_HOOK"]
-        if prog is None:
-            libbpf.prog_array_clear(self.maps["stages"], slot)
-        else:
-            libbpf.prog_array_set(self.maps["stages"], slot, prog)
+            replug_hooks(self.hooks_dir, stages)
+        for name in sorted(MANDATORY_STAGES):
+            if STAGES[name] not in loaded:
+                log.error("mandatory stage %s has no program: every frame is dropped (DROP_STAGE_MISSING)", name)
 
     def entry(self, kind: str) -> Program:
         return self.programs[ENTRIES[kind]]
@@ -178,6 +205,9 @@ class Pipeline:
         """Release our fds; pinned maps/programs and attachments stay in the kernel."""
         for obj in self.objects:
             obj.close()
+        for m in self._superseded:
+            m.close()
+        self._superseded.clear()
         self.objects.clear()
         self.programs.clear()
         self.maps.clear()
@@ -185,7 +215,7 @@ class Pipeline:
     def destroy(self) -> None:
         """Remove every pin of this chassis (after detaching its interfaces)."""
         self.close()
-        for sub in (self.maps_dir, self.progs_dir):
+        for sub in (self.maps_dir, self.progs_dir, self.hooks_dir):
             if sub.is_dir():
                 for pin in sub.iterdir():
                     libbpf.unpin(pin)

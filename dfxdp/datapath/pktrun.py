@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from .libbpf import to_dict
-from .pipeline import STAGE_STATS, Pipeline
+from .pipeline import DROP_REASONS, STAGE_STATS, Pipeline
 
 
 @dataclass
@@ -33,13 +33,10 @@ class PacketRun:
     def stages(self) -> list[str]:
         """Stages the frame entered, entries first, in pipeline order."""
         seen = self.meta.get("stages_seen", 0)
-        names = sorted(STAGE_STATS.items(), key=lambda kv: (kv[1] < 9, kv[1]))
-        return [name for name, bit in names if seen & (1 << bit)]
+        return [name for name, bit in STAGE_STATS.items() if seen & (1 << bit)]
 
     @property
     def drop_reason(self) -> str | None:
-        from .pipeline import DROP_REASONS
-
         if self.verdict not in ("XDP_DROP", "XDP_ABORTED"):
             return None
         by_value = {v: k for k, v in DROP_REASONS.items()}

@@ -8,7 +8,7 @@ import pytest
 from dfxdp import build
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.libbpf import BpfError, BpfObject, Map, Program, VerifierError
-from dfxdp.datapath.pipeline import OBJECT_DIR, STAGES, Pipeline
+from dfxdp.datapath.pipeline import HOOK_SLOTS, OBJECT_DIR, Pipeline
 from dfxdp.testing.netns import inside, run
 
 OBJECTS = sorted(OBJECT_DIR.glob("*.o"))
@@ -117,14 +117,14 @@ def test_prog_array_slots_route_frames_to_a_stage(pipeline, test_iface, bpffs_di
     assert entry.test_run(frame, ingress_ifindex=idx).action == "XDP_PASS"
     with BpfObject(OBJECT_DIR / "xdp_pass.o", pin_root=bpffs_dir).load() as plug:
         drop_src = plug.programs["xdp_pass"]  # returns XDP_PASS without counting a verdict
-        pipeline.set_hook(drop_src)
+        libbpf.prog_array_set(pipeline.maps["stages"], HOOK_SLOTS[0], drop_src)
         before = pipeline.counters()["verdicts"]["XDP_PASS"]["packets"]
         assert entry.test_run(frame, ingress_ifindex=idx).action == "XDP_PASS"
         # the hook answered, so the skeleton's own PASS verdict was not counted
         assert pipeline.counters()["verdicts"]["XDP_PASS"]["packets"] == before
-        assert pipeline.maps["stages"].lookup(STAGES["STAGE_HOOK"]) > 0  # prog id
-        pipeline.set_hook(None)
-    assert pipeline.maps["stages"].lookup(STAGES["STAGE_HOOK"]) is None
+        assert pipeline.maps["stages"].lookup(HOOK_SLOTS[0]) > 0  # prog id
+        libbpf.prog_array_clear(pipeline.maps["stages"], HOOK_SLOTS[0])
+    assert pipeline.maps["stages"].lookup(HOOK_SLOTS[0]) is None
 
 
 def test_xdp_attach_replace_detach(pipeline, topo):

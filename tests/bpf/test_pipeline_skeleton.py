@@ -117,3 +117,61 @@ def test_a_pinned_map_with_an_old_layout_is_recreated_and_goes_live_when_asked(b
         assert again.maps["if_config"].lookup(1).net_key == 9
     finally:
         again.destroy()
+
+
+def test_the_stage_table_of_maps_pipeline_h_drives_python_and_trace():
+    from dfxdp.datapath.pipeline import ENTRY_STAGES, HOOK_SLOTS, MANDATORY_STAGES, STAGE_STATS, STAGES, stage_slot
+    from dfxdp.trace import STAGE_STORY
+
+    assert list(STAGES.values()) == list(range(len(STAGES)))  # slots in pipeline order, no gaps
+    assert list(STAGE_STATS) == [*ENTRY_STAGES, *STAGES]      # what pktrun and trace list, in run order
+    assert set(STAGE_STORY) == set(STAGE_STATS)               # trace tells every stage
+    assert STAGES["STAGE_SG_EGRESS"] < min(HOOK_SLOTS) and max(HOOK_SLOTS) < STAGES["STAGE_LB"]
+    assert HOOK_SLOTS == list(range(min(HOOK_SLOTS), max(HOOK_SLOTS) + 1))
+    assert not MANDATORY_STAGES & {n for n, s in STAGES.items() if s in HOOK_SLOTS}
+    assert stage_slot("stage_sg_ingress") == STAGES["STAGE_SG_INGRESS"]
+    assert stage_slot("stage_hook_0") is None  # hook slots are the users', never the pipeline's own
+
+
+def test_every_stage_program_is_wired_into_its_slot(pipeline):
+    from dfxdp.datapath.pipeline import HOOK_SLOTS, STAGES, stage_slot
+
+    wired = {slot for slot in STAGES.values() if pipeline.maps["stages"].lookup(slot) is not None}
+    assert wired == {stage_slot(name) for name in pipeline.programs if stage_slot(name) is not None}
+    assert not wired & set(HOOK_SLOTS)
+
+
+def test_an_upgrade_that_adds_stage_slots_keeps_the_old_stages_until_the_pipeline_closes(bpffs_dir):
+    """A release with more stages recreates `stages`; the old PROG_ARRAY keeps its programs
+    (the old entries still tail-call through it) until the new pipeline is closed, and the
+    users' hooks go into the new one."""
+    import json
+    import subprocess
+
+    from dfxdp.datapath.libbpf import BpfObject
+    from dfxdp.datapath.pipeline import HOOK_SLOTS, STAGES, Pipeline, object_path
+
+    def bpftool(*args):
+        return subprocess.run(["bpftool", "-j", *args], check=True, capture_output=True, text=True).stdout
+
+    chassis = bpffs_dir / "upgrading"
+    (chassis / "maps").mkdir(parents=True)
+    old = chassis / "maps" / "stages"
+    bpftool("map", "create", str(old), "type", "prog_array", "key", "4", "value", "4", "entries", "9",
+            "name", "stages")
+    bpftool("prog", "load", str(object_path("xdp_pass")), str(chassis / "old_stage"), "type", "xdp")
+    bpftool("map", "update", "pinned", str(old), "key", "0", "0", "0", "0", "value", "pinned",
+            str(chassis / "old_stage"))
+    (chassis / "old_stage").unlink()  # the old slot alone keeps the old program
+    old_id = json.loads(bpftool("map", "show", "pinned", str(old)))["id"]
+    (chassis / "hooks").mkdir()
+    with BpfObject(object_path("xdp_pass")).load() as hook:  # a user's hook, pinned by `dfxdp hook attach`
+        hook.programs["xdp_pass"].pin(chassis / "hooks" / "1_50_xdp_pass")
+    pipe = Pipeline(chassis).load()
+    try:
+        assert pipe.replaced_maps["stages"] == f"max_entries 9 -> {len(STAGES)}" and not pipe.live
+        assert len(json.loads(bpftool("map", "dump", "id", str(old_id)))) == 1
+        pipe.go_live()
+        assert pipe.maps["stages"].lookup(HOOK_SLOTS[1]) is not None  # the hook carried into the new table
+    finally:
+        pipe.destroy()

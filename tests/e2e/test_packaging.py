@@ -16,5 +16,7 @@ def test_wheel_contains_kernels_and_map_headers(tmp_path):
     for obj in ("pipeline", "stage_l2", "stage_l3", "stage_sg", "stage_output", "stage_portsec", "xdp_pass"):
         assert f"dfxdp/_bpf/{obj}.o" in names
     assert {f"dfxdp/_bpf/maps/{h.name}" for h in (ROOT / "maps").glob("*.h")} <= names
+    # what a user's hook is built against (`dfxdp hook cflags` points there in an installed package)
+    assert {"dfxdp/_bpf/include/dfxdp/hook.h", "dfxdp/_bpf/lib/pipeline.h", "dfxdp/_bpf/lib/common.h"} <= names
     assert any(n.startswith("dfxdp/_libbpf") and n.endswith(".so") for n in names)
     assert "dfxdp/controller/agent.py" in names  # controller/ installed as dfxdp.controller
