@@ -72,6 +72,18 @@ def test_cas_failure_changes_nothing(store):
     assert new == rev + 1 and store.get("/k").value == b"v2"
 
 
+def test_unchanged_since_guard_needs_no_read(store):
+    """Compare(..., result="less"): the key was not written after a revision (absent counts as 0)."""
+    seen_at = store.put("/g/other", b"x")
+    assert store.txn([Compare("/g/idx", seen_at + 1, "less")], [Put("/g/a", b"1")]) is not None  # absent
+    written = store.put("/g/idx", b"bump")
+    assert store.txn([Compare("/g/idx", seen_at + 1, "less")], [Put("/g/b", b"2")]) is None
+    assert store.get("/g/b") is None
+    assert store.txn([Compare("/g/idx", written + 1, "less")], [Put("/g/b", b"2")]) is not None
+    store.delete("/g/idx")
+    assert store.txn([Compare("/g/idx", seen_at + 1, "less")], [Put("/g/c", b"3")]) is not None
+
+
 def test_multi_op_txn_is_atomic_and_one_revision(store):
     rev = store.txn([], [Put("/m/1", b"a"), Put("/m/2", b"b"), Put("/m/3", b"c")])
     kvs, _ = store.range("/m/")

@@ -44,10 +44,17 @@ class Event:
 
 @dataclass(frozen=True)
 class Compare:
-    """Holds when `key`'s mod revision equals `mod_revision`; 0 means "absent"."""
+    """Holds when `key`'s mod revision equals `mod_revision` (0 means "absent"), or with
+    result "less" when it is below it: "unchanged since revision mod_revision - 1", a
+    guard that needs no read of the key (an absent key counts as revision 0)."""
 
     key: str
     mod_revision: int
+    result: Literal["equal", "less"] = "equal"
+
+    def holds(self, current: int) -> bool:
+        """Whether the guard holds for a key now at mod revision `current` (0: absent)."""
+        return current == self.mod_revision if self.result == "equal" else current < self.mod_revision
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ class EtcdStore(Store):
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:
         body = {
-            "compare": [{"key": _key(c.key), "result": "EQUAL", "target": "MOD",
+            "compare": [{"key": _key(c.key), "result": c.result.upper(), "target": "MOD",
                          "mod_revision": c.mod_revision} for c in compares],
             "success": [{"request_put": {"key": _key(op.key), "value": _encode(op.value)}}
                         if isinstance(op, Put) else {"request_delete_range": {"key": _key(op.key)}}

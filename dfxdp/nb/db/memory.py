@@ -65,7 +65,7 @@ class MemoryStore(Store):
         with self._cond:
             for c in compares:
                 kv = self._data.get(c.key)
-                if (kv.mod_revision if kv else 0) != c.mod_revision:
+                if not c.holds(kv.mod_revision if kv else 0):
                     return None
             if not ops:
                 return self._rev

@@ -115,7 +115,7 @@ class SqliteStore(Store):
         try:
             for c in compares:
                 row = conn.execute("SELECT mod_rev FROM kv WHERE key=?", (c.key,)).fetchone()
-                if (row[0] if row else 0) != c.mod_revision:
+                if not c.holds(row[0] if row else 0):
                     conn.execute("ROLLBACK")
                     return None
             rev = conn.execute("SELECT value FROM meta WHERE name='revision'").fetchone()[0]
