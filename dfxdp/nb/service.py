@@ -16,17 +16,16 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from . import ipam
-from .db.base import Store
+from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
+from .index import FLOATINGIP_OWNER, LB_VIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
 from .model import DEFAULT_PROJECT, MODELS, PROTOCOL_NUMBERS
-from .txn import ALLOC, KeyAllocator, Txn, run_txn
+from .txn import ALLOC, KeyAllocator, Txn, obj_key, run_txn
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
 DEFAULT_KEY_LIMIT = 1 << 31
-ROUTER_INTERFACE = "network:router_interface"
-ROUTER_GATEWAY = "network:router_gateway"
-FLOATINGIP_OWNER = "network:floatingip"
-LB_VIP_OWNER = "Octavia"
+# Neutron makes sure a project has its default group when it creates these
+NEEDS_DEFAULT_GROUP = {"network", "port", "security_group"}
 PORT_STATUSES = {"ACTIVE", "DOWN", "BUILD", "ERROR"}
 
 
@@ -47,11 +46,19 @@ def mac_key(network_id: str, mac: str) -> str:
     return f"{ALLOC}mac/{network_id}/{mac.lower()}"
 
 
+def default_group_key(project: str) -> str:
+    """The reservation that makes a project's default security group one of a kind."""
+    return f"{ALLOC}default-sg/{project}"
+
+
 class NBService:
     def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT):
         self.store = store
         self.default_project = default_project
         self.keys = KeyAllocator()
+        # project -> its default group's reservation as last seen: a create then needs no read of
+        # it, only the guard (a stale one fails the commit, is forgotten, and the retry reads it)
+        self._default_groups: dict[str, KV] = {}
         self._create_hooks: dict[str, Callable[[Txn, dict], None]] = {
             "network": self._create_network, "subnet": self._create_subnet, "port": self._create_port,
             "router": self._create_router, "security_group": self._create_security_group,
@@ -62,6 +69,7 @@ class NBService:
         self._update_hooks: dict[str, Callable[[Txn, dict, dict], None]] = {
             "port": self._update_port, "router": self._update_router, "floatingip": self._update_floatingip,
             "subnet": self._update_subnet, "listener": self._update_listener,
+            "security_group": self._update_security_group,
         }
         self._delete_hooks: dict[str, Callable[[Txn, dict], None]] = {
             "network": self._delete_network, "subnet": self._delete_subnet, "port": self._delete_port,
@@ -91,6 +99,9 @@ class NBService:
 
     def list(self, kind: str, filters: dict[str, list[str]] | None = None) -> list[dict]:
         self._model(kind)
+        if kind == "security_group":  # Neutron: a project's listing shows its default group
+            projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [None]
+            self.ensure_default_security_group(projects[0] or None)
         docs = self._decorate(kind, Txn(self.store).list(kind))
         for field, wanted in (filters or {}).items():
             docs = [d for d in docs if _matches(d.get(field), wanted)]
@@ -134,6 +145,8 @@ class NBService:
             new["created_at"] = new["updated_at"] = _now()
             new["revision_number"] = 1
             new["key"] = self.keys.next(txn, kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT))
+            if kind in NEEDS_DEFAULT_GROUP:
+                self._default_security_group(txn, new["project_id"])
             hook = self._create_hooks.get(kind)
             if hook:
                 hook(txn, new)
@@ -203,13 +216,11 @@ class NBService:
         net["provider:segmentation_id"] = None if net["router:external"] else net["key"]
 
     def _delete_network(self, txn: Txn, net: dict) -> None:
-        ports = [p for p in txn.list("port") if p["network_id"] == net["id"]]
-        if ports:
+        if txn.children("port", "network", net["id"]):
             raise Conflict("NetworkInUse", f"Unable to complete operation on network {net['id']}. "
                                            f"There are one or more ports still in use on the network.")
-        for subnet in txn.list("subnet"):
-            if subnet["network_id"] == net["id"]:
-                txn.delete("subnet", subnet["id"])
+        for subnet in txn.children("subnet", "network", net["id"]):
+            txn.delete("subnet", subnet["id"])
 
     # ------------------------------------------------------------------ subnets
     def _create_subnet(self, txn: Txn, subnet: dict) -> None:
@@ -224,24 +235,21 @@ class NBService:
                 <= ipaddress.ip_address(p["end"]) for p in subnet["allocation_pools"]):
             raise BadRequest("GatewayConflictWithAllocationPools",
                              f"gateway_ip {subnet['gateway_ip']} overlaps with an allocation pool")
-        others = [s for s in txn.list("subnet") if s["network_id"] == subnet["network_id"]]
-        ipam.check_subnet(subnet, others)
+        ipam.check_subnet(subnet, txn.children("subnet", "network", subnet["network_id"]))
 
     def _update_subnet(self, txn: Txn, old: dict, new: dict) -> None:
         if new["gateway_ip"] == "":
             new["gateway_ip"] = old["gateway_ip"]
-        others = [s for s in txn.list("subnet") if s["network_id"] == new["network_id"]]
-        ipam.check_subnet(new, others)
+        ipam.check_subnet(new, txn.children("subnet", "network", new["network_id"]))
 
     def _delete_subnet(self, txn: Txn, subnet: dict) -> None:
-        for port in txn.list("port"):
-            if any(f.get("subnet_id") == subnet["id"] for f in port["fixed_ips"]):
-                raise Conflict("SubnetInUse", f"Unable to complete operation on subnet {subnet['id']}: "
-                                              f"one or more ports have an IP allocation from this subnet.")
+        if txn.children("port", "subnet", subnet["id"]):
+            raise Conflict("SubnetInUse", f"Unable to complete operation on subnet {subnet['id']}: "
+                                          f"one or more ports have an IP allocation from this subnet.")
 
     # ------------------------------------------------------------------ ports
     def _subnets_of(self, txn: Txn, network_id: str) -> list[dict]:
-        return sorted((s for s in txn.list("subnet") if s["network_id"] == network_id),
+        return sorted(txn.children("subnet", "network", network_id),
                       key=lambda s: (s["ip_version"], s["created_at"], s["id"]))
 
     def _assign_fixed_ips(self, txn: Txn, port: dict, requested: list[dict], keep: list[dict]) -> list[dict]:
@@ -296,10 +304,34 @@ class NBService:
         port["mac_address"] = "fa:16:3e:%02x:%02x:%02x" % tuple(random.randrange(256) for _ in range(3))
         txn.claim(mac_key(port["network_id"], port["mac_address"]), port["id"])
 
-    def _default_security_group(self, txn: Txn, project: str) -> dict:
+    def _default_security_group(self, txn: Txn, project: str) -> str:
+        """The id of the project's default group, made on its first need: its reservation
+        key lets exactly one of any number of racing first requests create it."""
+        key = default_group_key(project)
+        remembered = self._default_groups.get(project)
+        if remembered:
+            txn.assume(remembered)
+            txn.on_conflict(lambda: self._default_groups.pop(project, None))
+        held = txn.get_raw(key)
+        if held is not None:
+            if txn.stored(key):
+                self._default_groups[project] = txn.stored(key)
+            return held.decode()
+        sg_id = self._legacy_default_group(txn, project) or self._create_default_group(txn, project)
+        txn.reserve(key, sg_id)
+        txn.on_commit(lambda revision: self._default_groups.__setitem__(
+            project, KV(key, sg_id.encode(), revision, revision)))
+        return sg_id
+
+    def _legacy_default_group(self, txn: Txn, project: str) -> str | None:
+        """A default group a store kept from before default groups were reserved."""
         for sg in txn.list("security_group"):
             if sg["name"] == "default" and sg["project_id"] == project:
-                return sg
+                txn.get_raw(obj_key("security_group", sg["id"]))  # guard: it must still be there
+                return sg["id"]
+        return None
+
+    def _create_default_group(self, txn: Txn, project: str) -> str:
         sg = self._child(txn, "security_group", {"name": "default", "description": "Default security group"},
                          project)
         for ethertype in ("IPv4", "IPv6"):
@@ -307,20 +339,21 @@ class NBService:
                                                      "ethertype": ethertype}, project)
             self._child(txn, "security_group_rule", {"security_group_id": sg["id"], "direction": "ingress",
                                                      "ethertype": ethertype, "remote_group_id": sg["id"]}, project)
-        return sg
+        return sg["id"]
 
-    def ensure_default_security_group(self, project: str | None = None) -> dict:
+    def ensure_default_security_group(self, project: str | None = None) -> str:
         return run_txn(self.store, lambda txn: self._default_security_group(txn, project or self.default_project))
 
     def _check_port_security(self, txn: Txn, port: dict, net: dict) -> None:
         if port["port_security_enabled"] is None:
             port["port_security_enabled"] = net["port_security_enabled"]
         owned_by_network = port["device_owner"].startswith("network:") or port["device_owner"] == LB_VIP_OWNER
-        if port["security_groups"] is None:
-            port["security_groups"] = ([self._default_security_group(txn, port["project_id"])["id"]]
+        if port["security_groups"] is None:  # the default group's reservation guards its existence
+            port["security_groups"] = ([self._default_security_group(txn, port["project_id"])]
                                        if port["port_security_enabled"] and not owned_by_network else [])
-        for sg_id in port["security_groups"]:
-            self._require(txn, "security_group", sg_id)
+        else:
+            for sg_id in port["security_groups"]:
+                self._require(txn, "security_group", sg_id)
         if not port["port_security_enabled"] and (port["security_groups"] or port["allowed_address_pairs"]):
             raise BadRequest("PortSecurityAndIPRequiredForSecurityGroups",
                              "Port security must be enabled to have security groups or allowed address pairs.")
@@ -333,6 +366,7 @@ class NBService:
 
     def _update_port(self, txn: Txn, old: dict, new: dict) -> None:
         net = self._require(txn, "network", new["network_id"])
+        self._default_security_group(txn, old["project_id"])
         if new["mac_address"].lower() != old["mac_address"]:
             txn.release(mac_key(old["network_id"], old["mac_address"]))
             self._reserve_mac(txn, new)
@@ -351,11 +385,10 @@ class NBService:
         txn.release(mac_key(port["network_id"], port["mac_address"]))
         for fixed in port["fixed_ips"]:
             ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
-        for fip in txn.list("floatingip"):
-            if fip.get("port_id") == port["id"]:
-                fip.update(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN",
-                           revision_number=fip["revision_number"] + 1, updated_at=_now())
-                txn.put("floatingip", fip)
+        for fip in txn.children("floatingip", "port", port["id"]):
+            fip.update(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN",
+                       revision_number=fip["revision_number"] + 1, updated_at=_now())
+            txn.put("floatingip", fip)
 
     def _remove_owned_port(self, txn: Txn, port: dict) -> None:
         self._delete_port(txn, port, by_owner=True)
@@ -363,7 +396,7 @@ class NBService:
 
     # ------------------------------------------------------------------ routers
     def _router_ports(self, txn: Txn, router_id: str, owner: str) -> list[dict]:
-        return [p for p in txn.list("port") if p["device_id"] == router_id and p["device_owner"] == owner]
+        return [p for p in txn.children("port", "router", router_id) if p["device_owner"] == owner]
 
     def _set_gateway(self, txn: Txn, router: dict, old_info: dict | None) -> None:
         info = router["external_gateway_info"]
@@ -410,9 +443,8 @@ class NBService:
     def _delete_router(self, txn: Txn, router: dict) -> None:
         if self._router_ports(txn, router["id"], ROUTER_INTERFACE):
             raise Conflict("RouterInUse", f"Router {router['id']} still has ports")
-        for fip in txn.list("floatingip"):
-            if fip.get("router_id") == router["id"]:
-                raise Conflict("RouterInUse", f"Router {router['id']} is used by floating IP {fip['id']}")
+        for fip in txn.children("floatingip", "router", router["id"]):
+            raise Conflict("RouterInUse", f"Router {router['id']} is used by floating IP {fip['id']}")
         for port in self._router_ports(txn, router["id"], ROUTER_GATEWAY):
             self._remove_owned_port(txn, port)
 
@@ -477,9 +509,8 @@ class NBService:
 
     # ------------------------------------------------------------------ security groups
     def _create_security_group(self, txn: Txn, sg: dict) -> None:
-        if sg["name"] == "default" and any(s["name"] == "default" and s["project_id"] == sg["project_id"]
-                                           for s in txn.list("security_group")):
-            raise Conflict("DuplicateSecurityGroup", "A default security group already exists for this project")
+        if sg["name"] == "default":  # the project's one default group exists by now (NEEDS_DEFAULT_GROUP)
+            raise Conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
         for ethertype in ("IPv4", "IPv6"):  # Neutron: every new group allows all egress
             self._child(txn, "security_group_rule", {"security_group_id": sg["id"], "direction": "egress",
                                                      "ethertype": ethertype}, sg["project_id"])
@@ -517,15 +548,25 @@ class NBService:
         rule["port_range_min"], rule["port_range_max"] = lo, hi
         same = ("security_group_id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
                 "remote_ip_prefix", "remote_group_id")
-        for other in txn.list("security_group_rule"):
+        for other in txn.children("security_group_rule", "security_group", rule["security_group_id"]):
             if all(other.get(f) == rule.get(f) for f in same):
                 raise Conflict("SecurityGroupRuleExists", f"Security group rule already exists. Rule id is {other['id']}.")
 
+    def _update_security_group(self, txn: Txn, old: dict, new: dict) -> None:
+        if old["name"] == "default" and new["name"] != "default":
+            raise Conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
+        if new["name"] == "default" and old["name"] != "default":
+            raise Conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+
     def _delete_security_group(self, txn: Txn, sg: dict) -> None:
-        users = [p["id"] for p in txn.list("port") if sg["id"] in (p.get("security_groups") or [])]
+        users = [p["id"] for p in txn.children("port", "security_group", sg["id"])]
         if users:
             raise Conflict("SecurityGroupInUse", f"Security Group {sg['id']} in use by port(s) {', '.join(users)}")
-        for rule in txn.list("security_group_rule"):
+        key = default_group_key(sg["project_id"])
+        if sg["name"] == "default" and txn.get_raw(key) == sg["id"].encode():
+            txn.release(key)  # the project's next request makes a new one
+            txn.on_commit(lambda _revision: self._default_groups.pop(sg["project_id"], None))
+        for rule in txn.children("security_group_rule", "security_group", sg["id"]):
             if rule["security_group_id"] == sg["id"]:
                 txn.delete("security_group_rule", rule["id"])
             elif rule.get("remote_group_id") == sg["id"]:
@@ -546,16 +587,12 @@ class NBService:
         if not v4:
             raise BadRequest("BadRequest", f"Port {port['id']} has no IPv4 address for a floating IP")
         fixed = v4[0]
-        for other in txn.list("floatingip"):
-            if other["id"] != fip["id"] and other.get("port_id") == port["id"] and \
-                    other.get("fixed_ip_address") == fixed["ip_address"]:
+        for other in txn.children("floatingip", "port", port["id"]):
+            if other["id"] != fip["id"] and other.get("fixed_ip_address") == fixed["ip_address"]:
                 raise Conflict("FloatingIPPortAlreadyAssociated",
                                f"Cannot associate floating IP {fip['floating_ip_address']} with port {port['id']} "
                                f"using fixed IP {fixed['ip_address']}: it already has floating IP {other['id']}.")
-        for router in txn.list("router"):
-            info = router.get("external_gateway_info") or {}
-            if info.get("network_id") != fip["floating_network_id"]:
-                continue
+        for router in txn.children("router", "network", fip["floating_network_id"]):
             interfaces = self._router_ports(txn, router["id"], ROUTER_INTERFACE)
             if any(f["subnet_id"] == fixed["subnet_id"] for p in interfaces for f in p["fixed_ips"]):
                 fip.update(fixed_ip_address=fixed["ip_address"], router_id=router["id"], status="ACTIVE")
@@ -580,9 +617,8 @@ class NBService:
         self._associate(txn, new)
 
     def _delete_floatingip(self, txn: Txn, fip: dict) -> None:
-        for port in txn.list("port"):
-            if port["device_owner"] == FLOATINGIP_OWNER and port["device_id"] == fip["id"]:
-                self._remove_owned_port(txn, port)
+        for port in txn.children("port", "floatingip", fip["id"]):
+            self._remove_owned_port(txn, port)
 
     # ------------------------------------------------------------------ load balancers (Octavia v2)
     def _create_loadbalancer(self, txn: Txn, lb: dict) -> None:
@@ -594,8 +630,7 @@ class NBService:
                   vip_address=port["fixed_ips"][0]["ip_address"])
 
     def _delete_loadbalancer(self, txn: Txn, lb: dict) -> None:
-        if any(x["loadbalancer_id"] == lb["id"] for x in txn.list("listener")) or \
-                any(x.get("loadbalancer_id") == lb["id"] for x in txn.list("pool")):
+        if txn.children("listener", "loadbalancer", lb["id"]) or txn.children("pool", "loadbalancer", lb["id"]):
             raise Conflict("LoadBalancerInUse", f"Load balancer {lb['id']} still has listeners or pools")
         port = txn.get("port", lb["vip_port_id"])
         if port:
@@ -612,9 +647,8 @@ class NBService:
 
     def _create_listener(self, txn: Txn, listener: dict) -> None:
         self._require(txn, "loadbalancer", listener["loadbalancer_id"])
-        for other in txn.list("listener"):
-            if other["loadbalancer_id"] == listener["loadbalancer_id"] and \
-                    other["protocol_port"] == listener["protocol_port"] and \
+        for other in txn.children("listener", "loadbalancer", listener["loadbalancer_id"]):
+            if other["protocol_port"] == listener["protocol_port"] and \
                     (other["protocol"] == "UDP") == (listener["protocol"] == "UDP"):
                 raise Conflict("DuplicateListener", f"Another listener on this load balancer already uses "
                                                     f"port {listener['protocol_port']}")
@@ -624,9 +658,8 @@ class NBService:
         self._check_default_pool(txn, new)
 
     def _delete_listener(self, txn: Txn, listener: dict) -> None:
-        for pool in txn.list("pool"):
-            if pool.get("listener_id") == listener["id"]:
-                raise Conflict("ListenerInUse", f"Listener {listener['id']} still has pool {pool['id']}")
+        for pool in txn.children("pool", "listener", listener["id"]):
+            raise Conflict("ListenerInUse", f"Listener {listener['id']} still has pool {pool['id']}")
 
     def _create_pool(self, txn: Txn, pool: dict) -> None:
         if not pool.get("listener_id") and not pool.get("loadbalancer_id"):
@@ -641,16 +674,13 @@ class NBService:
         self._require(txn, "loadbalancer", pool["loadbalancer_id"])
 
     def _delete_pool(self, txn: Txn, pool: dict) -> None:
-        for member in txn.list("member"):
-            if member["pool_id"] == pool["id"]:
-                txn.delete("member", member["id"])
-        for hm in txn.list("healthmonitor"):
-            if hm["pool_id"] == pool["id"]:
-                txn.delete("healthmonitor", hm["id"])
-        for listener in txn.list("listener"):
-            if listener.get("default_pool_id") == pool["id"]:
-                listener.update(default_pool_id=None, revision_number=listener["revision_number"] + 1)
-                txn.put("listener", listener)
+        for member in txn.children("member", "pool", pool["id"]):
+            txn.delete("member", member["id"])
+        for hm in txn.children("healthmonitor", "pool", pool["id"]):
+            txn.delete("healthmonitor", hm["id"])
+        for listener in txn.children("listener", "pool", pool["id"]):
+            listener.update(default_pool_id=None, revision_number=listener["revision_number"] + 1)
+            txn.put("listener", listener)
 
     def _create_member(self, txn: Txn, member: dict) -> None:
         self._require(txn, "pool", member["pool_id"])
@@ -658,8 +688,8 @@ class NBService:
             subnet = self._require(txn, "subnet", member["subnet_id"])
             if not ipam.in_subnet(subnet, member["address"]):
                 raise BadRequest("BadRequest", f"Member address {member['address']} is not in subnet {subnet['id']}")
-        for other in txn.list("member"):
-            if other["pool_id"] == member["pool_id"] and (other["address"], other["protocol_port"]) == \
+        for other in txn.children("member", "pool", member["pool_id"]):
+            if (other["address"], other["protocol_port"]) == \
                     (member["address"], member["protocol_port"]):
                 raise Conflict("DuplicateMember", f"Member {member['address']}:{member['protocol_port']} "
                                                   f"already exists in pool {member['pool_id']}")
@@ -668,7 +698,7 @@ class NBService:
         pool = self._require(txn, "pool", hm["pool_id"])
         if hm["timeout"] > hm["delay"]:
             raise BadRequest("BadRequest", "timeout must not be greater than delay")
-        if any(x["pool_id"] == pool["id"] for x in txn.list("healthmonitor")):
+        if txn.children("healthmonitor", "pool", pool["id"]):
             raise Conflict("DuplicateHealthMonitor", f"Pool {pool['id']} already has a health monitor")
         pool.update(healthmonitor_id=hm["id"], revision_number=pool["revision_number"] + 1)
         txn.put("pool", pool)

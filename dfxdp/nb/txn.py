@@ -2,9 +2,14 @@
 
 A Txn records the mod revision of every key it reads and commits all its
 writes in one store transaction guarded by those revisions, plus "must not
-exist" guards for reservations (IPs, MACs). If anything it read changed
-meanwhile, nothing is written and `run_txn` starts over: concurrent writers
-never lose an update and never hand out one address twice.
+exist" guards for reservations (IPs, MACs, a project's default group). A check
+that reads a list of children (`children`: the subnets of a network, the rules
+of a group) is guarded as a whole: each child by its revision, and the parent's
+index key (dfxdp/nb/index.py), which every child that starts or stops naming
+the parent rewrites, as unchanged since the list was read. If anything it read
+changed meanwhile, nothing is written and `run_txn` starts over: concurrent
+writers never lose an update, never hand out one address twice, and never both
+pass a check that only one of them may pass (write skew).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Callable, TypeVar
 
 from .db.base import KV, Compare, Delete, Put, Store
 from .errors import Conflict
+from .index import index_key, index_keys_of, references
 
 NB = "/dfxdp/nb/"
 ALLOC = "/dfxdp/alloc/"
@@ -32,52 +38,91 @@ def obj_key(kind: str, obj_id: str) -> str:
 class Txn:
     def __init__(self, store: Store):
         self.store = store
-        self._compares: dict[str, int] = {}
+        self._compares: dict[str, int] = {}  # key -> the mod revision it must still have (0: absent)
+        self._unchanged_since: dict[str, int] = {}  # index key -> a revision it must not be written after
         self._writes: dict[str, bytes | None] = {}  # None = delete
-        self._committed: list[Callable[[], None]] = []
-        # What range reads of this txn saw, so that a later get of the same key costs no
-        # round trip: a key under a prefix read whole, and not found there, is absent.
-        self._seen: dict[str, KV] = {}
-        self._prefixes_read: list[str] = []
+        self._committed: list[Callable[[int], None]] = []
+        self._conflicted: list[Callable[[], None]] = []
+        # Everything this txn read (None: absent) and every prefix it read whole with the
+        # revision of that read, so that no key or prefix costs a second round trip.
+        self._seen: dict[str, KV | None] = {}
+        self._ranges: dict[str, tuple[list[KV], int]] = {}
+
+    def _read(self, key: str) -> KV | None:
+        """key as the store had it when this txn first read it; the commit guards it."""
+        if key not in self._seen and not any(key.startswith(p) for p in self._ranges):
+            self._seen[key] = self.store.get(key)
+        kv = self._seen.get(key)  # absent under a prefix read whole: not there
+        self._compares.setdefault(key, kv.mod_revision if kv else 0)
+        return kv
 
     def get_raw(self, key: str) -> bytes | None:
         if key in self._writes:
             return self._writes[key]
-        if key in self._seen or any(key.startswith(p) for p in self._prefixes_read):
-            kv = self._seen.get(key)
-        else:
-            kv = self.store.get(key)
-        # the commit only goes through if the key is still as read (the same guard for both paths)
-        self._compares.setdefault(key, kv.mod_revision if kv else 0)
+        kv = self._read(key)
         return kv.value if kv else None
 
-    def _range(self, prefix: str) -> list[KV]:
-        kvs, _ = self.store.range(prefix)
-        self._seen.update((kv.key, kv) for kv in kvs)
-        self._prefixes_read.append(prefix)
-        return kvs
+    def stored(self, key: str) -> KV | None:
+        """The KV this txn read for key (None if absent or not read), whatever it wrote since."""
+        return self._seen.get(key)
+
+    def assume(self, kv: KV) -> None:
+        """Take kv as read without reading it (a process remembers what it saw): the
+        commit still guards it, so a stale memory costs a retry, never a wrong write."""
+        self._seen.setdefault(kv.key, kv)
+
+    def _range(self, prefix: str) -> tuple[list[KV], int]:
+        if prefix not in self._ranges:
+            kvs, revision = self.store.range(prefix)
+            self._ranges[prefix] = (kvs, revision)
+            for kv in kvs:
+                self._seen.setdefault(kv.key, kv)
+        return self._ranges[prefix]
 
     def get(self, kind: str, obj_id: str) -> dict | None:
         raw = self.get_raw(obj_key(kind, obj_id))
         return json.loads(raw) if raw else None
 
     def list(self, kind: str) -> list[dict]:
-        """Every object of a kind, with this txn's own writes applied."""
+        """Every object of a kind, with this txn's own writes applied. Not guarded as a
+        list: for views; a check that decides a write reads `children` instead."""
         prefix = f"{NB}{kind}/"
-        kvs = self._range(prefix)
-        found = {kv.key: kv.value for kv in kvs}
-        for key, value in self._writes.items():
-            if key.startswith(prefix):
-                found[key] = value
+        found = {kv.key: kv.value for kv in self._range(prefix)[0]}
+        found.update((key, value) for key, value in self._writes.items() if key.startswith(prefix))
         return [json.loads(v) for v in found.values() if v]
 
+    def children(self, kind: str, parent_kind: str, parent_id: str) -> list[dict]:
+        """The objects of `kind` that name the parent (dfxdp/nb/index.py), this txn's own
+        writes applied, guarded as a list: the commit fails if one of them changed or
+        another came to name the parent since. The parent is read (and guarded) too:
+        its index keys die with it."""
+        self.get_raw(obj_key(parent_kind, parent_id))
+        prefix = f"{NB}{kind}/"
+        kvs, revision = self._range(prefix)
+        idx = index_key(parent_kind, parent_id, kind)
+        self._unchanged_since[idx] = min(revision, self._unchanged_since.get(idx, revision))
+        parent = (parent_kind, parent_id)
+        found = {}
+        for kv in kvs:
+            doc = json.loads(kv.value)
+            if parent in references(kind, doc):
+                self._compares.setdefault(kv.key, kv.mod_revision)
+                found[kv.key] = doc
+        for key, value in self._writes.items():
+            if key.startswith(prefix):
+                found.pop(key, None)
+                doc = json.loads(value) if value is not None else None
+                if parent in references(kind, doc):
+                    found[key] = doc
+        return list(found.values())
+
     def keys_under(self, prefix: str) -> set[str]:
-        kvs = self._range(prefix)
-        keys = {kv.key for kv in kvs}
+        keys = {kv.key for kv in self._range(prefix)[0]}
         keys |= {k for k, v in self._writes.items() if k.startswith(prefix) and v is not None}
         return keys - {k for k, v in self._writes.items() if v is None}
 
     def put(self, kind: str, obj: dict) -> None:
+        """Store obj: an update if this txn read it, else a new object."""
         self._writes[obj_key(kind, obj["id"])] = json.dumps(obj, sort_keys=True).encode()
 
     def delete(self, kind: str, obj_id: str) -> None:
@@ -103,17 +148,45 @@ class Txn:
     def set_raw(self, key: str, value: bytes) -> None:
         self._writes[key] = value
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Run callback once this transaction's writes are in the store."""
+    def on_commit(self, callback: Callable[[int], None]) -> None:
+        """Run callback(revision) once this transaction's writes are in the store."""
         self._committed.append(callback)
+
+    def on_conflict(self, callback: Callable[[], None]) -> None:
+        """Run callback if the commit is refused because something read has changed."""
+        self._conflicted.append(callback)
+
+    def _index_writes(self) -> dict[str, bytes | None]:
+        """Rewrite the index key of every parent that a written object starts or stops
+        naming; delete the index keys of deleted objects."""
+        writes: dict[str, bytes | None] = {}
+        gone: list[str] = []
+        for key, value in self._writes.items():
+            if not key.startswith(NB):
+                continue
+            kind, obj_id = key[len(NB):].split("/", 1)
+            before = self._seen.get(key)
+            old = json.loads(before.value) if before else None
+            new = json.loads(value) if value is not None else None
+            for parent_kind, parent_id in references(kind, old) ^ references(kind, new):
+                writes[index_key(parent_kind, parent_id, kind)] = obj_id.encode()
+            if before and value is None:
+                gone += index_keys_of(kind, obj_id)
+        writes.update(dict.fromkeys(gone))
+        return writes
 
     def commit(self) -> int | None:
         compares = [Compare(k, rev) for k, rev in self._compares.items()]
-        ops = [Put(k, v) if v is not None else Delete(k) for k, v in self._writes.items()]
+        compares += [Compare(k, rev + 1, "less") for k, rev in self._unchanged_since.items()]
+        writes = {**self._writes, **self._index_writes()}
+        ops = [Put(k, v) if v is not None else Delete(k) for k, v in writes.items()]
         revision = self.store.txn(compares, ops)
-        if revision is not None:
-            for callback in self._committed:
-                callback()
+        if revision is None:
+            for conflicted in self._conflicted:
+                conflicted()
+        else:
+            for committed in self._committed:
+                committed(revision)
         return revision
 
 
@@ -161,7 +234,7 @@ class KeyAllocator:
             raise Conflict("ResourceExhausted", f"no free {kind} key left (limit {limit})")
         end = min(first + self.block, limit)
         txn.set_raw(counter, str(end - 1).encode())
-        txn.on_commit(lambda: self._adopt(kind, first + 1, end))
+        txn.on_commit(lambda _revision: self._adopt(kind, first + 1, end))
         return first
 
     def _adopt(self, kind: str, first: int, end: int) -> None:

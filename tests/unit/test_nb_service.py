@@ -1,12 +1,15 @@
 """NB service validation: every bad input gets its Neutron error and status, and
-leaves the store exactly as it was."""
+leaves the store exactly as it was; a check decides the write it guards, even when
+another server commits in between."""
 import threading
 
 import pytest
 
 from dfxdp.nb.db import open_store
 from dfxdp.nb.errors import NBError
-from dfxdp.nb.service import NBService
+from dfxdp.nb.model import DEFAULT_PROJECT
+from dfxdp.nb.service import NBService, default_group_key
+from dfxdp.testing.nb_integrity import problems
 
 
 @pytest.fixture
@@ -171,3 +174,212 @@ def test_agent_calls(svc, topo):
     assert port["status"] == "ACTIVE" and port["revision_number"] == topo["port"]["revision_number"] + 1
     with pytest.raises(NBError):
         svc.set_port_status(topo["port"]["id"], "HAPPY")
+
+
+class CommitInterleaving:
+    """A store that runs another server's request just before the next commit it is asked
+    for: the committing transaction's reads are then stale, deterministically."""
+
+    def __init__(self, store):
+        self.inner, self.competitor = store, None
+
+    def txn(self, compares, ops):
+        competitor, self.competitor = self.competitor, None
+        if competitor:
+            competitor()
+        return self.inner.txn(compares, ops)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def servers():
+    """Two servers on one store; the first one's next commit lets the second go first."""
+    store = CommitInterleaving(open_store("memory://"))
+    return NBService(store), NBService(store.inner)
+
+
+def _outcome(call):
+    try:
+        call()
+    except NBError as exc:
+        return exc.type
+    return "ok"
+
+
+def _net(svc, t=None):
+    t = t or {}
+    t["net"] = svc.create("network", {"name": "n"})
+    t["subnet"] = svc.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.0.0.0/24"})
+    return t
+
+
+def _ext(svc, t=None):
+    t = t or {}
+    t["ext"] = svc.create("network", {"name": "ext", "router:external": True})
+    svc.create("subnet", {"network_id": t["ext"]["id"], "cidr": "198.19.0.0/24"})
+    return t
+
+
+def _routed(svc):
+    t = _ext(svc, _net(svc))
+    t["router"] = svc.create("router", {"external_gateway_info": {"network_id": t["ext"]["id"]}})
+    return t
+
+
+def _groups(svc):
+    t = _net(svc)
+    t["sg"], t["other_sg"] = (svc.create("security_group", {"name": name}) for name in ("web", "other"))
+    return t
+
+
+def _balanced(svc):
+    t = _net(svc)
+    t["lb"] = svc.create("loadbalancer", {"vip_subnet_id": t["subnet"]["id"]})
+    return t
+
+
+def _port_without_address(svc):
+    t = {"net": svc.create("network", {"name": "n"})}
+    t["port"] = svc.create("port", {"network_id": t["net"]["id"]})  # no subnet yet: no address
+    t["subnet"] = svc.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.0.0.0/24"})
+    return t
+
+
+def _floating(svc):
+    t = _routed(svc)
+    svc.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]})
+    t["port"] = svc.create("port", {"network_id": t["net"]["id"]})
+    return t
+
+
+def _rule(t):
+    return {"security_group_id": t["sg"]["id"], "direction": "ingress", "protocol": "tcp",
+            "port_range_min": 80, "port_range_max": 80}
+
+
+def _port_on_subnet(t):
+    return {"network_id": t["net"]["id"], "fixed_ips": [{"subnet_id": t["subnet"]["id"]}]}
+
+
+# (name, the objects it starts from, the request whose reads go stale, the other server's
+#  request that commits in between, what the first one answers once it has run again)
+RACES = [
+    ("overlapping cidr", _net, lambda s, t: s.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.1.0.0/24"}),
+     lambda s, t: s.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.1.0.0/25"}), "InvalidInput"),
+    ("duplicate rule", _groups, lambda s, t: s.create("security_group_rule", _rule(t)),
+     lambda s, t: s.create("security_group_rule", _rule(t)), "SecurityGroupRuleExists"),
+    ("duplicate listener port", _balanced,
+     lambda s, t: s.create("listener", {"loadbalancer_id": t["lb"]["id"], "protocol": "TCP", "protocol_port": 80}),
+     lambda s, t: s.create("listener", {"loadbalancer_id": t["lb"]["id"], "protocol": "HTTP", "protocol_port": 80}),
+     "DuplicateListener"),
+    ("network delete vs port create", _net, lambda s, t: s.delete("network", t["net"]["id"]),
+     lambda s, t: s.create("port", {"network_id": t["net"]["id"]}), "NetworkInUse"),
+    ("port create vs network delete", _net, lambda s, t: s.create("port", {"network_id": t["net"]["id"]}),
+     lambda s, t: s.delete("network", t["net"]["id"]), "NetworkNotFound"),
+    ("subnet create vs network delete", _net,
+     lambda s, t: s.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.2.0.0/24"}),
+     lambda s, t: s.delete("network", t["net"]["id"]), "NetworkNotFound"),
+    ("subnet delete vs port create", _net, lambda s, t: s.delete("subnet", t["subnet"]["id"]),
+     lambda s, t: s.create("port", _port_on_subnet(t)), "SubnetInUse"),
+    ("port create vs subnet delete", _net, lambda s, t: s.create("port", _port_on_subnet(t)),
+     lambda s, t: s.delete("subnet", t["subnet"]["id"]), "InvalidInput"),
+    ("fixed ip update vs subnet delete", _port_without_address,
+     lambda s, t: s.update("port", t["port"]["id"], {"fixed_ips": [{"subnet_id": t["subnet"]["id"]}]}),
+     lambda s, t: s.delete("subnet", t["subnet"]["id"]), "InvalidInput"),
+    ("subnet delete vs router interface", _routed, lambda s, t: s.delete("subnet", t["subnet"]["id"]),
+     lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}), "SubnetInUse"),
+    ("router interface vs subnet delete", _routed,
+     lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}),
+     lambda s, t: s.delete("subnet", t["subnet"]["id"]), "SubnetNotFound"),
+    ("router delete vs router interface", _routed, lambda s, t: s.delete("router", t["router"]["id"]),
+     lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}), "RouterInUse"),
+    ("external network delete vs floating ip", _ext, lambda s, t: s.delete("network", t["ext"]["id"]),
+     lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}), "NetworkInUse"),
+    ("floating ip vs external network delete", _ext,
+     lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}),
+     lambda s, t: s.delete("network", t["ext"]["id"]), "NetworkNotFound"),
+    ("group delete vs port using it", _groups, lambda s, t: s.delete("security_group", t["sg"]["id"]),
+     lambda s, t: s.create("port", {"network_id": t["net"]["id"], "security_groups": [t["sg"]["id"]]}),
+     "SecurityGroupInUse"),
+    ("group delete vs rule naming it", _groups, lambda s, t: s.delete("security_group", t["sg"]["id"]),
+     lambda s, t: s.create("security_group_rule", {"security_group_id": t["other_sg"]["id"], "direction": "ingress",
+                                                   "remote_group_id": t["sg"]["id"]}), "SecurityGroupInUse"),
+    ("port delete vs floating ip association", _floating, lambda s, t: s.delete("port", t["port"]["id"]),
+     lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"], "port_id": t["port"]["id"]}),
+     "ok"),
+]
+
+
+@pytest.mark.parametrize("name,setup,first,second,answer", RACES, ids=[r[0] for r in RACES])
+def test_a_check_is_guarded_by_the_commit_it_decides(servers, name, setup, first, second, answer):
+    """Alone, the first request goes through; with the other server's request committed
+    between its reads and its commit, it runs again and answers as if it came second.
+    Without the guard both would pass their checks and commit (write skew)."""
+    a, b = servers
+    assert _outcome(lambda: first(a, setup(b))) == "ok"
+    t = setup(b)
+    second_outcome = []
+    a.store.competitor = lambda: second_outcome.append(_outcome(lambda: second(b, t)))
+    assert _outcome(lambda: first(a, t)) == answer
+    assert second_outcome == ["ok"]  # the other request did commit in between
+    assert problems(a.store) == []
+
+
+def test_a_child_changed_under_a_check_is_read_again(servers):
+    """The subnets a port create picks from are guarded one by one too: a pool moved
+    meanwhile (no subnet added or removed) still sends the create round again."""
+    a, b = servers
+    t = _net(b)
+    pool = [{"start": "10.0.0.200", "end": "10.0.0.210"}]
+    a.store.competitor = lambda: b.update("subnet", t["subnet"]["id"], {"allocation_pools": pool})
+    port = a.create("port", {"network_id": t["net"]["id"]})
+    assert a.store.competitor is None
+    assert 200 <= int(port["fixed_ips"][0]["ip_address"].rsplit(".", 1)[1]) <= 210
+
+
+def test_racing_first_requests_of_a_project_make_one_default_group(servers):
+    a, b = servers
+    a.store.competitor = lambda: b.create("network", {"name": "theirs", "project_id": "fresh"})
+    a.create("port", {"network_id": b.create("network", {"project_id": "other"})["id"], "project_id": "fresh"})
+    (sg,) = b.list("security_group", {"project_id": ["fresh"], "name": ["default"]})
+    assert a.list("port", {"project_id": ["fresh"]})[0]["security_groups"] == [sg["id"]]
+    assert len(sg["security_group_rules"]) == 4 and problems(a.store) == []
+
+
+def test_default_group_comes_with_a_projects_first_request_and_only_once(svc):
+    for kind, body in [("network", {}), ("security_group", {"name": "web"})]:
+        project = f"first-{kind}"
+        svc.create(kind, {**body, "project_id": project})
+        assert [sg["name"] for sg in svc.list("security_group", {"project_id": [project]})].count("default") == 1
+    assert svc.list("security_group", {"project_id": ["only-looked"]})[0]["name"] == "default"
+    with pytest.raises(NBError) as err:
+        svc.create("security_group", {"name": "default"})
+    assert (err.value.status, err.value.type) == (409, "SecurityGroupDefaultAlreadyExists")
+    default = svc.list("security_group", {"project_id": ["only-looked"]})[0]
+    with pytest.raises(NBError) as err:
+        svc.update("security_group", default["id"], {"name": "renamed"})
+    assert err.value.type == "SecurityGroupCannotUpdateDefault"
+    assert problems(svc.store) == []
+
+
+def test_a_deleted_default_group_is_made_again_even_by_a_server_that_remembers_it(servers):
+    a, b = servers
+    net = a.create("network", {"name": "n"})
+    a.create("subnet", {"network_id": net["id"], "cidr": "10.3.0.0/24"})
+    old = a.ensure_default_security_group()
+    b.delete("security_group", old)  # a remembers the reservation it saw: a stale memory
+    port = a.create("port", {"network_id": net["id"]})
+    assert port["security_groups"] != [old]
+    assert b.get("security_group", port["security_groups"][0])["name"] == "default"
+    assert problems(a.store) == []
+
+
+def test_a_default_group_from_an_older_store_is_adopted():
+    store = open_store("memory://")
+    old = NBService(store).ensure_default_security_group()
+    store.delete(default_group_key(DEFAULT_PROJECT))  # as stored before default groups were reserved
+    NBService(store).create("network", {"name": "n"})
+    assert [sg["id"] for sg in NBService(store).list("security_group", {"name": ["default"]})] == [old]
+    assert store.get(default_group_key(DEFAULT_PROJECT)).value == old.encode()

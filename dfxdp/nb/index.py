@@ -1,0 +1,68 @@
+"""Which NB objects name which: the per-parent index keys behind guarded child lists.
+
+A check such as "no port on this network" or "no other subnet of this network
+overlaps" reads a list, and a transaction's guards on the keys it read cannot
+see a child created meanwhile (write skew). So every child that comes to name a
+parent, or stops naming it, rewrites the parent's index key
+`/dfxdp/idx/<parent kind>/<parent id>/<child kind>` in the same transaction, and
+a transaction that decided on the list guards that key as unchanged since the
+list was read (dfxdp/nb/txn.py). Index keys go with their parent: the
+transaction that deletes the parent deletes them.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+IDX = "/dfxdp/idx/"
+
+ROUTER_INTERFACE = "network:router_interface"
+ROUTER_GATEWAY = "network:router_gateway"
+FLOATINGIP_OWNER = "network:floatingip"
+LB_VIP_OWNER = "Octavia"
+
+
+def _owned_by(*owners: str) -> Callable[[dict], list]:
+    """A port's device_id names its owner only for owners that are NB objects (not a VM's id)."""
+    return lambda port: [port["device_id"]] if port["device_owner"] in owners else []
+
+
+# child kind -> parent kind -> the parent ids a child document names
+REFERENCES: dict[str, dict[str, Callable[[dict], Iterable[str | None]]]] = {
+    "subnet": {"network": lambda s: [s["network_id"]]},
+    "port": {
+        "network": lambda p: [p["network_id"]],
+        "subnet": lambda p: [f["subnet_id"] for f in p["fixed_ips"]],
+        "security_group": lambda p: p.get("security_groups") or [],
+        "router": _owned_by(ROUTER_INTERFACE, ROUTER_GATEWAY),
+        "floatingip": _owned_by(FLOATINGIP_OWNER),
+    },
+    "router": {"network": lambda r: [(r.get("external_gateway_info") or {}).get("network_id")]},
+    "security_group_rule": {"security_group": lambda r: [r["security_group_id"], r.get("remote_group_id")]},
+    "floatingip": {"port": lambda f: [f.get("port_id")], "router": lambda f: [f.get("router_id")]},
+    "listener": {"loadbalancer": lambda x: [x["loadbalancer_id"]], "pool": lambda x: [x.get("default_pool_id")]},
+    "pool": {"loadbalancer": lambda x: [x.get("loadbalancer_id")], "listener": lambda x: [x.get("listener_id")]},
+    "member": {"pool": lambda x: [x["pool_id"]]},
+    "healthmonitor": {"pool": lambda x: [x["pool_id"]]},
+}
+
+# parent kind -> the child kinds that may name one
+CHILD_KINDS: dict[str, list[str]] = {}
+for _child, _parents in REFERENCES.items():
+    for _parent in _parents:
+        CHILD_KINDS.setdefault(_parent, []).append(_child)
+
+
+def index_key(parent_kind: str, parent_id: str, child_kind: str) -> str:
+    return f"{IDX}{parent_kind}/{parent_id}/{child_kind}"
+
+
+def references(kind: str, doc: dict | None) -> set[tuple[str, str]]:
+    """The (parent kind, parent id) pairs a document of `kind` names (none for no document)."""
+    if doc is None:
+        return set()
+    return {(parent, ref) for parent, refs in REFERENCES.get(kind, {}).items() for ref in refs(doc) if ref}
+
+
+def index_keys_of(kind: str, obj_id: str) -> list[str]:
+    """Every index key an object of `kind` may be the parent of."""
+    return [index_key(kind, obj_id, child) for child in CHILD_KINDS.get(kind, [])]
