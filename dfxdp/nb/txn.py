@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Callable, TypeVar
 
-from .db.base import KV, Compare, Delete, Put, Store
+from .db.base import KV, Compare, Delete, Put, Store, StoreError
 from .errors import Conflict
 from .index import index_key, index_keys_of, references
 
@@ -175,10 +175,11 @@ class Txn:
         writes.update(dict.fromkeys(gone))
         return writes
 
-    def commit(self) -> int | None:
+    def commit(self, write: bool = True) -> int | None:
+        """Apply the writes if everything read still holds (write=False: only check that)."""
         compares = [Compare(k, rev) for k, rev in self._compares.items()]
         compares += [Compare(k, rev + 1, "less") for k, rev in self._unchanged_since.items()]
-        writes = {**self._writes, **self._index_writes()}
+        writes = {**self._writes, **self._index_writes()} if write else {}
         ops = [Put(k, v) if v is not None else Delete(k) for k, v in writes.items()]
         revision = self.store.txn(compares, ops)
         if revision is None:
@@ -193,13 +194,23 @@ class Txn:
 def run_txn(store: Store, body: Callable[[Txn], T]) -> T:
     """Run body on a fresh Txn until its commit goes through (bounded retries).
 
+    A refusal (an error from body) is answered only if what it was decided on
+    still holds: reads made at different moments may disagree (a network read,
+    then its subnets gone with it), and such a request runs again instead.
     Writers that collided back off for a random, growing moment, so they do
     not collide again in lockstep."""
     for attempt in range(MAX_ATTEMPTS):
         txn = Txn(store)
-        result = body(txn)
-        if txn.commit() is not None:
-            return result
+        try:
+            result = body(txn)
+        except StoreError:
+            raise
+        except Exception:
+            if txn.commit(write=False) is not None:
+                raise
+        else:
+            if txn.commit() is not None:
+                return result
         time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
     raise Conflict("Conflict", "too many concurrent changes to the same objects; try again")
 

@@ -176,18 +176,26 @@ def test_agent_calls(svc, topo):
         svc.set_port_status(topo["port"]["id"], "HAPPY")
 
 
-class CommitInterleaving:
-    """A store that runs another server's request just before the next commit it is asked
-    for: the committing transaction's reads are then stale, deterministically."""
+class Interleaving:
+    """A store that runs another server's request at a chosen moment of the next
+    transaction: just before its commit (its reads are then stale), or just before it
+    reads a prefix (its reads then disagree with each other)."""
 
     def __init__(self, store):
-        self.inner, self.competitor = store, None
+        self.inner, self.competitor, self.at = store, None, "commit"
+
+    def _cut_in(self, moment):
+        if self.competitor and moment == self.at:
+            competitor, self.competitor = self.competitor, None
+            competitor()
 
     def txn(self, compares, ops):
-        competitor, self.competitor = self.competitor, None
-        if competitor:
-            competitor()
+        self._cut_in("commit")
         return self.inner.txn(compares, ops)
+
+    def range(self, prefix):
+        self._cut_in(prefix)
+        return self.inner.range(prefix)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -196,7 +204,7 @@ class CommitInterleaving:
 @pytest.fixture
 def servers():
     """Two servers on one store; the first one's next commit lets the second go first."""
-    store = CommitInterleaving(open_store("memory://"))
+    store = Interleaving(open_store("memory://"))
     return NBService(store), NBService(store.inner)
 
 
@@ -337,6 +345,23 @@ def test_a_child_changed_under_a_check_is_read_again(servers):
     port = a.create("port", {"network_id": t["net"]["id"]})
     assert a.store.competitor is None
     assert 200 <= int(port["fixed_ips"][0]["ip_address"].rsplit(".", 1)[1]) <= 210
+
+
+@pytest.mark.parametrize("name,setup,request_,delete,answer", [
+    ("floating ip", _ext, lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}),
+     lambda s, t: s.delete("network", t["ext"]["id"]), "NetworkNotFound"),
+    ("router interface", _routed, lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}),
+     lambda s, t: s.delete("subnet", t["subnet"]["id"]), "SubnetNotFound"),
+], ids=["floating ip", "router interface"])
+def test_reads_that_disagree_are_not_answered_but_read_again(servers, name, setup, request_, delete, answer):
+    """A network (or subnet) is read, then deleted before the network's subnet list is
+    read: the request runs again rather than answer (or crash) on a state that never was."""
+    a, b = servers
+    t = setup(b)
+    a.store.at = "/dfxdp/nb/subnet/"
+    a.store.competitor = lambda: delete(b, t)
+    assert _outcome(lambda: request_(a, t)) == answer
+    assert a.store.competitor is None and problems(a.store) == []
 
 
 def test_racing_first_requests_of_a_project_make_one_default_group(servers):
