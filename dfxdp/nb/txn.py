@@ -175,19 +175,27 @@ class Txn:
         writes.update(dict.fromkeys(gone))
         return writes
 
-    def commit(self, write: bool = True) -> int | None:
-        """Apply the writes if everything read still holds (write=False: only check that)."""
-        compares = [Compare(k, rev) for k, rev in self._compares.items()]
-        compares += [Compare(k, rev + 1, "less") for k, rev in self._unchanged_since.items()]
-        writes = {**self._writes, **self._index_writes()} if write else {}
+    def _guards(self) -> list[Compare]:
+        return [Compare(k, rev) for k, rev in self._compares.items()] + \
+            [Compare(k, rev + 1, "less") for k, rev in self._unchanged_since.items()]
+
+    def still_holds(self) -> bool:
+        """Whether everything this txn read is still as it was (one round trip, no write)."""
+        return self._settle(self.store.txn(self._guards(), [])) is not None
+
+    def commit(self) -> int | None:
+        writes = {**self._writes, **self._index_writes()}
         ops = [Put(k, v) if v is not None else Delete(k) for k, v in writes.items()]
-        revision = self.store.txn(compares, ops)
+        revision = self._settle(self.store.txn(self._guards(), ops))
+        if revision is not None:
+            for committed in self._committed:
+                committed(revision)
+        return revision
+
+    def _settle(self, revision: int | None) -> int | None:
         if revision is None:
             for conflicted in self._conflicted:
                 conflicted()
-        else:
-            for committed in self._committed:
-                committed(revision)
         return revision
 
 
@@ -206,7 +214,7 @@ def run_txn(store: Store, body: Callable[[Txn], T]) -> T:
         except StoreError:
             raise
         except Exception:
-            if txn.commit(write=False) is not None:
+            if txn.still_holds():
                 raise
         else:
             if txn.commit() is not None:
