@@ -18,7 +18,6 @@ IDX = "/dfxdp/idx/"
 ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
 FLOATINGIP_OWNER = "network:floatingip"
-LB_VIP_OWNER = "Octavia"
 
 
 def _owned_by(*owners: str) -> Callable[[dict], list]:

@@ -18,12 +18,13 @@ from pydantic import ValidationError
 from . import ipam
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
-from .index import FLOATINGIP_OWNER, LB_VIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
+from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
 from .model import DEFAULT_PROJECT, MODELS, PROTOCOL_NUMBERS
 from .txn import ALLOC, KeyAllocator, Txn, obj_key, run_txn
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
 DEFAULT_KEY_LIMIT = 1 << 31
+LB_VIP_OWNER = "Octavia"
 # Neutron makes sure a project has its default group when it creates these
 NEEDS_DEFAULT_GROUP = {"network", "port", "security_group"}
 PORT_STATUSES = {"ACTIVE", "DOWN", "BUILD", "ERROR"}
@@ -319,8 +320,11 @@ class NBService:
             return held.decode()
         sg_id = self._legacy_default_group(txn, project) or self._create_default_group(txn, project)
         txn.reserve(key, sg_id)
-        txn.on_commit(lambda revision: self._default_groups.__setitem__(
-            project, KV(key, sg_id.encode(), revision, revision)))
+
+        def remember(revision: int) -> None:
+            self._default_groups[project] = KV(key, sg_id.encode(), revision, revision)
+
+        txn.on_commit(remember)
         return sg_id
 
     def _legacy_default_group(self, txn: Txn, project: str) -> str | None:
