@@ -2,11 +2,11 @@
 
 A check such as "no port on this network" or "no other subnet of this network
 overlaps" reads a list, and a transaction's guards on the keys it read cannot
-see a child created meanwhile (write skew). So every child that comes to name a
-parent, or stops naming it, rewrites the parent's index key
-`/dfxdp/idx/<parent kind>/<parent id>/<child kind>` in the same transaction, and
-a transaction that decided on the list guards that key as unchanged since the
-list was read (dfxdp/nb/txn.py). Index keys go with their parent: the
+see a child created meanwhile (write skew). So every child written (created,
+changed or deleted) rewrites the index key
+`/dfxdp/idx/<parent kind>/<parent id>/<child kind>` of each parent it names,
+before or after, in the same transaction, and a transaction that decided on the
+list guards that key as unchanged since the list was read (dfxdp/nb/txn.py). Index keys go with their parent: the
 transaction that deletes the parent deletes them.
 """
 from __future__ import annotations

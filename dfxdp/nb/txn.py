@@ -4,9 +4,9 @@ A Txn records the mod revision of every key it reads and commits all its
 writes in one store transaction guarded by those revisions, plus "must not
 exist" guards for reservations (IPs, MACs, a project's default group). A check
 that reads a list of children (`children`: the subnets of a network, the rules
-of a group) is guarded as a whole: each child by its revision, and the parent's
-index key (dfxdp/nb/index.py), which every child that starts or stops naming
-the parent rewrites, as unchanged since the list was read. If anything it read
+of a group) is guarded as a whole by one compare: the parent's index key
+(dfxdp/nb/index.py), which every child written (created, changed or deleted)
+rewrites, unchanged since the list was read. If anything it read
 changed meanwhile, nothing is written and `run_txn` starts over: concurrent
 writers never lose an update, never hand out one address twice, and never both
 pass a check that only one of them may pass (write skew).
@@ -93,28 +93,19 @@ class Txn:
 
     def children(self, kind: str, parent_kind: str, parent_id: str) -> list[dict]:
         """The objects of `kind` that name the parent (dfxdp/nb/index.py), this txn's own
-        writes applied, guarded as a list: the commit fails if one of them changed or
-        another came to name the parent since. The parent is read (and guarded) too:
-        its index keys die with it."""
+        writes applied, guarded as a list: the commit fails if one of them was written
+        or another came to name the parent since. The parent is read (and guarded) too:
+        its index keys die with it. (One compare per list, not one per child: etcd takes
+        at most 128 in a transaction.)"""
         self.get_raw(obj_key(parent_kind, parent_id))
         prefix = f"{NB}{kind}/"
         kvs, revision = self._range(prefix)
         idx = index_key(parent_kind, parent_id, kind)
         self._unchanged_since[idx] = min(revision, self._unchanged_since.get(idx, revision))
-        parent = (parent_kind, parent_id)
-        found = {}
-        for kv in kvs:
-            doc = json.loads(kv.value)
-            if parent in references(kind, doc):
-                self._compares.setdefault(kv.key, kv.mod_revision)
-                found[kv.key] = doc
-        for key, value in self._writes.items():
-            if key.startswith(prefix):
-                found.pop(key, None)
-                doc = json.loads(value) if value is not None else None
-                if parent in references(kind, doc):
-                    found[key] = doc
-        return list(found.values())
+        found = {kv.key: kv.value for kv in kvs}
+        found.update((key, value) for key, value in self._writes.items() if key.startswith(prefix))
+        docs = (json.loads(value) for value in found.values() if value is not None)
+        return [doc for doc in docs if (parent_kind, parent_id) in references(kind, doc)]
 
     def keys_under(self, prefix: str) -> set[str]:
         keys = {kv.key for kv in self._range(prefix)[0]}
@@ -157,8 +148,8 @@ class Txn:
         self._conflicted.append(callback)
 
     def _index_writes(self) -> dict[str, bytes | None]:
-        """Rewrite the index key of every parent that a written object starts or stops
-        naming; delete the index keys of deleted objects."""
+        """Rewrite the index key of every parent a written object names, before or after
+        the write; delete the index keys of deleted objects."""
         writes: dict[str, bytes | None] = {}
         gone: list[str] = []
         for key, value in self._writes.items():
@@ -168,7 +159,7 @@ class Txn:
             before = self._seen.get(key)
             old = json.loads(before.value) if before else None
             new = json.loads(value) if value is not None else None
-            for parent_kind, parent_id in references(kind, old) ^ references(kind, new):
+            for parent_kind, parent_id in references(kind, old) | references(kind, new):
                 writes[index_key(parent_kind, parent_id, kind)] = obj_id.encode()
             if before and value is None:
                 gone += index_keys_of(kind, obj_id)

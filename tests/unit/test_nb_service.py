@@ -336,8 +336,8 @@ def test_a_check_is_guarded_by_the_commit_it_decides(servers, name, setup, first
 
 
 def test_a_child_changed_under_a_check_is_read_again(servers):
-    """The subnets a port create picks from are guarded one by one too: a pool moved
-    meanwhile (no subnet added or removed) still sends the create round again."""
+    """A subnet changed under a port create (its pool moved, no subnet added or removed)
+    rewrites its network's index key too: the create runs again on the new pool."""
     a, b = servers
     t = _net(b)
     pool = [{"start": "10.0.0.200", "end": "10.0.0.210"}]
@@ -362,6 +362,20 @@ def test_reads_that_disagree_are_not_answered_but_read_again(servers, name, setu
     a.store.competitor = lambda: delete(b, t)
     assert _outcome(lambda: request_(a, t)) == answer
     assert a.store.competitor is None and problems(a.store) == []
+
+
+def test_a_list_check_costs_one_compare_however_long_the_list(svc, monkeypatch):
+    """etcd takes at most 128 compares in a transaction: a rule create in a group that
+    already has 200 rules must not guard each of them."""
+    sg = svc.create("security_group", {"name": "big"})
+    rule = {"security_group_id": sg["id"], "direction": "ingress", "protocol": "tcp"}
+    for port in range(1, 201):
+        svc.create("security_group_rule", {**rule, "port_range_min": port, "port_range_max": port})
+    compares = []
+    commit = svc.store.txn
+    monkeypatch.setattr(svc.store, "txn", lambda c, o: compares.append(len(c)) or commit(c, o))
+    svc.create("security_group_rule", {**rule, "port_range_min": 1000, "port_range_max": 1000})
+    assert compares and max(compares) < 10
 
 
 def test_racing_first_requests_of_a_project_make_one_default_group(servers):
