@@ -6,8 +6,8 @@ see a child created meanwhile (write skew). So every child written (created,
 changed or deleted) rewrites the index key
 `/dfxdp/idx/<parent kind>/<parent id>/<child kind>` of each parent it names,
 before or after, in the same transaction, and a transaction that decided on the
-list guards that key as unchanged since the list was read (dfxdp/nb/txn.py). Index keys go with their parent: the
-transaction that deletes the parent deletes them.
+list guards that key as unchanged since the list was read (dfxdp/nb/txn.py).
+Index keys go with their parent: the transaction that deletes it deletes them.
 """
 from __future__ import annotations
 
