@@ -51,8 +51,8 @@ class Client:
 class Race:
     """Eight clients on two servers that start each round's requests together."""
 
-    def __init__(self, servers: list[ServerProcess]):
-        self.servers = servers
+    def __init__(self, url: str, servers: list[ServerProcess]):
+        self.url, self.servers = url, servers
         self.clients = [Client(servers[i % len(servers)].url) for i in range(CLIENTS)]
         self.pool = ThreadPoolExecutor(CLIENTS)
 
@@ -83,8 +83,7 @@ def race(request, tmp_path):
     servers = []
     try:
         servers += [ServerProcess(url), ServerProcess(url)]
-        r = Race(servers)
-        r.url = url
+        r = Race(url, servers)
         yield r
         r.close()
     finally:
