@@ -172,7 +172,8 @@ class Txn:
 
     def still_holds(self) -> bool:
         """Whether everything this txn read is still as it was (one round trip, no write)."""
-        return self._settle(self.store.txn(self._guards(), [])) is not None
+        guards = self._guards()
+        return not guards or self._settle(self.store.txn(guards, [])) is not None
 
     def commit(self) -> int | None:
         writes = {**self._writes, **self._index_writes()}
