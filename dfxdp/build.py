@@ -131,7 +131,9 @@ def build_binding(force: bool = False) -> bool:
     """Build dfxdp._libbpf in place when its inputs changed; True if rebuilt."""
     inputs = [PACKAGE / "datapath" / "libbpf_build.py", *MAPS_SRC.glob("*.h")]
     built = sorted(PACKAGE.glob("_libbpf*.so"))
-    if not force and built and all(i.stat().st_mtime <= built[0].stat().st_mtime for i in inputs):
+    # Two builds (pip's abi3 one and ours) side by side: Python imports the cpython-tagged
+    # one whatever its age, so only a single up-to-date binding counts as built.
+    if not force and len(built) == 1 and all(i.stat().st_mtime <= built[0].stat().st_mtime for i in inputs):
         return False
     from dfxdp.datapath.libbpf_build import ffibuilder
 

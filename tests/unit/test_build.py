@@ -77,3 +77,31 @@ def test_command_line_reports_clang_error_and_exits_nonzero(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(copy)})
     assert proc.returncode == 1
     assert "clang failed on bpf/zz_broken.c" in proc.stderr and "error:" in proc.stderr
+
+
+def test_two_bindings_side_by_side_force_a_rebuild(tree, monkeypatch):
+    """pip's abi3 binding beside an older cpython-tagged one: Python would import the
+    stale one, so the build replaces both by one fresh binding."""
+    from dfxdp.datapath import libbpf_build
+
+    package = tree / "pkg"
+    (package / "datapath").mkdir(parents=True)
+    (package / "datapath" / "libbpf_build.py").write_text("# inputs\n")
+    stale, fresh = package / "_libbpf.cpython-311-x86_64-linux-gnu.so", package / "_libbpf.abi3.so"
+    stale.write_text("old"), fresh.write_text("new")
+    later = (package / "datapath" / "libbpf_build.py").stat().st_mtime + 10
+    for so in (stale, fresh):
+        os.utime(so, (later, later))
+    compiled = tree / "build" / "_libbpf.cpython-311-x86_64-linux-gnu.so"
+
+    def compile_stub(tmpdir, verbose):
+        compiled.parent.mkdir(parents=True, exist_ok=True)
+        compiled.write_text("rebuilt")
+        return str(compiled)
+
+    monkeypatch.setattr(build, "PACKAGE", package)
+    monkeypatch.setattr(libbpf_build.ffibuilder, "compile", compile_stub)
+    assert build.build_binding() is True
+    assert sorted(p.name for p in package.glob("_libbpf*.so")) == [compiled.name]
+    assert (package / compiled.name).read_text() == "rebuilt"
+    assert build.build_binding() is False  # one binding, newer than its inputs
