@@ -142,6 +142,7 @@ int stage_l3(struct xdp_md *ctx)
 	dmac = next_hop_mac(r->out_net_key, nexthop, 0);
 	if (!dmac)
 		return verdict(ctx, m, XDP_PASS, DROP_NONE); /* unknown host: the fallback path */
+	icmp_note_hop(m, eth, rp->ip); /* a remote next hop may find it too big for the tunnel */
 	err = forward_hop(ctx, ip, r->src_mac, dmac->mac);
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);

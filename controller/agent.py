@@ -29,7 +29,7 @@ from . import conntrack
 from .apps.sg import local_policies
 from .cache import SelectiveCache
 from .reconciler import Reconciler
-from .underlay import resolve_neighbors
+from .underlay import link_mtu, resolve_neighbors
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,8 @@ class Agent:
             floatingips=objs["floatingip"], security_groups=objs["security_group"],
             security_group_rules=objs["security_group_rule"], chassis_by_name=chassis,
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
-            underlay_mac=self.underlay_mac, underlay_neighbors=dict(self._neighbors),
+            underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
+            underlay_neighbors=dict(self._neighbors),
             external_ifindex=self.external_ifindex, external_mac=self.external_mac)
 
     def sync_once(self) -> LocalView:

@@ -1,4 +1,5 @@
-"""Next-hop MACs of remote chassis on the underlay, from the kernel's neighbour table.
+"""What the agent learns about the underlay from the kernel: next-hop MACs of
+remote chassis (the neighbour table) and the NIC's MTU.
 
 When a tunnel IP has no resolved neighbour, a datagram to the discard port
 makes the kernel resolve it (ARP); the answer shows up on the next look.
@@ -9,6 +10,7 @@ import ipaddress
 import socket
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 DISCARD_PORT = 9
 USABLE_STATES = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERMANENT
@@ -38,6 +40,16 @@ def resolve_neighbors(tunnel_ips: list[str], ifindex: int) -> dict[str, str]:
             else:
                 _provoke_resolution(ip)
     return found
+
+
+def link_mtu(ifindex: int) -> int:
+    """The MTU of the underlay NIC: how big an outer (VXLAN) packet may be; 0 when
+    the NIC is gone. Read on every pass, so an operator's change takes effect."""
+    with IPRoute() as ipr:
+        try:
+            return ipr.get_links(ifindex)[0].get_attr("IFLA_MTU")
+        except (NetlinkError, IndexError):
+            return 0
 
 
 def _provoke_resolution(ip: str) -> None:

@@ -52,6 +52,22 @@ struct tunnel_endpoint {
 	__u8 smac[6];      /* our underlay NIC */
 	__u32 ifindex;     /* our underlay NIC */
 	__be32 src_ip;     /* our tunnel IP */
+	__u32 mtu;         /* the underlay's IP MTU toward it; 0: unknown, frames are not checked */
+};
+
+/* map `net_mtu` (LPM trie): what a frame too big for the tunnel gets back.
+ * prefixlen = 32 (network) + the subnet's prefix length, looked up with the
+ * sender's address; the network-wide entry (prefixlen 32) covers senders in
+ * none of its subnets and routed frames (looked up in the out network). */
+struct net_mtu_key {
+	__u32 prefixlen;
+	__u32 net_key;
+	__be32 addr;
+};
+
+struct net_mtu {
+	__u32 mtu;         /* the network's MTU (NB), 0 if unset: the tunnel's room is the cap */
+	__be32 icmp_src;   /* source of "fragmentation needed" when bridged; 0: none, nothing sent */
 };
 
 #define VXLAN_PORT 4789

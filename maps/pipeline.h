@@ -81,6 +81,11 @@ struct pkt_meta {
 	__u32 stages_seen;    /* bit per stage slot / entry that ran, for `dfxdp trace` */
 	__u32 drop_reason;
 	__u32 stage;          /* slot being entered: how a hook learns its own place */
+	/* PKT_F_ROUTED: where an ICMP error goes back to (the router port the frame
+	 * entered by, and the frame's MACs before the hop rewrote them) */
+	__be32 router_ip;
+	__u8 sender_mac[6];
+	__u8 router_mac[6];
 };
 
 /* A packets/bytes pair; per-CPU maps hold one per CPU, summed in Python. */

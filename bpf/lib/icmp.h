@@ -1,4 +1,5 @@
-/* ICMP answers a router gives: echo replies, and time exceeded for traceroute. */
+/* ICMP answers the datapath gives: echo replies from a router, time exceeded for
+ * traceroute, fragmentation needed for path-MTU discovery. */
 #ifndef DFXDP_LIB_ICMP_H
 #define DFXDP_LIB_ICMP_H
 
@@ -7,8 +8,18 @@
 
 #define ICMP_ECHO_REPLY 0
 #define ICMP_ECHO_REQUEST 8
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4    /* code of ICMP_DEST_UNREACH */
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_REDIRECT 5
 #define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETER_PROB 12
 #define ICMP_QUOTE_LEN 28  /* the offending IPv4 header (no options) + 8 bytes */
+/* As much of the offending packet as a 576-byte ICMP error holds (RFC 1812 4.3.2.3,
+ * as Linux sends): the whole TCP header, which the sender's security groups read to
+ * match the error with its connection. */
+#define ICMP_LONG_QUOTE_LEN 548
+#define IP_DF 0x4000
 
 static __always_inline void swap_macs(struct ethhdr *eth)
 {
@@ -44,28 +55,43 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx)
 	return 0;
 }
 
-/* Replace the frame by "time exceeded" from `from` back to its sender:
- * Ethernet + new IPv4 + ICMP + the first 28 bytes of the offending packet. */
-static __always_inline int icmp_time_exceeded(struct xdp_md *ctx, __be32 from)
+/* Ones' complement sum of `len` bytes at p (a multiple of 4, a constant, at most
+ * 1024), unfolded; bpf_csum_diff sums at most 512 bytes a call. */
+static __always_inline __u32 csum_of(void *p, const __u32 len)
 {
-	struct ethhdr *eth, old_eth;
-	struct iphdr *ip, *quoted;
+	__s64 sum = 0;
+
+	if (len > 512) {
+		sum = bpf_csum_diff(NULL, 0, p, 512, 0);
+		if (sum < 0)
+			return 0;
+		return bpf_csum_diff(NULL, 0, p + 512, len - 512, sum);
+	}
+	sum = bpf_csum_diff(NULL, 0, p, len, 0);
+	return sum < 0 ? 0 : sum;
+}
+
+/* Replace the frame, an untagged IPv4 packet, by an ICMP error about it sent
+ * back to its source: Ethernet (smac -> dmac) + IPv4 from `from` + ICMP of
+ * type/code (`rest`: the header's last four bytes) + the first `quote` bytes of
+ * the packet, which the frame must hold. smac and dmac must not point into the
+ * frame (it moves). Returns 0 or a DROP_* reason. */
+static __always_inline int icmp_error(struct xdp_md *ctx, __u8 type, __u8 code, __be32 rest, __be32 from,
+				      const __u8 *smac, const __u8 *dmac, const __u32 quote)
+{
+	__u32 want = sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct icmp_hdr) + quote;
+	struct ethhdr *eth;
+	struct iphdr *ip;
 	struct icmp_hdr *icmp;
-	__u32 sum = 0, want;
 	__be32 dst;
 
-	eth = frame_at(ctx, 0, sizeof(*eth) + sizeof(*ip));
-	if (!eth)
+	ip = frame_at(ctx, sizeof(*eth), sizeof(*ip));
+	if (!ip)
 		return DROP_TRUNCATED;
-	ip = (void *)(eth + 1);
-	if (ip->ihl != 5)
-		return DROP_MALFORMED; /* options: leave it to the kernel */
-	__builtin_memcpy(&old_eth, eth, sizeof(old_eth));
 	dst = ip->saddr;
 	/* room for the new IPv4 + ICMP headers in front of the quoted packet */
 	if (bpf_xdp_adjust_head(ctx, -(int)(sizeof(struct iphdr) + sizeof(struct icmp_hdr))))
 		return DROP_MALFORMED;
-	want = sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct icmp_hdr) + ICMP_QUOTE_LEN;
 	if (ctx->data_end - ctx->data > want &&
 	    bpf_xdp_adjust_tail(ctx, (int)want - (int)(ctx->data_end - ctx->data)))
 		return DROP_MALFORMED;
@@ -74,15 +100,14 @@ static __always_inline int icmp_time_exceeded(struct xdp_md *ctx, __be32 from)
 		return DROP_TRUNCATED;
 	ip = (void *)(eth + 1);
 	icmp = (void *)(ip + 1);
-	quoted = (void *)(icmp + 1);
 
-	__builtin_memcpy(eth->h_dest, old_eth.h_source, 6);
-	__builtin_memcpy(eth->h_source, old_eth.h_dest, 6);
+	__builtin_memcpy(eth->h_dest, dmac, 6);
+	__builtin_memcpy(eth->h_source, smac, 6);
 	eth->h_proto = ETH_P_IP_BE;
 	ip->version = 4;
 	ip->ihl = 5;
 	ip->tos = 0xc0; /* network control */
-	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*icmp) + ICMP_QUOTE_LEN);
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*icmp) + quote);
 	ip->id = 0;
 	ip->frag_off = 0;
 	ip->ttl = 64;
@@ -91,21 +116,71 @@ static __always_inline int icmp_time_exceeded(struct xdp_md *ctx, __be32 from)
 	ip->daddr = dst;
 	ip->check = ipv4_hdr_csum(ip);
 
-	icmp->type = ICMP_TIME_EXCEEDED;
-	icmp->code = 0;
+	icmp->type = type;
+	icmp->code = code;
 	icmp->checksum = 0;
-	icmp->id = 0;
-	icmp->sequence = 0;
-	{
-		__u16 *words = (__u16 *)icmp;
-
-#pragma unroll
-		for (int i = 0; i < (int)(sizeof(*icmp) + ICMP_QUOTE_LEN) / 2; i++)
-			sum += words[i];
-	}
-	icmp->checksum = csum_fold(sum);
-	(void)quoted;
+	*(__be32 *)&icmp->id = rest;
+	icmp->checksum = csum_fold(csum_of(icmp, sizeof(*icmp) + quote));
 	return 0;
+}
+
+/* "Time exceeded" from `from` back to the sender, quoting 28 bytes. */
+static __always_inline int icmp_time_exceeded(struct xdp_md *ctx, __be32 from)
+{
+	struct ethhdr *eth, old_eth;
+	struct iphdr *ip;
+
+	eth = frame_at(ctx, 0, sizeof(*eth) + sizeof(*ip));
+	if (!eth)
+		return DROP_TRUNCATED;
+	ip = (void *)(eth + 1);
+	if (ip->ihl != 5)
+		return DROP_MALFORMED; /* options: 28 bytes would not reach the L4 ports */
+	__builtin_memcpy(&old_eth, eth, sizeof(old_eth));
+	return icmp_error(ctx, ICMP_TIME_EXCEEDED, 0, 0, from, old_eth.h_dest, old_eth.h_source, ICMP_QUOTE_LEN);
+}
+
+/* "Fragmentation needed" carrying `mtu`, from `from` (MAC smac) back to dmac. */
+static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __be32 from, __u16 mtu, const __u8 *smac,
+					    const __u8 *dmac)
+{
+	return icmp_error(ctx, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, bpf_htonl(mtu), from, smac, dmac,
+			  ICMP_LONG_QUOTE_LEN);
+}
+
+/* May this IPv4 packet get an ICMP error back? Not when it is one itself, nor a
+ * later fragment (RFC 1122 3.2.2), nor when its source is no host. */
+static __always_inline int icmp_error_allowed(struct xdp_md *ctx, struct iphdr *ip)
+{
+	struct icmp_hdr *icmp;
+
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return 0;
+	if (!ip->saddr || (bpf_ntohl(ip->saddr) >> 28) >= 14) /* 0.0.0.0, multicast, reserved */
+		return 0;
+	if (ip->protocol != IPPROTO_ICMP)
+		return 1;
+	icmp = frame_at(ctx, sizeof(struct ethhdr) + ip->ihl * 4, sizeof(*icmp));
+	if (!icmp)
+		return 0;
+	switch (icmp->type) {
+	case ICMP_DEST_UNREACH:
+	case ICMP_SOURCE_QUENCH:
+	case ICMP_REDIRECT:
+	case ICMP_TIME_EXCEEDED:
+	case ICMP_PARAMETER_PROB:
+		return 0;
+	}
+	return 1;
+}
+
+/* Before a routing hop rewrites the frame, note where an ICMP error about it
+ * goes back to: its sender, from the router port it entered by. */
+static __always_inline void icmp_note_hop(struct pkt_meta *m, struct ethhdr *eth, __be32 router_ip)
+{
+	m->router_ip = router_ip;
+	__builtin_memcpy(m->sender_mac, eth->h_source, 6);
+	__builtin_memcpy(m->router_mac, eth->h_dest, 6);
 }
 
 #endif

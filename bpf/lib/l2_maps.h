@@ -38,4 +38,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tunnel_endpoints SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__type(key, struct net_mtu_key);
+	__type(value, struct net_mtu);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} net_mtu SEC(".maps");
+
 #endif

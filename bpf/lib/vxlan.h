@@ -16,6 +16,23 @@ struct vxlanhdr {
 };
 
 #define VXLAN_OVERHEAD (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct vxlanhdr))
+/* What the outer IPv4 packet adds to the inner frame: the underlay's MTU bounds their sum. */
+#define VXLAN_IP_OVERHEAD (sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct vxlanhdr))
+
+/* Does the frame still fit the underlay toward ep once encapsulated? XDP never
+ * fragments, and the outer header has DF: a frame too big would be lost. */
+static __always_inline int vxlan_fits(struct xdp_md *ctx, struct tunnel_endpoint *ep)
+{
+	return !ep->mtu || ctx->data_end - ctx->data + VXLAN_IP_OVERHEAD <= ep->mtu;
+}
+
+/* The largest untagged inner IPv4 packet the tunnel toward ep carries. */
+static __always_inline __u32 vxlan_ip_mtu(struct tunnel_endpoint *ep)
+{
+	__u32 room = sizeof(struct ethhdr) + VXLAN_IP_OVERHEAD;
+
+	return ep->mtu > room ? ep->mtu - room : 0;
+}
 
 /* A source port from the inner flow, so ECMP and RSS on the underlay spread tunnels. */
 static __always_inline __be16 vxlan_src_port(struct xdp_md *ctx)

@@ -6,10 +6,11 @@ from .base import App, Entry, LocalView
 from .fip import FloatingIPApp
 from .l2 import L2App
 from .l3 import L3App
+from .mtu import NetworkMtuApp
 from .ports import PortsApp
 from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
-APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, L2App, L3App, FloatingIPApp, PortsApp]
+APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, PortsApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

@@ -51,6 +51,7 @@ class LocalView:
     local_ports: dict[str, int] = field(default_factory=dict)  # port id -> ifindex of its tap
     underlay_ifindex: int = 0
     underlay_mac: str = ""
+    underlay_mtu: int = 0  # the underlay NIC's MTU, what outer packets may reach; 0: unknown, not checked
     # next-hop MAC on the underlay for each remote chassis' tunnel IP, resolved by the agent
     underlay_neighbors: dict[str, str] = field(default_factory=dict)
     external_ifindex: int = 0  # NIC of the flat external (router:external) networks, 0 if none

@@ -32,7 +32,8 @@ class L2App(App):
             if neighbor and view.underlay_ifindex:
                 yield Entry("tunnel_endpoints", ipv4_be32(tunnel_ip), {
                     "dmac": list(mac_bytes(neighbor)), "smac": list(mac_bytes(view.underlay_mac)),
-                    "ifindex": view.underlay_ifindex, "src_ip": ipv4_be32(view.tunnel_ip)})
+                    "ifindex": view.underlay_ifindex, "src_ip": ipv4_be32(view.tunnel_ip),
+                    "mtu": view.underlay_mtu})
 
     @staticmethod
     def _port(port: dict, net: dict, ifindex: int | None, tunnel_ip: str | None, own_tunnel_ip: str) -> Iterable[Entry]:

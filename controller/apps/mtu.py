@@ -1,0 +1,54 @@
+"""net_mtu: what a frame too big for the tunnel gets back (path-MTU discovery).
+
+Per IPv4 subnet of every network in view: the network's MTU and the address
+"fragmentation needed" comes from when the frame was bridged — the subnet's
+gateway_ip (the first hop a guest knows, whether or not a router holds it yet),
+else the subnet's DHCP port (Neutron's service address in the network), else
+none (the frame is dropped, DROP_TOO_BIG). A network-wide entry, from its first
+subnet by CIDR, serves senders in none of its subnets and frames routed into it
+(those get their ICMP from the router port they entered by, and the MTU from
+here). Whether a frame fits is the tunnel endpoint's business (l2 app: the
+underlay's MTU)."""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable
+
+from .base import App, Entry, LocalView, ipv4_be32
+
+DHCP_OWNER = "network:dhcp"
+NETWORK_PREFIXLEN = 32  # the key's net_key; a subnet's prefix length comes on top
+
+
+class NetworkMtuApp(App):
+    name = "mtu"
+    maps = ("net_mtu",)
+
+    def desired(self, view: LocalView) -> Iterable[Entry]:
+        dhcp = dhcp_addresses(view)
+        subnets_by_net: dict[str, list[dict]] = {}
+        for subnet in view.subnets.values():
+            if subnet.get("ip_version", 4) == 4 and subnet.get("network_id") in view.networks:
+                subnets_by_net.setdefault(subnet["network_id"], []).append(subnet)
+        for net_id, subnets in subnets_by_net.items():
+            net = view.networks[net_id]
+            subnets.sort(key=lambda s: ipaddress.ip_network(s["cidr"]))
+            for subnet in subnets:
+                cidr = ipaddress.ip_network(subnet["cidr"])
+                yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN + cidr.prefixlen, "net_key": net["key"],
+                                        "addr": ipv4_be32(str(cidr.network_address))},
+                            self._value(net, subnet, dhcp))
+            yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN, "net_key": net["key"], "addr": 0},
+                        self._value(net, subnets[0], dhcp))
+
+    @staticmethod
+    def _value(net: dict, subnet: dict, dhcp: dict[str, str]) -> dict:
+        source = subnet.get("gateway_ip") or dhcp.get(subnet["id"])
+        return {"mtu": net.get("mtu") or 0, "icmp_src": ipv4_be32(source) if source else 0}
+
+
+def dhcp_addresses(view: LocalView) -> dict[str, str]:
+    """subnet id -> the address of its DHCP port."""
+    return {fixed["subnet_id"]: fixed["ip_address"]
+            for port in view.ports.values() if port.get("device_owner") == DHCP_OWNER
+            for fixed in port.get("fixed_ips", []) if fixed.get("subnet_id")}
