@@ -59,25 +59,20 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx)
  * 1024), unfolded; bpf_csum_diff sums at most 512 bytes a call. */
 static __always_inline __u32 csum_of(void *p, const __u32 len)
 {
-	__s64 sum = 0;
+	__s64 sum = bpf_csum_diff(NULL, 0, p, len > 512 ? 512 : len, 0);
 
-	if (len > 512) {
-		sum = bpf_csum_diff(NULL, 0, p, 512, 0);
-		if (sum < 0)
-			return 0;
-		return bpf_csum_diff(NULL, 0, p + 512, len - 512, sum);
-	}
-	sum = bpf_csum_diff(NULL, 0, p, len, 0);
-	return sum < 0 ? 0 : sum;
+	if (len > 512 && sum >= 0)
+		sum = bpf_csum_diff(NULL, 0, p + 512, len - 512, sum);
+	return sum < 0 ? 0 : sum; /* no error with these sizes */
 }
 
 /* Replace the frame, an untagged IPv4 packet, by an ICMP error about it sent
  * back to its source: Ethernet (smac -> dmac) + IPv4 from `from` + ICMP of
- * type/code (`rest`: the header's last four bytes) + the first `quote` bytes of
- * the packet, which the frame must hold. smac and dmac must not point into the
- * frame (it moves). Returns 0 or a DROP_* reason. */
-static __always_inline int icmp_error(struct xdp_md *ctx, __u8 type, __u8 code, __be32 rest, __be32 from,
-				      const __u8 *smac, const __u8 *dmac, const __u32 quote)
+ * type/code (rest1, rest2: the header's last four bytes) + the first `quote`
+ * bytes of the packet, which the frame must hold. smac and dmac must not point
+ * into the frame (it moves). Returns 0 or a DROP_* reason. */
+static __always_inline int icmp_error(struct xdp_md *ctx, __u8 type, __u8 code, __be16 rest1, __be16 rest2,
+				      __be32 from, const __u8 *smac, const __u8 *dmac, const __u32 quote)
 {
 	__u32 want = sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct icmp_hdr) + quote;
 	struct ethhdr *eth;
@@ -119,7 +114,8 @@ static __always_inline int icmp_error(struct xdp_md *ctx, __u8 type, __u8 code, 
 	icmp->type = type;
 	icmp->code = code;
 	icmp->checksum = 0;
-	*(__be32 *)&icmp->id = rest;
+	icmp->id = rest1;
+	icmp->sequence = rest2;
 	icmp->checksum = csum_fold(csum_of(icmp, sizeof(*icmp) + quote));
 	return 0;
 }
@@ -137,14 +133,15 @@ static __always_inline int icmp_time_exceeded(struct xdp_md *ctx, __be32 from)
 	if (ip->ihl != 5)
 		return DROP_MALFORMED; /* options: 28 bytes would not reach the L4 ports */
 	__builtin_memcpy(&old_eth, eth, sizeof(old_eth));
-	return icmp_error(ctx, ICMP_TIME_EXCEEDED, 0, 0, from, old_eth.h_dest, old_eth.h_source, ICMP_QUOTE_LEN);
+	return icmp_error(ctx, ICMP_TIME_EXCEEDED, 0, 0, 0, from, old_eth.h_dest, old_eth.h_source, ICMP_QUOTE_LEN);
 }
 
-/* "Fragmentation needed" carrying `mtu`, from `from` (MAC smac) back to dmac. */
+/* "Fragmentation needed" carrying the next hop's `mtu` (RFC 1191), from `from`
+ * (MAC smac) back to dmac. */
 static __always_inline int icmp_frag_needed(struct xdp_md *ctx, __be32 from, __u16 mtu, const __u8 *smac,
 					    const __u8 *dmac)
 {
-	return icmp_error(ctx, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, bpf_htonl(mtu), from, smac, dmac,
+	return icmp_error(ctx, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, 0, bpf_htons(mtu), from, smac, dmac,
 			  ICMP_LONG_QUOTE_LEN);
 }
 
