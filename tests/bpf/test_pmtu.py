@@ -22,6 +22,7 @@ BARE = {"id": "bare", "key": 40, "mtu": 1450}       # neither gateway nor DHCP p
 EXT = {"id": "ext", "key": 50, "mtu": 1450, "router:external": True}
 SUBNETS = {
     "sb": {"id": "sb", "network_id": "blue", "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1"},
+    "sb6": {"id": "sb6", "network_id": "blue", "cidr": "fd00::/64", "ip_version": 6, "gateway_ip": "fd00::1"},
     "sg": {"id": "sg", "network_id": "green", "cidr": "10.1.0.0/24", "gateway_ip": "10.1.0.1"},
     "ss": {"id": "ss", "network_id": "small", "cidr": "10.2.0.0/24", "gateway_ip": None},
     "sx": {"id": "sx", "network_id": "bare", "cidr": "10.3.0.0/24", "gateway_ip": None},
