@@ -4,11 +4,12 @@ Per IPv4 subnet of every network in view: the network's MTU and the address
 "fragmentation needed" comes from when the frame was bridged — the subnet's
 gateway_ip (the first hop a guest knows, whether or not a router holds it yet),
 else the subnet's DHCP port (Neutron's service address in the network), else
-none (the frame is dropped, DROP_TOO_BIG). A network-wide entry, from its first
-subnet by CIDR, serves senders in none of its subnets and frames routed into it
-(those get their ICMP from the router port they entered by, and the MTU from
-here). Whether a frame fits is the tunnel endpoint's business (l2 app: the
-underlay's MTU)."""
+the network's address (the first subnet by CIDR that has one); a network with
+none gets no ICMP (the frame is dropped, DROP_TOO_BIG). A network-wide entry
+with the network's address serves senders in none of its subnets and frames
+routed into it (those get their ICMP from the router port they entered by, and
+the MTU from here). Whether a frame fits is the tunnel endpoint's business (l2
+app: the underlay's MTU)."""
 from __future__ import annotations
 
 import ipaddress
@@ -33,17 +34,18 @@ class NetworkMtuApp(App):
         for net_id, subnets in subnets_by_net.items():
             net = view.networks[net_id]
             subnets.sort(key=lambda s: ipaddress.ip_network(s["cidr"]))
-            for subnet in subnets:
+            sources = [subnet.get("gateway_ip") or dhcp.get(subnet["id"]) for subnet in subnets]
+            network_source = next((source for source in sources if source), None)
+            for subnet, source in zip(subnets, sources):
                 cidr = ipaddress.ip_network(subnet["cidr"])
                 yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN + cidr.prefixlen, "net_key": net["key"],
                                         "addr": ipv4_be32(str(cidr.network_address))},
-                            self._value(net, subnet, dhcp))
+                            self._value(net, source or network_source))
             yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN, "net_key": net["key"], "addr": 0},
-                        self._value(net, subnets[0], dhcp))
+                        self._value(net, network_source))
 
     @staticmethod
-    def _value(net: dict, subnet: dict, dhcp: dict[str, str]) -> dict:
-        source = subnet.get("gateway_ip") or dhcp.get(subnet["id"])
+    def _value(net: dict, source: str | None) -> dict:
         return {"mtu": net.get("mtu") or 0, "icmp_src": ipv4_be32(source) if source else 0}
 
 

@@ -25,10 +25,12 @@ SUBNETS = {
     "sb6": {"id": "sb6", "network_id": "blue", "cidr": "fd00::/64", "ip_version": 6, "gateway_ip": "fd00::1"},
     "sg": {"id": "sg", "network_id": "green", "cidr": "10.1.0.0/24", "gateway_ip": "10.1.0.1"},
     "ss": {"id": "ss", "network_id": "small", "cidr": "10.2.0.0/24", "gateway_ip": None},
+    "ss2": {"id": "ss2", "network_id": "small", "cidr": "10.4.0.0/24", "gateway_ip": None},  # no DHCP port either
     "sx": {"id": "sx", "network_id": "bare", "cidr": "10.3.0.0/24", "gateway_ip": None},
     "se": {"id": "se", "network_id": "ext", "cidr": "198.19.0.0/24", "gateway_ip": "198.19.0.1"},
 }
 VM, OPEN, VM_S, VM_X = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02", "fa:16:3e:00:00:03", "fa:16:3e:00:00:04"
+VM_S2 = "fa:16:3e:00:00:05"
 FAR, FAR_G, FAR_S, FAR_X, FAR_E = ("fa:16:3e:00:01:01", "fa:16:3e:00:01:02", "fa:16:3e:00:01:03",
                                    "fa:16:3e:00:01:04", "fa:16:3e:00:01:05")
 RIF_B, RIF_G = "fa:16:3e:00:0a:01", "fa:16:3e:00:0a:02"
@@ -52,6 +54,7 @@ def world(ifs: dict, underlay_mtu: int = UNDERLAY_MTU) -> LocalView:
         port("open", 2, BLUE, OPEN, "10.0.0.6", "sb", "ch1"),
         port("vm-s", 3, SMALL, VM_S, "10.2.0.5", "ss", "ch1"),
         port("vm-x", 4, BARE, VM_X, "10.3.0.5", "sx", "ch1"),
+        port("vm-s2", 13, SMALL, VM_S2, "10.4.0.5", "ss2", "ch1"),
         port("far", 5, BLUE, FAR, "10.0.0.9", "sb", "ch2"),
         port("far-g", 6, GREEN, FAR_G, "10.1.0.9", "sg", "ch2"),
         port("far-s", 7, SMALL, FAR_S, "10.2.0.9", "ss", "ch2"),
@@ -65,7 +68,7 @@ def world(ifs: dict, underlay_mtu: int = UNDERLAY_MTU) -> LocalView:
         chassis="ch1", tunnel_ip="198.18.0.11", networks={n["id"]: n for n in (BLUE, GREEN, SMALL, BARE, EXT)},
         subnets=SUBNETS, ports={p["id"]: p for p in ports}, routers={"r1": {"id": "r1", "key": 77}},
         security_group_rules=GUARDED_RULES, chassis_by_name={"ch2": {"tunnel_ip": "198.18.0.12"}},
-        local_ports={"vm": ifs["vm"], "open": ifs["open"], "vm-s": ifs["vm-s"], "vm-x": ifs["vm-x"]},
+        local_ports={name: ifs[name] for name in ("vm", "open", "vm-s", "vm-s2", "vm-x")},
         underlay_ifindex=ifs["underlay"], underlay_mac="02:00:00:00:00:01", underlay_mtu=underlay_mtu,
         underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"}, external_ifindex=ifs["external"],
         external_mac="02:00:00:00:00:03")
@@ -79,7 +82,7 @@ def program(pipe, view: LocalView) -> None:
 
 @pytest.fixture
 def pmtu(pipeline, test_iface):
-    ifs = {name: test_iface()[1] for name in ("vm", "open", "vm-s", "vm-x", "underlay", "external")}
+    ifs = {name: test_iface()[1] for name in ("vm", "open", "vm-s", "vm-s2", "vm-x", "underlay", "external")}
     program(pipeline, world(ifs))
     return pipeline, ifs
 
@@ -189,6 +192,13 @@ def test_the_same_frames_fitting_the_tunnel_still_go(pmtu):
                   Ether(src=OPEN, dst=FAR) / Dot1Q(vlan=7) / ipv4("10.0.0.6", "10.0.0.9", 1446)):
         res = run_packet(pipe, frame, ingress_ifindex=ifs["open"])
         assert res.verdict == "XDP_REDIRECT" and res.meta["out_ifindex"] == ifs["underlay"]
+
+
+def test_a_subnet_without_an_address_of_its_own_answers_from_the_network_s(pmtu):
+    pipe, ifs = pmtu
+    frame = Ether(src=VM_S2, dst=FAR_S) / ipv4("10.4.0.5", "10.2.0.9", 1451)
+    res = run_packet(pipe, frame, ingress_ifindex=ifs["vm-s2"])
+    assert_frag_needed(res, frame, ifs["vm-s2"], FAR_S, VM_S2, "10.2.0.2", SMALL["mtu"])
 
 
 def test_no_address_to_answer_from_drops(pmtu):
