@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
-from .base import App, Entry, LocalView, ipv4_be32
+from .base import App, Entry, LocalView, Memo, ipv4_be32
 
 DHCP_OWNER = "network:dhcp"
 NETWORK_PREFIXLEN = 32  # the key's net_key; a subnet's prefix length comes on top
@@ -25,28 +25,37 @@ class NetworkMtuApp(App):
     name = "mtu"
     maps = ("net_mtu",)
 
+    def __init__(self) -> None:
+        self.memo = Memo()  # per network: its entries, reused while it, its subnets and DHCP ports stay
+
     def desired(self, view: LocalView) -> Iterable[Entry]:
+        self.memo.new_pass()
         dhcp = dhcp_addresses(view)
         subnets_by_net: dict[str, list[dict]] = {}
         for subnet in view.subnets.values():
             if subnet.get("ip_version", 4) == 4 and subnet.get("network_id") in view.networks:
                 subnets_by_net.setdefault(subnet["network_id"], []).append(subnet)
         for net_id, subnets in subnets_by_net.items():
-            net = view.networks[net_id]
-            subnets.sort(key=lambda s: ipaddress.ip_network(s["cidr"]))
-            sources = [subnet.get("gateway_ip") or dhcp.get(subnet["id"]) for subnet in subnets]
-            network_source = next((source for source in sources if source), None)
-            for subnet, source in zip(subnets, sources):
-                cidr = ipaddress.ip_network(subnet["cidr"])
-                yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN + cidr.prefixlen, "net_key": net["key"],
-                                        "addr": ipv4_be32(str(cidr.network_address))},
-                            self._value(net, source or network_source))
-            yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN, "net_key": net["key"], "addr": 0},
-                        self._value(net, network_source))
+            net, dhcp_sources = view.networks[net_id], tuple(dhcp.get(s["id"]) for s in subnets)
+            yield from self.memo.get(net_id, (net, *subnets, *dhcp_sources),
+                                     lambda: list(self._network(net, subnets, dhcp_sources)))
 
     @staticmethod
-    def _value(net: dict, source: str | None) -> dict:
-        return {"mtu": net.get("mtu") or 0, "icmp_src": ipv4_be32(source) if source else 0}
+    def _network(net: dict, subnets: list[dict], dhcp_sources: tuple) -> Iterable[Entry]:
+        by_cidr = sorted(zip((ipaddress.ip_network(s["cidr"]) for s in subnets), subnets, dhcp_sources),
+                         key=lambda item: item[0])
+        sources = [subnet.get("gateway_ip") or dhcp for _, subnet, dhcp in by_cidr]
+        network_source = next((source for source in sources if source), None)
+        for (cidr, _, _), source in zip(by_cidr, sources):
+            yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN + cidr.prefixlen, "net_key": net["key"],
+                                    "addr": ipv4_be32(str(cidr.network_address))},
+                        _value(net, source or network_source))
+        yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN, "net_key": net["key"], "addr": 0},
+                    _value(net, network_source))
+
+
+def _value(net: dict, source: str | None) -> dict:
+    return {"mtu": net.get("mtu") or 0, "icmp_src": ipv4_be32(source) if source else 0}
 
 
 def dhcp_addresses(view: LocalView) -> dict[str, str]:
