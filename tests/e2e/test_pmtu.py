@@ -5,7 +5,6 @@ the network's MTU back instead of vanishing, from the router port when routed;
 a 4 MB TCP transfer adapts through it and arrives byte-exact."""
 import hashlib
 import os
-import time
 
 import pytest
 
@@ -13,7 +12,7 @@ from dfxdp.controller.binding import tap_name
 from dfxdp.datapath.libbpf import Map
 from dfxdp.datapath.pipeline import DROP_REASONS
 from dfxdp.testing.cluster import Cluster
-from dfxdp.testing.netns import Topology, run
+from dfxdp.testing.netns import Topology, run, wait_listening
 
 GUEST_MTU = 1500
 NETWORK_MTU = 1450  # the network's default on VXLAN: 1500 - 50
@@ -105,10 +104,7 @@ def test_tcp_across_chassis_adapts_and_arrives_byte_exact(cluster, tmp_path):
     with open(received, "wb") as sink:
         server = cluster.topo.popen(["nc", "-l", "-n", ip_of(p2), str(PORT)], ns=v2, stdout=sink,
                                     stdin=open(os.devnull, "rb"))
-    deadline = time.monotonic() + 20
-    while f":{PORT} " not in run(["ss", "-Htln"], ns=v2).stdout:
-        assert time.monotonic() < deadline and server.poll() is None, "nc never listened"
-        time.sleep(0.1)
+    wait_listening(v2, PORT)
     with open(sent, "rb") as data:
         client = run(["nc", "-N", "-n", ip_of(p2), str(PORT)], ns=v1, check=False, timeout=120, stdin=data)
     assert client.returncode == 0, client.stderr
