@@ -4,6 +4,7 @@
  * metadata and hand over to the stages (see maps/pipeline.h for the order). */
 #include "lib/parse.h"
 #include "lib/pipeline.h"
+#include "lib/punt.h" /* the punt maps exist (pinned) whatever stage punts */
 #include "lib/vxlan.h"
 
 /* Reset the per-CPU metadata and count the frame in its entry. */

@@ -59,7 +59,11 @@ enum dfxdp_drop_reason {
 	DROP_TOO_BIG = 17,         /* too big for the tunnel and not IPv4 with DF: dropped, nothing sent */
 	DROP_STAGE_MISSING = 18,   /* a mandatory stage (port security, security groups) has no program */
 	DROP_HOOK = 19,            /* a user hook program dropped it */
-	DROP_REASON_MAX = 20,
+	DROP_PUNTED = 20,          /* handed to the agent (bpf/lib/punt.h): not lost, answered there */
+	DROP_PUNT_RATE = 21,       /* the port punts more than its limit (maps/punt.h) */
+	DROP_PUNT_QUEUE_FULL = 22, /* the agent's punt ring is full: the agent is slow or not running */
+	DROP_PUNT_TOO_BIG = 23,    /* longer than PUNT_FRAME_MAX: not worth handing up */
+	DROP_REASON_MAX = 24,
 };
 
 /* Flags in pkt_meta.flags. */
