@@ -25,9 +25,8 @@ from dfxdp.nb.watcher import Snapshot, Watcher
 
 from .apps import APPS, Entry, LocalView
 from .binding import LinkWatcher, link_mac, tap_name
-from . import conntrack
-from .apps.sg import local_policies
 from .cache import SelectiveCache
+from .punt import PuntService
 from .reconciler import Reconciler
 from .underlay import link_mtu, resolve_neighbors
 
@@ -59,6 +58,7 @@ class Agent:
         self.apps = [cls() for cls in APPS]
         self.pipeline: Pipeline | None = None
         self.reconciler: Reconciler | None = None
+        self.punt: PuntService | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._cache_lock = threading.Lock()
@@ -93,6 +93,7 @@ class Agent:
         self._attach(self.underlay_ifindex, "underlay")
         if self.external_ifindex:
             self._attach(self.external_ifindex, "port")
+        self.punt = PuntService(self.pipeline.maps, self.apps).start()
         self.watcher = Watcher(self.store, NB)
         self._threads = [threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True),
                          threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
@@ -148,6 +149,8 @@ class Agent:
             self.watcher.cancel()
         if self.links:
             self.links.close()
+        if self.punt:
+            self.punt.stop()  # before the pipeline's maps are released
         if not self._looping:
             self._release_pipeline()
 
@@ -215,8 +218,9 @@ class Agent:
         for ifindex in view.local_ports.values():
             self._attach(ifindex, "port")
         self._report_status(view)
-        # after the new rules are in: end the flows they no longer allow, forget expired ones
-        conntrack.maintain(self.pipeline.maps["conntrack"], local_policies(view))
+        for app in self.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
+            app.upkeep(view, self.pipeline.maps)
+        self.punt.view = view
         self._observe(view, started, event_at)
         if result.errors:
             raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")

@@ -1,9 +1,11 @@
 """What every controller app sees and returns.
 
 An app is a pure translation: from the chassis' local view of the NB database
-(`LocalView`) to the map entries the datapath should hold (`Entry`). It never
-touches libbpf or OVS; the reconciler compares what apps want with what the
-maps hold and applies the difference (add before delete).
+(`LocalView`) to the map entries the datapath should hold (`Entry`). Its
+desired() never touches libbpf or OVS; the reconciler compares what apps want
+with what the maps hold and applies the difference (add before delete). Only
+after that may an app act on the datapath itself (upkeep), and it may answer
+frames the datapath punts to it (on_punt): see App.
 
 Adding a service: write `controller/apps/<service>.py` with a subclass of App,
 declare its maps in `maps/<service>.h` and its stage in `bpf/stage_<service>.c`,
@@ -14,7 +16,7 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -120,10 +122,27 @@ class Memo:
 
 
 class App:
-    """Base class: subclasses set `name` and implement desired()."""
+    """Base class: subclasses set `name` and implement desired().
+
+    An app's life in the agent: each pass calls desired(view) (pure: no I/O), the
+    reconciler applies what all apps want, then each app's upkeep(view, maps) runs.
+    Frames the datapath punts for one of the app's `punt_reasons` reach on_punt()
+    in the punt reader thread (controller/punt.py).
+    """
 
     name = "app"
     maps: tuple[str, ...] = ()  # every map the app owns entries of (stale ones there get removed)
+    punt_reasons: tuple[int, ...] = ()  # enum dfxdp_punt_reason values this app answers
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         raise NotImplementedError
+
+    def upkeep(self, view: LocalView, maps: Mapping[str, Any]) -> None:
+        """After this pass' entries are in the maps: what the app must do beyond
+        declaring entries (end flows its new rules refuse, sweep what expired).
+        `maps` are the pipeline's maps by name; the default does nothing."""
+
+    def on_punt(self, packet: Any) -> None:
+        """A punted frame (controller.punt.PuntedPacket) for one of `punt_reasons`:
+        answer with packet.reply(frame). Runs in the punt reader thread, beside the
+        agent's passes: read packet.view (the last pass), keep no state a pass writes."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
-from dfxdp.datapath.libbpf import lib
+from dfxdp.datapath.libbpf import Map, lib
 
+from .. import conntrack
 from ..sg_compiler import Policy, Prefix, group_policies, host_prefix, stable_id
 from .base import App, Entry, LocalView, ipv4_addresses
 
@@ -51,8 +52,8 @@ def group_members(view: LocalView) -> dict[str, list[Prefix]]:
 
 
 def shared_policies(view: LocalView) -> list[SharedPolicy]:
-    """The policies of the filtered local ports, computed once per pass (the SG app
-    and the agent's conntrack upkeep both need them)."""
+    """The policies of the filtered local ports, computed once per pass (the SG app's
+    entries and its conntrack upkeep both need them)."""
     if "sg" in view.derived:
         return view.derived["sg"]
     by_groups: dict[frozenset[str], list[int]] = {}
@@ -95,3 +96,7 @@ class SecurityGroupApp(App):
                                              "class_id": class_id, "proto": proto, "l4": be16(value)}, 1)
             for port_key in shared.port_keys:
                 yield Entry("sg_ports", port_key, {"flags": lib.SG_PORT_FILTERED, "policy": pid})
+
+    def upkeep(self, view: LocalView, maps: Mapping[str, Map]) -> None:
+        # after the new rules are in: end the flows they no longer allow, forget expired ones
+        conntrack.maintain(maps["conntrack"], local_policies(view))

@@ -13,7 +13,7 @@ import os
 import pathlib
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 try:
     from dfxdp._libbpf import ffi, lib
@@ -615,3 +615,40 @@ def prog_array_clear(prog_array: Map, slot: int) -> None:
     ret = lib.bpf_map_delete_elem(prog_array.fd, ffi.new("__u32 *", slot))
     if ret < 0 and -ret != errno_mod.ENOENT:
         raise BpfError(-ret, f"clearing slot {slot} of {prog_array.name}")
+
+
+# --- ring buffers ----------------------------------------------------------------
+
+@ffi.def_extern()
+def dfxdp_ring_sample(ctx, data, size: int) -> int:
+    reader = ffi.from_handle(ctx)
+    try:
+        reader.on_record(bytes(ffi.buffer(data, size)))
+    except Exception:  # noqa: BLE001 - one bad record must not stop the reader
+        log.exception("ring buffer %s: handling a record failed", reader.name)
+    return 0
+
+
+class RingBuffer:
+    """A BPF_MAP_TYPE_RINGBUF map read through libbpf: each poll() hands every
+    waiting record, as bytes, to `on_record` (in the polling thread)."""
+
+    def __init__(self, ring: Map, on_record: Callable[[bytes], None]):
+        self.name = ring.name
+        self.on_record = on_record
+        self._handle = ffi.new_handle(self)  # kept alive as long as libbpf may call back
+        out = ffi.new("struct ring_buffer **")
+        _check(lib.dfxdp_ring_buffer_new(ring.fd, self._handle, out), f"reading ring buffer {ring.name}")
+        self._rb = out[0]
+
+    def poll(self, timeout_ms: int) -> int:
+        """Wait up to timeout_ms for records, handle them; returns how many."""
+        ret = lib.ring_buffer__poll(self._rb, timeout_ms)
+        if ret == -errno_mod.EINTR:
+            return 0
+        return _check(ret, f"polling ring buffer {self.name}")
+
+    def close(self) -> None:
+        if self._rb is not None:
+            lib.ring_buffer__free(self._rb)
+            self._rb = None

@@ -109,6 +109,10 @@ int bpf_xdp_attach(int ifindex, int prog_fd, __u32 flags, const struct bpf_xdp_a
 int bpf_xdp_detach(int ifindex, __u32 flags, const struct bpf_xdp_attach_opts *opts);
 int bpf_xdp_query(int ifindex, int flags, struct bpf_xdp_query_opts *opts);
 int libbpf_num_possible_cpus(void);
+
+struct ring_buffer;
+void ring_buffer__free(struct ring_buffer *rb);
+int ring_buffer__poll(struct ring_buffer *rb, int timeout_ms);
 int libbpf_strerror(int err, char *buf, size_t size);
 
 #define XDP_FLAGS_UPDATE_IF_NOEXIST 1
@@ -122,6 +126,9 @@ int libbpf_strerror(int err, char *buf, size_t size);
 
 /* Our small C helpers (see set_source). */
 extern "Python" void dfxdp_libbpf_log(int level, const char *msg);
+extern "Python" int dfxdp_ring_sample(void *ctx, void *data, size_t size);
+int dfxdp_ring_buffer_new(int map_fd, void *ctx, struct ring_buffer **out);
+int dfxdp_packet_send(int fd, int ifindex, const void *frame, size_t len);
 void dfxdp_install_printer(void);
 long dfxdp_fs_magic(const char *path);
 int dfxdp_mount_bpffs(const char *path);
@@ -139,6 +146,9 @@ C_SOURCE = r"""
 #include <errno.h>
 #include <sys/vfs.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <string.h>
+#include <linux/if_packet.h>
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
@@ -165,6 +175,27 @@ static int dfxdp_printer(enum libbpf_print_level level, const char *fmt, va_list
 }
 
 static void dfxdp_install_printer(void) { libbpf_set_print(dfxdp_printer); }
+
+static int dfxdp_ring_sample(void *ctx, void *data, size_t size);
+
+/* A ring buffer reader whose every record goes to dfxdp_ring_sample (Python) with `ctx`;
+ * 0 or -errno. */
+static int dfxdp_ring_buffer_new(int map_fd, void *ctx, struct ring_buffer **out)
+{
+    *out = ring_buffer__new(map_fd, dfxdp_ring_sample, ctx, NULL);
+    return *out ? 0 : -errno;
+}
+
+/* Send one Ethernet frame out of `ifindex` on an AF_PACKET socket: 0 or -errno.
+ * Python's socket module addresses AF_PACKET by interface name only. */
+static int dfxdp_packet_send(int fd, int ifindex, const void *frame, size_t len)
+{
+    struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_ifindex = ifindex, .sll_halen = 6 };
+
+    if (len >= 6)
+        memcpy(to.sll_addr, frame, 6);
+    return sendto(fd, frame, len, 0, (struct sockaddr *)&to, sizeof(to)) < 0 ? -errno : 0;
+}
 
 /* statfs f_type of path, or -errno. */
 static long dfxdp_fs_magic(const char *path)
