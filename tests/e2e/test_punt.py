@@ -1,0 +1,45 @@
+"""The punt round trip through a real veth: a VM's DHCP request goes up to the
+agent's punt service with its port, an app answers, the VM receives the answer;
+a flood from the VM is cut by the datapath's per-port limit, not queued."""
+import time
+
+from dfxdp.testing.punt import SERVER_MAC, VM_MAC, PuntRig, dhcp_discover
+
+
+def wait_for(condition, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout}s"
+        time.sleep(0.05)
+
+
+def test_a_punted_frame_goes_up_with_its_port_and_the_reply_reaches_the_vm():
+    with PuntRig("puntrt") as rig:
+        request = dhcp_discover(xid=0xC0FFEE)
+        rig.send(request)
+        reply = rig.receive(timeout=20)
+        assert reply is not None, f"no reply; punt service stats {dict(rig.service.stats)}"
+        assert reply[:6] == bytes.fromhex(VM_MAC.replace(":", ""))  # addressed back to the VM
+        assert reply[6:12] == bytes.fromhex(SERVER_MAC.replace(":", ""))
+        assert reply[12:] == request[12:]  # the echo app's answer: the request's payload
+        drops = rig.pipeline.counters()["drops"]
+        assert drops["DROP_PUNTED"]["packets"] == 1 and drops["DROP_PUNT_RATE"]["packets"] == 0
+        assert rig.service.stats["dispatched"] == 1
+
+
+def test_a_flood_beyond_the_port_limit_is_dropped_in_the_datapath():
+    with PuntRig("puntfl") as rig:
+        rig.set_limit(10, 3_600_000)  # one window for the whole test: the count is exact
+        for xid in range(60):
+            rig.send(dhcp_discover(xid))
+
+        def drops():
+            return rig.pipeline.counters()["drops"]
+
+        wait_for(lambda: drops()["DROP_PUNTED"]["packets"] + drops()["DROP_PUNT_RATE"]["packets"] == 60,
+                 "every frame of the flood met the limit")
+        assert drops()["DROP_PUNTED"]["packets"] == 10
+        assert drops()["DROP_PUNT_RATE"]["packets"] == 50
+        wait_for(lambda: rig.apps[0].received == 10, "the 10 admitted frames reached the app")
+        replies = [rig.receive(timeout=20) for _ in range(10)]
+        assert all(replies), f"{replies.count(None)} of the 10 replies never reached the VM"
