@@ -125,6 +125,7 @@ def _summary(results: dict) -> str:
                   "receivers may read fewer (their sockets overflow first on a small machine).", "",
               "![throughput](throughput.png)", "",
               *_tcp_section(results["tcp"]),
+              *_punt_summary(results["punt"]), "",
               "## Control plane (real etcd, one real agent, simulated chassis)", "",
               "| ports | creates/s (API) | list all (s) | write → programmed p50 / p99 (s) | "
               "first packet p50 / max (s) | full resync (s) | agent RSS (MiB) |",
@@ -136,3 +137,14 @@ def _summary(results: dict) -> str:
                      f"{p['agent_rss_mib']:.0f} |")
     lines += ["", "![control](control.png)", ""]
     return "\n".join(lines)
+
+
+def _punt_summary(p: dict) -> list[str]:
+    return ["## Punt path (a VM's frame up to an app in the agent, its reply back)", "",
+            f"Round trip, VM to VM: p50 {p['round_trip_us_p50']:.0f} µs, p99 {p['round_trip_us_p99']:.0f} µs "
+            f"({p['round_trips']:,} requests, {p['lost']} lost).", "",
+            f"Flood of {p['flood_sent']:,} frames, limit lifted: {p['flood_delivered']:,} reached the app "
+            f"({p['delivered_pps']:,.0f} per second), {p['flood_queue_full']:,} dropped on a full ring, "
+            f"{p['flood_unseen']:,} by the veth before XDP.", "",
+            f"The same flood under the default limit ({p['limit_packets_per_second']} per second per port): "
+            f"{p['limited_admitted']:,} admitted, {p['limited_dropped']:,} dropped in the datapath (DROP_PUNT_RATE)."]

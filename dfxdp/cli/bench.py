@@ -16,10 +16,12 @@ class Sizes:
     control_ports: tuple[int, ...]
     control_samples: int          # NB write → programmed, per size
     first_packet_samples: int     # API call → first forwarded packet, per size
+    punt_round_trips: int
+    punt_flood: int               # frames per punt flood
 
 
-QUICK = Sizes(500, 1, (10, 50), 5, 2)
-FULL = Sizes(20000, 10, (10, 1000, 10000), 50, 5)
+QUICK = Sizes(500, 1, (10, 50), 5, 2, 50, 2000)
+FULL = Sizes(20000, 10, (10, 1000, 10000), 50, 5, 2000, 20000)
 LARGE_PORTS = 100000
 
 
@@ -30,11 +32,11 @@ def register(group: click.Group) -> None:
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-out", show_default=True)
     def bench(quick: bool, large: bool, out_dir: str) -> None:
         """Measure datapath cost, end-to-end packets per second against kernel routing + iptables
-        and OVS, TCP through security groups against unfiltered, and the control plane on a real
-        etcd; write results.json, charts and summary.md."""
+        and OVS, TCP through security groups against unfiltered, the punt path, and the control plane
+        on a real etcd; write results.json, charts and summary.md."""
         from rich.progress import Progress
 
-        from dfxdp.bench import control, datapath, report, throughput
+        from dfxdp.bench import control, datapath, punt, report, throughput
 
         from .interrupt import clean_exit_on_signals
 
@@ -57,6 +59,9 @@ def register(group: click.Group) -> None:
             rates = throughput.measure(sizes.throughput_seconds, tp_step)
             tcp = throughput.measure_tcp(sizes.throughput_seconds, tp_step)
             progress.update(tp_task, description="end to end: done")
+            pt_task, pt_step = part("punt", 3)
+            punted = punt.measure(sizes.punt_round_trips, sizes.punt_flood, pt_step)
+            progress.update(pt_task, description="punt: done")
             cp_task = progress.add_task("control plane", total=None)
             points = control.measure(list(ports), sizes.control_samples, sizes.first_packet_samples,
                                      lambda label: progress.update(cp_task, description=label))
@@ -69,6 +74,6 @@ def register(group: click.Group) -> None:
                                  "ratio_to_floor": c.ns_per_packet / floor} for c in costs],
                    "throughput": [{**asdict(r), "ratio_to_kernel": r.delivered_pps / kernel} for r in rates],
                    "tcp": [{**asdict(r), "ratio_to_unfiltered": r.gbits_per_second / unfiltered} for r in tcp],
-                   "control": control.as_dicts(points)}
+                   "punt": asdict(punted), "control": control.as_dicts(points)}
         for path in report.write(pathlib.Path(out_dir), results):
             click.echo(f"wrote {path}")

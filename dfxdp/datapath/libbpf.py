@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 log = logging.getLogger(__name__)
 
 BPF_MAP_TYPE_PROG_ARRAY = 3
+BPF_MAP_TYPE_RINGBUF = 27  # bytes, not entries: no keys to iterate
 PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 BATCH_MAP_TYPES = {1, 2, 5, 6, 9, 10}  # HASH, ARRAY, the per-CPU and LRU kinds; not LPM_TRIE
 BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_UNION = 1, 3, 4, 5

@@ -6,7 +6,7 @@ from typing import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from dfxdp.datapath.libbpf import Map, lib, to_dict
+from dfxdp.datapath.libbpf import BPF_MAP_TYPE_RINGBUF, Map, lib, to_dict
 from dfxdp.datapath.pipeline import counters_from
 
 DIRECTIONS = {lib.SG_INGRESS: "ingress", lib.SG_EGRESS: "egress"}
@@ -50,6 +50,8 @@ class DatapathCollector(Collector):
         entries = GaugeMetricFamily("dfxdp_map_entries", "Entries in each BPF map", labels=["map"])
         capacity = GaugeMetricFamily("dfxdp_map_capacity", "max_entries of each BPF map", labels=["map"])
         for name, m in sorted(maps.items()):
+            if m.info.type == BPF_MAP_TYPE_RINGBUF:
+                continue  # a stream of records (the punt ring), not entries
             if m.info.type in (2, 3, 6):  # arrays are always full: report capacity only
                 entries.add_metric([name], m.info.max_entries)
             else:

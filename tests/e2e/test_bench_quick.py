@@ -20,6 +20,10 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert all(r["delivered_pps"] > 0 and r["ratio_to_kernel"] > 0 for r in results["throughput"])
     assert [r["name"] for r in results["tcp"]] == ["dfxdp_unfiltered", "dfxdp_security_groups"]
     assert all(r["gbits_per_second"] > 0 and r["ratio_to_unfiltered"] > 0 for r in results["tcp"])
+    punt = results["punt"]
+    assert punt["round_trips"] + punt["lost"] == 50 and punt["round_trips"] > 0
+    assert punt["flood_delivered"] > 0 and punt["limited_dropped"] > 0
+    assert 0 < punt["limited_admitted"] < punt["limited_sent"]
     control = results["control"]
     assert [p["ports"] for p in control] == [11, 51]  # each size plus the peer VM's port
     for point in control:
@@ -31,6 +35,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "| l3_routed |" in summary and "| kernel_iptables |" in summary and "| 51 |" in summary
     assert "| dfxdp_security_groups |" in summary
+    assert "## Punt path" in summary
 
 
 def bench_namespaces() -> set[str]:
