@@ -93,7 +93,8 @@ class Agent:
         self._attach(self.underlay_ifindex, "underlay")
         if self.external_ifindex:
             self._attach(self.external_ifindex, "port")
-        self.punt = PuntService(self.pipeline.maps, self.apps).start()
+        self.punt = PuntService(self.pipeline.maps, self.apps,
+                                on_count=lambda outcome: self.metrics.punt_records.labels(outcome).inc()).start()
         self.watcher = Watcher(self.store, NB)
         self._threads = [threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True),
                          threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]

@@ -22,7 +22,7 @@ import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from dfxdp.datapath.libbpf import BpfError, Map, RingBuffer, ffi, lib
 
@@ -96,7 +96,8 @@ def parse_record(record: bytes) -> tuple[dict, bytes]:
 class PuntService:
     """Reads the punt ring in its own thread and dispatches each frame to its apps."""
 
-    def __init__(self, maps: Mapping[str, Map], apps: Iterable[App], sender: ReplySender | None = None):
+    def __init__(self, maps: Mapping[str, Map], apps: Iterable[App], sender: ReplySender | None = None,
+                 on_count: Callable[[str], None] = lambda outcome: None):
         self.handlers: dict[int, list[App]] = {}
         for app in apps:
             for reason in app.punt_reasons:
@@ -107,6 +108,7 @@ class PuntService:
         self.view: LocalView | None = None  # set by the agent after each pass
         # received, dispatched, malformed, unclaimed (no app for the reason), failed (an app raised)
         self.stats: Counter[str] = Counter()
+        self._on_count = on_count  # the same outcomes, to the agent's metrics
         self._ring = RingBuffer(maps["punt_ring"], self.handle)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,24 +134,28 @@ class PuntService:
                 log.warning("punt reader: %s", exc)
                 self._stop.wait(POLL_MS / 1000)
 
+    def _count(self, outcome: str) -> None:
+        self.stats[outcome] += 1
+        self._on_count(outcome)
+
     def handle(self, record: bytes) -> None:
         """One ring record: parse, hand to every app registered for its reason."""
-        self.stats["received"] += 1
+        self._count("received")
         try:
             fields, frame = parse_record(record)
         except MalformedPunt as exc:
-            self.stats["malformed"] += 1
+            self._count("malformed")
             log.debug("punt: dropped a malformed record: %s", exc)
             return
         apps = self.handlers.get(fields["reason"], [])
         if not apps:
-            self.stats["unclaimed"] += 1
+            self._count("unclaimed")
             return
         packet = PuntedPacket(**fields, frame=frame, view=self.view, sender=self.sender)
         for app in apps:
             try:
                 app.on_punt(packet)
-                self.stats["dispatched"] += 1
+                self._count("dispatched")
             except Exception:  # noqa: BLE001 - one app's bug must not stop the punt path for the others
-                self.stats["failed"] += 1
+                self._count("failed")
                 log.exception("app %s failed on a punted frame from ifindex %d", app.name, packet.ifindex)

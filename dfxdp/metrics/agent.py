@@ -23,6 +23,8 @@ class AgentMetrics:
         self.heartbeat = Gauge("dfxdp_heartbeat_timestamp_seconds", "Last successful chassis heartbeat", registry=r)
         self.cache_objects = Gauge("dfxdp_cache_objects", "NB objects in the selective cache", registry=r)
         self.bound_ports = Gauge("dfxdp_bound_ports", "Ports bound on this chassis", registry=r)
+        self.punt_records = Counter("dfxdp_punt_records", "Punted frames the agent read, by outcome",
+                                    ["outcome"], registry=r)
 
     def serve_datapath(self, maps) -> None:
         self.registry.register(DatapathCollector(maps))

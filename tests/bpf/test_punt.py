@@ -145,7 +145,8 @@ class Recorder(App):
 
 def test_records_go_to_the_apps_of_their_reason_and_bad_ones_are_counted(pipeline):
     good, broken = Recorder(), Recorder(fail=True)
-    service = PuntService(pipeline.maps, [good, broken])
+    counted = []
+    service = PuntService(pipeline.maps, [good, broken], on_count=counted.append)
     try:
         service.handle(record())
         service.handle(record(reason=lib.PUNT_IGMP))  # nobody answers IGMP here
@@ -155,6 +156,7 @@ def test_records_go_to_the_apps_of_their_reason_and_bad_ones_are_counted(pipelin
     [packet] = good.packets
     assert (packet.ifindex, packet.port_key, packet.net_key, packet.frame) == (3, 7, 42, bytes(DISCOVER))
     assert service.stats == {"received": 3, "dispatched": 1, "failed": 1, "unclaimed": 1, "malformed": 1}
+    assert sorted(counted) == sorted(service.stats.elements())  # the agent's metrics see the same
 
 
 def test_an_app_asking_for_an_unknown_reason_is_refused(pipeline):
