@@ -32,14 +32,14 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 
 
-def dhcp_discover(xid: int) -> bytes:
-    """A DHCP DISCOVER from the VM: broadcast, UDP 68 -> 67, what the hook punts."""
+def dhcp_discover(xid: int, mac: str = VM_MAC) -> bytes:
+    """A DHCP DISCOVER from a VM: broadcast, UDP 68 -> 67, what the hook punts."""
     from scapy.layers.dhcp import BOOTP, DHCP
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
 
-    return bytes(Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
-                 / UDP(sport=68, dport=67) / BOOTP(chaddr=mac_bytes(VM_MAC), xid=xid)
+    return bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+                 / UDP(sport=68, dport=67) / BOOTP(chaddr=mac_bytes(mac), xid=xid)
                  / DHCP(options=[("message-type", "discover"), "end"]))
 
 

@@ -1,8 +1,15 @@
 """The punt round trip through a real veth: a VM's DHCP request goes up to the
 agent's punt service with its port, an app answers, the VM receives the answer;
-a flood from the VM is cut by the datapath's per-port limit, not queued."""
+a flood from the VM is cut by the datapath's per-port limit, not queued; a
+running `dfxdp agent` reads what its pipeline punts."""
+import socket
 import time
 
+from dfxdp.datapath import libbpf
+from dfxdp.datapath.pipeline import STAGES, object_path
+from dfxdp.testing.cluster import Cluster
+from dfxdp.testing.netns import Topology, inside, run
+from dfxdp.testing.prom import sample
 from dfxdp.testing.punt import SERVER_MAC, VM_MAC, PuntRig, dhcp_discover
 
 
@@ -43,3 +50,42 @@ def test_a_flood_beyond_the_port_limit_is_dropped_in_the_datapath():
         wait_for(lambda: rig.apps[0].received == 10, "the 10 admitted frames reached the app")
         replies = [rig.receive(timeout=20) for _ in range(10)]
         assert all(replies), f"{replies.count(None)} of the 10 replies never reached the VM"
+
+
+def test_a_running_agent_reads_what_its_pipeline_punts():
+    with Topology("puntag") as topo:
+        cluster = Cluster(topo, chassis=1, db="sqlite")
+        hook = None
+        try:
+            ch = cluster.chassis[0]
+            c = cluster.connect()
+            net = c.network.create_network(name="p")
+            c.network.create_subnet(network_id=net.id, cidr="10.0.0.0/24", ip_version=4)
+            # without port security: its DHCP request reaches the hook slot instead of the fallback
+            port = c.network.create_port(network_id=net.id, binding_host_id=ch.name, port_security_enabled=False)
+            vm = cluster.plug(port, ch)
+            cluster.wait_active(port.id)
+            # a stage that punts DHCP, plugged into the live pipeline from its pins
+            hook = libbpf.BpfObject(object_path("hook_punt_dhcp"), pin_root=ch.bpffs / "maps").load()
+            stages = libbpf.Map.pinned(ch.bpffs / "maps" / "stages")
+            libbpf.prog_array_set(stages, STAGES["STAGE_HOOK"], hook.programs["hook_punt_dhcp"])
+            stages.close()
+            with inside(vm):
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            with sock:
+                sock.bind(("eth0", 0))
+                sock.send(dhcp_discover(7, mac=port.mac_address))
+
+            def metrics():
+                return run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns).stdout
+
+            # no app of the agent answers DHCP yet: read, and counted as unclaimed
+            wait_for(lambda: sample(metrics(), "dfxdp_punt_records_total", outcome="unclaimed") == 1,
+                     "the agent read the punted frame")
+            text = metrics()
+            assert sample(text, "dfxdp_punt_records_total", outcome="received") == 1
+            assert sample(text, "dfxdp_drop_packets_total", reason="DROP_PUNTED") == 1
+        finally:
+            if hook is not None:
+                hook.close()
+            cluster.close()
