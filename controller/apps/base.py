@@ -16,7 +16,12 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
+
+if TYPE_CHECKING:  # only for annotations: punt.py imports this module
+    from dfxdp.datapath.libbpf import Map
+
+    from ..punt import PuntedPacket
 
 T = TypeVar("T")
 
@@ -137,12 +142,12 @@ class App:
     def desired(self, view: LocalView) -> Iterable[Entry]:
         raise NotImplementedError
 
-    def upkeep(self, view: LocalView, maps: Mapping[str, Any]) -> None:
+    def upkeep(self, view: LocalView, maps: Mapping[str, "Map"]) -> None:
         """After this pass' entries are in the maps: what the app must do beyond
         declaring entries (end flows its new rules refuse, sweep what expired).
         `maps` are the pipeline's maps by name; the default does nothing."""
 
-    def on_punt(self, packet: Any) -> None:
-        """A punted frame (controller.punt.PuntedPacket) for one of `punt_reasons`:
+    def on_punt(self, packet: "PuntedPacket") -> None:
+        """A punted frame for one of `punt_reasons`:
         answer with packet.reply(frame). Runs in the punt reader thread, beside the
         agent's passes: read packet.view (the last pass), keep no state a pass writes."""
