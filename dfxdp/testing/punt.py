@@ -11,6 +11,7 @@ Everything it builds (namespaces, bpffs, pins, sockets) goes in close().
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import select
@@ -18,11 +19,12 @@ import socket
 import subprocess
 import time
 import uuid
+from typing import Iterator
 
 from dfxdp.controller.apps.base import App, mac_bytes
 from dfxdp.controller.punt import PuntService
-from dfxdp.datapath.libbpf import BpfObject, ensure_bpffs, lib
-from dfxdp.datapath.pipeline import Pipeline, object_path
+from dfxdp.datapath.libbpf import BpfObject, Map, ensure_bpffs, lib, prog_array_clear, prog_array_set
+from dfxdp.datapath.pipeline import STAGES, Pipeline, object_path
 
 from .netns import Topology, ifindex, inside
 
@@ -58,16 +60,37 @@ class Echo(App):
         packet.reply(packet.frame[6:12] + mac_bytes(SERVER_MAC) + packet.frame[12:])
 
 
+@contextlib.contextmanager
+def dhcp_punt_hook(maps_dir: pathlib.Path) -> Iterator[None]:
+    """bpf/hook_punt_dhcp.c loaded against a chassis' pinned maps (`maps_dir`), in the
+    pipeline's hook slot while the block runs."""
+    stages = Map.pinned(maps_dir / "stages")
+    try:
+        with BpfObject(object_path("hook_punt_dhcp"), pin_root=maps_dir).load() as hook:
+            prog_array_set(stages, STAGES["STAGE_HOOK"], hook.programs["hook_punt_dhcp"])
+            try:
+                yield
+            finally:
+                prog_array_clear(stages, STAGES["STAGE_HOOK"])
+    finally:
+        stages.close()
+
+
+@contextlib.contextmanager
+def _private_bpffs(path: pathlib.Path) -> Iterator[pathlib.Path]:
+    ensure_bpffs(path)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+        os.rmdir(path)
+
+
 class PuntRig:
     def __init__(self, prefix: str = "punt", apps: list[App] | None = None):
+        self.prefix = prefix
         self.apps = apps if apps is not None else [Echo()]
-        self.topo = Topology(prefix)
-        self.bpffs = pathlib.Path(f"/run/dfxdp/{prefix}-{uuid.uuid4().hex[:8]}")
-        self.pipeline: Pipeline | None = None
-        self.hook: BpfObject | None = None
-        self.service: PuntService | None = None
-        self.vm_socket: socket.socket | None = None
-        self.attached = False
+        self._stack = contextlib.ExitStack()  # everything built, undone in reverse by close()
 
     def __enter__(self) -> "PuntRig":
         try:
@@ -81,21 +104,29 @@ class PuntRig:
         self.close()
 
     def _build(self) -> None:
-        self.vm, self.host = self.topo.netns("vm"), self.topo.netns("host")
-        self.topo.veth("tap0", self.host, "eth0", self.vm, peer_mac=VM_MAC)
+        stack = self._stack
+        topo = stack.enter_context(Topology(self.prefix))
+        self.vm, self.host = topo.netns("vm"), topo.netns("host")
+        topo.veth("tap0", self.host, "eth0", self.vm, peer_mac=VM_MAC)
         self.port = ifindex("tap0", self.host)
-        ensure_bpffs(self.bpffs)
-        self.pipeline = Pipeline(self.bpffs / "chassis").load()
+        bpffs = stack.enter_context(_private_bpffs(pathlib.Path(f"/run/dfxdp/{self.prefix}-{uuid.uuid4().hex[:8]}")))
+        self.pipeline = Pipeline(bpffs / "chassis").load()
+        stack.callback(self.pipeline.destroy)
         self.pipeline.maps["if_config"].update(self.port, {"net_key": 42, "port_key": 7, "flags": lib.IF_F_PORT})
-        self.hook = BpfObject(object_path("hook_punt_dhcp"), pin_root=self.pipeline.maps_dir).load()
-        self.pipeline.set_hook(self.hook.programs["hook_punt_dhcp"])
+        stack.enter_context(dhcp_punt_hook(self.pipeline.maps_dir))
         with inside(self.host):  # the agent's namespace: attachment and the reply socket live there
             self.pipeline.attach(self.port, "port")
-            self.attached = True
+            stack.callback(self._detach)
             self.service = PuntService(self.pipeline.maps, self.apps).start()
+            stack.callback(self.service.stop)
         with inside(self.vm):
-            self.vm_socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            self.vm_socket = stack.enter_context(
+                socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)))
             self.vm_socket.bind(("eth0", ETH_P_ALL))
+
+    def _detach(self) -> None:
+        with inside(self.host):
+            self.pipeline.detach(self.port)
 
     def set_limit(self, packets: int, interval_ms: int) -> None:
         """The datapath's per-port punt limit (maps/punt.h)."""
@@ -117,19 +148,4 @@ class PuntRig:
         return None
 
     def close(self) -> None:
-        if self.vm_socket is not None:
-            self.vm_socket.close()
-        if self.service is not None:
-            self.service.stop()
-        if self.attached:
-            with inside(self.host):
-                self.pipeline.detach(self.port)
-        if self.hook is not None:
-            self.pipeline.set_hook(None)
-            self.hook.close()
-        if self.pipeline is not None:
-            self.pipeline.destroy()
-        self.topo.close()
-        if self.bpffs.is_dir():
-            subprocess.run(["umount", "-l", str(self.bpffs)], check=False)
-            os.rmdir(self.bpffs)
+        self._stack.close()

@@ -10,9 +10,9 @@ from scapy.packet import Raw
 
 from dfxdp.controller.apps.base import App
 from dfxdp.controller.punt import HEADER_SIZE, MalformedPunt, PuntService, parse_record
-from dfxdp.datapath.libbpf import BpfObject, RingBuffer, ffi, lib
-from dfxdp.datapath.pipeline import object_path
+from dfxdp.datapath.libbpf import RingBuffer, ffi, lib
 from dfxdp.datapath.pktrun import run_packet
+from dfxdp.testing.punt import dhcp_punt_hook
 
 VM_MAC = "fa:16:3e:00:00:01"
 DISCOVER = (Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
@@ -27,13 +27,8 @@ def punting(pipeline, test_iface):
     ports = [test_iface()[1] for _ in range(2)]
     for n, ifindex in enumerate(ports):
         pipeline.maps["if_config"].update(ifindex, {"net_key": 42, "port_key": 7 + n, "flags": lib.IF_F_PORT})
-    hook = BpfObject(object_path("hook_punt_dhcp"), pin_root=pipeline.maps_dir).load()
-    pipeline.set_hook(hook.programs["hook_punt_dhcp"])
-    try:
+    with dhcp_punt_hook(pipeline.maps_dir):
         yield pipeline, ports
-    finally:
-        pipeline.set_hook(None)
-        hook.close()
 
 
 def drained(pipeline) -> list[bytes]:

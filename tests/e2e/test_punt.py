@@ -5,12 +5,10 @@ running `dfxdp agent` reads what its pipeline punts."""
 import socket
 import time
 
-from dfxdp.datapath import libbpf
-from dfxdp.datapath.pipeline import STAGES, object_path
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, inside, run
 from dfxdp.testing.prom import sample
-from dfxdp.testing.punt import SERVER_MAC, VM_MAC, PuntRig, dhcp_discover
+from dfxdp.testing.punt import SERVER_MAC, VM_MAC, PuntRig, dhcp_discover, dhcp_punt_hook
 
 
 def wait_for(condition, what: str, timeout: float = 20) -> None:
@@ -55,7 +53,6 @@ def test_a_flood_beyond_the_port_limit_is_dropped_in_the_datapath():
 def test_a_running_agent_reads_what_its_pipeline_punts():
     with Topology("puntag") as topo:
         cluster = Cluster(topo, chassis=1, db="sqlite")
-        hook = None
         try:
             ch = cluster.chassis[0]
             c = cluster.connect()
@@ -66,26 +63,21 @@ def test_a_running_agent_reads_what_its_pipeline_punts():
             vm = cluster.plug(port, ch)
             cluster.wait_active(port.id)
             # a stage that punts DHCP, plugged into the live pipeline from its pins
-            hook = libbpf.BpfObject(object_path("hook_punt_dhcp"), pin_root=ch.bpffs / "maps").load()
-            stages = libbpf.Map.pinned(ch.bpffs / "maps" / "stages")
-            libbpf.prog_array_set(stages, STAGES["STAGE_HOOK"], hook.programs["hook_punt_dhcp"])
-            stages.close()
-            with inside(vm):
-                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            with sock:
-                sock.bind(("eth0", 0))
-                sock.send(dhcp_discover(7, mac=port.mac_address))
+            with dhcp_punt_hook(ch.bpffs / "maps"):
+                with inside(vm):
+                    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                with sock:
+                    sock.bind(("eth0", 0))
+                    sock.send(dhcp_discover(7, mac=port.mac_address))
 
-            def metrics():
-                return run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns).stdout
+                def metrics():
+                    return run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns).stdout
 
-            # no app of the agent answers DHCP yet: read, and counted as unclaimed
-            wait_for(lambda: sample(metrics(), "dfxdp_punt_records_total", outcome="unclaimed") == 1,
-                     "the agent read the punted frame")
-            text = metrics()
-            assert sample(text, "dfxdp_punt_records_total", outcome="received") == 1
-            assert sample(text, "dfxdp_drop_packets_total", reason="DROP_PUNTED") == 1
+                # no app of the agent answers DHCP yet: read, and counted as unclaimed
+                wait_for(lambda: sample(metrics(), "dfxdp_punt_records_total", outcome="unclaimed") == 1,
+                         "the agent read the punted frame")
+                text = metrics()
+                assert sample(text, "dfxdp_punt_records_total", outcome="received") == 1
+                assert sample(text, "dfxdp_drop_packets_total", reason="DROP_PUNTED") == 1
         finally:
-            if hook is not None:
-                hook.close()
             cluster.close()
