@@ -1,9 +1,10 @@
 """`dfxdp agent`: the local controller of one chassis.
 
 Threads: the NB watch (feeds the selective cache), the link watcher (taps
-appearing and going), the heartbeat. One loop turns "something changed" into
-one pass: build the LocalView, run the apps, reconcile the maps, attach XDP to
-new taps, write port status back to NB. A pass that fails is retried with
+appearing and going), the heartbeat, the punt reader (frames the datapath hands
+to the apps). One loop turns "something changed" into one pass: build the
+LocalView, run the apps, reconcile the maps, attach XDP to new taps, write port
+status back to NB, run the apps' upkeep. A pass that fails is retried with
 backoff; nothing here is fatal but a bad start-up (no underlay, no bpffs).
 """
 from __future__ import annotations
