@@ -40,7 +40,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
 
 def bench_namespaces() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith(("thru-", "bcp-"))}
+    return {line.split()[0] for line in out.splitlines() if line.startswith(("thru-", "bpunt-", "bcp-"))}
 
 
 def test_sigterm_mid_run_removes_what_the_bench_built(tmp_path):
