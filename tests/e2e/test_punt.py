@@ -5,6 +5,8 @@ running `dfxdp agent` reads what its pipeline punts."""
 import socket
 import time
 
+from dfxdp.controller.apps.base import App
+from dfxdp.datapath.libbpf import lib
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, inside, run
 from dfxdp.testing.prom import sample
@@ -48,6 +50,23 @@ def test_a_flood_beyond_the_port_limit_is_dropped_in_the_datapath():
         wait_for(lambda: rig.apps[0].received == 10, "the 10 admitted frames reached the app")
         replies = [rig.receive(timeout=20) for _ in range(10)]
         assert all(replies), f"{replies.count(None)} of the 10 replies never reached the VM"
+
+
+class OversizedReply(App):
+    """Answers with a frame the port cannot carry (its MTU is 1500)."""
+
+    name = "oversized"
+    punt_reasons = (lib.PUNT_DHCP,)
+
+    def on_punt(self, packet):
+        packet.reply(packet.frame[6:12] + bytes.fromhex(SERVER_MAC.replace(":", "")) + b"\x08\x00" + b"\x00" * 1600)
+
+
+def test_a_reply_the_port_cannot_carry_is_refused_and_counted():
+    with PuntRig("puntbig", apps=[OversizedReply()]) as rig:
+        rig.send(dhcp_discover(xid=1))
+        wait_for(lambda: rig.service.stats["failed"] == 1, "the oversized reply counted as the app's failure")
+        assert rig.service.stats["dispatched"] == 0  # the kernel refused the send (EMSGSIZE): nothing left
 
 
 def test_a_running_agent_reads_what_its_pipeline_punts():
