@@ -18,13 +18,14 @@ it is the controller's own frame and is not filtered by security groups.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from dfxdp.datapath.libbpf import BpfError, Map, RingBuffer, ffi, lib
+from dfxdp.datapath.libbpf import Map, RingBuffer, ffi, lib
 
 from .apps.base import App, LocalView
 
@@ -54,7 +55,7 @@ class ReplySender:
             raise ValueError(f"a reply frame is {ETH_HLEN} to {MAX_REPLY} bytes, not {len(frame)}")
         ret = lib.dfxdp_packet_send(self._sock.fileno(), ifindex, frame, len(frame))
         if ret < 0:  # the port is gone, or the frame is over its MTU (EMSGSIZE)
-            raise BpfError(-ret, f"sending a {len(frame)}-byte reply out of ifindex {ifindex}")
+            raise OSError(-ret, f"sending a {len(frame)}-byte reply out of ifindex {ifindex}: {os.strerror(-ret)}")
 
     def close(self) -> None:
         self._sock.close()
