@@ -23,8 +23,9 @@ from typing import Iterator
 
 from dfxdp.controller.apps.base import App, mac_bytes
 from dfxdp.controller.punt import PuntService
-from dfxdp.datapath.libbpf import BpfObject, Map, ensure_bpffs, lib, prog_array_clear, prog_array_set
-from dfxdp.datapath.pipeline import STAGES, Pipeline, object_path
+from dfxdp.datapath.hooks import Hook, HookSlots
+from dfxdp.datapath.libbpf import ensure_bpffs, lib
+from dfxdp.datapath.pipeline import Pipeline, object_path
 
 from .netns import Topology, ifindex, inside
 
@@ -61,19 +62,16 @@ class Echo(App):
 
 
 @contextlib.contextmanager
-def dhcp_punt_hook(maps_dir: pathlib.Path) -> Iterator[None]:
-    """bpf/hook_punt_dhcp.c loaded against a chassis' pinned maps (`maps_dir`), in the
-    pipeline's hook slot while the block runs."""
-    stages = Map.pinned(maps_dir / "stages")
+def dhcp_punt_hook(chassis_dir: pathlib.Path) -> Iterator[Hook]:
+    """bpf/hook_punt_dhcp.c attached to a hook slot of the pipeline pinned under
+    `chassis_dir` while the block runs, as `dfxdp hook attach` would."""
+    with HookSlots(chassis_dir) as slots:
+        hook = slots.attach(object_path("hook_punt_dhcp"))
     try:
-        with BpfObject(object_path("hook_punt_dhcp"), pin_root=maps_dir).load() as hook:
-            prog_array_set(stages, STAGES["STAGE_HOOK"], hook.programs["hook_punt_dhcp"])
-            try:
-                yield
-            finally:
-                prog_array_clear(stages, STAGES["STAGE_HOOK"])
+        yield hook
     finally:
-        stages.close()
+        with HookSlots(chassis_dir) as slots:
+            slots.detach(slot=hook.index)
 
 
 @contextlib.contextmanager
@@ -113,7 +111,7 @@ class PuntRig:
         self.pipeline = Pipeline(bpffs / "chassis").load()
         stack.callback(self.pipeline.destroy)
         self.pipeline.maps["if_config"].update(self.port, {"net_key": 42, "port_key": 7, "flags": lib.IF_F_PORT})
-        stack.enter_context(dhcp_punt_hook(self.pipeline.maps_dir))
+        stack.enter_context(dhcp_punt_hook(self.pipeline.dir))
         with inside(self.host):  # the agent's namespace: attachment and the reply socket live there
             self.pipeline.attach(self.port, "port")
             stack.callback(self._detach)

@@ -83,7 +83,7 @@ def test_a_running_agent_reads_what_its_pipeline_punts():
             vm = cluster.plug(port, ch)
             cluster.wait_active(port.id)
             # a stage that punts DHCP, plugged into the live pipeline from its pins
-            with dhcp_punt_hook(ch.bpffs / "maps"):
+            with dhcp_punt_hook(ch.bpffs):
                 with inside(vm):
                     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
                 with sock:
