@@ -1,5 +1,5 @@
 """The punt round trip on a real veth: a VM namespace whose port runs the pipeline
-with the DHCP punt hook (bpf/hook_punt_dhcp.c) in the hook slot, and the
+with the DHCP punt hook (bpf/hook_punt_dhcp.c) in a hook slot, and the
 agent's punt service with an app that answers every punted frame.
 
     with PuntRig("t") as rig:
