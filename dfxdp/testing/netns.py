@@ -24,8 +24,14 @@ _counter = itertools.count()
 
 
 def unique_suffix() -> str:
-    """Short, unique per process and call: safe for parallel test runs."""
-    return f"{os.getpid() % 10000:x}{next(_counter):x}{uuid.uuid4().hex[:3]}"
+    """Short, unique per process and call: safe for parallel test runs. It starts with
+    the process id in hex and a "g" (never a hex digit), so a process's names are known."""
+    return f"{pid_tag()}{next(_counter):x}{uuid.uuid4().hex[:3]}"
+
+
+def pid_tag(pid: int | None = None) -> str:
+    """How names made by process `pid` (default: this one) begin their suffix."""
+    return f"{(os.getpid() if pid is None else pid) % 10000:x}g"
 
 
 def run(cmd: list[str] | str, ns: str | None = None, check: bool = True, timeout: float = 60,

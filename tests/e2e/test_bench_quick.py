@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+from dfxdp.testing.netns import pid_tag
+
 
 def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dfxdp.cli.main", "bench", "--quick", "--out", str(tmp_path)],
@@ -38,25 +40,26 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert "## Punt path" in summary
 
 
-def bench_namespaces() -> set[str]:
+def bench_namespaces(pid: int) -> set[str]:
+    """The namespaces bench process `pid` made (other benches may run on the machine)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith(("thru-", "bpunt-", "bcp-"))}
+    names = (line.split()[0] for line in out.splitlines())
+    return {n for n in names if n.startswith(("thru-", "bpunt-", "bcp-")) and n.rsplit("-", 1)[-1].startswith(pid_tag(pid))}
 
 
 def test_sigterm_mid_run_removes_what_the_bench_built(tmp_path):
     import time
 
-    before = bench_namespaces()
     proc = subprocess.Popen([sys.executable, "-m", "dfxdp.cli.main", "bench", "--quick", "--out", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while not bench_namespaces() - before:  # wait until it is inside a topology
+        while not bench_namespaces(proc.pid):  # wait until it is inside a topology
             assert proc.poll() is None and time.monotonic() < deadline, "the bench never built a namespace"
             time.sleep(0.05)
         proc.terminate()
         proc.wait(timeout=120)
     finally:
         proc.kill()
-    assert bench_namespaces() - before == set()
+    assert bench_namespaces(proc.pid) == set()
     assert not (tmp_path / "results.json").exists()
