@@ -764,6 +764,20 @@ def _matches(value: Any, wanted: list[str]) -> bool:
     if isinstance(value, bool):
         value = "true" if value else "false"
         return value in [w.lower() for w in wanted]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return _matches_items(value, wanted)
     if isinstance(value, list):
         return any(str(v) in wanted for v in value)
     return ("" if value is None else str(value)) in wanted
+
+
+def _matches_items(items: list[dict], wanted: list[str]) -> bool:
+    """Neutron's `fixed_ips=ip_address=X&fixed_ips=subnet_id=Y`: one item has every key asked
+    for (any of the values given for that key)."""
+    by_key: dict[str, set[str]] = {}
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if not sep:
+            return False
+        by_key.setdefault(key, set()).add(value)
+    return any(all(str(it.get(k)) in values for k, values in by_key.items()) for it in items)
