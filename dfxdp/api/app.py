@@ -120,7 +120,11 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
 
 
 def _check_project(obj: dict) -> None:
-    """Neutron's populate_project_info: tenant_id is project_id's old name, both must agree."""
+    """Neutron's populate_project_info: tenant_id is project_id's old name, a string, and both
+    must agree."""
+    if "tenant_id" in obj and not isinstance(obj["tenant_id"], str):
+        raise BadRequest("HTTPBadRequest", f"Invalid input for tenant_id. Reason: '{obj['tenant_id']}' is not a "
+                                           f"valid string.")
     if "tenant_id" in obj and "project_id" in obj and obj["tenant_id"] != obj["project_id"]:
         raise BadRequest("HTTPBadRequest", "'project_id' and 'tenant_id' do not match")
 

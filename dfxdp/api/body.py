@@ -3,7 +3,8 @@
 Limits (docs/api.md):
 - a body of at most MAX_BODY_BYTES (oslo.middleware's default max_request_body_size, what
   Neutron runs behind): more is 413 HTTPRequestEntityTooLarge, read no further;
-- a request URI of at most MAX_URI_BYTES (eventlet's request-line limit, Neutron's server): 414;
+- a request URI of at most MAX_URI_BYTES (eventlet's request-line limit, Neutron's server): 414
+  (for URIs up to MAX_REQUEST_HEAD_BYTES, what `dfxdp server` lets uvicorn read);
 - Content-Type application/json (or none): anything else is 400, as Neutron's
   "Unsupported Content-Type";
 - JSON nested at most MAX_JSON_DEPTH levels (Neutron's deepest body has 4) and every string,
@@ -24,6 +25,9 @@ from .errors import RequestTooLarge, URITooLong
 MAX_BODY_BYTES = 114688
 MAX_URI_BYTES = 8192
 MAX_JSON_DEPTH = 32
+# what the HTTP server buffers of a request's line and headers: URIs up to this size reach
+# check_uri and get their 414 NeutronError (past it, the server's own 400 answers)
+MAX_REQUEST_HEAD_BYTES = 1 << 20
 
 
 def check_uri(request: Request) -> None:

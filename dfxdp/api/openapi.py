@@ -81,7 +81,7 @@ def _list_parameters(model: type[Resource]) -> list[dict]:
         _query("fields", {"type": "array", "items": {"type": "string"}}, "Only these attributes"),
         _query("limit", {"type": "integer", "minimum": 0}, "At most this many objects (0: all)"),
         _query("marker", {"type": "string"}, "Id of the last object seen"),
-        _query("page_reverse", {"type": "boolean"}, "The page before the marker"),
+        _query("page_reverse", {"type": "string"}, "The page before the marker when 'true' (any case)"),
         _query("sort_key", {"type": "array", "items": {"enum": sorted(k for k, s in attributes.items() if s)}},
                "Sort keys (as many sort_dir)"),
         _query("sort_dir", {"type": "array", "items": {"enum": ["asc", "desc"]}}, "Sort directions"),

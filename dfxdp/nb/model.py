@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator,
+                      model_validator)
 
 from . import validate
 
@@ -45,14 +46,18 @@ SubnetCIDR = Annotated[str, AfterValidator(validate.subnet_cidr)]  # no host bit
 Prefix = Annotated[str, AfterValidator(validate.prefix)]            # host bits dropped
 IP = Annotated[str, AfterValidator(validate.ip)]
 MAC = Annotated[str, AfterValidator(validate.mac)]
+# Neutron's convert_to_boolean: true/false, 0/1, "true"/"false"/"1"/"0" in any case
+Bool = Annotated[bool, BeforeValidator(validate.boolean), WithJsonSchema({"anyOf": [
+    {"type": "boolean"}, {"enum": [0, 1]}, {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|0|1)$"}]},
+    mode="validation")]
 
 
 class Network(Resource):
-    admin_state_up: bool = True
+    admin_state_up: Bool = True
     mtu: int = Field(1450, ge=68, le=9000)
-    router_external: bool = Field(False, alias="router:external")
-    port_security_enabled: bool = True
-    shared: bool = False
+    router_external: Bool = Field(False, alias="router:external")
+    port_security_enabled: Bool = True
+    shared: Bool = False
     dns_domain: str = ""
     status: str = "ACTIVE"
     subnets: list[str] = []
@@ -80,7 +85,7 @@ class Subnet(Resource):
     allocation_pools: list[AllocationPool] = []
     dns_nameservers: list[IP] = []
     host_routes: list[Route] = []
-    enable_dhcp: bool = True
+    enable_dhcp: Bool = True
     IMMUTABLE: ClassVar[set[str]] = {"network_id", "cidr", "ip_version"}
 
     @model_validator(mode="after")
@@ -108,7 +113,7 @@ def _not_null(value):
 
 class Port(Resource):
     network_id: str
-    admin_state_up: bool = True
+    admin_state_up: Bool = True
     mac_address: Annotated[str, AfterValidator(lambda v: validate.mac(v) if v else v)] = ""  # "": generated
     # left out (None): Neutron's default of one address per IP version; []: no address
     fixed_ips: Annotated[Optional[list[FixedIP]], BeforeValidator(_not_null)] = None
@@ -117,7 +122,7 @@ class Port(Resource):
     binding_host_id: str = Field("", alias="binding:host_id")
     status: str = "DOWN"
     security_groups: Optional[list[str]] = None
-    port_security_enabled: Optional[bool] = None
+    port_security_enabled: Optional[Bool] = None
     allowed_address_pairs: list[AddressPair] = []
     dns_name: str = ""
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
@@ -132,12 +137,12 @@ class Port(Resource):
 
 class GatewayInfo(Strict):
     network_id: str
-    enable_snat: bool = True
+    enable_snat: Bool = True
     external_fixed_ips: list[FixedIP] = []
 
 
 class Router(Resource):
-    admin_state_up: bool = True
+    admin_state_up: Bool = True
     status: str = "ACTIVE"
     external_gateway_info: Optional[GatewayInfo] = None
     routes: list[Route] = []
@@ -145,7 +150,7 @@ class Router(Resource):
 
 
 class SecurityGroup(Resource):
-    stateful: bool = True
+    stateful: Bool = True
     security_group_rules: list[dict[str, Any]] = []
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"security_group_rules"}
 
@@ -195,7 +200,7 @@ class FloatingIP(Resource):
 # --- Octavia v2 ------------------------------------------------------------------
 
 class LBResource(Resource):
-    admin_state_up: bool = True
+    admin_state_up: Bool = True
     provisioning_status: str = "ACTIVE"
     operating_status: str = "ONLINE"
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"provisioning_status", "operating_status"}

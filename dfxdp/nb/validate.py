@@ -22,6 +22,17 @@ INVALID_MACS = {"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"}  # neutron-lib constan
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
+def boolean(value):
+    """neutron-lib convert_to_boolean: a bool, 0 or 1, or "true"/"false"/"1"/"0" in any case."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+        return value.lower() in ("true", "1")
+    raise ValueError(f"'{value}' cannot be converted to boolean")
+
+
 def mac(value: str) -> str:
     """neutron-lib validate_mac_address: six colon-separated octets, not all-zero or broadcast."""
     if not _MAC.match(value) or value.lower() in INVALID_MACS:
