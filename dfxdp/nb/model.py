@@ -48,8 +48,8 @@ IP = Annotated[str, AfterValidator(validate.ip)]
 MAC = Annotated[str, AfterValidator(validate.mac)]
 # Neutron's convert_to_boolean: true/false, 0/1, "true"/"false"/"1"/"0" in any case
 Bool = Annotated[bool, BeforeValidator(validate.boolean), WithJsonSchema({"anyOf": [
-    {"type": "boolean"}, {"enum": [0, 1]}, {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|0|1)$"}]},
-    mode="validation")]
+    {"type": "boolean"}, {"enum": [0, 1]},
+    {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|0|1)$"}]}, mode="validation")]
 
 
 class Network(Resource):

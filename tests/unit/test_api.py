@@ -126,7 +126,8 @@ def test_pagination_walks_forward_and_back_with_neutrons_links(five):
 
 
 def test_pagination_keeps_fields_and_filters(five):
-    r = five.get("/v2.0/networks?limit=1&fields=name&admin_state_up=true&colour=blue&sort_key=name&sort_dir=desc").json()
+    r = five.get("/v2.0/networks?limit=1&fields=name&admin_state_up=true&colour=blue"
+                 "&sort_key=name&sort_dir=desc").json()
     assert r["networks"] == [{"name": "e"}]
     assert dict(_query(r["networks_links"][0]["href"]))["colour"] == "blue"  # kept in the links, as Neutron does
     assert sorted(_names(five.get("/v2.0/networks?limit=0").json())) == list("abcde")
@@ -139,7 +140,8 @@ def test_pagination_keeps_fields_and_filters(five):
 
 def test_fixed_ips_filters(client):
     net = client.post("/v2.0/networks", json={"network": {}}).json()["network"]
-    sub = client.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.3.0.0/24"}}).json()["subnet"]
+    sub = client.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"],
+                                                        "cidr": "10.3.0.0/24"}}).json()["subnet"]
     for address in ("10.3.0.7", "10.3.0.8"):
         client.post("/v2.0/ports", json={"port": {"network_id": net["id"], "name": address,
                                                   "fixed_ips": [{"ip_address": address}]}})
