@@ -44,8 +44,10 @@ class Resource(Strict):
 
 SubnetCIDR = Annotated[str, AfterValidator(validate.subnet_cidr)]  # no host bits (IPv4)
 Prefix = Annotated[str, AfterValidator(validate.prefix)]            # host bits dropped
-IP = Annotated[str, AfterValidator(validate.ip)]
-MAC = Annotated[str, AfterValidator(validate.mac)]
+IP = Annotated[str, AfterValidator(validate.ip),
+               WithJsonSchema({"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]})]
+MAC = Annotated[str, AfterValidator(validate.mac),
+                WithJsonSchema({"type": "string", "pattern": "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"})]
 # Neutron's convert_to_boolean: true/false, 0/1, "true"/"false"/"1"/"0" in any case
 Bool = Annotated[bool, BeforeValidator(validate.boolean), WithJsonSchema({"anyOf": [
     {"type": "boolean"}, {"enum": [0, 1]},
@@ -114,7 +116,8 @@ def _not_null(value):
 class Port(Resource):
     network_id: str
     admin_state_up: Bool = True
-    mac_address: Annotated[str, AfterValidator(lambda v: validate.mac(v) if v else v)] = ""  # "": generated
+    mac_address: Annotated[str, AfterValidator(lambda v: validate.mac(v) if v else v), WithJsonSchema(
+        {"type": "string", "pattern": "^(([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})?$"})] = ""  # "": generated
     # left out (None): Neutron's default of one address per IP version; []: no address
     fixed_ips: Annotated[Optional[list[FixedIP]], BeforeValidator(_not_null)] = None
     device_owner: str = ""
