@@ -86,7 +86,7 @@ def _list_parameters(model: type[Resource]) -> list[dict]:
                "Sort keys (as many sort_dir)"),
         _query("sort_dir", {"type": "array", "items": {"enum": ["asc", "desc"]}}, "Sort directions"),
     ]
-    filters = sorted(k for k, scalar in attributes.items() if scalar and k not in listing.RESERVED)
+    filters = sorted(k for k in attributes if k not in listing.RESERVED)
     return params + [_query(k, {"type": "array", "items": {"type": "string"}}, f"Objects whose {k} is one of these")
                      for k in filters]
 

@@ -175,6 +175,12 @@ def test_what_neutron_accepts_is_shown_as_neutron_shows_it(api):
     listed = _ok(http.get("/v2.0/networks", params=[("name", "net"), ("name", "ext"), ("colour", "blue"),
                                                     ("fields", "name")]), 200)["networks"]
     assert sorted(n["name"] for n in listed) == ["ext", "net"] and all(n.keys() == {"name"} for n in listed)
+    # sorted and paginated: one object and Neutron's links
+    page = _ok(http.get("/v2.0/networks?limit=1&sort_key=name&sort_dir=desc"), 200)
+    assert [n["name"] for n in page["networks"]] == ["net"]
+    assert {link["rel"] for link in page["networks_links"]} == {"next", "previous"}
+    nxt = _ok(http.get(next(lk["href"] for lk in page["networks_links"] if lk["rel"] == "next")), 200)
+    assert [n["name"] for n in nxt["networks"]] == ["ext"]
     # openstacksdk walks Neutron's pagination links to the end
     every = sorted(n["id"] for n in _ok(http.get("/v2.0/networks"), 200)["networks"])
     assert sorted(n.id for n in server.connect().network.networks(limit=1)) == every
