@@ -68,7 +68,7 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
                 return errors.error_response(Unauthorized("Unauthorized",
                                                           "Authentication required: missing or wrong X-Auth-Token"))
         try:
-            body.check_uri(request)
+            body.check_request(request)
         except NBError as exc:
             return errors.error_response(exc)
         return await call_next(request)
