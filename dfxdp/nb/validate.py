@@ -30,7 +30,8 @@ def boolean(value):
         return bool(value)
     if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
         return value.lower() in ("true", "1")
-    raise ValueError(f"'{value}' cannot be converted to boolean")
+    # Neutron's converters run before its validators and raise InvalidInput themselves
+    raise BadRequest("InvalidInput", f"Invalid input for operation: '{value}' cannot be converted to boolean.")
 
 
 def mac(value: str) -> str:
