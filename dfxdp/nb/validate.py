@@ -3,8 +3,9 @@
 Each function mirrors one of neutron-lib's validators or one of Neutron's plugin
 checks, and refuses with Neutron's error type: a client that handles Neutron's
 answers handles ours. Attribute checks (run inside the pydantic models) raise
-ValueError, which the service answers as HTTPBadRequest "Invalid input for …";
-checks that need other objects raise the NBError Neutron raises.
+ValueError, which the service answers as HTTPBadRequest "Invalid input for …", as
+Neutron's validators do; its converters (booleans) and the checks that look at a
+whole object or at other objects raise the NBError Neutron raises.
 """
 from __future__ import annotations
 

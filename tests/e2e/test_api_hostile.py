@@ -123,6 +123,7 @@ CASES = [
      JSON, 409, "GatewayIpInUse"),
     ("gateway moved into the allocation pool", "PUT", "/v2.0/subnets/{subnet}",
      _json({"subnet": {"gateway_ip": "10.7.0.50"}}), JSON, 409, "GatewayConflictWithAllocationPools"),
+    ("boolean 'yes'", "POST", "/v2.0/networks", _json({"network": {"shared": "yes"}}), JSON, 400, "InvalidInput"),
     ("tenant_id differs from project_id", "POST", "/v2.0/networks",
      _json({"network": {"name": "t", "tenant_id": "a", "project_id": "b"}}), JSON, 400, "HTTPBadRequest"),
     ("text/plain content type", "POST", "/v2.0/networks", _json({"network": {"name": "p"}}),
