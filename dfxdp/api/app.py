@@ -1,28 +1,29 @@
 """The Neutron API v2.0 (and Octavia v2 for load balancers) over the NB service.
 
-Thin on purpose: parse the JSON envelope, call NBService, shape the answer.
-All validation lives in dfxdp/nb/service.py; every error leaves as Neutron's
-{"NeutronError": {"type", "message", "detail"}} with its HTTP status.
+Thin on purpose: check and parse the request (dfxdp/api/body.py), call NBService,
+shape the answer (lists: dfxdp/api/listing.py). All validation of objects lives in
+the NB (dfxdp/nb/); every error leaves as Neutron's {"NeutronError": {"type",
+"message", "detail"}} with its HTTP status (dfxdp/api/errors.py). /openapi.json
+describes it all (dfxdp/api/openapi.py).
 """
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dfxdp.metrics.api import instrument
 from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
+from dfxdp.nb.model import MODELS
 from dfxdp.nb.service import NBService
+
+from . import body, errors, listing, openapi
 
 NEUTRON = "/v2.0"
 OCTAVIA_PREFIXES = ("/v2/lbaas", "/v2.0/lbaas")
-QUERY_NOT_FILTERS = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
 
 
 @dataclass(frozen=True)
@@ -51,115 +52,87 @@ OCTAVIA_COLLECTIONS = [
 MEMBERS = Collection("members", "member", "member", "members")
 
 
-def _error(exc: NBError) -> JSONResponse:
-    return JSONResponse(exc.to_neutron(), status_code=exc.status)
-
-
-async def _envelope(request: Request, name: str, required: bool = True) -> dict:
-    """The object inside {"<name>": {...}}; a malformed body is a 400, not a 500."""
-    raw = await request.body()
-    if not raw:
-        if required:
-            raise BadRequest("HTTPBadRequest", f"Request body with a '{name}' object is required")
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadRequest("MalformedRequestBody", "Malformed request body: not valid JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get(name), dict):
-        raise BadRequest("HTTPBadRequest", f"Request body must be a JSON object with a '{name}' object")
-    return body[name]
-
-
-def _filters(request: Request) -> dict[str, list[str]]:
-    filters: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        if key not in QUERY_NOT_FILTERS:
-            filters.setdefault("project_id" if key == "tenant_id" else key, []).append(value)
-    return filters
-
-
-def _select(doc: dict, fields: list[str]) -> dict:
-    return {k: v for k, v in doc.items() if k in fields} if fields else doc
-
-
 def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
-    app = FastAPI(title="dfxdp Neutron API", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="dfxdp Neutron API", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=errors.NeutronJSON)
     app.state.service = service
 
     instrument(app)
+    errors.install(app)
 
     @app.middleware("http")
-    async def token_auth(request: Request, call_next):
+    async def checks(request: Request, call_next):
         if auth_token is not None and request.url.path != "/metrics":  # Prometheus scrapes without a token
             given = request.headers.get("x-auth-token", "")
             if not hmac.compare_digest(given.encode(), auth_token.encode()):
-                return _error(Unauthorized("Unauthorized", "Authentication required: missing or wrong X-Auth-Token"))
+                return errors.error_response(Unauthorized("Unauthorized",
+                                                          "Authentication required: missing or wrong X-Auth-Token"))
+        try:
+            body.check_request(request)
+        except NBError as exc:
+            return errors.error_response(exc)
         return await call_next(request)
 
-    @app.exception_handler(NBError)
-    async def nb_error(request: Request, exc: NBError):
-        return _error(exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        kind = "HTTPNotFound" if exc.status_code == 404 else "HTTPMethodNotAllowed" if exc.status_code == 405 else "HTTPError"
-        return JSONResponse({"NeutronError": {"type": kind, "message": f"{exc.detail}: {request.url.path}",
-                                              "detail": ""}}, status_code=exc.status_code)
-
-    @app.get("/")
+    @app.get("/", include_in_schema=False)
     async def versions(request: Request):
         base = str(request.base_url).rstrip("/")
         return {"versions": [{"id": "v2.0", "status": "CURRENT",
                               "links": [{"href": f"{base}/v2.0/", "rel": "self"}]}]}
 
-    @app.get("/v2")
-    @app.get("/v2/")
+    @app.get("/v2", include_in_schema=False)
+    @app.get("/v2/", include_in_schema=False)
     async def octavia_version(request: Request):
         """Octavia's version document, where openstacksdk's load_balancer proxy discovers v2."""
         base = str(request.base_url).rstrip("/")
         return {"version": {"id": "v2.0", "status": "CURRENT", "links": [{"href": f"{base}/v2/", "rel": "self"}]}}
 
-    @app.get(NEUTRON)
-    @app.get(NEUTRON + "/")
+    @app.get(NEUTRON, include_in_schema=False)
+    @app.get(NEUTRON + "/", include_in_schema=False)
     async def resources(request: Request):
         base = str(request.base_url).rstrip("/")
         return {"resources": [{"name": c.singular, "collection": c.plural,
                                "links": [{"href": f"{base}{NEUTRON}/{c.path}", "rel": "self"}]}
                               for c in NEUTRON_COLLECTIONS]}
 
-    for prefix in [NEUTRON]:
-        for coll in NEUTRON_COLLECTIONS:
-            _crud_routes(app, service, f"{prefix}/{coll.path}", coll)
+    collections = [(f"{NEUTRON}/{c.path}", c, None) for c in NEUTRON_COLLECTIONS]
     for prefix in OCTAVIA_PREFIXES:
-        for coll in OCTAVIA_COLLECTIONS:
-            _crud_routes(app, service, f"{prefix}/{coll.path}", coll)
-        _crud_routes(app, service, prefix + "/pools/{parent_id}/members", MEMBERS, parent_field="pool_id")
+        collections += [(f"{prefix}/{c.path}", c, None) for c in OCTAVIA_COLLECTIONS]
+        collections.append((prefix + "/pools/{parent_id}/members", MEMBERS, "pool_id"))
+    for base, coll, parent_field in collections:
+        _crud_routes(app, service, base, coll, parent_field)
 
-    @app.put(NEUTRON + "/routers/{router_id}/add_router_interface")
+    @app.put(NEUTRON + "/routers/{router_id}/add_router_interface", include_in_schema=False)
     async def add_interface(router_id: str, request: Request):
-        return await run_in_threadpool(service.add_router_interface, router_id, await _json_object(request))
+        return await run_in_threadpool(service.add_router_interface, router_id, await body.json_object(request))
 
-    @app.put(NEUTRON + "/routers/{router_id}/remove_router_interface")
+    @app.put(NEUTRON + "/routers/{router_id}/remove_router_interface", include_in_schema=False)
     async def remove_interface(router_id: str, request: Request):
-        return await run_in_threadpool(service.remove_router_interface, router_id, await _json_object(request))
+        return await run_in_threadpool(service.remove_router_interface, router_id, await body.json_object(request))
+
+    document = openapi.build([(base, coll.singular, coll.plural, MODELS[coll.kind], parent_field)
+                              for base, coll, parent_field in collections], NEUTRON)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document():
+        return document
 
     return app
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise BadRequest("MalformedRequestBody", "Malformed request body: not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("HTTPBadRequest", "Request body must be a JSON object")
-    return body
+def _check_project(obj: dict) -> None:
+    """Neutron's populate_project_info: tenant_id is project_id's old name, a string, and both
+    must agree."""
+    if "tenant_id" in obj and not isinstance(obj["tenant_id"], str):
+        raise BadRequest("HTTPBadRequest", f"Invalid input for tenant_id. Reason: '{obj['tenant_id']}' is not a "
+                                           f"valid string.")
+    if "tenant_id" in obj and "project_id" in obj and obj["tenant_id"] != obj["project_id"]:
+        raise BadRequest("HTTPBadRequest", "'project_id' and 'tenant_id' do not match")
 
 
 def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
                  parent_field: str | None = None) -> None:
     """GET/POST on the collection, GET/PUT/DELETE on one object."""
+    model = MODELS[coll.kind]
 
     def check_parent(doc: dict, parent_id: str | None) -> dict:
         if parent_field and doc.get(parent_field) != parent_id:
@@ -167,35 +140,42 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
         return doc
 
     async def list_(request: Request, parent_id: str | None = None):
-        filters = _filters(request)
+        query = listing.parse(request, model)
         if parent_field:
             await run_in_threadpool(service.get, "pool", parent_id)
-            filters[parent_field] = [parent_id]
-        fields = request.query_params.getlist("fields")
-        return {coll.plural: [_select(d, fields) for d in await run_in_threadpool(service.list, coll.kind, filters)]}
+            query.filters[parent_field] = [parent_id]
+        docs = listing.sort(await run_in_threadpool(service.list, coll.kind, query.filters), query.sorts)
+        page = listing.paginate(docs, query, coll.kind)
+        answer = {coll.plural: [listing.select(d, query.fields) for d in page]}
+        links = listing.links(request, page, query)
+        if links:
+            answer[coll.plural + "_links"] = links
+        return answer
 
     async def create(request: Request, parent_id: str | None = None):
-        body = await _envelope(request, coll.singular)
+        obj = await body.envelope(request, coll.singular)
+        _check_project(obj)
         if parent_field:
-            body = {**body, parent_field: parent_id}
-        return JSONResponse({coll.singular: await run_in_threadpool(service.create, coll.kind, body)}, status_code=201)
+            obj = {**obj, parent_field: parent_id}
+        return errors.NeutronJSON({coll.singular: await run_in_threadpool(service.create, coll.kind, obj)},
+                                  status_code=201)
 
     async def show(obj_id: str, request: Request, parent_id: str | None = None):
         doc = check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
-        return {coll.singular: _select(doc, request.query_params.getlist("fields"))}
+        return {coll.singular: listing.select(doc, request.query_params.getlist("fields"))}
 
     async def update(obj_id: str, request: Request, parent_id: str | None = None):
         check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
-        body = await _envelope(request, coll.singular)
-        return {coll.singular: await run_in_threadpool(service.update, coll.kind, obj_id, body)}
+        obj = await body.envelope(request, coll.singular)
+        return {coll.singular: await run_in_threadpool(service.update, coll.kind, obj_id, obj)}
 
     async def delete(obj_id: str, parent_id: str | None = None):
         check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
         await run_in_threadpool(service.delete, coll.kind, obj_id)
         return Response(status_code=204)
 
-    app.add_api_route(base, list_, methods=["GET"])
-    app.add_api_route(base, create, methods=["POST"])
-    app.add_api_route(base + "/{obj_id}", show, methods=["GET"])
-    app.add_api_route(base + "/{obj_id}", update, methods=["PUT"])
-    app.add_api_route(base + "/{obj_id}", delete, methods=["DELETE"])
+    app.add_api_route(base, list_, methods=["GET"], include_in_schema=False)
+    app.add_api_route(base, create, methods=["POST"], include_in_schema=False)
+    app.add_api_route(base + "/{obj_id}", show, methods=["GET"], include_in_schema=False)
+    app.add_api_route(base + "/{obj_id}", update, methods=["PUT"], include_in_schema=False)
+    app.add_api_route(base + "/{obj_id}", delete, methods=["DELETE"], include_in_schema=False)

@@ -48,6 +48,7 @@ def register(group: click.Group) -> None:
         """Serve the Neutron API v2.0 (and Octavia v2) on the NB database."""
         import uvicorn
 
+        from dfxdp.api.body import MAX_REQUEST_HEAD_BYTES
         from dfxdp.nb.db import StoreError, open_store
 
         config = read_config(config_path)
@@ -64,4 +65,5 @@ def register(group: click.Group) -> None:
         if with_agent:
             start_local_agent(store, db_url, agent_args)
         click.echo(f"dfxdp server: Neutron API on http://{host}:{port} (db {db_url})", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning",
+                    h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)

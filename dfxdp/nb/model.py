@@ -8,18 +8,25 @@ taken from a client.
 """
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator,
+                      model_validator)
+
+from . import validate
 
 DEFAULT_PROJECT = "dfxdp"  # project of requests that carry none (no keystone in front)
 
 
-class Resource(BaseModel):
-    """Common fields. `key` is the small integer the datapath uses (a network's VNI)."""
+class Strict(BaseModel):
+    """Unknown fields refused; every string at most 255 characters, Neutron's limit for names,
+    descriptions and the other string attributes (ids, device owners, host names …)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_max_length=validate.NAME_MAX_LEN)
+
+
+class Resource(Strict):
+    """Common fields. `key` is the small integer the datapath uses (a network's VNI)."""
 
     id: str = ""
     name: str = ""
@@ -35,30 +42,24 @@ class Resource(BaseModel):
     IMMUTABLE: ClassVar[set[str]] = set()
 
 
-def _cidr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=False))
-    except ValueError as exc:
-        raise ValueError(f"'{value}' is not a valid CIDR") from exc
-
-
-def _ip(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError as exc:
-        raise ValueError(f"'{value}' is not a valid IP address") from exc
-
-
-CIDR = Annotated[str, AfterValidator(_cidr)]
-IP = Annotated[str, AfterValidator(_ip)]
+SubnetCIDR = Annotated[str, AfterValidator(validate.subnet_cidr)]  # no host bits (IPv4)
+Prefix = Annotated[str, AfterValidator(validate.prefix)]            # host bits dropped
+IP = Annotated[str, AfterValidator(validate.ip),
+               WithJsonSchema({"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]})]
+MAC = Annotated[str, AfterValidator(validate.mac),
+                WithJsonSchema({"type": "string", "pattern": "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"})]
+# Neutron's convert_to_boolean: true/false, 0/1, "true"/"false"/"1"/"0" in any case
+Bool = Annotated[bool, BeforeValidator(validate.boolean), WithJsonSchema({"anyOf": [
+    {"type": "boolean"}, {"enum": [0, 1]},
+    {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|0|1)$"}]}, mode="validation")]
 
 
 class Network(Resource):
-    admin_state_up: bool = True
+    admin_state_up: Bool = True
     mtu: int = Field(1450, ge=68, le=9000)
-    router_external: bool = Field(False, alias="router:external")
-    port_security_enabled: bool = True
-    shared: bool = False
+    router_external: Bool = Field(False, alias="router:external")
+    port_security_enabled: Bool = True
+    shared: Bool = False
     dns_domain: str = ""
     status: str = "ACTIVE"
     subnets: list[str] = []
@@ -68,77 +69,83 @@ class Network(Resource):
                                             "provider:segmentation_id"}
 
 
-class Route(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    destination: CIDR
+class Route(Strict):
+    destination: SubnetCIDR
     nexthop: IP
 
 
-class AllocationPool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AllocationPool(Strict):
     start: IP
     end: IP
 
 
 class Subnet(Resource):
     network_id: str
-    cidr: CIDR
+    cidr: SubnetCIDR
     ip_version: Literal[4, 6] = 4
     gateway_ip: Optional[IP] | Literal[""] = ""  # "" = default (first address), None = no gateway
     allocation_pools: list[AllocationPool] = []
     dns_nameservers: list[IP] = []
     host_routes: list[Route] = []
-    enable_dhcp: bool = True
+    enable_dhcp: Bool = True
     IMMUTABLE: ClassVar[set[str]] = {"network_id", "cidr", "ip_version"}
 
+    @model_validator(mode="after")
+    def _same_version(self) -> "Subnet":
+        validate.check_subnet_fields(self.model_dump())
+        return self
 
-class FixedIP(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+class FixedIP(Strict):
     subnet_id: Optional[str] = None
     ip_address: Optional[IP] = None
 
 
-
-class AddressPair(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    ip_address: str
-    mac_address: Optional[str] = None
-
-    @field_validator("ip_address")
-    @classmethod
-    def _addr(cls, v: str) -> str:
-        return _cidr(v) if "/" in v else _ip(v)
+class AddressPair(Strict):
+    ip_address: Annotated[str, AfterValidator(validate.ip_or_subnet)]
+    mac_address: Optional[MAC] = None  # none: the port's MAC (filled in by the service)
 
 
-MAC_RE = r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"
+def _not_null(value):
+    """An attribute that may be left out but not set to null."""
+    if value is None:
+        raise ValueError("None is not a valid value")
+    return value
 
 
 class Port(Resource):
     network_id: str
-    admin_state_up: bool = True
-    mac_address: str = Field("", pattern=r"^$|" + MAC_RE)
-    fixed_ips: list[FixedIP] = []
+    admin_state_up: Bool = True
+    mac_address: Annotated[str, AfterValidator(lambda v: validate.mac(v) if v else v), WithJsonSchema(
+        {"type": "string", "pattern": "^(([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})?$"})] = ""  # "": generated
+    # left out (None): Neutron's default of one address per IP version; []: no address
+    fixed_ips: Annotated[Optional[list[FixedIP]], BeforeValidator(_not_null)] = None
     device_owner: str = ""
     device_id: str = ""
     binding_host_id: str = Field("", alias="binding:host_id")
     status: str = "DOWN"
     security_groups: Optional[list[str]] = None
-    port_security_enabled: Optional[bool] = None
+    port_security_enabled: Optional[Bool] = None
     allowed_address_pairs: list[AddressPair] = []
     dns_name: str = ""
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
     IMMUTABLE: ClassVar[set[str]] = {"network_id"}
 
+    @field_validator("allowed_address_pairs")
+    @classmethod
+    def _pairs(cls, pairs: list[AddressPair]) -> list[AddressPair]:
+        validate.check_address_pairs([p.model_dump() for p in pairs])
+        return pairs
 
-class GatewayInfo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+class GatewayInfo(Strict):
     network_id: str
-    enable_snat: bool = True
+    enable_snat: Bool = True
     external_fixed_ips: list[FixedIP] = []
 
 
 class Router(Resource):
-    admin_state_up: bool = True
+    admin_state_up: Bool = True
     status: str = "ACTIVE"
     external_gateway_info: Optional[GatewayInfo] = None
     routes: list[Route] = []
@@ -146,7 +153,7 @@ class Router(Resource):
 
 
 class SecurityGroup(Resource):
-    stateful: bool = True
+    stateful: Bool = True
     security_group_rules: list[dict[str, Any]] = []
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"security_group_rules"}
 
@@ -161,7 +168,7 @@ class SecurityGroupRule(Resource):
     protocol: Optional[str] = None
     port_range_min: Optional[int] = None
     port_range_max: Optional[int] = None
-    remote_ip_prefix: Optional[CIDR] = None
+    remote_ip_prefix: Optional[Prefix] = None
     remote_group_id: Optional[str] = None
     IMMUTABLE: ClassVar[set[str]] = {"security_group_id", "direction", "ethertype", "protocol", "port_range_min",
                  "port_range_max", "remote_ip_prefix", "remote_group_id"}
@@ -196,7 +203,7 @@ class FloatingIP(Resource):
 # --- Octavia v2 ------------------------------------------------------------------
 
 class LBResource(Resource):
-    admin_state_up: bool = True
+    admin_state_up: Bool = True
     provisioning_status: str = "ACTIVE"
     operating_status: str = "ONLINE"
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"provisioning_status", "operating_status"}

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import ipam
+from . import ipam, validate
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
@@ -111,7 +111,8 @@ class NBService:
     def _decorate(self, kind: str, docs: list[dict]) -> list[dict]:
         """Fill fields derived from other objects (Neutron shows them, we do not store them)."""
         children = {"network": ("subnet", "network_id", "subnets", lambda c: c["id"]),
-                    "security_group": ("security_group_rule", "security_group_id", "security_group_rules", dict),
+                    "security_group": ("security_group_rule", "security_group_id", "security_group_rules",
+                                       lambda c: {**c, "tenant_id": c["project_id"]}),
                     "pool": ("member", "pool_id", "members", lambda c: {"id": c["id"]})}
         if kind in children and docs:
             child_kind, ref, field, shape = children[kind]
@@ -231,16 +232,14 @@ class NBService:
             subnet["gateway_ip"] = ipam.default_gateway(subnet["cidr"]) if net.num_addresses > 2 else None
         if not subnet["allocation_pools"]:
             subnet["allocation_pools"] = ipam.default_pools(subnet["cidr"], subnet["gateway_ip"])
-        elif subnet["gateway_ip"] and any(
-                ipaddress.ip_address(p["start"]) <= ipaddress.ip_address(subnet["gateway_ip"])
-                <= ipaddress.ip_address(p["end"]) for p in subnet["allocation_pools"]):
-            raise BadRequest("GatewayConflictWithAllocationPools",
-                             f"gateway_ip {subnet['gateway_ip']} overlaps with an allocation pool")
+        validate.check_gateway(subnet, None, lambda address: None)
         ipam.check_subnet(subnet, txn.children("subnet", "network", subnet["network_id"]))
 
     def _update_subnet(self, txn: Txn, old: dict, new: dict) -> None:
         if new["gateway_ip"] == "":
             new["gateway_ip"] = old["gateway_ip"]
+        validate.check_gateway(new, old, lambda address: (txn.get_raw(ipam.ip_key(new["id"], address))
+                                                          or b"").decode())
         ipam.check_subnet(new, txn.children("subnet", "network", new["network_id"]))
 
     def _delete_subnet(self, txn: Txn, subnet: dict) -> None:
@@ -258,7 +257,7 @@ class NBService:
         subnets = {s["id"]: s for s in self._subnets_of(txn, port["network_id"])}
         held = {(f["subnet_id"], f["ip_address"]) for f in keep}
         result = []
-        if not requested and not keep:  # Neutron's default: one address per IP version
+        if requested is None:  # left out: Neutron's default of one address per IP version
             for version in (4, 6):
                 candidates = [s for s in subnets.values() if s["ip_version"] == version]
                 if candidates:
@@ -278,6 +277,7 @@ class NBService:
             if address and (subnet_id, address) in held:
                 result.append({"subnet_id": subnet_id, "ip_address": address})
             elif address:
+                validate.check_fixed_ip(subnet, address, port["device_owner"])
                 ipam.reserve(txn, subnet, address, port["id"])
                 result.append({"subnet_id": subnet_id, "ip_address": address})
             else:
@@ -358,6 +358,7 @@ class NBService:
         else:
             for sg_id in port["security_groups"]:
                 self._require(txn, "security_group", sg_id)
+        validate.fill_pair_macs(port)
         if not port["port_security_enabled"] and (port["security_groups"] or port["allowed_address_pairs"]):
             raise BadRequest("PortSecurityAndIPRequiredForSecurityGroups",
                              "Port security must be enabled to have security groups or allowed address pairs.")
@@ -417,9 +418,9 @@ class NBService:
         net = self._require(txn, "network", info["network_id"])
         if not net["router:external"]:
             raise BadRequest("BadRequest", f"Network {net['id']} is not an external network")
+        fixed = {"fixed_ips": info["external_fixed_ips"]} if info["external_fixed_ips"] else {}
         port = self._child(txn, "port", {"network_id": net["id"], "device_owner": ROUTER_GATEWAY,
-                                         "device_id": router["id"], "fixed_ips": info["external_fixed_ips"]},
-                           router["project_id"])
+                                         "device_id": router["id"], **fixed}, router["project_id"])
         info["external_fixed_ips"] = port["fixed_ips"]
 
     def _check_routes(self, txn: Txn, router: dict) -> None:
@@ -609,9 +610,12 @@ class NBService:
         net = self._require(txn, "network", fip["floating_network_id"])
         if not net["router:external"]:
             raise BadRequest("BadRequest", f"Network {net['id']} is not a valid external network")
-        fixed = [{"ip_address": fip["floating_ip_address"]}] if fip["floating_ip_address"] else []
+        fixed = {"fixed_ips": [{"ip_address": fip["floating_ip_address"]}]} if fip["floating_ip_address"] else {}
         port = self._child(txn, "port", {"network_id": net["id"], "device_owner": FLOATINGIP_OWNER,
-                                         "device_id": fip["id"], "fixed_ips": fixed}, fip["project_id"])
+                                         "device_id": fip["id"], **fixed}, fip["project_id"])
+        if not port["fixed_ips"]:
+            raise BadRequest("ExternalIpAddressExhausted",
+                             f"Unable to find any IP address on external network {net['id']}.")
         fip["floating_ip_address"] = port["fixed_ips"][0]["ip_address"]
         self._associate(txn, fip)
 
@@ -760,6 +764,20 @@ def _matches(value: Any, wanted: list[str]) -> bool:
     if isinstance(value, bool):
         value = "true" if value else "false"
         return value in [w.lower() for w in wanted]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return _matches_items(value, wanted)
     if isinstance(value, list):
         return any(str(v) in wanted for v in value)
     return ("" if value is None else str(value)) in wanted
+
+
+def _matches_items(items: list[dict], wanted: list[str]) -> bool:
+    """Neutron's `fixed_ips=ip_address=X&fixed_ips=subnet_id=Y`: one item has every key asked
+    for (any of the values given for that key)."""
+    by_key: dict[str, set[str]] = {}
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if not sep:
+            return False
+        by_key.setdefault(key, set()).add(value)
+    return any(all(str(it.get(k)) in values for k, values in by_key.items()) for it in items)

@@ -1,9 +1,14 @@
-"""The REST layer: envelopes, filters, fields, Neutron errors, version documents, auth."""
+"""The REST layer: envelopes, filters, fields, sorting, pagination, Neutron errors, version
+documents, auth, /openapi.json."""
+import json
+from urllib.parse import parse_qsl, urlsplit
+
 import pytest
 from fastapi.testclient import TestClient
 
 from dfxdp.api.app import create_app
-from dfxdp.nb.db import open_store
+from dfxdp.nb.db import Put, StoreError, open_store
+from dfxdp.nb.db.memory import MemoryStore
 from dfxdp.nb.service import NBService
 
 
@@ -73,3 +78,111 @@ def test_token_auth():
     assert r.status_code == 401 and r.json()["NeutronError"]["type"] == "Unauthorized"
     assert client.get("/v2.0/networks", headers={"X-Auth-Token": "wrong"}).status_code == 401
     assert client.get("/v2.0/networks", headers={"X-Auth-Token": "s3cret"}).status_code == 200
+
+
+def _names(answer: dict, plural: str = "networks") -> list[str]:
+    return [n["name"] for n in answer[plural]]
+
+
+@pytest.fixture
+def five(client):
+    """Networks e, d, c, b, a (created in that order); b and d not admin up."""
+    for name in "edcba":
+        client.post("/v2.0/networks", json={"network": {"name": name, "admin_state_up": name not in "bd"}})
+    return client
+
+
+def test_sorting_by_several_keys(five):
+    r = five.get("/v2.0/networks?sort_key=admin_state_up&sort_dir=desc&sort_key=name&sort_dir=asc")
+    assert _names(r.json()) == ["a", "c", "e", "b", "d"]
+    assert _names(five.get("/v2.0/networks?sort_key=name&sort_dir=desc").json()) == list("edcba")
+    for query, words in [("sort_key=name", "must be same"), ("sort_key=colour&sort_dir=asc", "sort_keys"),
+                         ("sort_key=subnets&sort_dir=asc", "sort_keys"), ("sort_key=name&sort_dir=up", "sort_dirs")]:
+        r = five.get(f"/v2.0/networks?{query}")
+        assert r.status_code == 400 and words in r.json()["NeutronError"]["message"], query
+
+
+def _query(href: str) -> list[tuple[str, str]]:
+    return parse_qsl(urlsplit(href).query)
+
+
+def test_pagination_walks_forward_and_back_with_neutrons_links(five):
+    first = five.get("/v2.0/networks?limit=2&sort_key=name&sort_dir=asc").json()
+    assert _names(first) == ["a", "b"]
+    links = {link["rel"]: link["href"] for link in first["networks_links"]}
+    assert links["next"].startswith("http://testserver/v2.0/networks?")
+    assert dict(_query(links["next"])) == {"limit": "2", "sort_key": "name", "sort_dir": "asc",
+                                           "marker": first["networks"][1]["id"]}
+    assert dict(_query(links["previous"]))["page_reverse"] == "True"
+    second = five.get(links["next"]).json()
+    assert _names(second) == ["c", "d"]
+    third = five.get({l["rel"]: l["href"] for l in second["networks_links"]}["next"]).json()
+    assert _names(third) == ["e"]
+    assert [l["rel"] for l in third["networks_links"]] == ["previous"]  # a short forward page: no next
+    back = five.get({l["rel"]: l["href"] for l in third["networks_links"]}["previous"]).json()
+    assert _names(back) == ["c", "d"]  # the page before the marker, in forward order
+    start = five.get({l["rel"]: l["href"] for l in first["networks_links"]}["previous"]).json()
+    assert start["networks"] == [] and [l["rel"] for l in start["networks_links"]] == ["next"]
+
+
+def test_pagination_keeps_fields_and_filters(five):
+    r = five.get("/v2.0/networks?limit=1&fields=name&admin_state_up=true&colour=blue"
+                 "&sort_key=name&sort_dir=desc").json()
+    assert r["networks"] == [{"name": "e"}]
+    assert dict(_query(r["networks_links"][0]["href"]))["colour"] == "blue"  # kept in the links, as Neutron does
+    assert sorted(_names(five.get("/v2.0/networks?limit=0").json())) == list("abcde")
+    assert "networks_links" not in five.get("/v2.0/networks").json()
+    r = five.get("/v2.0/networks?limit=x")
+    assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "BadRequest"
+    r = five.get("/v2.0/networks?limit=2&marker=gone")
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "NetworkNotFound"
+
+
+def test_fixed_ips_filters(client):
+    net = client.post("/v2.0/networks", json={"network": {}}).json()["network"]
+    sub = client.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"],
+                                                        "cidr": "10.3.0.0/24"}}).json()["subnet"]
+    for address in ("10.3.0.7", "10.3.0.8"):
+        client.post("/v2.0/ports", json={"port": {"network_id": net["id"], "name": address,
+                                                  "fixed_ips": [{"ip_address": address}]}})
+    found = client.get("/v2.0/ports", params=[("fixed_ips", "ip_address=10.3.0.7"),
+                                               ("fixed_ips", f"subnet_id={sub['id']}")]).json()["ports"]
+    assert [p["name"] for p in found] == ["10.3.0.7"]
+    assert client.get("/v2.0/ports?fixed_ips=ip_address=10.3.0.9").json()["ports"] == []
+
+
+def test_a_string_stored_before_bodies_were_checked_still_renders(client):
+    """A name with a lone surrogate (stored by an older server) must not break every list."""
+    net = client.post("/v2.0/networks", json={"network": {"name": "x"}}).json()["network"]
+    store = client.app.state.service.store
+    key = f"/dfxdp/nb/network/{net['id']}"
+    doc = json.loads(store.get(key).value)
+    store.txn([], [Put(key, json.dumps({**doc, "name": "x\ud800y"}).encode())])
+    r = client.get("/v2.0/networks")
+    assert r.status_code == 200 and json.loads(r.content)["networks"][0]["name"] == "x\ud800y"
+
+
+class FailingStore(MemoryStore):
+    def range(self, prefix):
+        raise StoreError("etcd 198.18.0.1:2379 unreachable")
+
+
+def test_store_failures_are_503_and_surprises_500_neutron_errors(monkeypatch):
+    client = TestClient(create_app(NBService(FailingStore("memory://"))))
+    r = client.get("/v2.0/networks")
+    assert r.status_code == 503 and r.json()["NeutronError"]["type"] == "ServiceUnavailable"
+    client = TestClient(create_app(NBService(open_store("memory://"))), raise_server_exceptions=False)
+    monkeypatch.setattr(NBService, "list", lambda *a: 1 / 0)
+    r = client.get("/v2.0/networks")
+    assert r.status_code == 500 and r.json()["NeutronError"]["type"] == "HTTPInternalServerError"
+
+
+def test_openapi_document_describes_every_collection(client):
+    doc = client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    for path in ("/v2.0/networks", "/v2.0/ports/{obj_id}", "/v2/lbaas/pools/{parent_id}/members",
+                 "/v2.0/routers/{router_id}/add_router_interface"):
+        assert path in doc["paths"], path
+    port = doc["components"]["schemas"]["PortCreate"]
+    assert port["required"] == ["network_id"] and "status" not in port["properties"]
+    assert "network_id" not in doc["components"]["schemas"]["PortUpdate"]["properties"]

@@ -38,7 +38,7 @@ def snapshot(svc):
 
 BAD_INPUTS = [
     ("invalid cidr", lambda s, t: s.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.0.0.300/24"}),
-     400, "HTTPBadRequest", "not a valid CIDR"),
+     400, "HTTPBadRequest", "not a valid IP subnet"),
     ("invalid ip", lambda s, t: s.create("port", {"network_id": t["net"]["id"], "fixed_ips": [{"ip_address": "10.0.0.999"}]}),
      400, "HTTPBadRequest", "not a valid IP address"),
     ("gateway outside subnet", lambda s, t: s.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.9.0.0/24",
