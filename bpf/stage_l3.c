@@ -109,7 +109,7 @@ int stage_l3(struct xdp_md *ctx)
 		return reply_to_sender(ctx, m);
 	}
 
-	rkey.prefixlen = 64;
+	rkey.prefixlen = ROUTE_PREFIX_BASE + 32;
 	rkey.router_key = router;
 	rkey.dst = ip->daddr;
 	r = bpf_map_lookup_elem(&routes, &rkey);

@@ -10,7 +10,7 @@
 /* The allowed-source entry for (ifindex, ip), longest prefix first. */
 static __always_inline struct portsec_entry *allowed_source(__u32 ifindex, __be32 ip)
 {
-	struct portsec_key key = { .prefixlen = 64, .ifindex = ifindex, .addr = ip };
+	struct portsec_key key = { .prefixlen = PORTSEC_PREFIX_BASE + 32, .ifindex = ifindex, .addr = ip };
 
 	return bpf_map_lookup_elem(&portsec, &key);
 }

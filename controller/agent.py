@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable
 
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline
@@ -24,12 +23,12 @@ from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import NB
 from dfxdp.nb.watcher import Snapshot, Watcher
 
-from .apps import APPS, Entry, LocalView
+from .apps import LocalView
 from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
 from .punt import PuntService
-from .reconciler import Reconciler
 from .underlay import link_mtu, resolve_neighbors
+from .wiring import DatapathControl, build_datapath_control
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +55,8 @@ class Agent:
         self.store = store or open_store(config.db_url)
         self.nb = NBService(self.store)
         self.cache = SelectiveCache(config.chassis)
-        self.apps = [cls() for cls in APPS]
         self.pipeline: Pipeline | None = None
-        self.reconciler: Reconciler | None = None
+        self.control: DatapathControl | None = None  # the apps and the reconciler, once maps are loaded
         self.punt: PuntService | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -82,7 +80,7 @@ class Agent:
                                                     if cfg.external_interface else (0, ""))
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
         self.pipeline = Pipeline(cfg.bpffs).load()
-        self.reconciler = Reconciler(self.pipeline.maps, [m for app in self.apps for m in app.maps])
+        self.control = build_datapath_control(self.pipeline.maps)
         self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
         self.metrics.heartbeat.set_to_current_time()
         self.metrics.serve_datapath(lambda: self.pipeline.maps if self.pipeline else {})
@@ -94,7 +92,7 @@ class Agent:
         self._attach(self.underlay_ifindex, "underlay")
         if self.external_ifindex:
             self._attach(self.external_ifindex, "port")
-        self.punt = PuntService(self.pipeline.maps, self.apps,
+        self.punt = PuntService(self.pipeline.maps, self.control.apps,
                                 on_count=lambda outcome: self.metrics.punt_records.labels(outcome).inc()).start()
         self.watcher = Watcher(self.store, NB)
         self._threads = [threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True),
@@ -112,7 +110,7 @@ class Agent:
         with self._cache_lock:
             self._reload_cache()
         self.links.refresh()
-        result = self.reconciler.apply(self._desired(self.build_view()))
+        result = self.control.apply(self.build_view())
         if result.errors:
             raise OSError(f"refilling recreated maps: {len(result.errors)} updates failed, first: {result.errors[0]}")
         self.pipeline.go_live()
@@ -214,22 +212,19 @@ class Agent:
         if self.links:
             self.links.refresh()
         view = self.build_view()
-        result = self.reconciler.apply(self._desired(view))
+        result = self.control.apply(view)
         self.passes += 1
         # Maps first, then attach: a tap's first frame already finds its port record.
         for ifindex in view.local_ports.values():
             self._attach(ifindex, "port")
         self._report_status(view)
-        for app in self.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
+        for app in self.control.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
             app.upkeep(view, self.pipeline.maps)
         self.punt.view = view
         self._observe(view, started, event_at)
         if result.errors:
             raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
         return view
-
-    def _desired(self, view: LocalView) -> Iterable[Entry]:
-        return (entry for app in self.apps for entry in app.desired(view))
 
     def _observe(self, view: LocalView, started: float, event_at: float | None) -> None:
         m, now = self.metrics, time.monotonic()

@@ -5,21 +5,38 @@ own key/value types (its BTF, the structs of maps/*.h). New and changed
 entries are written first, stale ones removed last, so a packet never meets a
 state with less than both the old and the new configuration allow (a port that
 moves is reachable throughout; nothing vanishes before its replacement is in).
-Within the write phase, maps are written in the order the apps declare them:
-a map that others refer to (tunnel endpoints, security policies) comes first.
+Within each phase, maps are taken in the order the apps declare them: a map
+that others refer to (tunnel endpoints, security policies) comes first.
 
-The agent is the only writer of these maps, so after the first pass the
-reconciler compares against what it knows it left there instead of reading
-every entry back from the kernel each pass. An audit (a full read) runs on
-the first pass and then every `audit_interval` seconds, and repairs anything
-changed behind its back (a hand-edited map, a pin replaced by another tool).
+Each map's changes go to the kernel as one batch (BPF_MAP_UPDATE_BATCH, then
+BPF_MAP_DELETE_BATCH), in the order the apps yielded the entries; a batch that
+stops at a failing entry is reported for that entry and resumed after it. An
+ARRAY map has no deletion: its stale slots are written back to zero, and a
+zero slot counts as empty.
+
+Two kinds of maps:
+- owned: every entry belongs to the apps. The agent is their only writer, so
+  after the first pass the reconciler compares against what it knows it left
+  there instead of reading every entry back each pass. An audit (a full read)
+  runs on the first pass and then every `audit_interval` seconds, and repairs
+  anything changed behind its back (a hand-edited map, a pin replaced by
+  another tool): entries nobody wants are removed.
+- datapath-written (learned neighbours, conntrack, counters): the datapath
+  adds and changes entries itself. They are never read back nor audited; the
+  reconciler writes only the entries apps ask for and removes only those it
+  wrote. What it wrote the datapath may take over (an LRU eviction, a learned
+  MAC); a restarted agent leaves what its predecessor wrote to the datapath.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol
+
+from dfxdp.datapath.libbpf import BatchError
 
 from .apps.base import Entry
 
@@ -30,12 +47,15 @@ AUDIT_INTERVAL = 60.0
 
 class MapLike(Protocol):
     name: str
+    percpu: bool    # one value per CPU: counters, never app state
+    is_array: bool  # every slot exists: a stale one is zeroed, not deleted
 
     def raw_items(self) -> dict[bytes, bytes]: ...
     def encode_key(self, key) -> bytes: ...
     def encode_value(self, value) -> bytes: ...
-    def update(self, key, value, flags: int = 0) -> None: ...
-    def delete(self, key) -> bool: ...
+    # concatenated encodings, applied in order; BatchError at the first entry that fails
+    def update_batch_raw(self, keys: bytes, values: bytes) -> None: ...
+    def delete_batch_raw(self, keys: bytes) -> None: ...
 
 
 @dataclass
@@ -52,69 +72,115 @@ class ReconcileResult:
 
 
 class Reconciler:
-    def __init__(self, maps: Mapping[str, MapLike], managed: Iterable[str], audit_interval: float = AUDIT_INTERVAL):
+    def __init__(self, maps: Mapping[str, MapLike], managed: Iterable[str], datapath_written: Iterable[str] = (),
+                 audit_interval: float = AUDIT_INTERVAL):
         self.maps = maps
         self.managed = list(dict.fromkeys(managed))  # maps whose every entry belongs to the apps, in write order
+        self.datapath_written = list(dict.fromkeys(datapath_written))
+        both = set(self.managed) & set(self.datapath_written)
+        if both:
+            raise ValueError(f"maps declared both app-owned and datapath-written: {', '.join(sorted(both))}")
+        for name in self.managed + self.datapath_written:
+            if name not in maps:
+                raise ValueError(f"map {name} is declared by an app but not in the datapath")
+        percpu = [name for name in self.managed if maps[name].percpu]
+        if percpu:  # their read-back holds one value per CPU: never equal to what an app wants
+            raise ValueError(f"per-CPU maps cannot be app-owned (declare them datapath-written): {', '.join(percpu)}")
         self.audit_interval = audit_interval
-        self._known: dict[str, dict[bytes, bytes]] | None = None  # what the maps hold after our last pass
-        self._audited_at = 0.0
+        self._known: dict[str, dict[bytes, bytes]] = {name: {} for name in self.datapath_written}
+        self._audited_at: float | None = None  # never: the first pass reads every owned map
         self._encoded: dict[int, tuple[Entry, bytes, bytes]] = {}
 
     def desired_bytes(self, entries: Iterable[Entry]) -> dict[str, dict[bytes, bytes]]:
-        desired: dict[str, dict[bytes, bytes]] = {name: {} for name in self.managed}
+        desired: dict[str, dict[bytes, bytes]] = {name: {} for name in self.managed + self.datapath_written}
         # An app that hands out the same Entry objects again (apps/base.py Memo) is not encoded
         # again: keyed by id(), safe because this dict keeps last pass' entries alive.
         encoded: dict[int, tuple[Entry, bytes, bytes]] = {}
         for entry in entries:
             hit = self._encoded.get(id(entry))
             if hit is None or hit[0] is not entry:
+                want = desired.get(entry.map)
+                if want is None:  # before any write: a bad pass changes nothing
+                    raise ValueError(f"an entry for map {entry.map}, which no app declares")
                 m = self.maps[entry.map]
                 hit = (entry, m.encode_key(entry.key), m.encode_value(entry.value))
             encoded[id(entry)] = hit
-            desired.setdefault(entry.map, {})[hit[1]] = hit[2]
+            desired[entry.map][hit[1]] = hit[2]
         self._encoded = encoded
+        for name in self.managed:
+            if self.maps[name].is_array:  # a zero slot is an empty one
+                desired[name] = {k: v for k, v in desired[name].items() if v.count(0) != len(v)}
         return desired
 
-    def _actual(self, names: Iterable[str], audit: bool, result: ReconcileResult) -> dict[str, dict[bytes, bytes]]:
-        known = self._known or {}
-        if audit or any(name not in known for name in names) or \
-                time.monotonic() - self._audited_at >= self.audit_interval:
+    def _actual(self, audit: bool, result: ReconcileResult) -> dict[str, dict[bytes, bytes]]:
+        actual = {name: dict(known) for name, known in self._known.items()}
+        if audit or self._audited_at is None or time.monotonic() - self._audited_at >= self.audit_interval:
             result.audited = True
             self._audited_at = time.monotonic()
-            return {name: self.maps[name].raw_items() for name in names}
-        return {name: dict(known[name]) for name in names}
+            for name in self.managed:
+                items = self.maps[name].raw_items()
+                actual[name] = {k: v for k, v in items.items() if v.count(0) != len(v)} \
+                    if self.maps[name].is_array else items
+        return actual
 
     def apply(self, entries: Iterable[Entry], audit: bool = False) -> ReconcileResult:
         started = time.monotonic()
         result = ReconcileResult()
         desired = self.desired_bytes(entries)
-        actual = self._actual(desired, audit, result)
+        actual = self._actual(audit, result)
         # Phase 1: add and update everywhere.
         for name, want in desired.items():
             have = actual[name]
-            for key, value in want.items():
-                if have.get(key) != value and self._try(result, "write", name, lambda: self.maps[name].update(key, value)):
-                    have[key] = value
+            changed = {key: value for key, value in want.items() if have.get(key) != value}
+            for key in self._batched(result, "write", name, list(changed), list(changed.values())):
+                have[key] = changed[key]
         # Phase 2: only then remove what nobody wants any more.
         for name, want in desired.items():
             have = actual[name]
-            for key in have.keys() - want.keys():
-                if self._try(result, "remove", name, lambda: self.maps[name].delete(key)):
-                    del have[key]
+            stale = [key for key in have if key not in want]
+            # an ARRAY slot cannot be deleted: it is written back to zero
+            zeros = [bytes(len(have[key])) for key in stale] if self.maps[name].is_array else None
+            for key in self._batched(result, "remove", name, stale, zeros):
+                del have[key]
         self._known = actual  # failed writes and removals stay as they were: the next pass retries them
         result.duration = time.monotonic() - started
         return result
 
-    @staticmethod
-    def _try(result: ReconcileResult, action: str, name: str, op) -> bool:
-        try:
-            op()
-        except OSError as exc:  # a full map, a vanished interface: report, keep going, retry next run
-            result.errors.append(f"{action} in {name}: {exc}")
-            log.warning("reconcile: %s in %s failed: %s", action, name, exc)
-            return False
-        if action == "write":
-            result.written += 1
+    def _batched(self, result: ReconcileResult, action: str, name: str, keys: list[bytes],
+                 values: list[bytes] | None) -> list[bytes]:
+        """Write keys/values (or, values None, delete keys) in order, batched; returns the
+        keys applied. A batch that fails at one entry has it reported and goes on after
+        it: a full map or a vanished interface costs that entry, the next pass retries it."""
+        if not keys:
+            return []
+        m, ks = self.maps[name], len(keys[0])
+        key_bytes = memoryview(b"".join(keys))  # views: resuming after a failure copies nothing
+        if values is None:
+            def send(first: int) -> None:
+                m.delete_batch_raw(key_bytes[first * ks:])
         else:
-            result.removed += 1
-        return True
+            value_bytes, vs = memoryview(b"".join(values)), len(values[0])
+
+            def send(first: int) -> None:
+                m.update_batch_raw(key_bytes[first * ks:], value_bytes[first * vs:])
+        applied, first = [], 0
+        while first < len(keys):
+            try:
+                send(first)
+                applied.extend(keys[first:])
+                break
+            except BatchError as exc:
+                failed = first + exc.done
+                applied.extend(keys[first:failed])
+                if values is None and exc.errno == errno.ENOENT:
+                    applied.append(keys[failed])  # already gone: what we wanted
+                else:
+                    key, why = keys[failed].hex(), os.strerror(exc.errno)
+                    result.errors.append(f"{action} in {name}, key {key}: {why}")
+                    log.warning("reconcile: %s in %s failed for key %s: %s", action, name, key, why)
+                first = failed + 1
+        if action == "write":
+            result.written += len(applied)
+        else:
+            result.removed += len(applied)
+        return applied

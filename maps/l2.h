@@ -34,7 +34,8 @@ struct arp_entry {
 };
 
 /* map `portsec` (LPM trie): which sources a port may use. prefixlen counts the
- * bits after itself: 32 (ifindex) + the address prefix length. */
+ * bits after itself: PORTSEC_PREFIX_BASE (ifindex) + the address prefix length. */
+#define PORTSEC_PREFIX_BASE 32
 struct portsec_key {
 	__u32 prefixlen;
 	__u32 ifindex;

@@ -26,7 +26,8 @@ struct router_ip_key {
 	__be32 ip;
 };
 
-/* map `routes` (LPM trie): prefixlen = 32 (router) + destination prefix length */
+/* map `routes` (LPM trie): prefixlen = ROUTE_PREFIX_BASE (router) + destination prefix length */
+#define ROUTE_PREFIX_BASE 32
 struct route_key {
 	__u32 prefixlen;
 	__u32 router_key;

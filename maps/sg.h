@@ -20,7 +20,9 @@ struct sg_port {
 	__u32 policy;       /* the compiled policy of this port's set of groups */
 };
 
-/* map `sg_remote` (LPM): prefixlen = 64 + remote prefix length */
+/* map `sg_remote` (LPM): prefixlen = SG_REMOTE_PREFIX_BASE (policy, direction)
+ * + remote prefix length */
+#define SG_REMOTE_PREFIX_BASE 64
 struct sg_remote_key {
 	__u32 prefixlen;
 	__u32 policy;
@@ -32,8 +34,9 @@ struct sg_remote {
 	__u32 class_id;
 };
 
-/* map `sg_allow` (LPM): prefixlen = 112 + bits of `l4` that matter
- * (16 for a port, fewer for a port range block, 8 for an ICMP type alone). */
+/* map `sg_allow` (LPM): prefixlen = SG_ALLOW_PREFIX_BASE (policy … pad) + bits of
+ * `l4` that matter (16 for a port, fewer for a port range block, 8 for an ICMP type alone). */
+#define SG_ALLOW_PREFIX_BASE 112
 struct sg_allow_key {
 	__u32 prefixlen;
 	__u32 policy;

@@ -10,7 +10,7 @@
 
 static __always_inline int sg_allow_lookup(__u32 policy, __u32 dir, __u32 class_id, __u8 proto, __be16 l4)
 {
-	struct sg_allow_key key = { .prefixlen = 128, .policy = policy, .direction = dir,
+	struct sg_allow_key key = { .prefixlen = SG_ALLOW_PREFIX_BASE + 16, .policy = policy, .direction = dir,
 				    .class_id = class_id, .proto = proto, .l4 = l4 };
 
 	return bpf_map_lookup_elem(&sg_allow, &key) != NULL;
@@ -19,7 +19,7 @@ static __always_inline int sg_allow_lookup(__u32 policy, __u32 dir, __u32 class_
 /* Does the policy's `dir` side allow a new flow f with this remote address? */
 static __always_inline int sg_policy_allows(__u32 policy, __u32 dir, const struct flow *f, __be32 remote)
 {
-	struct sg_remote_key rkey = { .prefixlen = 96, .policy = policy, .direction = dir, .addr = remote };
+	struct sg_remote_key rkey = { .prefixlen = SG_REMOTE_PREFIX_BASE + 32, .policy = policy, .direction = dir, .addr = remote };
 	struct sg_remote *cls = bpf_map_lookup_elem(&sg_remote, &rkey);
 	__be16 l4 = f->proto == IPPROTO_ICMP ? bpf_htons(((__u16)f->icmp_type << 8) | f->icmp_code) : f->dport;
 

@@ -138,6 +138,9 @@ class App:
     name = "app"
     maps: tuple[str, ...] = ()  # every map the app owns entries of (stale ones there get removed)
     punt_reasons: tuple[int, ...] = ()  # enum dfxdp_punt_reason values this app answers
+    # maps of its service the datapath writes itself (learned entries, conntrack, counters): never
+    # audited, so nothing the datapath put there is removed; entries the app yields there are its own
+    datapath_maps: tuple[str, ...] = ()
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         raise NotImplementedError

@@ -19,12 +19,13 @@ ROUTER_INTERFACE, ROUTER_GATEWAY = "network:router_interface", "network:router_g
 
 def route_key(router_key: int, cidr: str) -> dict:
     net = ipaddress.ip_network(cidr)
-    return {"prefixlen": 32 + net.prefixlen, "router_key": router_key, "dst": ipv4_be32(str(net.network_address))}
+    return {"prefixlen": lib.ROUTE_PREFIX_BASE + net.prefixlen, "router_key": router_key, "dst": ipv4_be32(str(net.network_address))}
 
 
 class L3App(App):
     name = "l3"
     maps = ("router_ports", "router_ips", "routes")
+    datapath_maps = ("ext_neigh",)  # external hosts' MACs, learned from what the external NIC receives
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         for router in view.routers.values():

@@ -12,6 +12,8 @@ from dfxdp.datapath.libbpf import lib
 class PortsApp(App):
     name = "ports"
     maps = ("if_config",)
+    # the pipeline these interfaces' frames enter: its per-CPU scratch and counters
+    datapath_maps = ("pkt_scratch", "stage_stats", "verdict_stats", "drop_stats")
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         for port_id, ifindex in view.local_ports.items():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
+from dfxdp.datapath.libbpf import lib
+
 from .base import App, Entry, LocalView, ipv4_be32, mac_bytes
 
 
@@ -25,5 +27,5 @@ class PortSecurityApp(App):
                 net = ipaddress.ip_network(cidr, strict=False)
                 if net.version != 4:
                     continue  # no IPv6 sources yet: security groups drop IPv6 of such ports
-                yield Entry("portsec", {"prefixlen": 32 + net.prefixlen, "ifindex": ifindex,
+                yield Entry("portsec", {"prefixlen": lib.PORTSEC_PREFIX_BASE + net.prefixlen, "ifindex": ifindex,
                                         "addr": ipv4_be32(str(net.network_address))}, {"mac": allowed_mac})

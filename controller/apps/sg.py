@@ -82,6 +82,7 @@ def local_policies(view: LocalView) -> dict[tuple[int, int], Policy]:
 class SecurityGroupApp(App):
     name = "sg"
     maps = ("sg_remote", "sg_allow", "sg_ports")  # a policy's entries before the ports that use it
+    datapath_maps = ("conntrack", "sg_stats")  # flows and verdict counters, per port
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         for shared in shared_policies(view):
@@ -89,11 +90,12 @@ class SecurityGroupApp(App):
             for direction, policy in shared.directions.items():
                 remote_entries, allow = policy.entries()
                 for (addr, length), class_id in remote_entries:
-                    yield Entry("sg_remote", {"prefixlen": 64 + length, "policy": pid, "direction": direction,
-                                              "addr": be32(addr)}, {"class_id": class_id})
+                    yield Entry("sg_remote", {"prefixlen": lib.SG_REMOTE_PREFIX_BASE + length, "policy": pid,
+                                              "direction": direction, "addr": be32(addr)}, {"class_id": class_id})
                 for class_id, proto, value, bits in allow:
-                    yield Entry("sg_allow", {"prefixlen": 112 + bits, "policy": pid, "direction": direction,
-                                             "class_id": class_id, "proto": proto, "l4": be16(value)}, 1)
+                    yield Entry("sg_allow", {"prefixlen": lib.SG_ALLOW_PREFIX_BASE + bits, "policy": pid,
+                                             "direction": direction, "class_id": class_id, "proto": proto,
+                                             "l4": be16(value)}, 1)
             for port_key in shared.port_keys:
                 yield Entry("sg_ports", port_key, {"flags": lib.SG_PORT_FILTERED, "policy": pid})
 

@@ -17,8 +17,8 @@ from typing import Callable
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from dfxdp.controller.apps import APPS, LocalView
-from dfxdp.controller.reconciler import Reconciler
+from dfxdp.controller.apps import LocalView
+from dfxdp.controller.wiring import build_datapath_control
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline, object_path
 from dfxdp.datapath.pktrun import run_packet
@@ -91,8 +91,7 @@ def view(ifs: dict[str, int], rules: int = 0, policy: dict[str, dict] | None = N
 
 
 def program(pipe: Pipeline, v: LocalView) -> None:
-    apps = [cls() for cls in APPS]
-    result = Reconciler(pipe.maps, [m for a in apps for m in a.maps]).apply(e for a in apps for e in a.desired(v))
+    result = build_datapath_control(pipe.maps).apply(v)
     if result.errors:
         raise RuntimeError(f"programming the bench world failed: {result.errors[0]}")
 

@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 BPF_MAP_TYPE_PROG_ARRAY = 3
 BPF_MAP_TYPE_RINGBUF = 27  # bytes, not entries: no keys to iterate
 PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
-BATCH_MAP_TYPES = {1, 2, 5, 6, 9, 10}  # HASH, ARRAY, the per-CPU and LRU kinds; not LPM_TRIE
+ARRAY_MAP_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: every slot always exists, none can be deleted
+# The kernel's answer for a batch command a map type lacks (its internal ENOTSUPP, not in
+# errno): on 6.18 arrays have no BPF_MAP_DELETE_BATCH, and older kernels lack LPM trie batches.
+ENOTSUPP = 524
+_NO_BATCH: set[tuple[str, int]] = set()  # (command, map type) this kernel refused: done key by key since
 BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_UNION = 1, 3, 4, 5
 BTF_KIND_TYPEDEF, BTF_KIND_VOLATILE, BTF_KIND_CONST = 8, 9, 10
 XDP_ACTIONS = ["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"]
@@ -35,6 +39,15 @@ class BpfError(OSError):
     def __init__(self, err: int, message: str, log_text: str = ""):
         super().__init__(err, f"{message}: {os.strerror(err)}" if err else message)
         self.log = log_text
+
+
+class BatchError(BpfError):
+    """A batch stopped at one entry: the `done` entries before it were applied, the
+    entry at index `done` failed (errno says why), the ones after it were not tried."""
+
+    def __init__(self, err: int, message: str, done: int):
+        super().__init__(err, message)
+        self.done = done
 
 
 class VerifierError(BpfError):
@@ -164,6 +177,7 @@ class Map:
         self.name = self.info.name
         self.key_type, self.value_type = self._types()
         self.percpu = self.info.type in PERCPU_MAP_TYPES
+        self.is_array = self.info.type in ARRAY_MAP_TYPES
         # per-CPU values are laid out one per possible CPU, each rounded up to 8 bytes
         self._slot = (self.info.value_size + 7) & ~7
 
@@ -243,15 +257,8 @@ class Map:
 
     def update(self, key, value, flags: int = 0) -> None:
         """Insert or replace. For per-CPU maps `value` is one value (every CPU) or a list."""
-        if self.percpu:
-            values = value if isinstance(value, list) else [value] * NUM_CPUS
-            buf = ffi.new("unsigned char[]", self._slot * NUM_CPUS)
-            for cpu, v in enumerate(values):
-                one = self._buf(self.value_type, v)
-                ffi.memmove(buf + cpu * self._slot, one, self.info.value_size)
-        else:
-            buf = self._buf(self.value_type, value)
-        _check(lib.bpf_map_update_elem(self.fd, self._buf(self.key_type, key), buf, flags),
+        _check(lib.bpf_map_update_elem(self.fd, self._buf(self.key_type, key),
+                                       ffi.from_buffer(self.kernel_value(value)), flags),
                f"update of map {self.name}")
 
     def delete(self, key) -> bool:
@@ -289,8 +296,13 @@ class Map:
     def raw_items(self) -> dict[bytes, bytes]:
         """Every entry as raw key/value bytes (any map type, LPM tries included):
         in batches of syscalls where the kernel offers them, else key by key."""
-        if self.info.type in BATCH_MAP_TYPES:
-            return dict(self._raw_batches())
+        if ("lookup", self.info.type) not in _NO_BATCH:
+            try:
+                return dict(self._raw_batches())
+            except BpfError as exc:
+                if exc.errno not in (ENOTSUPP, errno_mod.EOPNOTSUPP):
+                    raise
+                _NO_BATCH.add(("lookup", self.info.type))
         out = {}
         value = self._value_out_buf()
         for key in self.keys():
@@ -305,6 +317,17 @@ class Map:
     def encode_value(self, value) -> bytes:
         return bytes(ffi.buffer(self._buf(self.value_type, value), self.info.value_size))
 
+    def kernel_value(self, value) -> bytes:
+        """A value as the kernel takes it: for per-CPU maps one 8-byte aligned slot per
+        possible CPU, from a list (one per CPU) or one value for every CPU."""
+        if not self.percpu:
+            return self.encode_value(value)
+        values = value if isinstance(value, list) else [value] * NUM_CPUS
+        if len(values) != NUM_CPUS:
+            raise ValueError(f"map {self.name}: {len(values)} per-CPU values for {NUM_CPUS} CPUs")
+        pad = bytes(self._slot - self.info.value_size)
+        return b"".join(self.encode_value(v) + pad for v in values)
+
     def items(self) -> Iterator[tuple]:
         for key in self.keys():
             value = self.lookup(key)
@@ -314,25 +337,66 @@ class Map:
     def __len__(self) -> int:
         return sum(1 for _ in self.keys())
 
-    # batches: one syscall for many entries (hash and array maps)
+    # batches: one syscall for many entries
     def update_batch(self, pairs: list[tuple]) -> None:
-        if not pairs:
+        """Insert or replace (key, value) pairs, typed as for update(); see update_batch_raw."""
+        self.update_batch_raw(b"".join(self.encode_key(k) for k, _ in pairs),
+                              b"".join(self.kernel_value(v) for _, v in pairs))
+
+    def update_batch_raw(self, keys, values, flags: int = 0) -> None:
+        """Write encoded entries in order: `keys` and `values` are the concatenated
+        encodings (bytes-like; values as kernel_value() gives them). One
+        BPF_MAP_UPDATE_BATCH, or one update per entry where the map type has no batch.
+        Raises BatchError at the first entry that fails."""
+        count = self._batch_count(keys, values)
+        vs, vals = len(values) // max(count, 1), memoryview(values)
+        self._batched("update", keys, count, flags,
+                      lambda k, done, opts: lib.bpf_map_update_batch(self.fd, k, ffi.from_buffer(vals), done, opts),
+                      lambda k, i: lib.bpf_map_update_elem(self.fd, k, ffi.from_buffer(vals[i * vs:(i + 1) * vs]),
+                                                           flags))
+
+    def delete_batch_raw(self, keys) -> None:
+        """Delete encoded keys (concatenated) in order, as update_batch_raw writes them.
+        A key that is not there stops the batch like any failure (BatchError, ENOENT)."""
+        count = self._batch_count(keys)
+        self._batched("delete", keys, count, 0,
+                      lambda k, done, opts: lib.bpf_map_delete_batch(self.fd, k, done, opts),
+                      lambda k, i: lib.bpf_map_delete_elem(self.fd, k))
+
+    def _batch_count(self, keys, values=None) -> int:
+        ks = self.info.key_size
+        count = len(keys) // ks
+        if len(keys) != count * ks:
+            raise ValueError(f"map {self.name}: {len(keys)} bytes of keys is no whole number of {ks}-byte keys")
+        if values is not None:
+            vs = self._slot * NUM_CPUS if self.percpu else self.info.value_size
+            if len(values) != count * vs:
+                raise ValueError(f"map {self.name}: {len(values)} bytes of values for {count} {vs}-byte values")
+        return count
+
+    def _batched(self, command: str, keys, count: int, flags: int, batch, one) -> None:
+        """Run `batch(keys, count pointer, opts)` (one syscall) or, where this kernel has no
+        such batch for this map type, `one(key, index)` per entry; either way stop at the first
+        failure with a BatchError saying how many entries were done."""
+        if not count:
             return
-        ks, vs = self.info.key_size, self._slot * NUM_CPUS if self.percpu else self.info.value_size
-        keys = ffi.new("unsigned char[]", ks * len(pairs))
-        values = ffi.new("unsigned char[]", vs * len(pairs))
-        for i, (k, v) in enumerate(pairs):
-            ffi.memmove(keys + i * ks, self._buf(self.key_type, k), ks)
-            if self.percpu:
-                for cpu in range(NUM_CPUS):
-                    one = self._buf(self.value_type, v[cpu] if isinstance(v, list) else v)
-                    ffi.memmove(values + i * vs + cpu * self._slot, one, self.info.value_size)
-            else:
-                ffi.memmove(values + i * vs, self._buf(self.value_type, v), vs)
-        count = ffi.new("__u32 *", len(pairs))
-        opts = ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts")})
-        _check(lib.bpf_map_update_batch(self.fd, keys, values, count, opts),
-               f"batch update of map {self.name} ({count[0]} of {len(pairs)} done)")
+        ks = self.info.key_size
+        if (command, self.info.type) not in _NO_BATCH:
+            done = ffi.new("__u32 *", count)
+            opts = ffi.new("struct bpf_map_batch_opts *",
+                           {"sz": ffi.sizeof("struct bpf_map_batch_opts"), "elem_flags": flags})
+            ret = batch(ffi.from_buffer(keys), done, opts)
+            if ret == 0:
+                return
+            if -ret not in (ENOTSUPP, errno_mod.EOPNOTSUPP):
+                raise BatchError(-ret, f"batch {command} of map {self.name} stopped at entry {done[0]} of {count}",
+                                 done[0])
+            _NO_BATCH.add((command, self.info.type))  # refused before touching any entry
+        view = memoryview(keys)
+        for i in range(count):
+            ret = one(ffi.from_buffer(view[i * ks:(i + 1) * ks]), i)
+            if ret < 0:
+                raise BatchError(-ret, f"{command} in map {self.name} failed at entry {i} of {count}", i)
 
     def lookup_batch(self, chunk: int = 256) -> list[tuple]:
         """All entries through BPF_MAP_LOOKUP_BATCH, decoded."""

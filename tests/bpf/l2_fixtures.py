@@ -6,8 +6,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from dfxdp.controller.apps import APPS, LocalView
-from dfxdp.controller.reconciler import Reconciler
+from dfxdp.controller.apps import LocalView
+from dfxdp.controller.wiring import build_datapath_control
 
 NET_A = {"id": "net-a", "key": 100}
 NET_B = {"id": "net-b", "key": 200}
@@ -50,9 +50,7 @@ def build_view(local_if: int, local2_if: int, underlay_if: int, portsec: bool = 
 
 
 def program(pipeline, view: LocalView) -> None:
-    apps = [cls() for cls in APPS]
-    rec = Reconciler(pipeline.maps, [m for a in apps for m in a.maps])
-    result = rec.apply(e for a in apps for e in a.desired(view))
+    result = build_datapath_control(pipeline.maps).apply(view)
     assert not result.errors, result.errors
 
 

@@ -6,9 +6,9 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from dfxdp.controller.apps import APPS, LocalView
-from dfxdp.controller.reconciler import Reconciler
-from dfxdp.datapath.libbpf import to_dict
+from dfxdp.controller.apps import LocalView
+from dfxdp.controller.wiring import build_datapath_control
+from dfxdp.datapath.libbpf import lib, to_dict
 from dfxdp.datapath.pktrun import run_packet
 
 BLUE, GREEN, EXT = {"id": "blue", "key": 10}, {"id": "green", "key": 20}, {"id": "ext", "key": 30, "router:external": True}
@@ -48,9 +48,7 @@ def routed(pipeline, test_iface):
         local_ports={"vm-b": vm_b, "vm-g": vm_g}, underlay_ifindex=underlay, underlay_mac="02:00:00:00:00:01",
         underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"}, external_ifindex=external,
         external_mac="02:00:00:00:00:03")
-    apps = [cls() for cls in APPS]
-    result = Reconciler(pipeline.maps, [m for a in apps for m in a.maps]).apply(
-        e for a in apps for e in a.desired(view))
+    result = build_datapath_control(pipeline.maps).apply(view)
     assert not result.errors
     return pipeline, vm_b, vm_g, external
 
@@ -159,7 +157,7 @@ def test_frames_not_for_a_router_mac_are_bridged(routed):
 
 def test_no_route_is_counted(pipeline, routed):
     pipe, vm_b, _, _ = routed
-    pipe.maps["routes"].delete({"prefixlen": 32, "router_key": 77, "dst": 0})  # drop the default route
+    pipe.maps["routes"].delete({"prefixlen": lib.ROUTE_PREFIX_BASE, "router_key": 77, "dst": 0})  # drop the default route
     frame = Ether(src=VM_B, dst=RIF_B) / IP(src="10.0.0.5", dst="203.0.113.9") / ICMP()
     res = run_packet(pipe, frame, ingress_ifindex=vm_b)
     assert (res.verdict, res.drop_reason) == ("XDP_DROP", "DROP_NO_ROUTE")

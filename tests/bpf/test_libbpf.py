@@ -89,7 +89,7 @@ def test_raw_items_batched_and_key_by_key_agree(pipeline):
     fdb.update_batch([({"net_key": 7, "mac": list(i.to_bytes(6, "big"))}, {"ifindex": i, "port_key": i})
                       for i in range(1, 2500)])  # more than one batch
     for i in range(1, 40):
-        routes.update({"prefixlen": 32 + 24, "router_key": 1, "dst": i}, {"out_net_key": i})
+        routes.update({"prefixlen": libbpf.lib.ROUTE_PREFIX_BASE + 24, "router_key": 1, "dst": i}, {"out_net_key": i})
     for m, count in ((fdb, 2499), (routes, 39)):
         by_key = {}
         for key in m.keys():

@@ -8,9 +8,9 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from dfxdp.controller.apps import APPS, LocalView
+from dfxdp.controller.apps import LocalView
 from dfxdp.controller.apps.sg import SecurityGroupApp
-from dfxdp.controller.reconciler import Reconciler
+from dfxdp.controller.wiring import build_datapath_control
 from dfxdp.datapath.libbpf import lib, to_dict
 from dfxdp.datapath.pktrun import run_packet
 
@@ -46,8 +46,7 @@ def make_view(a_if, b_if, c_if, rules=RULES, b_portsec=True):
 
 
 def program(pipeline, view):
-    apps = [cls() for cls in APPS]
-    result = Reconciler(pipeline.maps, [m for a in apps for m in a.maps]).apply(e for a in apps for e in a.desired(view))
+    result = build_datapath_control(pipeline.maps).apply(view)
     assert not result.errors
 
 
