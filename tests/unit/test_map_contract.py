@@ -26,3 +26,24 @@ def test_every_struct_in_maps_headers_is_known_to_python():
     assert names, "no structs found in maps/"
     for name in names:
         assert ffi.sizeof(f"struct {name}") > 0
+
+
+LPM_KEYS = {"PORTSEC_PREFIX_BASE": ("portsec_key", "addr"), "ROUTE_PREFIX_BASE": ("route_key", "dst"),
+            "SG_REMOTE_PREFIX_BASE": ("sg_remote_key", "addr"), "SG_ALLOW_PREFIX_BASE": ("sg_allow_key", "l4")}
+
+
+def test_lpm_prefix_bases_are_the_bits_before_the_matched_field():
+    from dfxdp.datapath.libbpf import lib
+
+    for base, (struct, field) in LPM_KEYS.items():
+        after_prefixlen = ffi.offsetof(f"struct {struct}", field) - ffi.sizeof("__u32")
+        assert getattr(lib, base) == after_prefixlen * 8, base
+
+
+def test_lpm_prefix_lengths_are_written_with_the_bases_on_both_sides():
+    literal = re.compile(r"""prefixlen["']?\s*[:=]\s*\d""")
+    offenders = [f"{path.relative_to(ROOT)}: {line.strip()}"
+                 for base in ("bpf", "controller") for path in sorted((ROOT / base).rglob("*"))
+                 if path.suffix in (".c", ".h", ".py") for line in path.read_text().splitlines()
+                 if literal.search(line)]
+    assert offenders == []
