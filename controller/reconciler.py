@@ -108,20 +108,20 @@ class Reconciler:
             desired[entry.map][hit[1]] = hit[2]
         self._encoded = encoded
         for name in self.managed:
-            if self.maps[name].is_array:  # a zero slot is an empty one
-                desired[name] = {k: v for k, v in desired[name].items() if v.count(0) != len(v)}
+            if self.maps[name].is_array:
+                desired[name] = _in_use(desired[name])
         return desired
 
     def _actual(self, audit: bool, result: ReconcileResult) -> dict[str, dict[bytes, bytes]]:
-        actual = {name: dict(known) for name, known in self._known.items()}
+        """What the maps hold: read back on an audit, else what the last pass left (kept up
+        to date entry by entry as the kernel accepts them, so it is updated in place)."""
         if audit or self._audited_at is None or time.monotonic() - self._audited_at >= self.audit_interval:
             result.audited = True
             self._audited_at = time.monotonic()
             for name in self.managed:
                 items = self.maps[name].raw_items()
-                actual[name] = {k: v for k, v in items.items() if v.count(0) != len(v)} \
-                    if self.maps[name].is_array else items
-        return actual
+                self._known[name] = _in_use(items) if self.maps[name].is_array else items
+        return self._known
 
     def apply(self, entries: Iterable[Entry], audit: bool = False) -> ReconcileResult:
         started = time.monotonic()
@@ -142,7 +142,7 @@ class Reconciler:
             zeros = [bytes(len(have[key])) for key in stale] if self.maps[name].is_array else None
             for key in self._batched(result, "remove", name, stale, zeros):
                 del have[key]
-        self._known = actual  # failed writes and removals stay as they were: the next pass retries them
+        # failed writes and removals stay as they were in self._known: the next pass retries them
         result.duration = time.monotonic() - started
         return result
 
@@ -184,3 +184,8 @@ class Reconciler:
         else:
             result.removed += len(applied)
         return applied
+
+
+def _in_use(slots: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """An ARRAY map's slots but the zero ones: a zero slot is an empty one."""
+    return {k: v for k, v in slots.items() if v.count(0) != len(v)}
