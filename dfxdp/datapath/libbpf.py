@@ -27,7 +27,7 @@ BPF_MAP_TYPE_RINGBUF = 27  # bytes, not entries: no keys to iterate
 PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 ARRAY_MAP_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: every slot always exists, none can be deleted
 # The kernel's answer for a batch command a map type lacks (its internal ENOTSUPP, not in
-# errno): on 6.18 arrays have no BPF_MAP_DELETE_BATCH, and older kernels lack LPM trie batches.
+# errno): on 6.18 arrays have no BPF_MAP_DELETE_BATCH; older kernels may lack LPM trie batches.
 ENOTSUPP = 524
 _NO_BATCH: set[tuple[str, int]] = set()  # (command, map type) this kernel refused: done key by key since
 BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_UNION = 1, 3, 4, 5

@@ -97,6 +97,23 @@ def test_raw_items_batched_and_key_by_key_agree(pipeline):
         assert len(by_key) == count and m.raw_items() == by_key, m.name
 
 
+def test_raw_batches_stop_at_the_failing_entry_and_say_how_many_were_done(pipeline):
+    fdb = pipeline.maps["fdb"]
+    keys = [fdb.encode_key({"net_key": 1, "mac": [2, 0, 0, 0, 0, i]}) for i in range(5)]
+    values = [fdb.encode_value({"ifindex": i}) for i in range(5)]
+    fdb.update_batch_raw(b"".join(keys[:4]), b"".join(values[:4]))
+    assert fdb.raw_items() == dict(zip(keys[:4], values[:4]))
+    with pytest.raises(libbpf.BatchError) as err:
+        fdb.delete_batch_raw(b"".join([keys[0], keys[1], keys[4], keys[2]]))  # keys[4] was never written
+    assert (err.value.errno, err.value.done) == (2, 2) and "stopped at entry 2 of 4" in str(err.value)
+    assert fdb.raw_items() == dict(zip(keys[2:4], values[2:4]))
+    with pytest.raises(ValueError, match="no whole number"):
+        fdb.delete_batch_raw(keys[2][:-1])
+    with pytest.raises(ValueError, match="bytes of values for 1"):
+        fdb.update_batch_raw(keys[2], values[2] + b"\0")
+    assert fdb.raw_items() == dict(zip(keys[2:4], values[2:4]))  # bad input changed nothing
+
+
 def test_percpu_values_all_cpus_and_summed(pipeline):
     stats = pipeline.maps["verdict_stats"]
     assert stats.percpu
