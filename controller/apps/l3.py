@@ -19,7 +19,8 @@ ROUTER_INTERFACE, ROUTER_GATEWAY = "network:router_interface", "network:router_g
 
 def route_key(router_key: int, cidr: str) -> dict:
     net = ipaddress.ip_network(cidr)
-    return {"prefixlen": lib.ROUTE_PREFIX_BASE + net.prefixlen, "router_key": router_key, "dst": ipv4_be32(str(net.network_address))}
+    return {"prefixlen": lib.ROUTE_PREFIX_BASE + net.prefixlen, "router_key": router_key,
+            "dst": ipv4_be32(str(net.network_address))}
 
 
 class L3App(App):
