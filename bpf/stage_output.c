@@ -15,7 +15,7 @@
  * and what may get no ICMP error (RFC 1122) or has no address to get it from. */
 static __always_inline int too_big(struct xdp_md *ctx, struct pkt_meta *m, struct tunnel_endpoint *ep)
 {
-	struct net_mtu_key key = { .prefixlen = 64, .net_key = m->net_key };
+	struct net_mtu_key key = { .prefixlen = NET_MTU_PREFIX_BASE + 32, .net_key = m->net_key };
 	struct port_record *sender;
 	struct ethhdr *eth;
 	struct net_mtu *net;

@@ -57,9 +57,11 @@ struct tunnel_endpoint {
 };
 
 /* map `net_mtu` (LPM trie): what a frame too big for the tunnel gets back.
- * prefixlen = 32 (network) + the subnet's prefix length, looked up with the
- * sender's address; the network-wide entry (prefixlen 32) covers senders in
- * none of its subnets and routed frames (looked up in the out network). */
+ * prefixlen = NET_MTU_PREFIX_BASE (network) + the subnet's prefix length, looked
+ * up with the sender's address; the network-wide entry (prefixlen
+ * NET_MTU_PREFIX_BASE) covers senders in none of its subnets and routed frames
+ * (looked up in the out network). */
+#define NET_MTU_PREFIX_BASE 32
 struct net_mtu_key {
 	__u32 prefixlen;
 	__u32 net_key;

@@ -15,10 +15,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
+from dfxdp.datapath.libbpf import lib
+
 from .base import App, Entry, LocalView, Memo, ipv4_be32
 
 DHCP_OWNER = "network:dhcp"
-NETWORK_PREFIXLEN = 32  # the key's net_key; a subnet's prefix length comes on top
 
 
 class NetworkMtuApp(App):
@@ -47,10 +48,10 @@ class NetworkMtuApp(App):
         sources = [subnet.get("gateway_ip") or dhcp for _, subnet, dhcp in by_cidr]
         network_source = next((source for source in sources if source), None)
         for (cidr, _, _), source in zip(by_cidr, sources):
-            yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN + cidr.prefixlen, "net_key": net["key"],
+            yield Entry("net_mtu", {"prefixlen": lib.NET_MTU_PREFIX_BASE + cidr.prefixlen, "net_key": net["key"],
                                     "addr": ipv4_be32(str(cidr.network_address))},
                         _value(net, source or network_source))
-        yield Entry("net_mtu", {"prefixlen": NETWORK_PREFIXLEN, "net_key": net["key"], "addr": 0},
+        yield Entry("net_mtu", {"prefixlen": lib.NET_MTU_PREFIX_BASE, "net_key": net["key"], "addr": 0},
                     _value(net, network_source))
 
 

@@ -9,8 +9,8 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
-from dfxdp.controller.apps import APPS, LocalView
-from dfxdp.controller.reconciler import Reconciler
+from dfxdp.controller.apps import LocalView
+from dfxdp.controller.wiring import build_datapath_control
 from dfxdp.datapath.libbpf import lib
 from dfxdp.datapath.pktrun import run_packet
 
@@ -75,8 +75,7 @@ def world(ifs: dict, underlay_mtu: int = UNDERLAY_MTU) -> LocalView:
 
 
 def program(pipe, view: LocalView) -> None:
-    apps = [cls() for cls in APPS]
-    result = Reconciler(pipe.maps, [m for a in apps for m in a.maps]).apply(e for a in apps for e in a.desired(view))
+    result = build_datapath_control(pipe.maps).apply(view)
     assert not result.errors, result.errors
 
 
