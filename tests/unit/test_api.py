@@ -177,6 +177,21 @@ def test_store_failures_are_503_and_surprises_500_neutron_errors(monkeypatch):
     assert r.status_code == 500 and r.json()["NeutronError"]["type"] == "HTTPInternalServerError"
 
 
+def test_a_damaged_sqlite_file_is_503_not_500(tmp_path):
+    """sqlite's own errors are store failures too: the same 503 as an unreachable etcd."""
+    store = open_store(f"sqlite:///{tmp_path}/nb.db")
+    client = TestClient(create_app(NBService(store)), raise_server_exceptions=False)
+    assert client.get("/v2.0/networks").status_code == 200
+    store.close()
+    for leftover in tmp_path.glob("nb.db-*"):  # WAL and shared-memory files
+        leftover.unlink()
+    (tmp_path / "nb.db").write_bytes(b"not a database" * 512)
+    for method, path, body in (("GET", "/v2.0/networks", None),
+                               ("POST", "/v2.0/networks", {"network": {"name": "n"}})):
+        r = client.request(method, path, json=body)
+        assert r.status_code == 503 and r.json()["NeutronError"]["type"] == "ServiceUnavailable", r.text
+
+
 def test_openapi_document_describes_every_collection(client):
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")

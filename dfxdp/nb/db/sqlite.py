@@ -6,6 +6,8 @@ and the `events` table is the watch history every process polls.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -58,6 +60,18 @@ class _SqliteWatch(Watch):
         self._cancelled.set()
 
 
+def _store_errors(method):
+    """sqlite's own errors (locked past the timeout, I/O, a damaged file) surface as
+    StoreError, which the API answers with 503 like an unreachable etcd."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite DB {self.path}: {exc}") from exc
+    return wrapper
+
+
 class SqliteStore(Store):
     def __init__(self, url: str):
         self.url = url
@@ -91,10 +105,12 @@ class SqliteStore(Store):
         self._changed.set()
         self._changed.clear()
 
+    @_store_errors
     def get(self, key: str) -> KV | None:
         row = self._conn().execute("SELECT key, value, create_rev, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
         return KV(*row) if row else None
 
+    @_store_errors
     def range(self, prefix: str) -> tuple[list[KV], int]:
         conn = self._conn()
         conn.execute("BEGIN")  # one snapshot for the rows and the revision
@@ -106,12 +122,10 @@ class SqliteStore(Store):
             conn.execute("COMMIT")
         return [KV(*r) for r in rows], rev
 
+    @_store_errors
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"sqlite DB {self.path} is busy: {exc}") from exc
+        conn.execute("BEGIN IMMEDIATE")
         try:
             for c in compares:
                 row = conn.execute("SELECT mod_rev FROM kv WHERE key=?", (c.key,)).fetchone()
@@ -134,7 +148,8 @@ class SqliteStore(Store):
             conn.execute("UPDATE meta SET value=? WHERE name='revision'", (rev,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the failure may have ended the transaction
+                conn.execute("ROLLBACK")
             raise
         self._notify()
         return rev
@@ -142,9 +157,11 @@ class SqliteStore(Store):
     def watch(self, prefix: str, start_revision: int) -> Watch:
         return _SqliteWatch(self, prefix, start_revision)
 
+    @_store_errors
     def revision(self) -> int:
         return self._conn().execute("SELECT value FROM meta WHERE name='revision'").fetchone()[0]
 
+    @_store_errors
     def compact(self, revision: int) -> None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
