@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline
 from dfxdp.metrics.agent import AgentMetrics
+from dfxdp.metrics.fallback import FallbackMetrics
 from dfxdp.nb.db import StoreError, open_store
 from dfxdp.nb.errors import NBError
 from dfxdp.nb.service import NBService
@@ -26,6 +27,7 @@ from dfxdp.nb.watcher import Snapshot, Watcher
 from .apps import LocalView
 from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
+from .ovs.fallback import Fallback
 from .punt import PuntService
 from .underlay import link_mtu, resolve_neighbors
 from .wiring import DatapathControl, build_datapath_control
@@ -47,6 +49,8 @@ class AgentConfig:
     external_interface: str | None = None
     metrics_listen: str | None = None
     xdp_mode: str = "native"
+    ovsdb: str | None = None  # the OVS fallback's database; None: no fallback
+    openflow_listen: str = "127.0.0.1:6653"  # where br-int's controller (this agent) listens
 
 
 class Agent:
@@ -71,6 +75,7 @@ class Agent:
         self.metrics = AgentMetrics()
         self._event_at: float | None = None  # when the oldest NB change not yet programmed arrived
         self._looping = False
+        self.fallback: Fallback | None = None
 
     # ---- start / stop ----------------------------------------------------------
     def start(self) -> None:
@@ -87,6 +92,11 @@ class Agent:
         if cfg.metrics_listen:
             self.metrics.start(cfg.metrics_listen)
         self.links = LinkWatcher(self._dirty.set)
+        if cfg.ovsdb:
+            self.fallback = Fallback(cfg.ovsdb, cfg.chassis, cfg.tunnel_ip, cfg.underlay, self.underlay_mac,
+                                     self.control.apps, cfg.openflow_listen, self._dirty.set,
+                                     FallbackMetrics(self.metrics.registry))
+            self.fallback.start()
         if not self.pipeline.live:
             self._refill_replaced_maps()
         self._attach(self.underlay_ifindex, "underlay")
@@ -222,6 +232,8 @@ class Agent:
             app.upkeep(view, self.pipeline.maps)
         self.punt.view = view
         self._observe(view, started, event_at)
+        if self.fallback:  # after XDP is attached: OVS only ever sees what XDP passes
+            self.fallback.sync(view)
         if result.errors:
             raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
         return view

@@ -63,6 +63,7 @@ class LocalView:
     underlay_neighbors: dict[str, str] = field(default_factory=dict)
     external_ifindex: int = 0  # NIC of the flat external (router:external) networks, 0 if none
     external_mac: str = ""
+    ofports: dict[str, int] = field(default_factory=dict)  # br-int's interfaces by name -> OpenFlow port
     # what one pass computes once and several parts use (e.g. compiled security policies)
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -127,10 +128,12 @@ class Memo:
 
 
 class App:
-    """Base class: subclasses set `name` and implement desired().
+    """Base class: subclasses set `name` and implement desired() (map entries), flows()
+    (OpenFlow flows of the OVS fallback, controller/ovs/flows.py), or both.
 
     An app's life in the agent: each pass calls desired(view) (pure: no I/O), the
-    reconciler applies what all apps want, then each app's upkeep(view, maps) runs.
+    reconciler applies what all apps want, then each app's upkeep(view, maps) runs;
+    the OVS fallback then reconciles flows(view) in the br-int tables the app owns.
     Frames the datapath punts for one of the app's `punt_reasons` reach on_punt()
     in the punt reader thread (controller/punt.py).
     """
@@ -141,9 +144,14 @@ class App:
     # maps of its service the datapath writes itself (learned entries, conntrack, counters): never
     # audited, so nothing the datapath put there is removed; entries the app yields there are its own
     datapath_maps: tuple[str, ...] = ()
+    tables: tuple[int, ...] = ()  # br-int tables the app owns whole (stale flows there get removed)
+    flow_cookie = 0  # the app's id in the top 16 bits of its flows' cookies (1..65535 when it owns tables)
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
-        raise NotImplementedError
+        return ()
+
+    def flows(self, view: LocalView) -> Iterable:
+        return ()
 
     def upkeep(self, view: LocalView, maps: Mapping[str, "Map"]) -> None:
         """After this pass' entries are in the maps: what the app must do beyond

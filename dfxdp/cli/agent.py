@@ -7,6 +7,7 @@ import signal
 
 import click
 
+from dfxdp.controller.ovs.bridge import DEFAULT_OVSDB
 from dfxdp.nb.db import DEFAULT_URL
 
 from .options import parse_listen
@@ -21,10 +22,14 @@ AGENT_OPTIONS = [
     click.Option(["--metrics-listen"], default="127.0.0.1:9870", show_default=True,
                  help="HOST:PORT for Prometheus /metrics."),
     click.Option(["--xdp-mode"], type=click.Choice(["native", "generic"]), default="native", show_default=True),
+    click.Option(["--ovsdb"], default=DEFAULT_OVSDB, show_default=True,
+                 help="OVSDB of this chassis' Open vSwitch, whose br-int the agent owns (the fallback for what "
+                      "XDP passes; docs/fallback.md); `none`: no fallback."),
 ]
 
 
-def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, bpffs, metrics_listen, xdp_mode):
+def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, bpffs, metrics_listen, xdp_mode,
+                 ovsdb):
     from dfxdp.controller.agent import AgentConfig
     from dfxdp.datapath.pipeline import default_bpffs
 
@@ -34,9 +39,13 @@ def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, 
     except ValueError:
         raise click.BadParameter(f"{tunnel_ip!r} is not an IPv4 address", param_hint="--tunnel-ip") from None
     parse_listen(metrics_listen)
+    if ovsdb != "none" and not ovsdb.startswith(("unix:", "tcp:", "ssl:")):
+        raise click.BadParameter(f"{ovsdb!r} is not an OVSDB address (unix:PATH, tcp:IP:PORT) or `none`",
+                                 param_hint="--ovsdb")
     return AgentConfig(chassis=chassis, tunnel_ip=tunnel_ip, underlay=underlay, db_url=db_url,
                        bpffs=bpffs or str(default_bpffs(chassis)), external_interface=external_interface,
-                       metrics_listen=metrics_listen, xdp_mode=xdp_mode)
+                       metrics_listen=metrics_listen, xdp_mode=xdp_mode,
+                       ovsdb=None if ovsdb == "none" else ovsdb)
 
 
 def start_agent_or_fail(config, store=None):

@@ -5,7 +5,10 @@
                  embedded default) and `dfxdp server` on 0.0.0.0
     root ns:     `mg…` veth to the fabric's `mgmt`, a /30 of its own from 198.18.128.0/17
                  (API and etcd reachable there), so several clusters can run at once
-    chassis ns:  `und0` on br-u (198.18.0.1N), `ext0` on br-x, one `dfxdp agent`
+    chassis ns:  `und0` on br-u (198.18.0.1N), `ext0` on br-x, one `dfxdp agent`; with
+                 `ovs=True` also a private Open vSwitch whose br-int the agent owns (the
+                 fallback); without, agents run `--ovsdb none` (XDP only: lighter for the
+                 bench and tests that count frames)
     vm ns:       `eth0` ⇄ `tap<port-id[:11]>` in its chassis ns (Neutron's naming)
     outside ns:  a host on the external network (198.19.0.100)
 
@@ -29,6 +32,7 @@ from dfxdp.datapath.pipeline import Pipeline
 
 from .etcd import EtcdServer
 from .netns import Topology, run
+from .ovs import OvsServer
 
 SERVICES_IP = "198.18.0.1"
 MGMT_POOL = ipaddress.ip_network("198.18.128.0/17")  # carved into one /30 per cluster
@@ -46,19 +50,23 @@ class Chassis:
         self.ns = cluster.topo.netns(self.name)
         self.bpffs = cluster.bpffs / self.name
         self.proc: subprocess.Popen | None = None
+        self.ovs: OvsServer | None = None
         topo = cluster.topo
         topo.veth("und0", self.ns, f"u{index}", cluster.fabric, vm_end="peer")
         topo.ip(cluster.fabric, f"link set u{index} master br-u")
         topo.ip(self.ns, f"addr add {self.tunnel_ip}/24 dev und0")
         topo.veth("ext0", self.ns, f"x{index}", cluster.fabric, vm_end="peer")
         topo.ip(cluster.fabric, f"link set x{index} master br-x")
+        if cluster.with_ovs:
+            self.ovs = OvsServer(ns=self.ns).start()
 
     def start_agent(self) -> None:
         self.log = open(self.cluster.logdir / f"agent-{self.name}.log", "ab")
         self.proc = self.cluster.topo.popen(
             [sys.executable, "-m", "dfxdp.cli.main", "agent", "--db", self.cluster.db_url, "--chassis", self.name,
              "--tunnel-ip", self.tunnel_ip, "--underlay", "und0", "--external-interface", "ext0",
-             "--bpffs", str(self.bpffs), "--metrics-listen", f"{self.tunnel_ip}:9870"],
+             "--bpffs", str(self.bpffs), "--metrics-listen", f"{self.tunnel_ip}:9870",
+             "--ovsdb", self.ovs.db_url if self.ovs else "none"],
             ns=self.ns, stdout=self.log, stderr=subprocess.STDOUT, env=self.cluster.env)
 
     def stop_agent(self, kill: bool = False) -> None:
@@ -73,8 +81,10 @@ class Chassis:
 
 
 class Cluster:
-    def __init__(self, topo: Topology, chassis: int = 3, db: str = "etcd", start_agents: bool = True):
+    def __init__(self, topo: Topology, chassis: int = 3, db: str = "etcd", start_agents: bool = True,
+                 ovs: bool = False):
         self.topo = topo
+        self.with_ovs = ovs
         self.uid = uuid.uuid4().hex[:8]
         self.logdir = pathlib.Path(f"/tmp/dfxdp-cluster-{self.uid}")
         self.logdir.mkdir(parents=True)
@@ -114,7 +124,9 @@ class Cluster:
                                  stdout=open(self.logdir / "server.log", "ab"), stderr=subprocess.STDOUT, env=self.env)
         self.api_url = f"http://{self.mgmt_fabric}:{API_PORT}"
         self._wait_api()
-        self.chassis = [Chassis(self, i) for i in range(1, chassis + 1)]
+        self.chassis: list[Chassis] = []
+        for i in range(1, chassis + 1):  # one by one: close() stops the OVS of those already built
+            self.chassis.append(Chassis(self, i))
         for ch in self.chassis if start_agents else ():
             ch.start_agent()
         self.vms: dict[str, str] = {}
@@ -192,6 +204,8 @@ class Cluster:
     def close(self) -> None:
         for ch in getattr(self, "chassis", []):
             ch.stop_agent()
+            if ch.ovs:
+                ch.ovs.close()
         self.topo.close()
         if getattr(self, "etcd", None):
             self.etcd.close()

@@ -43,6 +43,11 @@ class OvsServer:
     def _path(self, sub: str, name: str) -> str:
         return str(self.dir / sub / name)
 
+    @property
+    def db_url(self) -> str:
+        """The OVSDB address an agent is given (`dfxdp agent --ovsdb`)."""
+        return f"unix:{self._path('run', 'db.sock')}"
+
     def start(self) -> "OvsServer":
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="dfxdp-ovs-"))
         try:
@@ -50,16 +55,32 @@ class OvsServer:
             for sub in dirs.values():
                 (self.dir / sub).mkdir()
             self.env = {**os.environ, **{var: str(self.dir / sub) for var, sub in dirs.items()}}
-            database, socket = self._path("db", "conf.db"), self._path("run", "db.sock")
-            run(["ovsdb-tool", "create", database, SCHEMA], env=self.env)
-            self._daemon("ovsdb-server", [database, f"--remote=punix:{socket}"])
-            self._wait(lambda: self.vsctl("--no-wait", "init", check=False).returncode == 0, "ovsdb-server")
-            self._daemon("ovs-vswitchd", [f"unix:{socket}", "--disable-system"])
-            self._wait(lambda: self.appctl("ovs-vswitchd", "version", check=False).returncode == 0, "ovs-vswitchd")
+            run(["ovsdb-tool", "create", self._path("db", "conf.db"), SCHEMA], env=self.env)
+            self._run_daemons()
         except BaseException:
             self.close()
             raise
         return self
+
+    def restart(self) -> None:
+        """Stop both daemons and start them again on the same database (as a package upgrade or
+        `systemctl restart openvswitch-switch` does): bridges and ports stay configured, flows,
+        OVS's routes and its neighbour entries are gone."""
+        for proc in reversed(self.daemons):
+            stop_process(proc)
+        self.daemons.clear()
+        try:
+            self._run_daemons()
+        except BaseException:
+            self.close()
+            raise
+
+    def _run_daemons(self) -> None:
+        database, socket = self._path("db", "conf.db"), self._path("run", "db.sock")
+        self._daemon("ovsdb-server", [database, f"--remote=punix:{socket}"])
+        self._wait(lambda: self.vsctl("--no-wait", "init", check=False).returncode == 0, "ovsdb-server")
+        self._daemon("ovs-vswitchd", [f"unix:{socket}", "--disable-system"])
+        self._wait(lambda: self.appctl("ovs-vswitchd", "version", check=False).returncode == 0, "ovs-vswitchd")
 
     def _daemon(self, name: str, args: list[str]) -> None:
         cmd = [name, *args, f"--unixctl={self._path('run', name + '.ctl')}",

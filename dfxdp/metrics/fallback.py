@@ -1,0 +1,19 @@
+"""Metrics of the OVS fallback (docs/fallback.md)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class FallbackMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        r = registry
+        self.flows = Gauge("dfxdp_fallback_flows", "OpenFlow flows the agent holds in a bridge table",
+                           ["bridge", "table"], registry=r)
+        self.datapath = Gauge("dfxdp_fallback_datapath", "OVS datapath of br-int (1 for the one in use): system "
+                              "(kernel module) or netdev (userspace)", ["type"], registry=r)
+        self.connected = Gauge("dfxdp_fallback_controller_connected", "1 while the bridge is connected to the "
+                               "agent's OpenFlow controller", ["bridge"], registry=r)
+        self.ovsdb_up = Gauge("dfxdp_fallback_ovsdb_reachable", "1 when the agent reached OVSDB on its last pass",
+                              registry=r)
+        self.errors = Counter("dfxdp_fallback_sync_errors", "Fallback passes that failed (OVSDB, ovs-vswitchd "
+                              "or a refused flow)", registry=r)
