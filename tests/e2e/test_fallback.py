@@ -1,0 +1,176 @@
+"""The OVS fallback on a three-chassis cluster, each chassis with its own Open vSwitch:
+br-int under the agent's controller, broadcast and unknown unicast flooded within a
+network (both chassis, never another network, one copy each), flows that survive an
+agent restart and come back after an OVS restart, and fail_mode=secure while the
+agent is away.
+
+Blue VMs on ch1 (two) and ch2 (one); red VMs, in the same address range, on ch1 and
+ch3. Each VM runs a sniffer (an AF_PACKET socket: it also sees frames for other MACs,
+as unknown unicast is) that reports every frame carrying a test's token."""
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from dfxdp.testing.cluster import Cluster
+from dfxdp.testing.netns import Topology, run
+from dfxdp.testing.prom import sample
+
+SNIFFER = r"""
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(("eth0", 0))
+print("ready", flush=True)
+while True:
+    data, addr = s.recvfrom(65535)
+    if addr[2] == socket.PACKET_OUTGOING:
+        continue
+    at = data.find(b"DFXDP-")
+    if at >= 0:
+        print(data[at:at + 38].decode(errors="replace"), flush=True)
+"""
+BROADCAST_SENDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+s.sendto(sys.argv[1].encode(), (sys.argv[2], 5000))
+"""
+FRAME_SENDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+s.send(bytes.fromhex(sys.argv[1]))
+"""
+
+
+class Sniffer:
+    def __init__(self, vm: str):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", vm, sys.executable, "-u", "-c", SNIFFER],
+                                     stdout=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        assert self.proc.stdout.readline().strip() == "ready"
+        import threading
+
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def count(self, token: str) -> int:
+        return sum(1 for line in self.lines if line.startswith(token))
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def world():
+    with Topology("fb") as topo:
+        cl = Cluster(topo, chassis=3, ovs=True)
+        sniffers = []
+        try:
+            conn = cl.connect()
+            blue = conn.network.create_network(name="blue")
+            conn.network.create_subnet(network_id=blue.id, cidr="10.0.0.0/24", ip_version=4)
+            red = conn.network.create_network(name="red")
+            conn.network.create_subnet(network_id=red.id, cidr="10.0.0.0/24", ip_version=4,
+                                       allocation_pools=[{"start": "10.0.0.200", "end": "10.0.0.250"}])
+            cl.blue, cl.red, cl.vm = blue, red, {}
+            for name, net, ch in (("b1", blue, 1), ("b2", blue, 1), ("b3", blue, 2), ("r1", red, 1), ("r3", red, 3)):
+                port = conn.network.create_port(network_id=net.id, binding_host_id=f"ch{ch}")
+                vm = cl.plug(port, cl.chassis[ch - 1], name=name)
+                cl.wait_active(port.id)
+                cl.vm[name] = (vm, port)
+            cl.sniffer = {}
+            for name, (vm, _) in cl.vm.items():
+                cl.sniffer[name] = Sniffer(vm)
+                sniffers.append(cl.sniffer[name])
+            yield cl
+        finally:
+            for s in sniffers:
+                s.close()
+            cl.close()
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout}s"
+        time.sleep(0.3)
+
+
+def flows(ch, bridge: str = "br-int") -> list[str]:
+    out = ch.ovs.ofctl("dump-flows", bridge).stdout
+    return [line.strip() for line in out.splitlines() if "cookie=" in line]
+
+
+def flood_flows(ch) -> list[str]:
+    return [f for f in flows(ch) if "table=20" in f and "priority=50" in f]
+
+
+def flow_identity(lines: list[str]) -> list[str]:
+    """Flows without their counters and age: what must not change across an agent restart."""
+    return sorted(re.sub(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*, ?", "", f) for f in lines)
+
+
+def token() -> str:
+    return "DFXDP-" + uuid.uuid4().hex[:16]
+
+
+def send_broadcast(cl, name: str, tok: str, dst: str = "255.255.255.255") -> None:
+    run([sys.executable, "-c", BROADCAST_SENDER, tok, dst], ns=cl.vm[name][0])
+
+
+def send_frame(cl, name: str, dst_mac: str, tok: str) -> None:
+    vm, port = cl.vm[name]
+    frame = (Ether(src=port.mac_address, dst=dst_mac) / IP(src=port.fixed_ips[0]["ip_address"], dst="10.0.0.199")
+             / UDP(sport=5000, dport=5000) / tok.encode())
+    run([sys.executable, "-c", FRAME_SENDER, bytes(frame).hex()], ns=vm)
+
+
+def received(cl, tok: str, expect: set[str], timeout: float = 20) -> dict[str, int]:
+    """Copies of `tok` each VM saw, once every VM in `expect` saw one and the rest had time to."""
+    deadline = time.monotonic() + timeout
+    while not all(cl.sniffer[n].count(tok) for n in expect) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)  # stragglers (a leak, a duplicate) would arrive with the expected copies
+    return {name: s.count(tok) for name, s in cl.sniffer.items()}
+
+
+BLUE_OTHERS = {"b2", "b3"}
+
+
+@pytest.fixture
+def flooding(world):
+    """The world once every chassis has its flood flows."""
+    for ch in world.chassis:
+        wait_for(lambda: flood_flows(ch), f"{ch.name}'s flood flows")
+    return world
+
+
+def test_br_int_on_every_chassis(world):
+    for ch in world.chassis:
+        o = ch.ovs
+        assert o.vsctl("get", "bridge", "br-int", "datapath_type").stdout.strip() == "netdev"  # no kernel module here
+        assert o.vsctl("get", "bridge", "br-int", "fail_mode").stdout.strip() == "secure"
+        assert o.vsctl("get", "bridge", "br-int", "protocols").stdout.strip() == "[OpenFlow13]"
+        wait_for(lambda: o.vsctl("get", "controller", "br-int", "is_connected").stdout.strip() == "true",
+                 f"{ch.name}: br-int connected to its agent")
+        ports = set(o.vsctl("list-ports", "br-int").stdout.split())
+        taps = {f"tap{port.id[:11]}" for vm, port in world.vm.values() if port.binding_host_id == ch.name}
+        assert taps and taps <= ports and "vxlan0" in ports
+        assert o.vsctl("get", "interface", "vxlan0", "options:dst_port").stdout.strip() == '"4790"'
+        assert "und0" in o.vsctl("list-ports", "br-ul").stdout.split()
+        metrics = run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns).stdout
+        assert sample(metrics, "dfxdp_fallback_datapath", type="netdev") == 1
+        assert sample(metrics, "dfxdp_fallback_controller_connected", bridge="br-int") == 1
+        assert sample(metrics, "dfxdp_fallback_flows", bridge="br-int", table="20") > 0
