@@ -106,8 +106,8 @@ class OvsServer:
     def appctl(self, daemon: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run(["ovs-appctl", "-t", self._path("run", daemon + ".ctl"), *args], check=check, env=self.env)
 
-    def ofctl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return run(["ovs-ofctl", "-O", OPENFLOW, *args], env=self.env, input=stdin)
+    def ofctl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        return run(["ovs-ofctl", "-O", OPENFLOW, *args], env=self.env, input=stdin, check=check)
 
     def add_bridge(self, bridge: str) -> None:
         """A userspace bridge that forwards nothing until flows say so (fail_mode=secure)."""

@@ -174,3 +174,93 @@ def test_br_int_on_every_chassis(world):
         assert sample(metrics, "dfxdp_fallback_datapath", type="netdev") == 1
         assert sample(metrics, "dfxdp_fallback_controller_connected", bridge="br-int") == 1
         assert sample(metrics, "dfxdp_fallback_flows", bridge="br-int", table="20") > 0
+
+
+@pytest.mark.parametrize("dst", ["255.255.255.255", "10.0.0.255"])
+def test_broadcast_reaches_its_network_on_both_chassis_once_and_no_other(flooding, dst):
+    tok = token()
+    send_broadcast(flooding, "b1", tok, dst)
+    got = received(flooding, tok, BLUE_OTHERS)
+    assert got == {"b1": 0, "b2": 1, "b3": 1, "r1": 0, "r3": 0}
+
+
+def test_unknown_unicast_is_flooded_within_its_network_only(flooding):
+    tok = token()
+    send_frame(flooding, "b3", "fa:16:3e:de:ad:01", tok)  # a MAC no port has, from ch2
+    got = received(flooding, tok, {"b1", "b2"})
+    assert got == {"b1": 1, "b2": 1, "b3": 0, "r1": 0, "r3": 0}
+
+
+def test_head_end_replication_only_to_chassis_with_ports_of_the_network(flooding):
+    ch1, ch2, ch3 = flooding.chassis
+    blue_key = flooding.connect().network.get_network(flooding.blue.id).provider_segmentation_id
+    blue_flood = [f for f in flood_flows(ch1) if f"metadata={hex(blue_key)} " in f]
+    assert len(blue_flood) == 1
+    assert f"{ch2.tunnel_ip}->tun_dst" in blue_flood[0] and ch3.tunnel_ip not in blue_flood[0]
+    # a frame from the tunnel goes to local ports only, never back into the tunnel
+    from_tunnel = [f for f in flows(ch2) if "table=20" in f and "priority=100" in f]
+    assert from_tunnel and all("tun_dst" not in f for f in from_tunnel)
+
+
+def agent_passes(ch) -> float:
+    text = run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns, check=False).stdout
+    return (sample(text, "dfxdp_reconcile_runs_total") or 0) if text else 0
+
+
+def restart_agent(ch) -> None:
+    ch.start_agent()
+    wait_for(lambda: agent_passes(ch) >= 2, f"{ch.name}'s restarted agent's passes")
+    wait_for(lambda: ch.ovs.vsctl("get", "controller", "br-int", "is_connected").stdout.strip() == "true",
+             f"{ch.name}: br-int reconnected")
+
+
+def test_flows_survive_an_agent_restart_without_duplicates(flooding):
+    ch1 = flooding.chassis[0]
+    before = {bridge: flow_identity(flows(ch1, bridge)) for bridge in ("br-int", "br-ul")}
+    stopped = time.monotonic()
+    ch1.stop_agent()
+    tok = token()
+    send_broadcast(flooding, "b3", tok)  # ch1 forwards on its own meanwhile
+    assert received(flooding, tok, {"b1", "b2"})["b1"] == 1
+    restart_agent(ch1)
+    time.sleep(1)  # a pass that would add or remove flows has had its chance (counted above)
+    after = {bridge: flows(ch1, bridge) for bridge in ("br-int", "br-ul")}
+    assert {bridge: flow_identity(lines) for bridge, lines in after.items()} == before
+    age = time.monotonic() - stopped
+    durations = [float(re.search(r"duration=([\d.]+)s", f).group(1)) for f in after["br-int"]]
+    assert min(durations) >= age - 1, "flows were replaced, not kept"
+    tok = token()
+    send_broadcast(flooding, "b1", tok)
+    assert received(flooding, tok, BLUE_OTHERS) == {"b1": 0, "b2": 1, "b3": 1, "r1": 0, "r3": 0}
+
+
+def test_fail_mode_secure_while_the_agent_is_away_then_flows_come_back(flooding):
+    """ch2's OVS restarts while its agent is down: no flows and no controller, so its
+    secure bridge forwards nothing (standalone would flood like a learning switch)."""
+    ch2 = flooding.chassis[1]
+    before = flow_identity(flows(ch2))
+    ch2.stop_agent(kill=True)
+    ch2.ovs.restart()
+    wait_for(lambda: ch2.ovs.ofctl("dump-flows", "br-int", check=False).returncode == 0, "ch2's br-int back")
+    assert flows(ch2) == []
+    tok = token()
+    send_broadcast(flooding, "b3", tok)   # from ch2's VM: dropped by its bridge
+    send_broadcast(flooding, "b1", tok)   # to ch2's VM through the tunnel: dropped there
+    got = received(flooding, tok, {"b2"})
+    assert got == {"b1": 0, "b2": 1, "b3": 0, "r1": 0, "r3": 0}
+    restart_agent(ch2)
+    wait_for(lambda: flow_identity(flows(ch2)) == before, "ch2's flows as they were")
+    tok = token()
+    send_broadcast(flooding, "b3", tok)
+    assert received(flooding, tok, {"b1", "b2"}) == {"b1": 1, "b2": 1, "b3": 0, "r1": 0, "r3": 0}
+
+
+def test_flows_are_restored_after_an_ovs_restart(flooding):
+    ch3 = flooding.chassis[2]
+    before = flow_identity(flows(ch3))
+    ch3.ovs.restart()   # its agent keeps running: it sees br-int reconnect and resyncs
+    wait_for(lambda: ch3.ovs.ofctl("dump-flows", "br-int", check=False).returncode == 0, "ch3's br-int back")
+    wait_for(lambda: flow_identity(flows(ch3)) == before, "ch3's flows back")
+    tok = token()
+    send_broadcast(flooding, "r1", tok)   # across the tunnel into the restarted OVS
+    assert received(flooding, tok, {"r3"}) == {"b1": 0, "b2": 0, "b3": 0, "r1": 0, "r3": 1}

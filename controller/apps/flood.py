@@ -1,0 +1,78 @@
+"""L2 in the OVS fallback: what XDP passes to the kernel and OVS picks up from the taps.
+
+XDP forwards known unicast itself; it passes broadcast, multicast and unknown
+unicast. This app floods those within their network: to the network's other
+local ports, and by head-end replication to every chassis hosting a port of the
+network (one copy each, through the flow-based tunnel port, VNI = network key).
+A frame that came from a tunnel goes to local ports only: never back into the
+tunnel, and the chassis that sent it already reached every other chassis.
+Every flow matches the network (metadata, set from the ingress tap or VNI), so
+nothing crosses networks. Table layout: docs/fallback.md.
+
+Known unicast that reaches OVS (IPv6, which XDP passes) goes where the port is;
+frames to a MAC of the network that no tap carries (router or DHCP ports) are
+dropped rather than flooded.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from dfxdp.controller.binding import tap_name
+from dfxdp.controller.ovs.flows import DROP, Flow, goto, output, set_field, write_metadata
+from dfxdp.controller.ovs.tunnels import TUNNEL_PORT
+
+from .base import App, LocalView
+
+TABLE_INGRESS = 0   # which network a frame belongs to: the tap it came from, or the tunnel's VNI
+TABLE_L2 = 10       # known destination MACs of the network
+TABLE_FLOOD = 20    # broadcast, multicast, unknown unicast
+MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # the group bit of the destination MAC
+
+
+class FloodApp(App):
+    name = "flood"
+    tables = (TABLE_INGRESS, TABLE_L2, TABLE_FLOOD)
+    flow_cookie = 1
+
+    def flows(self, view: LocalView) -> Iterable[Flow]:
+        tunnel = view.ofports.get(TUNNEL_PORT)
+        local: dict[str, list[int]] = {}     # network id -> ofports of its local taps
+        for pid in sorted(view.local_ports):
+            port, ofport = view.ports.get(pid), view.ofports.get(tap_name(pid))
+            if port and ofport and port.get("network_id") in view.networks:
+                local.setdefault(port["network_id"], []).append(ofport)
+                yield Flow.of(TABLE_INGRESS, 100, {"in_port": ofport},
+                              [write_metadata(view.networks[port["network_id"]]["key"]), goto(TABLE_L2)])
+        for net_id, taps in sorted(local.items()):
+            yield from self._network(view, view.networks[net_id], taps, tunnel)
+        for table in self.tables:
+            yield Flow.of(table, 0, {}, [goto(TABLE_FLOOD)] if table == TABLE_L2 else DROP)
+
+    @staticmethod
+    def _network(view: LocalView, net: dict, taps: list[int], tunnel: int | None) -> Iterable[Flow]:
+        key, remotes = net["key"], set()
+        for port in view.ports_on_network(net["id"]):
+            if not port.get("mac_address"):
+                continue
+            match = {"metadata": key, "eth_dst": port["mac_address"]}
+            ofport = view.ofports.get(tap_name(port["id"])) if view.is_local(port) else None
+            tunnel_ip = view.tunnel_ip_of(port)
+            if ofport:
+                actions = [output(ofport)]
+            elif tunnel is not None and tunnel_ip and tunnel_ip != view.tunnel_ip:
+                remotes.add(tunnel_ip)
+                actions = [set_field("tun_ipv4_dst", tunnel_ip), set_field("tunnel_id", key), output(tunnel)]
+            else:
+                actions = DROP  # a router or DHCP port, or a port bound nowhere yet
+            yield Flow.of(TABLE_L2, 100, match, actions)
+        yield Flow.of(TABLE_L2, 50, {"metadata": key, "eth_dst": MULTICAST}, [goto(TABLE_FLOOD)])
+        flood = [output(p) for p in taps]
+        if tunnel is None:
+            yield Flow.of(TABLE_FLOOD, 50, {"metadata": key}, flood)
+            return
+        yield Flow.of(TABLE_INGRESS, 100, {"in_port": tunnel, "tunnel_id": key}, [write_metadata(key), goto(TABLE_L2)])
+        # From the tunnel: local ports only (the sender replicated to every chassis itself).
+        yield Flow.of(TABLE_FLOOD, 100, {"metadata": key, "in_port": tunnel}, flood)
+        for ip in sorted(remotes):
+            flood += [set_field("tun_ipv4_dst", ip), set_field("tunnel_id", key), output(tunnel)]
+        yield Flow.of(TABLE_FLOOD, 50, {"metadata": key}, flood)
