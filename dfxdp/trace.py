@@ -104,6 +104,7 @@ class Trace:
     run: PacketRun
     ingress: str
     hooks: dict[str, str] = field(default_factory=dict)  # hook stage -> its program, for the story
+    fallback: str | None = None  # for a frame XDP passes: what OVS's br-int does with it (ofproto/trace)
 
     @property
     def destination(self) -> str:
@@ -126,7 +127,8 @@ class Trace:
 
         return {"verdict": self.run.verdict, "reason": self.run.drop_reason, "stages": self.run.stages,
                 "destination": self.destination, "out_ifindex": self.run.meta.get("out_ifindex", 0),
-                "output": {"hex": self.run.data.hex(), "summary": Ether(self.run.data).summary()}}
+                "output": {"hex": self.run.data.hex(), "summary": Ether(self.run.data).summary()},
+                "fallback": self.fallback}
 
     def story(self) -> str:
         from scapy.layers.l2 import Ether
@@ -143,7 +145,21 @@ class Trace:
         lines.append(f"where: {self.destination}")
         if self.run.verdict != "XDP_DROP":
             lines.append(f"output: {Ether(self.run.data).summary()}")
+        if self.fallback is not None:
+            lines.append("fallback: OVS br-int (ofproto/trace):")
+            lines += ["  " + line for line in self.fallback.rstrip().splitlines()]
         return "\n".join(lines)
+
+
+def ovs_trace(ovsdb_url: str, in_port: str, frame: bytes) -> str:
+    """What br-int does with a frame that entered it from `in_port`, in OVS's words: the
+    tables and flows it went through and the datapath actions (ovs-appctl ofproto/trace).
+    Raises OvsError when ovs-vswitchd cannot be asked."""
+    from dfxdp.controller.ovs.bridge import INTEGRATION_BRIDGE, Ovsdb
+
+    out = Ovsdb(ovsdb_url).appctl("ofproto/trace", INTEGRATION_BRIDGE, f"in_port={in_port}", frame.hex())
+    start = out.find("bridge(")  # from the first table on; the flow OVS parsed is the output above
+    return out[start:] if start >= 0 else out
 
 
 def trace(bpffs: str | os.PathLike, ifindex: int, frame: bytes, entry: str = "port") -> Trace:

@@ -6,6 +6,8 @@ import socket
 
 import click
 
+from dfxdp.controller.ovs.bridge import DEFAULT_OVSDB
+
 
 def register(group: click.Group) -> None:
     @group.command("trace")
@@ -17,14 +19,17 @@ def register(group: click.Group) -> None:
     @click.option("--ifindex", type=int, default=None,
                   help="Ingress interface index, instead of the port's tap (also for the underlay/external NIC).")
     @click.option("--entry", type=click.Choice(["port", "underlay"]), default="port", show_default=True)
+    @click.option("--ovsdb", default=DEFAULT_OVSDB, show_default=True,
+                  help="The chassis' OVSDB: a frame XDP passes is traced through br-int too; `none`: not.")
     @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-    def trace_cmd(port, packet, bpffs, url, ifindex, entry, fmt) -> None:
+    def trace_cmd(port, packet, bpffs, url, ifindex, entry, ovsdb, fmt) -> None:
         """Run PACKET (scapy syntax, hex, or a pcap file) through the live pinned pipeline as if it
         came from PORT, and tell the story: stages, verdict and why, where it would go, the output.
 
         \b
         Example: dfxdp trace vm1 'Ether(dst="fa:16:3e:00:00:02")/IP(dst="10.0.0.3")/TCP(dport=22)'
         It does not disturb live traffic; it may add a conntrack entry and moves counters (see docs/trace.md).
+        A frame XDP passes to the kernel goes to the OVS fallback: OVS's ofproto/trace tells what br-int does.
         """
         from dfxdp.datapath.libbpf import BpfError
         from dfxdp.datapath.pipeline import default_bpffs
@@ -51,4 +56,12 @@ def register(group: click.Group) -> None:
             result = trace(bpffs, ifindex, frame, entry)
         except (FileNotFoundError, BpfError) as exc:
             raise click.ClickException(str(exc)) from None
+        if result.run.verdict == "XDP_PASS" and entry == "port" and ovsdb != "none":
+            from dfxdp.controller.ovs.bridge import OvsError
+            from dfxdp.trace import ovs_trace
+
+            try:
+                result.fallback = ovs_trace(ovsdb, result.ingress, result.run.data)
+            except OvsError as exc:
+                result.fallback = f"not traced: {exc}"
         click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else result.story())

@@ -264,3 +264,18 @@ def test_flows_are_restored_after_an_ovs_restart(flooding):
     tok = token()
     send_broadcast(flooding, "r1", tok)   # across the tunnel into the restarted OVS
     assert received(flooding, tok, {"r3"}) == {"b1": 0, "b2": 0, "b3": 0, "r1": 0, "r3": 1}
+
+
+def test_trace_follows_a_broadcast_into_br_int(flooding):
+    ch1, (vm, port) = flooding.chassis[0], flooding.vm["b1"]
+    packet = (f'Ether(src="{port.mac_address}", dst="ff:ff:ff:ff:ff:ff")/'
+              f'IP(src="{port.fixed_ips[0]["ip_address"]}", dst="255.255.255.255")/UDP(dport=5000)')
+    out = run([sys.executable, "-m", "dfxdp.cli.main", "trace", port.id, packet, "--url",
+               f"http://198.18.0.1:9696", "--bpffs", str(ch1.bpffs), "--ovsdb", ch1.ovs.db_url],
+              ns=ch1.ns, env=flooding.env).stdout
+    assert "verdict: XDP_PASS" in out and "the fallback path (OVS)" in out
+    story = out[out.index("fallback: OVS br-int"):]
+    b2_tap = f"tap{flooding.vm['b2'][1].id[:11]}"
+    b2_ofport = ch1.ovs.vsctl("get", "interface", b2_tap, "ofport").stdout.strip()
+    assert "goto_table:20" in story and f"output:{b2_ofport}" in story
+    assert re.search(r"Datapath actions: .*tnl_push", story), story  # and one copy to ch2
