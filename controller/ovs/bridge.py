@@ -89,18 +89,12 @@ class Ovsdb:
     def dpid(self, bridge: str) -> int:
         return int(self.get("Bridge", bridge, "datapath_id"), 16)
 
-    def controller_connected(self, bridge: str) -> bool:
-        return self.get("Controller", bridge, "is_connected") == "true"
-
     def ports(self, bridge: str) -> list[str]:
         return self.vsctl("list-ports", bridge).split()
 
     def add_port(self, bridge: str, name: str, *settings: str) -> None:
         self.vsctl("--may-exist", "add-port", bridge, name, *(["--", "set", "interface", name, *settings]
                                                                 if settings else []))
-
-    def set_interface(self, name: str, *settings: str) -> None:
-        self.vsctl("set", "interface", name, *settings)
 
     def del_port(self, bridge: str, name: str) -> None:
         self.vsctl("--if-exists", "del-port", bridge, name)

@@ -124,11 +124,6 @@ class SwitchConnection:
         req = parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
         return [Installed(stat.cookie, stat.table_id) for stat in self.app.request(self.dp, req)]
 
-    def dump_stats(self) -> list:
-        """Every flow with its counters (os-ken OFPFlowStats)."""
-        req = parser.OFPFlowStatsRequest(self.dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
-        return self.app.request(self.dp, req)
-
     def add_flows(self, flows: list[tuple[int, Flow]]) -> list[str]:
         return self._send_all([(flow_mod(self.dp, cookie, flow), str(flow)) for cookie, flow in flows])
 

@@ -21,6 +21,8 @@ from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run
 from dfxdp.testing.prom import sample
 
+pytestmark = [pytest.mark.ovs, pytest.mark.etcd]
+
 SNIFFER = r"""
 import socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
