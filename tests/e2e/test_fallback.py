@@ -19,7 +19,7 @@ from scapy.layers.l2 import Ether
 
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run
-from dfxdp.testing.prom import sample
+from dfxdp.testing.prom import promtool_check, sample
 
 pytestmark = [pytest.mark.ovs, pytest.mark.etcd]
 
@@ -173,6 +173,7 @@ def test_br_int_on_every_chassis(world):
         assert o.vsctl("get", "interface", "vxlan0", "options:dst_port").stdout.strip() == '"4790"'
         assert "und0" in o.vsctl("list-ports", "br-ul").stdout.split()
         metrics = run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns).stdout
+        assert promtool_check(metrics)[0], promtool_check(metrics)[1]
         assert sample(metrics, "dfxdp_fallback_datapath", type="netdev") == 1
         assert sample(metrics, "dfxdp_fallback_controller_connected", bridge="br-int") == 1
         assert sample(metrics, "dfxdp_fallback_flows", bridge="br-int", table="20") > 0
