@@ -11,7 +11,8 @@ nothing crosses networks. Table layout: docs/fallback.md.
 
 Known unicast that reaches OVS (IPv6, which XDP passes) goes where the port is;
 frames to a MAC of the network that no tap carries (router or DHCP ports) are
-dropped rather than flooded.
+dropped rather than flooded. A port with port security gets only ARP and IPv4
+from the fallback, as XDP would give it (docs/datapath.md, Ethertypes).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ TABLE_INGRESS = 0   # which network a frame belongs to: the tap it came from, or
 TABLE_L2 = 10       # known destination MACs of the network
 TABLE_FLOOD = 20    # broadcast, multicast, unknown unicast
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # the group bit of the destination MAC
+GUARDED_ETHERTYPES = (0x0806, 0x0800)  # what a port with port security may receive: ARP, IPv4
 
 
 class FloodApp(App):
@@ -36,11 +38,11 @@ class FloodApp(App):
 
     def flows(self, view: LocalView) -> Iterable[Flow]:
         tunnel = view.ofports.get(TUNNEL_PORT)
-        local: dict[str, list[int]] = {}     # network id -> ofports of its local taps
+        local: dict[str, dict[int, bool]] = {}  # network id -> ofport of each local tap -> port security
         for pid in sorted(view.local_ports):
             port, ofport = view.ports.get(pid), view.ofports.get(tap_name(pid))
             if port and ofport and port.get("network_id") in view.networks:
-                local.setdefault(port["network_id"], []).append(ofport)
+                local.setdefault(port["network_id"], {})[ofport] = bool(port.get("port_security_enabled"))
                 yield Flow.of(TABLE_INGRESS, 100, {"in_port": ofport},
                               [write_metadata(view.networks[port["network_id"]]["key"]), goto(TABLE_L2)])
         for net_id, taps in sorted(local.items()):
@@ -49,7 +51,7 @@ class FloodApp(App):
             yield Flow.of(table, 0, {}, [goto(TABLE_FLOOD)] if table == TABLE_L2 else DROP)
 
     @staticmethod
-    def _network(view: LocalView, net: dict, taps: list[int], tunnel: int | None) -> Iterable[Flow]:
+    def _network(view: LocalView, net: dict, taps: dict[int, bool], tunnel: int | None) -> Iterable[Flow]:
         key, remotes = net["key"], set()
         for port in view.ports_on_network(net["id"]):
             if not port.get("mac_address"):
@@ -57,6 +59,9 @@ class FloodApp(App):
             match = {"metadata": key, "eth_dst": port["mac_address"]}
             ofport = view.ofports.get(tap_name(port["id"])) if view.is_local(port) else None
             tunnel_ip = view.tunnel_ip_of(port)
+            if ofport and taps.get(ofport):
+                yield from _guarded(TABLE_L2, 100, match, [output(ofport)])
+                continue
             if ofport:
                 actions = [output(ofport)]
             elif tunnel is not None and tunnel_ip and tunnel_ip != view.tunnel_ip:
@@ -66,13 +71,28 @@ class FloodApp(App):
                 actions = DROP  # a router or DHCP port, or a port bound nowhere yet
             yield Flow.of(TABLE_L2, 100, match, actions)
         yield Flow.of(TABLE_L2, 50, {"metadata": key, "eth_dst": MULTICAST}, [goto(TABLE_FLOOD)])
-        flood = [output(p) for p in taps]
-        if tunnel is None:
-            yield Flow.of(TABLE_FLOOD, 50, {"metadata": key}, flood)
-            return
-        yield Flow.of(TABLE_INGRESS, 100, {"in_port": tunnel, "tunnel_id": key}, [write_metadata(key), goto(TABLE_L2)])
-        # From the tunnel: local ports only (the sender replicated to every chassis itself).
-        yield Flow.of(TABLE_FLOOD, 100, {"metadata": key, "in_port": tunnel}, flood)
-        for ip in sorted(remotes):
-            flood += [set_field("tun_ipv4_dst", ip), set_field("tunnel_id", key), output(tunnel)]
-        yield Flow.of(TABLE_FLOOD, 50, {"metadata": key}, flood)
+        every = [output(p) for p in taps]
+        unguarded = [output(p) for p, guarded in taps.items() if not guarded]
+        replicate = [action for ip in sorted(remotes) for action in
+                     (set_field("tun_ipv4_dst", ip), set_field("tunnel_id", key), output(tunnel))]
+        if tunnel is not None:
+            yield Flow.of(TABLE_INGRESS, 100, {"in_port": tunnel, "tunnel_id": key},
+                          [write_metadata(key), goto(TABLE_L2)])
+            # From the tunnel: local ports only (the sender replicated to every chassis itself).
+            yield from _by_ethertype(100, {"metadata": key, "in_port": tunnel}, every, unguarded)
+        # The receiving chassis filters for its own ports: every copy leaves.
+        yield from _by_ethertype(50, {"metadata": key}, every + replicate, unguarded + replicate)
+
+
+def _guarded(table: int, priority: int, match: dict, actions: list) -> Iterable[Flow]:
+    """`actions` for ARP and IPv4 only; anything else matching is dropped."""
+    for ethertype in GUARDED_ETHERTYPES:
+        yield Flow.of(table, priority, {**match, "eth_type": ethertype}, actions)
+    yield Flow.of(table, priority - 10, match, DROP)
+
+
+def _by_ethertype(priority: int, match: dict, every: list, unguarded: list) -> Iterable[Flow]:
+    """Flood flows: ARP and IPv4 to every port, other ethertypes past ports with port security."""
+    for ethertype in GUARDED_ETHERTYPES:
+        yield Flow.of(TABLE_FLOOD, priority + 10, {**match, "eth_type": ethertype}, every)
+    yield Flow.of(TABLE_FLOOD, priority, match, unguarded)

@@ -57,3 +57,19 @@ def test_a_router_port_mac_is_dropped_not_flooded():
     flows = list(FloodApp().flows(view()))
     router = [f for f in flows if dict(f.match).get("eth_dst") == "fa:16:3e:00:00:06"]
     assert len(router) == 1 and router[0].actions == ()
+
+
+def test_a_port_with_port_security_gets_only_arp_and_ipv4():
+    v = view()
+    v.ports["b-local-2"]["port_security_enabled"] = True   # ofport 2
+    flows = list(FloodApp().flows(v))
+    for flow in flows:
+        match = dict(flow.match)
+        if 2 in outputs(flow):
+            assert match.get("eth_type") in (0x0806, 0x0800), flow
+    to_b2 = [f for f in flows if dict(f.match).get("eth_dst") == "fa:16:3e:00:00:02"]
+    assert sorted(dict(f.match).get("eth_type", 0) for f in to_b2 if f.actions) == [0x0800, 0x0806]
+    assert [f.actions for f in to_b2 if "eth_type" not in dict(f.match)] == [()]
+    other = [f for f in flows if f.table == TABLE_FLOOD and dict(f.match).get("metadata") == 5
+             and "eth_type" not in dict(f.match)]
+    assert other and all(1 in outputs(f) and 2 not in outputs(f) for f in other)
