@@ -100,7 +100,7 @@ class OpenFlowApp(app_manager.OSKenApp):
         dp.set_xid(msg)
         pending = self._pending[msg.xid] = _Pending()
         try:
-            if not dp.send_msg(msg) and not dp.is_active:
+            if not dp.send_msg(msg):  # os-ken discards what is sent to a closing connection
                 raise OpenFlowError(f"switch {dp.id:016x} is gone")
             if not pending.done.wait(REPLY_TIMEOUT):
                 raise OpenFlowError(f"switch {dp.id:016x} did not answer {type(msg).__name__} "
