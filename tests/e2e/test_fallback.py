@@ -297,3 +297,25 @@ def test_trace_follows_a_broadcast_into_br_int(flooding):
     b2_ofport = ch1.ovs.vsctl("get", "interface", b2_tap, "ofport").stdout.strip()
     assert "goto_table:20" in story and f"output:{b2_ofport}" in story
     assert re.search(r"Datapath actions: .*tnl_push", story), story  # and one copy to ch2
+
+
+def tap_packets(ch, tap: str) -> int:
+    """What br-int received from `tap`: the packets counted by its table-0 flow, once OVS's
+    revalidators have pushed its datapath's counters into the flows."""
+    ch.ovs.appctl("ovs-vswitchd", "revalidator/wait")
+    ofport = ch.ovs.vsctl("get", "interface", tap, "ofport").stdout.strip()
+    flow = [f for f in flows(ch) if "table=0" in f and f"in_port={ofport} " in f]
+    return int(re.search(r"n_packets=(\d+)", flow[0]).group(1))
+
+
+def test_what_xdp_forwards_never_reaches_ovs(flooding):
+    ch1, (b1, p1), (_, p3) = flooding.chassis[0], flooding.vm["b1"], flooding.vm["b3"]
+    tap = f"tap{p1.id[:11]}"
+    assert flooding.ping(b1, p3.fixed_ips[0]["ip_address"])   # ARP answered and ICMP forwarded by XDP
+    before = tap_packets(ch1, tap)
+    assert flooding.ping(b1, p3.fixed_ips[0]["ip_address"], count=10)
+    assert tap_packets(ch1, tap) == before
+    tok = token()
+    send_broadcast(flooding, "b1", tok)          # while a broadcast from the same tap does
+    received(flooding, tok, BLUE_OTHERS)
+    assert tap_packets(ch1, tap) == before + 1
