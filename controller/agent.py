@@ -234,9 +234,17 @@ class Agent:
         self._observe(view, started, event_at)
         if self.fallback:  # after XDP is attached: OVS only ever sees what XDP passes
             self.fallback.sync(view)
+            self._publish_facts(view)
         if result.errors:
             raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
         return view
+
+    def _publish_facts(self, view: LocalView) -> None:
+        """The apps' facts about this chassis into its NB record, when they changed."""
+        facts = {k: v for app in self.control.apps for k, v in app.chassis_facts(view).items()}
+        mine = view.chassis_by_name.get(self.config.chassis, {})
+        if any(mine.get(k) != v for k, v in facts.items()):
+            self.nb.set_chassis_facts(self.config.chassis, **facts)
 
     def _observe(self, view: LocalView, started: float, event_at: float | None) -> None:
         m, now = self.metrics, time.monotonic()

@@ -2,10 +2,11 @@
 (security groups, port security) before what makes a port reachable (fdb,
 routes) and before if_config, which makes a tap's frames enter the pipeline:
 a new port is never reachable unfiltered, not even for one pass. Apps that own
-OpenFlow tables (flood) program the OVS fallback's br-int instead (controller/ovs/)."""
+OpenFlow tables (flood, igmp) program the OVS fallback's br-int instead (controller/ovs/)."""
 from .base import App, Entry, LocalView
 from .fip import FloatingIPApp
 from .flood import FloodApp
+from .igmp import IgmpApp
 from .l2 import L2App
 from .l3 import L3App
 from .mtu import NetworkMtuApp
@@ -14,6 +15,6 @@ from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
 APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, PortsApp,
-                         FloodApp]
+                         FloodApp, IgmpApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

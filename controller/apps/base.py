@@ -158,6 +158,18 @@ class App:
         declaring entries (end flows its new rules refuse, sweep what expired).
         `maps` are the pipeline's maps by name; the default does nothing."""
 
+    def on_packet_in(self, view: LocalView, port_id: str, frame: bytes) -> bool:
+        """A frame one of the app's flows sent to the controller from local port `port_id`
+        (os-ken's thread; `view` is the last pass'). True: what the app wants changed, run a pass."""
+        return False
+
+    def fallback_upkeep(self, view: LocalView) -> None:
+        """After the OVS fallback reconciled the flows (only where it runs): e.g. send queries."""
+
+    def chassis_facts(self, view: LocalView) -> dict:
+        """What this chassis publishes in its NB record for the other chassis (e.g. IGMP groups)."""
+        return {}
+
     def on_punt(self, packet: "PuntedPacket") -> None:
         """A punted frame for one of `punt_reasons`:
         answer with packet.reply(frame). Runs in the punt reader thread, beside the

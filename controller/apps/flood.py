@@ -27,6 +27,7 @@ from .base import App, LocalView
 TABLE_INGRESS = 0   # which network a frame belongs to: the tap it came from, or the tunnel's VNI
 TABLE_L2 = 10       # known destination MACs of the network
 TABLE_FLOOD = 20    # broadcast, multicast, unknown unicast
+TABLE_MULTICAST = 30  # frames with the group bit first: IGMP snooping (the igmp app) sends the rest back here
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # the group bit of the destination MAC
 GUARDED_ETHERTYPES = (0x0806, 0x0800)  # what a port with port security may receive: ARP, IPv4
 
@@ -70,7 +71,7 @@ class FloodApp(App):
             else:
                 actions = DROP  # a router or DHCP port, or a port bound nowhere yet
             yield Flow.of(TABLE_L2, 100, match, actions)
-        yield Flow.of(TABLE_L2, 50, {"metadata": key, "eth_dst": MULTICAST}, [goto(TABLE_FLOOD)])
+        yield Flow.of(TABLE_L2, 50, {"metadata": key, "eth_dst": MULTICAST}, [goto(TABLE_MULTICAST)])
         every = [output(p) for p in taps]
         unguarded = [output(p) for p, guarded in taps.items() if not guarded]
         replicate = [action for ip in sorted(remotes) for action in

@@ -19,7 +19,7 @@ from dfxdp.controller.binding import TAP_PREFIX, tap_name
 from dfxdp.metrics.fallback import FallbackMetrics
 
 from .bridge import INTEGRATION_BRIDGE, Ovsdb, OvsError
-from .flows import FlowReconciler, FlowResult, Owner
+from .flows import DIGEST_BITS, FlowReconciler, FlowResult, Owner
 from .tunnels import UNDERLAY_BRIDGE, Tunnels
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,25 @@ class Fallback:
         self.datapath_type: str | None = None
         self._dpids: dict[str, int] = {}
         self._reachable: bool | None = None
+        self._view: LocalView | None = None  # the last pass', with br-int's ports: what packet-ins are read with
 
     def start(self) -> None:
         from .ofctl import OpenFlowController  # os-ken only where the fallback runs
 
         self.controller = OpenFlowController.shared(*self.listen)
         self.controller.add_listener(self._switch_changed)
+        self.controller.add_packet_listener(self._packet_in)
+
+    def _packet_in(self, dpid: int, cookie: int, in_port: int, frame: bytes) -> None:
+        """A frame a flow sent to the controller: to the app owning the flow (by its cookie),
+        with the port it came from; a change it reports triggers a pass."""
+        view = self._view
+        if view is None or dpid != self._dpids.get(INTEGRATION_BRIDGE):
+            return
+        port_id = next((pid for pid in view.local_ports if view.ofports.get(tap_name(pid)) == in_port), None)
+        app = next((a for a in self.apps if a.flow_cookie == cookie >> DIGEST_BITS), None)
+        if port_id is not None and app is not None and app.on_packet_in(view, port_id, frame):
+            self.on_change()
 
     def _switch_changed(self, dpid: int, connected: bool) -> None:
         for bridge, known in self._dpids.items():
@@ -100,7 +113,7 @@ class Fallback:
         remote_ips = {c["tunnel_ip"] for c in view.chassis_by_name.values() if c.get("tunnel_ip") != view.tunnel_ip}
         self.tunnels.ensure_routes({ip: mac for ip, mac in view.underlay_neighbors.items() if ip in remote_ips})
         ofports = self.ovsdb.ofports()
-        view = dataclasses.replace(view, ofports=ofports)
+        view = self._view = dataclasses.replace(view, ofports=ofports)
         wanted = {INTEGRATION_BRIDGE: {app.name: list(app.flows(view)) for app in self.apps},
                   UNDERLAY_BRIDGE: {UNDERLAY_OWNER.name: self.tunnels.underlay_flows(ofports)}}
         errors = []
@@ -112,6 +125,8 @@ class Fallback:
             result = self.reconcilers[bridge].apply(connection, wanted[bridge])
             self._observe(bridge, result)
             errors += result.errors
+        for app in self.apps:
+            app.fallback_upkeep(view)
         if errors:
             raise OvsError(f"{len(errors)} flows refused, first: {errors[0]}")
 

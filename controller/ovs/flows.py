@@ -65,6 +65,11 @@ def set_field(name: str, value: Any) -> tuple:
     return ("set_field", name, value)
 
 
+def to_controller() -> tuple:
+    """A copy of the whole frame to the agent (packet-in; the owning app's on_packet_in)."""
+    return ("controller",)
+
+
 def write_metadata(value: int) -> tuple:
     return ("metadata", value)
 

@@ -52,6 +52,7 @@ class OpenFlowApp(app_manager.OSKenApp):
         super().__init__(*args, **kwargs)
         self.switches: dict[int, object] = {}  # dpid -> os-ken Datapath, in MAIN state
         self.listeners: list[Callable[[int, bool], None]] = []
+        self.packet_listeners: list[Callable[[int, int, int, bytes], None]] = []  # (dpid, cookie, in_port, frame)
         self._pending: dict[int, _Pending] = {}
         self._errors: dict[int, str] = {}  # xid -> error the switch sent back
         self._lock = threading.Lock()
@@ -72,6 +73,15 @@ class OpenFlowApp(app_manager.OSKenApp):
             return
         for listener in list(self.listeners):
             listener(dp.id, ev.state == MAIN_DISPATCHER)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev) -> None:
+        msg = ev.msg
+        for listener in list(self.packet_listeners):
+            try:
+                listener(msg.datapath.id, msg.cookie, msg.match["in_port"], bytes(msg.data))
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop os-ken's loop
+                log.exception("packet-in listener failed")
 
     # ---- replies ----
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, [MAIN_DISPATCHER, CONFIG_DISPATCHER])
@@ -158,6 +168,8 @@ def flow_mod(dp, cookie: int, flow: Flow):
         kind = action[0]
         if kind == "output":
             actions.append(parser.OFPActionOutput(action[1], ofp.OFPCML_NO_BUFFER))
+        elif kind == "controller":
+            actions.append(parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER))
         elif kind == "set_field":
             actions.append(parser.OFPActionSetField(**{action[1]: action[2]}))
         elif kind == "metadata":
@@ -225,6 +237,10 @@ class OpenFlowController:
     def add_listener(self, listener: Callable[[int, bool], None]) -> None:
         """listener(dpid, connected) on every switch (dis)connection."""
         self.app.listeners.append(listener)
+
+    def add_packet_listener(self, listener: Callable[[int, int, int, bytes], None]) -> None:
+        """listener(dpid, cookie, in_port, frame) for every packet-in (a flow's to_controller())."""
+        self.app.packet_listeners.append(listener)
 
     def connection(self, dpid: int) -> SwitchConnection | None:
         dp = self.app.switches.get(dpid)

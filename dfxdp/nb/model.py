@@ -267,6 +267,8 @@ class HealthMonitor(LBResource):
 class Chassis(Resource):
     tunnel_ip: IP
     heartbeat: float = 0.0
+    # network id -> IPv4 multicast groups with a member on this chassis (the agent's IGMP snooping)
+    igmp_groups: dict[str, list[IP]] = {}
 
 
 

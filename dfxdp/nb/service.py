@@ -737,6 +737,17 @@ class NBService:
 
         return run_txn(self.store, body_fn)
 
+    def set_chassis_facts(self, name: str, **facts: Any) -> dict:
+        """What an agent publishes about its chassis beyond the heartbeat (e.g. igmp_groups)."""
+        def body_fn(txn: Txn) -> dict:
+            chassis = self._require(txn, "chassis", name)
+            new = self._validate("chassis", {**chassis, **facts})
+            new.update(revision_number=chassis["revision_number"] + 1, updated_at=_now())
+            txn.put("chassis", new)
+            return new
+
+        return run_txn(self.store, body_fn)
+
     def set_port_status(self, port_id: str, status: str) -> dict:
         if status not in PORT_STATUSES:
             raise BadRequest("InvalidInput", f"port status {status!r} is not one of {sorted(PORT_STATUSES)}")
