@@ -242,6 +242,7 @@ class Agent:
     def _publish_facts(self, view: LocalView) -> None:
         """The apps' facts about this chassis into its NB record, when they changed."""
         facts = {k: v for app in self.control.apps for k, v in app.chassis_facts(view).items()}
+        self.fallback.metrics.observe_igmp(facts.get("igmp_groups", {}))
         mine = view.chassis_by_name.get(self.config.chassis, {})
         if any(mine.get(k) != v for k, v in facts.items()):
             self.nb.set_chassis_facts(self.config.chassis, **facts)

@@ -27,7 +27,7 @@ from .base import App, LocalView
 TABLE_INGRESS = 0   # which network a frame belongs to: the tap it came from, or the tunnel's VNI
 TABLE_L2 = 10       # known destination MACs of the network
 TABLE_FLOOD = 20    # broadcast, multicast, unknown unicast
-TABLE_MULTICAST = 30  # frames with the group bit first: IGMP snooping (the igmp app) sends the rest back here
+TABLE_MULTICAST = 15  # frames with the group bit first: IGMP snooping (the igmp app) sends the rest back here
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # the group bit of the destination MAC
 GUARDED_ETHERTYPES = (0x0806, 0x0800)  # what a port with port security may receive: ARP, IPv4
 

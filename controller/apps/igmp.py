@@ -26,7 +26,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -69,10 +68,18 @@ class GroupChange:
     joined: bool  # False: left
 
 
+def _u16(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset:offset + 2], "big")
+
+
+def _be16(value: int) -> bytes:
+    return value.to_bytes(2, "big")
+
+
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = sum(_u16(data, i) for i in range(0, len(data), 2))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -89,10 +96,10 @@ def parse_igmp(frame: bytes) -> list[GroupChange]:
     """What an Ethernet frame carrying IGMP says about its sender's groups: joins and leaves.
     Queries and IGMPv3 BLOCK records change nothing here (empty list); MalformedIgmp
     when the frame is not IPv4 IGMP, is cut short, or its checksum is wrong."""
-    if len(frame) < 14 + 20 or struct.unpack_from("!H", frame, 12)[0] != ETH_P_IP:
+    if len(frame) < 14 + 20 or _u16(frame, 12) != ETH_P_IP:
         raise MalformedIgmp("not an IPv4 frame")
     ihl = (frame[14] & 0x0F) * 4
-    total = struct.unpack_from("!H", frame, 16)[0]
+    total = _u16(frame, 16)
     if frame[14] >> 4 != 4 or ihl < 20 or total < ihl + 8 or 14 + total > len(frame):
         raise MalformedIgmp("bad IPv4 header")
     if frame[14 + 9] != IPPROTO_IGMP:
@@ -116,11 +123,11 @@ def _v3_records(igmp: bytes) -> list[GroupChange]:
     join; including none (TO_IN {} / IS_IN {}) is a leave; BLOCK changes nothing."""
     if len(igmp) < 8:
         raise MalformedIgmp("IGMPv3 report shorter than its header")
-    count, offset, changes = struct.unpack_from("!H", igmp, 6)[0], 8, []
+    count, offset, changes = _u16(igmp, 6), 8, []
     for _ in range(count):
         if offset + 8 > len(igmp):
             raise MalformedIgmp("IGMPv3 group record cut short")
-        rtype, aux_words, sources = struct.unpack_from("!BBH", igmp, offset)
+        rtype, aux_words, sources = igmp[offset], igmp[offset + 1], _u16(igmp, offset + 2)
         group = _group(igmp[offset + 4:offset + 8])
         offset += 8 + 4 * sources + 4 * aux_words
         if offset > len(igmp):
@@ -137,14 +144,14 @@ def _v3_records(igmp: bytes) -> list[GroupChange]:
 def general_query() -> bytes:
     """An IGMPv3 General Query from 0.0.0.0 to 224.0.0.1 (v2 hosts answer it too, RFC 3376 7.2.1),
     with the Router Alert option (RFC 2113) as RFC 3376 4 requires."""
-    igmp = struct.pack("!BBH4sBBH", QUERY, int(QUERY_RESPONSE_INTERVAL * 10), 0, bytes(4),
-                       ROBUSTNESS, int(QUERY_INTERVAL), 0)
-    igmp = igmp[:2] + struct.pack("!H", _checksum(igmp)) + igmp[4:]
+    igmp = bytes([QUERY, int(QUERY_RESPONSE_INTERVAL * 10), 0, 0]) + bytes(4) + \
+        bytes([ROBUSTNESS, int(QUERY_INTERVAL)]) + bytes(2)  # group 0.0.0.0, no sources
+    igmp = igmp[:2] + _be16(_checksum(igmp)) + igmp[4:]
     options = b"\x94\x04\x00\x00"
-    header = struct.pack("!BBHHHBBH4s4s", 0x46, 0xC0, 24 + len(igmp), 0, 0, 1, IPPROTO_IGMP, 0,
-                         bytes(4), socket.inet_aton("224.0.0.1")) + options
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
-    eth = bytes.fromhex("01005e000001") + bytes.fromhex(QUERIER_MAC.replace(":", "")) + struct.pack("!H", ETH_P_IP)
+    header = bytes([0x46, 0xC0]) + _be16(24 + len(igmp)) + bytes(4) + bytes([1, IPPROTO_IGMP]) + bytes(2) + \
+        bytes(4) + socket.inet_aton("224.0.0.1") + options  # TTL 1, from 0.0.0.0
+    header = header[:10] + _be16(_checksum(header)) + header[12:]
+    eth = bytes.fromhex("01005e000001") + bytes.fromhex(QUERIER_MAC.replace(":", "")) + _be16(ETH_P_IP)
     return eth + header + igmp
 
 
@@ -256,7 +263,7 @@ class IgmpApp(App):
                     continue
                 # From the tunnel: local members only (the sender replicated to every chassis itself).
                 yield Flow.of(TABLE_MULTICAST, 110, {**ip, "ipv4_dst": group, "in_port": tunnel}, locally)
-                replicate = [a for tip in sorted(remote.get((net_id, group), ()) - {view.tunnel_ip})
+                replicate = [a for tip in sorted(remote.get((net_id, group), set()) - {view.tunnel_ip})
                              for a in (set_field("tun_ipv4_dst", tip), set_field("tunnel_id", key), output(tunnel))]
                 yield Flow.of(TABLE_MULTICAST, 100, {**ip, "ipv4_dst": group}, locally + replicate)
             # A group nobody joined: nobody gets it.

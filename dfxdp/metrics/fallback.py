@@ -15,5 +15,12 @@ class FallbackMetrics:
                                "agent's OpenFlow controller", ["bridge"], registry=r)
         self.ovsdb_up = Gauge("dfxdp_fallback_ovsdb_reachable", "1 when the agent reached OVSDB on its last pass",
                               registry=r)
+        self.igmp_groups = Gauge("dfxdp_fallback_igmp_groups", "IPv4 multicast groups with a member on this "
+                                 "chassis (IGMP snooping)", ["network"], registry=r)
         self.errors = Counter("dfxdp_fallback_sync_errors", "Fallback passes that failed (OVSDB, ovs-vswitchd "
                               "or a refused flow)", registry=r)
+
+    def observe_igmp(self, groups_by_network: dict[str, list[str]]) -> None:
+        self.igmp_groups.clear()  # a network without members any more has no series
+        for network, groups in groups_by_network.items():
+            self.igmp_groups.labels(network).set(len(groups))

@@ -12,7 +12,7 @@ from scapy.packet import Raw
 from scapy.layers.l2 import Ether
 
 from dfxdp.controller.apps.base import LocalView
-from dfxdp.controller.apps.flood import TABLE_FLOOD, TABLE_MULTICAST
+from dfxdp.controller.apps.flood import TABLE_FLOOD, TABLE_L2, TABLE_MULTICAST
 from dfxdp.controller.apps.igmp import (GROUP_MEMBERSHIP_INTERVAL, GroupChange, IgmpApp, MalformedIgmp, Membership,
                                         _checksum, general_query, parse_igmp)
 from dfxdp.controller.binding import tap_name
@@ -149,12 +149,15 @@ def test_flows_follow_local_and_remote_members():
     f = flows_for(app, v, G1)
     assert outputs(f[(100, 5, None)]) == [TUNNEL] and outputs(f[(110, 5, TUNNEL)]) == []
     assert app.chassis_facts(v) == {"igmp_groups": {}}
+    assert app.on_packet_in(v, "b2", v2(0x16, G2))  # a group no other chassis has
+    assert outputs(flows_for(app, v, G2)[(100, 5, None)]) == [2]
 
 
 def test_table_shape_igmp_to_controller_link_local_flooded_unjoined_dropped():
     app, v = IgmpApp(Clock()), view()
     flows = list(app.flows(v))
     assert all(f.table == TABLE_MULTICAST for f in flows)
+    assert TABLE_L2 < TABLE_MULTICAST < TABLE_FLOOD  # OpenFlow's goto_table only goes forward
     by = {(f.priority, dict(f.match).get("metadata")): f for f in flows if "in_port" not in dict(f.match)}
     for key in (5, 6):
         assert by[(300, key)].actions == (("controller",), ("goto", TABLE_FLOOD))
