@@ -16,7 +16,7 @@ import pytest
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run
 from dfxdp.testing.prom import sample
-from tests.e2e.test_fallback import Sniffer, token, wait_for
+from tests.e2e.test_fallback import Sniffer, restart_agent, token, wait_for
 
 pytestmark = [pytest.mark.ovs, pytest.mark.etcd]
 
@@ -149,3 +149,20 @@ def test_stream_reaches_members_on_the_other_chassis_only_until_they_leave(world
     finally:
         for r in (v3, v2, x2):
             r.kill()
+
+
+def test_the_agent_as_querier_relearns_members_after_a_restart(world):
+    """ch2's agent restarts and forgets every membership (and its NB record starts empty).
+    v3's kernel reported its join once, when it joined; it reports again only when
+    queried: the stream comes back because the new agent queried the tap."""
+    ch2 = world.chassis[1]
+    v3 = Receiver(world.vm["v3"])
+    try:
+        assert stream_until(world, {"v3"})["v3"] == 20
+        ch2.stop_agent()
+        restart_agent(ch2)
+        # The new process starts with no member: its gauge counts only what it learned since.
+        wait_for(lambda: groups_gauge(ch2, world.blue.id) == 1, "ch2's new agent relearned v3's group")
+        assert stream_until(world, {"v3"}) == {**NOBODY, "v3": 20}
+    finally:
+        v3.kill()
