@@ -275,7 +275,8 @@ class IgmpApp(App):
     def fallback_upkeep(self, view: LocalView) -> None:
         """Be the querier: a General Query to every local tap new since the last pass, and to
         each again every QUERY_INTERVAL (the members answer, and their membership is renewed)."""
-        from dfxdp.controller.punt import ReplySender  # the same AF_PACKET path as the punt replies
+        # The punt path's AF_PACKET sender; imported here: punt.py imports the apps package.
+        from dfxdp.controller.punt import ReplySender
 
         now = self.clock()
         taps = set(view.local_ports.values())
