@@ -7,11 +7,13 @@ agent is away.
 Blue VMs on ch1 (b1, b2) and ch2 (b3), with port security, and b4 (ch2) and b5 (ch1)
 without; red VMs, in the same address range, on ch1 and ch3. Each VM runs a sniffer (an AF_PACKET socket: it also sees frames for other MACs,
 as unknown unicast is) that reports every frame carrying a test's token."""
+import contextlib
 import re
 import subprocess
 import sys
 import time
 import uuid
+from typing import Iterator
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -74,10 +76,13 @@ class Sniffer:
         self.proc.wait()
 
 
-@pytest.fixture(scope="module")
-def world():
-    with Topology("fb") as topo:
-        cl = Cluster(topo, chassis=3, ovs=True)
+@contextlib.contextmanager
+def blue_and_red(prefix: str, chassis: int, vms) -> Iterator[Cluster]:
+    """A cluster with OVS and two networks in one address range, blue and red (red's ports from
+    .200 up), and VMs given as (name, "blue" or "red", chassis number, port security), each running
+    a Sniffer: cl.vm[name] = (namespace, port), cl.sniffer[name]."""
+    with Topology(prefix) as topo:
+        cl = Cluster(topo, chassis=chassis, ovs=True)
         sniffers = []
         try:
             conn = cl.connect()
@@ -87,11 +92,10 @@ def world():
             conn.network.create_subnet(network_id=red.id, cidr="10.0.0.0/24", ip_version=4,
                                        allocation_pools=[{"start": "10.0.0.200", "end": "10.0.0.250"}])
             cl.blue, cl.red, cl.vm = blue, red, {}
-            for name, net, ch, guarded in (("b1", blue, 1, True), ("b2", blue, 1, True), ("b3", blue, 2, True),
-                                           ("b4", blue, 2, False), ("b5", blue, 1, False),
-                                           ("r1", red, 1, True), ("r3", red, 3, True)):
+            for name, net, ch, guarded in vms:
                 extra = {} if guarded else {"port_security_enabled": False, "security_group_ids": []}
-                port = conn.network.create_port(network_id=net.id, binding_host_id=f"ch{ch}", **extra)
+                port = conn.network.create_port(network_id={"blue": blue, "red": red}[net].id,
+                                                binding_host_id=f"ch{ch}", **extra)
                 vm = cl.plug(port, cl.chassis[ch - 1], name=name)
                 cl.wait_active(port.id)
                 cl.vm[name] = (vm, port)
@@ -104,6 +108,14 @@ def world():
             for s in sniffers:
                 s.close()
             cl.close()
+
+
+@pytest.fixture(scope="module")
+def world():
+    with blue_and_red("fb", 3, (("b1", "blue", 1, True), ("b2", "blue", 1, True), ("b3", "blue", 2, True),
+                                ("b4", "blue", 2, False), ("b5", "blue", 1, False),
+                                ("r1", "red", 1, True), ("r3", "red", 3, True))) as cl:
+        yield cl
 
 
 def wait_for(condition, what: str, timeout: float = 60) -> None:

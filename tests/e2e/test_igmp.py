@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from dfxdp.testing.cluster import Cluster
-from dfxdp.testing.netns import Topology, run
+from dfxdp.testing.netns import run
 from dfxdp.testing.prom import sample
-from tests.e2e.test_fallback import Sniffer, restart_agent, token, wait_for
+from tests.e2e.test_fallback import blue_and_red, restart_agent, token, wait_for
 
 pytestmark = [pytest.mark.ovs, pytest.mark.etcd]
 
@@ -66,35 +65,12 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def world():
-    with Topology("ig") as topo:
-        cl = Cluster(topo, chassis=2, ovs=True)
-        sniffers = []
-        try:
-            conn = cl.connect()
-            blue = conn.network.create_network(name="blue")
-            conn.network.create_subnet(network_id=blue.id, cidr="10.0.0.0/24", ip_version=4)
-            red = conn.network.create_network(name="red")
-            conn.network.create_subnet(network_id=red.id, cidr="10.0.0.0/24", ip_version=4,
-                                       allocation_pools=[{"start": "10.0.0.200", "end": "10.0.0.250"}])
-            cl.blue, cl.vm = blue, {}
-            for name, net, ch, guarded in (("s1", blue, 1, True), ("n1", blue, 1, False), ("n2", blue, 2, True),
-                                           ("v3", blue, 2, True), ("v2", blue, 2, False), ("x2", red, 2, True)):
-                extra = {} if guarded else {"port_security_enabled": False, "security_group_ids": []}
-                port = conn.network.create_port(network_id=net.id, binding_host_id=f"ch{ch}", **extra)
-                cl.vm[name] = cl.plug(port, cl.chassis[ch - 1], name=name)
-                cl.wait_active(port.id)
-            run(["sysctl", "-qw", "net.ipv4.conf.eth0.force_igmp_version=2"], ns=cl.vm["v2"])
-            cl.sniffer = {}
-            for name, vm in cl.vm.items():
-                cl.sniffer[name] = Sniffer(vm)
-                sniffers.append(cl.sniffer[name])
-            for ch in cl.chassis:
-                wait_for(lambda: any("table=15" in f for f in flows(ch)), f"{ch.name}'s IGMP flows")
-            yield cl
-        finally:
-            for s in sniffers:
-                s.close()
-            cl.close()
+    with blue_and_red("ig", 2, (("s1", "blue", 1, True), ("n1", "blue", 1, False), ("n2", "blue", 2, True),
+                                ("v3", "blue", 2, True), ("v2", "blue", 2, False), ("x2", "red", 2, True))) as cl:
+        run(["sysctl", "-qw", "net.ipv4.conf.eth0.force_igmp_version=2"], ns=cl.vm["v2"][0])
+        for ch in cl.chassis:
+            wait_for(lambda: any("table=15" in f for f in flows(ch)), f"{ch.name}'s IGMP flows")
+        yield cl
 
 
 def flows(ch) -> list[str]:
@@ -109,7 +85,7 @@ def group_flow(ch) -> str:
 def stream(cl, packets: int = 20) -> dict[str, int]:
     """A stream from s1 to GROUP; what each VM received of it once it is over and stragglers had time."""
     tok = token()
-    run([sys.executable, "-c", SENDER, GROUP, str(UDP_PORT), tok, str(packets)], ns=cl.vm["s1"])
+    run([sys.executable, "-c", SENDER, GROUP, str(UDP_PORT), tok, str(packets)], ns=cl.vm["s1"][0])
     time.sleep(1)
     return {name: s.count(tok) for name, s in cl.sniffer.items()}
 
@@ -131,7 +107,7 @@ def groups_gauge(ch, net_id: str) -> float | None:
 def test_stream_reaches_members_on_the_other_chassis_only_until_they_leave(world):
     ch1, ch2 = world.chassis
     assert stream(world) == NOBODY  # nobody joined: a group nobody joined reaches nobody
-    v3, v2, x2 = Receiver(world.vm["v3"]), Receiver(world.vm["v2"]), Receiver(world.vm["x2"])
+    v3, v2, x2 = Receiver(world.vm["v3"][0]), Receiver(world.vm["v2"][0]), Receiver(world.vm["x2"][0])
     try:
         got = stream_until(world, {"v3", "v2"})
         assert got == {**NOBODY, "v3": 20, "v2": 20}  # not n1, n2 (no join), not x2 (red)
@@ -156,7 +132,7 @@ def test_the_agent_as_querier_relearns_members_after_a_restart(world):
     v3's kernel reported its join once, when it joined; it reports again only when
     queried: the stream comes back because the new agent queried the tap."""
     ch2 = world.chassis[1]
-    v3 = Receiver(world.vm["v3"])
+    v3 = Receiver(world.vm["v3"][0])
     try:
         assert stream_until(world, {"v3"})["v3"] == 20
         ch2.stop_agent()
