@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 OBJECT_DIR = pathlib.Path(__file__).resolve().parents[1] / "_bpf"
 BPFFS_MOUNT = pathlib.Path("/run/dfxdp/bpffs")
 ENTRY_OBJECT = "pipeline"
-NOT_PIPELINE = {"xdp_pass", "hook_punt_dhcp"}  # bench floor, DHCP punt hook: not part of the pipeline
+NOT_PIPELINE = {"xdp_pass", "hook_punt_dhcp", "trafficgen", "trafficsink"}  # the bench's floor, generator and sink, the DHCP punt hook: not stages
 ENTRIES = {"port": "xdp_port", "underlay": "xdp_underlay"}
 
 

@@ -1,0 +1,24 @@
+/* The bench's traffic generator (bpf/trafficgen.c) and sink (bpf/trafficsink.c). */
+#ifndef DFXDP_MAPS_TRAFFICGEN_H
+#define DFXDP_MAPS_TRAFFICGEN_H
+
+#include <linux/types.h>
+
+#define TG_HEADER_LEN 34    /* Ethernet + IPv4 without options */
+#define TG_PORT 5201        /* the flows' server port: what the sink counts */
+
+/* map `tg_config` (ARRAY, one entry): where the generator sends and the headers it
+ * writes into every frame (a router on the way rewrites them in the recycled page) */
+struct tg_config {
+	__u32 ifindex;
+	__u8 header[TG_HEADER_LEN];
+	__u8 pad[2];
+};
+
+/* map `tg_delivered` (PER-CPU ARRAY, one entry): frames the sink counted and dropped */
+struct tg_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif
