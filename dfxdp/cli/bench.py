@@ -30,11 +30,11 @@ MAX_PORTS = 1_000_000
 
 
 def parse_parts(text: str) -> tuple[str, ...]:
-    """'datapath,control' -> the parts in PARTS order; unknown or empty names are an error."""
+    """'datapath,control' -> the parts in PARTS order; an unknown or empty name is a one-line error."""
     names = [name.strip() for name in text.split(",")]
     for name in names:
         if name not in PARTS:
-            raise click.BadParameter(f"unknown part {name!r}: choose from {', '.join(PARTS)}")
+            raise click.ClickException(f"--parts: unknown part {name!r}; choose from {', '.join(PARTS)}")
     return tuple(part for part in PARTS if part in names)
 
 
@@ -44,9 +44,9 @@ def parse_ports(text: str) -> tuple[int, ...]:
     for item in text.split(","):
         item = item.strip().replace("_", "")
         if not item.isdigit():
-            raise click.BadParameter(f"{item!r} is not a whole number of ports")
+            raise click.ClickException(f"--ports: {item!r} is not a whole number of ports")
         if not 1 <= int(item) <= MAX_PORTS:
-            raise click.BadParameter(f"{int(item):,} ports is outside 1..{MAX_PORTS:,}")
+            raise click.ClickException(f"--ports: {int(item):,} ports is outside 1..{MAX_PORTS:,}")
         sizes.add(int(item))
     return tuple(sorted(sizes))
 
@@ -70,7 +70,7 @@ def register(group: click.Group) -> None:
         through dfxdp, kernel routing + iptables and OVS, TCP through security groups, the punt
         path, and the control plane on a real etcd; write results.json, charts and summary.md."""
         if (ports or large) and "control" not in parts:
-            raise click.UsageError("--ports and --large size the control part, which --parts leaves out")
+            raise click.ClickException("--ports and --large size the control part, which --parts leaves out")
         from rich.progress import Progress
 
         from dfxdp.bench import control, datapath, punt, report, throughput
