@@ -1,4 +1,5 @@
-/* The bench's traffic generator (bpf/trafficgen.c) and sink (bpf/trafficsink.c). */
+/* The bench's traffic generator (bpf/trafficgen.c), its sink (bpf/trafficsink.c) and the
+ * datapath bench's frame replay (bpf/trafficgen_replay.c). */
 #ifndef DFXDP_MAPS_TRAFFICGEN_H
 #define DFXDP_MAPS_TRAFFICGEN_H
 
@@ -19,6 +20,13 @@ struct tg_config {
 struct tg_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+#define TG_REPLAY_LEN 64    /* every frame the datapath bench replays has this length */
+
+/* map `tg_replay_frame` (ARRAY, one entry): the frame put back before each run */
+struct tg_replay {
+	__u8 frame[TG_REPLAY_LEN];
 };
 
 #endif

@@ -75,7 +75,7 @@ def _datapath_chart(out: pathlib.Path, rows: list[dict]) -> pathlib.Path:
     ax.barh(names, values, color=["#999999" if r["name"].startswith("floor") else "#2a7ab0" for r in rows])
     for y, r in enumerate(rows):
         ax.text(r["ns_per_packet"], y, f" {r['ns_per_packet']:.0f} ns ({r['method']})", va="center", fontsize=7)
-    ax.set_xlabel("ns per packet (BPF_PROG_TEST_RUN, timing overhead excluded; floor_single_run: included)")
+    ax.set_xlabel("ns per packet (BPF_PROG_TEST_RUN with repeat; floor_single_run: one run per sample)")
     ax.set_title("dfxdp datapath cost per path")
     ax.set_xlim(right=max(values) * 1.45)
     ax.invert_yaxis()
