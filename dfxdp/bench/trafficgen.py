@@ -100,28 +100,31 @@ class Generator:
         self.obj.maps["tg_config"].update(0, {"ifindex": ifindex(link, ns),
                                               "header": list(self.frame[:libbpf.lib.TG_HEADER_LEN])})
 
+    def _run(self, frames: int) -> None:
+        """One BPF_PROG_RUN of `frames` frames (call it inside self.ns: the redirect's ifindex is
+        resolved in the caller's namespace)."""
+        self.obj.programs["trafficgen"].test_run(self.frame, repeat=frames, live_frames=True, batch_size=BATCH)
+
     def send(self, count: int) -> None:
-        """`count` frames (rounded up to whole runs), on this thread's CPU."""
-        prog = self.obj.programs["trafficgen"]
-        with inside(self.ns):  # the redirect's ifindex is resolved in the caller's namespace
-            for _ in range(max(1, -(-count // FRAMES_PER_RUN))):
-                prog.test_run(self.frame, repeat=min(count, FRAMES_PER_RUN), live_frames=True, batch_size=BATCH)
+        """`count` frames, on this thread's CPU."""
+        with inside(self.ns):
+            for sent in range(0, count, FRAMES_PER_RUN):
+                self._run(min(FRAMES_PER_RUN, count - sent))
 
     def rate(self, sink: Sink, seconds: float, cpu: int, helpers: tuple[int, ...] = ()) -> Rate:
         """Frames that reached `sink` while this thread, pinned to `cpu`, sent for
         `seconds`; with the CPU time this thread, the CPU's ksoftirqd and the `helpers`
         processes (a userspace router) spent meanwhile."""
-        prog = self.obj.programs["trafficgen"]
         tasks = (*helpers, softirq_thread(cpu))
         saved = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {cpu})
         try:
             with inside(self.ns):
-                prog.test_run(self.frame, repeat=BATCH, live_frames=True, batch_size=BATCH)  # warm: ARP, caches
+                self._run(BATCH)  # warm: ARP, caches
                 before, others = sink.delivered(), cpu_ns(tasks)
                 start, own = time.perf_counter(), time.thread_time_ns()
                 while time.perf_counter() - start < seconds:
-                    prog.test_run(self.frame, repeat=FRAMES_PER_RUN, live_frames=True, batch_size=BATCH)
+                    self._run(FRAMES_PER_RUN)
                 wall, own = time.perf_counter() - start, time.thread_time_ns() - own
                 others = cpu_ns(tasks) - others
                 return Rate(sink.delivered() - before, wall, (own + others) / 1e9)
