@@ -50,7 +50,8 @@ class ControlPoint:
     create_per_second: float      # API port creates per second while growing to this size
     list_seconds: float           # one GET /v2.0/ports of every port
     write_to_programmed_p50: float
-    write_to_programmed_p99: float
+    write_to_programmed_p99: float  # the maximum when there are fewer than 100 samples
+    write_samples: int
     first_packet_p50: float       # API call creating a bound port → first ping answered
     first_packet_max: float
     resync_seconds: float         # empty agent → every port's fdb entry programmed
@@ -254,7 +255,7 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
                 points.append(ControlPoint(
                     ports=ports, create_per_second=rate, list_seconds=list_s,
                     write_to_programmed_p50=statistics.median(writes),
-                    write_to_programmed_p99=percentile(writes, 99),
+                    write_to_programmed_p99=percentile(writes, 99), write_samples=len(writes),
                     first_packet_p50=statistics.median(firsts), first_packet_max=max(firsts),
                     resync_seconds=resync, agent_rss_mib=rss))
         finally:

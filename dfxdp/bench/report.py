@@ -17,18 +17,48 @@ CONTROL_SERIES = (("write_to_programmed_p50", "NB write → programmed, p50"),
                   ("resync_seconds", "full resync of an empty agent"))
 
 
+def _read(path: str) -> str:
+    try:
+        return pathlib.Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
 def machine() -> dict:
+    """What the numbers depend on: CPU, kernel, the clock the kernel times with, and the
+    CPU vulnerability mitigations in force (they tax every system call and context switch)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor())
+    vulnerabilities = pathlib.Path("/sys/devices/system/cpu/vulnerabilities")
+    mitigations = {p.name: _read(str(p)) for p in sorted(vulnerabilities.glob("*"))} if vulnerabilities.is_dir() else {}
+    cmdline = next((arg for arg in _read("/proc/cmdline").split() if arg.startswith("mitigations=")), "")
     return {"kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version()}
+            "cpu_model": cpu, "python": platform.python_version(),
+            "clocksource": _read("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
+            "mitigations_cmdline": cmdline, "mitigations": mitigations}
+
+
+def load() -> list[float]:
+    """The 1, 5 and 15 minute load averages now."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def throughput_rows(rows: list[dict]) -> list[dict]:
+    """Each row with its ratio to kernel + iptables of the same protocol and security-group
+    setting, per packet: the kernel's router ns over this router's."""
+    kernel = {(r["protocol"], r["security_groups"]): r["ns_per_packet"] for r in rows if r["name"] == "kernel_iptables"}
+    return [{**r, "kernel_ns_over_this": kernel.get((r["protocol"], r["security_groups"]), 0) / r["ns_per_packet"]
+             if r["ns_per_packet"] > 0 else 0.0} for r in rows]
 
 
 def write(out: pathlib.Path, results: dict) -> list[pathlib.Path]:
+    """results.json, a chart per part that ran, summary.md."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    charts = [_datapath_chart(out, results["datapath"]), _throughput_chart(out, results["throughput"]),
-              _control_chart(out, results["control"])]
+    charts = {"datapath": _datapath_chart, "throughput": _throughput_chart, "control": _control_chart}
+    written = [chart(out, results[name]) for name, chart in charts.items() if name in results]
     (out / "summary.md").write_text(_summary(results))
-    return [out / "results.json", *charts, out / "summary.md"]
+    return [out / "results.json", *written, out / "summary.md"]
 
 
 def _save(fig, path: pathlib.Path) -> pathlib.Path:
@@ -39,31 +69,37 @@ def _save(fig, path: pathlib.Path) -> pathlib.Path:
 
 
 def _datapath_chart(out: pathlib.Path, rows: list[dict]) -> pathlib.Path:
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     names = [r["name"] for r in rows]
     values = [r["ns_per_packet"] for r in rows]
-    ax.barh(names, values, color=["#999999"] + ["#2a7ab0"] * (len(rows) - 1))
-    for y, (v, r) in enumerate(zip(values, rows)):
-        ax.text(v, y, f" {v:.0f} ns ({r['ratio_to_floor']:.1f}×)", va="center", fontsize=8)
-    ax.set_xlabel("ns per packet (BPF_PROG_TEST_RUN)")
+    ax.barh(names, values, color=["#999999" if r["name"].startswith("floor") else "#2a7ab0" for r in rows])
+    for y, r in enumerate(rows):
+        ax.text(r["ns_per_packet"], y, f" {r['ns_per_packet']:.0f} ns ({r['method']})", va="center", fontsize=7)
+    ax.set_xlabel("ns per packet (BPF_PROG_TEST_RUN with repeat; floor_single_run: one run per sample)")
     ax.set_title("dfxdp datapath cost per path")
+    ax.set_xlim(right=max(values) * 1.45)
     ax.invert_yaxis()
     return _save(fig, out / "datapath.png")
 
 
 def _throughput_chart(out: pathlib.Path, rows: list[dict]) -> pathlib.Path:
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    names = [r["name"] for r in rows]
-    ax.barh(names, [r["delivered_pps"] / 1e3 for r in rows], color="#2a7ab0", label="delivered to the server NIC")
-    ax.barh(names, [r["pps"] / 1e3 for r in rows], color="#f0a030", height=0.4, label="read by the application")
-    for y, r in enumerate(rows):
-        ax.text(r["delivered_pps"] / 1e3, y, f" {r['delivered_pps'] / 1e3:.0f}k ({r['ratio_to_kernel']:.2f}×)",
-                va="center", fontsize=8)
-    ax.set_xlabel(f"thousand packets per second (UDP, {rows[0]['packet_bytes']}-byte payload, "
-                  f"{rows[0]['streams']} iperf3 streams)")
-    ax.set_title("End to end through a stateful router")
-    ax.invert_yaxis()
-    ax.legend(fontsize=8, loc="lower right")
+    """Router ns per packet, one group of bars per protocol and security-group setting."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    settings = [(p, sg) for p in ("udp", "tcp") for sg in (True, False)]
+    routers = list(dict.fromkeys(r["name"] for r in rows))
+    width = 0.8 / len(routers)
+    for i, router in enumerate(routers):
+        values = [next((r["ns_per_packet"] for r in rows if r["name"] == router and
+                        (r["protocol"], r["security_groups"]) == s), 0) for s in settings]
+        xs = [x + i * width for x in range(len(settings))]
+        bars = ax.bar(xs, values, width, label=router)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks([x + width * (len(routers) - 1) / 2 for x in range(len(settings))],
+                  [f"{p.upper()}, {'with' if sg else 'no'} security groups" for p, sg in settings], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("router ns per packet (log)")
+    ax.set_title("End to end: 1/pps − 1/pps(generator → sink), one core, median of runs")
+    ax.legend(fontsize=8)
     return _save(fig, out / "throughput.png")
 
 
@@ -99,43 +135,68 @@ def _tcp_section(rows: list[dict]) -> list[str]:
                         "Conntrack that loses established flows shows here as a ratio far below 1.", ""]
 
 
-def _summary(results: dict) -> str:
+def _machine_lines(results: dict) -> list[str]:
     m = results["machine"]
-    lines = ["# dfxdp bench", "",
-             f"Machine: {m['machine']}, {m['cpus']} CPUs, kernel {m['kernel']}, Python {m['python']}", "",
-             "## Datapath cost (ns per packet, BPF_PROG_TEST_RUN)", "",
-             "| path | ns/packet | × floor | verdict |", "|---|---:|---:|---|"]
-    for r in results["datapath"]:
-        lines.append(f"| {r['name']} | {r['ns_per_packet']:.0f} | {r['ratio_to_floor']:.2f} | {r['verdict']} |")
-    sg = {int(r["name"].split("_")[1]): r["ns_per_packet"] for r in results["datapath"] if r["name"].startswith("sg_")}
+    vulnerable = sorted(name for name, state in m.get("mitigations", {}).items() if state.startswith("Vulnerable"))
+    loads = ", ".join(f"{part} {values[0]:.1f}" for part, values in results.get("load", {}).items())
+    return [f"Machine: {m.get('cpu_model', '?')}, {m['cpus']} CPUs, {m['machine']}, kernel {m['kernel']}, "
+            f"clocksource {m.get('clocksource', '?')}, {m.get('mitigations_cmdline') or 'mitigations default'}"
+            f"{'; vulnerable: ' + ', '.join(vulnerable) if vulnerable else ''}; Python {m['python']}.", "",
+            f"Load average (1 min) as each part began: {loads}.", ""]
+
+
+def _datapath_section(rows: list[dict]) -> list[str]:
+    lines = ["## Datapath cost (ns per packet, BPF_PROG_TEST_RUN)", "",
+             "| path | ns/packet | tail | samples | method | verdict |", "|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['ns_per_packet']:.0f} | {r['tail']} {r['tail_ns']:.0f} | "
+                     f"{r['samples']:,} | {r['method']} | {r['verdict']} |")
+    sg = {int(r["name"].split("_")[1]): r["ns_per_packet"] for r in rows if r["name"].startswith("sg_")}
     if sg:
         first, last = sg[min(sg)], sg[max(sg)]
-        lines += ["", f"Security groups, a new flow no rule allows (the whole policy lookup): {first:.0f} ns at "
-                      f"{min(sg):,} rules, {last:.0f} ns at {max(sg):,} — ×{last / first:.2f} for "
-                      f"{max(sg) // min(sg):,}× the rules: the cost follows the depth of the LPM tries, not the "
-                      f"number of rules."]
-    lines += ["", "![datapath](datapath.png)", "",
-              "## End to end: packets per second through a stateful router", "",
-              "| router | delivered pps | × kernel + iptables | read by iperf3 | sent | loss % |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for r in results["throughput"]:
-        lines.append(f"| {r['name']} | {r['delivered_pps']:,.0f} | {r['ratio_to_kernel']:.2f} | {r['pps']:,.0f} | "
-                     f"{r['sent_pps']:,.0f} | {r['loss_percent']:.1f} |")
-    lines += ["", "Delivered: frames the router put on the server's interface per second. The iperf3 "
-                  "receivers may read fewer (their sockets overflow first on a small machine).", "",
-              "![throughput](throughput.png)", "",
-              *_tcp_section(results["tcp"]),
-              *_punt_summary(results["punt"]), "",
-              "## Control plane (real etcd, one real agent, simulated chassis)", "",
-              "| ports | creates/s (API) | list all (s) | write → programmed p50 / p99 (s) | "
-              "first packet p50 / max (s) | full resync (s) | agent RSS (MiB) |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
-    for p in results["control"]:
+        lines += ["", f"Security groups, a new flow no rule allows: {first:.0f} ns at {min(sg):,} rules, "
+                      f"{last:.0f} ns at {max(sg):,} (+{100 * (last / first - 1):.0f}%)."]
+    return lines + ["", "![datapath](datapath.png)", ""]
+
+
+def _throughput_section(rows: list[dict]) -> list[str]:
+    lines = ["## End to end: live-frames generator → router → XDP sink, one core", "",
+             "| router | protocol | security groups | Mpps per CPU second | Mpps (wall) | router ns/packet | "
+             "kernel + iptables ns / this | generator → sink Mpps per CPU second |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['protocol']} | {'yes' if r['security_groups'] else 'no'} | "
+                     f"{r['pps_per_cpu'] / 1e6:.2f} | {r['pps'] / 1e6:.2f} | {r['ns_per_packet']:.0f} | "
+                     f"{r['kernel_ns_over_this']:.2f} | {r['generator_pps_per_cpu'] / 1e6:.2f} |")
+    return lines + ["", f"Median of {len(rows[0]['runs'])} run(s) each; router ns per packet = 1/pps − "
+                        "1/pps(generator → sink), both per CPU second, measured back to back.", "",
+                    "![throughput](throughput.png)", ""]
+
+
+def _control_section(points: list[dict]) -> list[str]:
+    tail = "p99" if all(p.get("write_samples", 0) >= 100 for p in points) else "max"
+    lines = ["## Control plane (real etcd, one real agent, simulated chassis)", "",
+             "| ports | creates/s (API) | list all (s) | write → programmed p50 / " + tail + " (s) | "
+             "first packet p50 / max (s) | full resync (s) | agent RSS (MiB) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in points:
         lines.append(f"| {p['ports']:,} | {p['create_per_second']:.0f} | {p['list_seconds']:.2f} | "
                      f"{p['write_to_programmed_p50']:.3f} / {p['write_to_programmed_p99']:.3f} | "
                      f"{p['first_packet_p50']:.2f} / {p['first_packet_max']:.2f} | {p['resync_seconds']:.2f} | "
                      f"{p['agent_rss_mib']:.0f} |")
-    lines += ["", "![control](control.png)", ""]
+    return lines + ["", "![control](control.png)", ""]
+
+
+def _summary(results: dict) -> str:
+    lines = ["# dfxdp bench", "", *_machine_lines(results)]
+    if "datapath" in results:
+        lines += _datapath_section(results["datapath"])
+    if "throughput" in results:
+        lines += [*_throughput_section(results["throughput"]), *_tcp_section(results["tcp"])]
+    if "punt" in results:
+        lines += [*_punt_summary(results["punt"]), ""]
+    if "control" in results:
+        lines += _control_section(results["control"])
     return "\n".join(lines)
 
 

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 OBJECT_DIR = pathlib.Path(__file__).resolve().parents[1] / "_bpf"
 BPFFS_MOUNT = pathlib.Path("/run/dfxdp/bpffs")
 ENTRY_OBJECT = "pipeline"
-NOT_PIPELINE = {"xdp_pass", "hook_punt_dhcp"}  # bench floor, DHCP punt hook: not part of the pipeline
+# the bench's floor, generator, sink and replay, the DHCP punt hook: objects that are not stages
+NOT_PIPELINE = {"xdp_pass", "trafficgen", "trafficsink", "trafficgen_replay", "hook_punt_dhcp"}
 ENTRIES = {"port": "xdp_port", "underlay": "xdp_underlay"}
 
 

@@ -13,13 +13,23 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["parts"] == ["datapath", "throughput", "punt", "control"]
+    assert set(results["load"]) == {"datapath", "throughput", "punt", "control"}
+    assert results["machine"]["clocksource"] and results["machine"]["cpu_model"]
     verdicts = {r["name"]: r["verdict"] for r in results["datapath"]}
-    assert verdicts == {"floor": "XDP_PASS", "l2_local": "XDP_REDIRECT", "l2_remote": "XDP_REDIRECT",
-                        "l3_routed": "XDP_REDIRECT", "fip_dnat": "XDP_REDIRECT", "sg_10_rules": "XDP_DROP",
+    assert verdicts == {"floor": "XDP_PASS", "floor_single_run": "XDP_PASS", "floor_replayed": "XDP_PASS",
+                        "l2_local": "XDP_REDIRECT", "l2_remote": "XDP_REDIRECT", "l3_routed": "XDP_REDIRECT",
+                        "fip_dnat": "XDP_REDIRECT", "l3_routed_sg": "XDP_REDIRECT", "sg_10_rules": "XDP_DROP",
                         "sg_1000_rules": "XDP_DROP", "sg_10000_rules": "XDP_DROP"}
-    assert all(r["ns_per_packet"] > 0 and r["ratio_to_floor"] > 0 for r in results["datapath"])
-    assert [r["name"] for r in results["throughput"]] == ["dfxdp_xdp", "kernel_iptables", "ovs_userspace"]
-    assert all(r["delivered_pps"] > 0 and r["ratio_to_kernel"] > 0 for r in results["throughput"])
+    methods = {r["name"]: r["method"] for r in results["datapath"]}
+    # a drop and an L2 redirect leave the frame as it was; routing, encapsulation and NAT rewrite it
+    assert methods["sg_10_rules"] == methods["l2_local"] == "repeat"
+    assert methods["l3_routed"] == methods["l2_remote"] == methods["fip_dnat"] == "replay − replay cost"
+    assert all(r["samples"] > 0 and r["tail"] in ("p99", "max") for r in results["datapath"])
+    assert {(r["name"], r["protocol"], r["security_groups"]) for r in results["throughput"]} == {
+        (name, protocol, sg) for name in ("dfxdp_xdp", "kernel_iptables", "ovs_userspace")
+        for protocol in ("udp", "tcp") for sg in (True, False)}
+    assert all(r["pps"] > 0 and r["runs"][0]["frames"] > 0 for r in results["throughput"])
     assert [r["name"] for r in results["tcp"]] == ["dfxdp_unfiltered", "dfxdp_security_groups"]
     assert all(r["gbits_per_second"] > 0 and r["ratio_to_unfiltered"] > 0 for r in results["tcp"])
     punt = results["punt"]
@@ -35,9 +45,20 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     for chart in ("datapath.png", "throughput.png", "control.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
-    assert "| l3_routed |" in summary and "| kernel_iptables |" in summary and "| 51 |" in summary
+    assert "| l3_routed |" in summary and "| kernel_iptables | udp | yes |" in summary and "| 51 |" in summary
+    assert "write → programmed p50 / max" in summary  # 5 samples have no p99
     assert "| dfxdp_security_groups |" in summary
     assert "## Punt path" in summary
+
+
+def test_bench_chosen_parts_and_sizes_only(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dfxdp.cli.main", "bench", "--quick", "--parts", "control,datapath",
+                           "--ports", "20", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["parts"] == ["datapath", "control"] and "throughput" not in results
+    assert [p["ports"] for p in results["control"]] == [21]  # the size plus the peer VM's port
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["control.png", "datapath.png", "results.json", "summary.md"]
 
 
 def bench_namespaces(pid: int) -> set[str]:
