@@ -212,6 +212,8 @@ class Agent:
             networks=objs["network"], subnets=objs["subnet"], ports=objs["port"], routers=objs["router"],
             floatingips=objs["floatingip"], security_groups=objs["security_group"],
             security_group_rules=objs["security_group_rule"], chassis_by_name=chassis,
+            loadbalancers=objs["loadbalancer"], listeners=objs["listener"], pools=objs["pool"],
+            members=objs["member"], healthmonitors=objs["healthmonitor"],
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),

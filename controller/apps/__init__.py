@@ -8,12 +8,13 @@ from .fip import FloatingIPApp
 from .flood import FloodApp
 from .l2 import L2App
 from .l3 import L3App
+from .lb import LoadBalancerApp
 from .mtu import NetworkMtuApp
 from .ports import PortsApp
 from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
-APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, PortsApp,
-                         FloodApp]
+APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, LoadBalancerApp,
+                         PortsApp, FloodApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

@@ -237,6 +237,7 @@ class Pool(LBResource):
     lb_algorithm: Literal["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"]
     members: list[dict[str, str]] = []
     healthmonitor_id: Optional[str] = None
+    session_persistence: Optional[dict] = None
     SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"members", "healthmonitor_id"}
     IMMUTABLE: ClassVar[set[str]] = {"loadbalancer_id", "listener_id", "protocol"}
 
