@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import ipam, validate
+from . import ipam, octavia, validate
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
@@ -70,6 +70,8 @@ class NBService:
         self._update_hooks: dict[str, Callable[[Txn, dict, dict], None]] = {
             "port": self._update_port, "router": self._update_router, "floatingip": self._update_floatingip,
             "subnet": self._update_subnet, "listener": self._update_listener,
+            "pool": lambda txn, old, new: octavia.check_pool(new),
+            "healthmonitor": lambda txn, old, new: octavia.check_healthmonitor(new),
             "security_group": self._update_security_group,
         }
         self._delete_hooks: dict[str, Callable[[Txn, dict], None]] = {
@@ -654,6 +656,7 @@ class NBService:
                 raise BadRequest("BadRequest", "default_pool_id belongs to another load balancer")
 
     def _create_listener(self, txn: Txn, listener: dict) -> None:
+        octavia.check_listener(listener)
         self._require(txn, "loadbalancer", listener["loadbalancer_id"])
         for other in txn.children("listener", "loadbalancer", listener["loadbalancer_id"]):
             if other["protocol_port"] == listener["protocol_port"] and \
@@ -670,6 +673,7 @@ class NBService:
             raise Conflict("ListenerInUse", f"Listener {listener['id']} still has pool {pool['id']}")
 
     def _create_pool(self, txn: Txn, pool: dict) -> None:
+        octavia.check_pool(pool)
         if not pool.get("listener_id") and not pool.get("loadbalancer_id"):
             raise BadRequest("BadRequest", "A pool needs a listener_id or a loadbalancer_id")
         if pool.get("listener_id"):
@@ -703,6 +707,7 @@ class NBService:
                                                   f"already exists in pool {member['pool_id']}")
 
     def _create_healthmonitor(self, txn: Txn, hm: dict) -> None:
+        octavia.check_healthmonitor(hm)
         pool = self._require(txn, "pool", hm["pool_id"])
         if hm["timeout"] > hm["delay"]:
             raise BadRequest("BadRequest", "timeout must not be greater than delay")
