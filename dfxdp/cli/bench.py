@@ -36,7 +36,7 @@ def register(group: click.Group) -> None:
         on a real etcd; write results.json, charts and summary.md."""
         from rich.progress import Progress
 
-        from dfxdp.bench import control, datapath, punt, report, throughput
+        from dfxdp.bench import control, datapath, lb, punt, report, throughput
 
         from .interrupt import clean_exit_on_signals
 
@@ -55,6 +55,9 @@ def register(group: click.Group) -> None:
             dp_task, dp_step = part("datapath", 5 + len(datapath.SG_SIZES))
             costs = datapath.measure(sizes.datapath_samples, dp_step)
             progress.update(dp_task, description="datapath: done")
+            lb_task, lb_step = part("load balancer", 5)
+            lb_costs = lb.measure(sizes.datapath_samples, lb_step)
+            progress.update(lb_task, description="load balancer: done")
             tp_task, tp_step = part("end to end", len(throughput.ROUTERS) + len(throughput.TCP_RUNS))
             rates = throughput.measure(sizes.throughput_seconds, tp_step)
             tcp = throughput.measure_tcp(sizes.throughput_seconds, tp_step)
@@ -74,6 +77,7 @@ def register(group: click.Group) -> None:
                                  "ratio_to_floor": c.ns_per_packet / floor} for c in costs],
                    "throughput": [{**asdict(r), "ratio_to_kernel": r.delivered_pps / kernel} for r in rates],
                    "tcp": [{**asdict(r), "ratio_to_unfiltered": r.gbits_per_second / unfiltered} for r in tcp],
+                   "lb": [asdict(c) for c in lb_costs],
                    "punt": asdict(punted), "control": control.as_dicts(points)}
         for path in report.write(pathlib.Path(out_dir), results):
             click.echo(f"wrote {path}")
