@@ -43,3 +43,68 @@ def check_healthmonitor(hm: dict) -> None:
     if not all(part.strip().isdigit() for chunk in codes.split(",") for part in chunk.split("-")):
         raise BadRequest("ValidationException", f"expected_codes {codes!r}: use a code (200), a list (200,202) "
                                                 f"or a range (200-204)")
+
+
+# --- health monitors: where probes come from, and what they found ---------------------
+
+HM_PORT_OWNER = "network:lb-hm"  # Octavia's OVN provider's idea: one probe-source port per subnet
+
+
+def monitored_subnets(txn) -> set[str]:
+    """Subnets holding a member of a pool with a health monitor (a member without a
+    subnet is in its load balancer's VIP subnet)."""
+    monitored = {hm["pool_id"] for hm in txn.list("healthmonitor")}
+    pools = {p["id"]: p for p in txn.list("pool") if p["id"] in monitored}
+    vip_subnets = {lb["id"]: lb["vip_subnet_id"] for lb in txn.list("loadbalancer")}
+    return {m.get("subnet_id") or vip_subnets.get(pools[m["pool_id"]]["loadbalancer_id"])
+            for m in txn.list("member") if m["pool_id"] in pools} - {None}
+
+
+def sync_monitor_ports(txn, create_port, remove_port) -> None:
+    """One probe-source port in every monitored subnet, none elsewhere. The agents probe
+    members from its address: the datapath knows it (ARP answers, fdb on each chassis
+    hosting a monitored member), so members answer probes like any client, through their
+    security groups."""
+    wanted = monitored_subnets(txn)
+    have = {p["device_id"]: p for p in txn.list("port") if p.get("device_owner") == HM_PORT_OWNER}
+    for subnet_id in sorted(wanted - have.keys()):
+        subnet = txn.get("subnet", subnet_id)
+        if subnet:
+            create_port(txn, {"network_id": subnet["network_id"], "name": f"lb-hm-{subnet_id}",
+                              "device_owner": HM_PORT_OWNER, "device_id": subnet_id,
+                              "port_security_enabled": False, "security_groups": [],
+                              "fixed_ips": [{"subnet_id": subnet_id}]}, subnet["project_id"])
+    for subnet_id in sorted(have.keys() - wanted):
+        remove_port(txn, have[subnet_id])
+
+
+def rolled_up(statuses: list[str]) -> str:
+    """A parent's operating status from its children's (Octavia's roll-up)."""
+    live = [s for s in statuses if s != "OFFLINE"]
+    if live and all(s == "ERROR" for s in live):
+        return "ERROR"
+    return "DEGRADED" if {"ERROR", "DEGRADED"} & set(live) else "ONLINE"
+
+
+def set_member_status(txn, member_id: str, status: str) -> None:
+    """A member's operating status, rolled up to its pool and load balancer in the same txn."""
+    member = txn.get("member", member_id)
+    if member is None or member["operating_status"] == status:
+        return
+    member.update(operating_status=status, revision_number=member["revision_number"] + 1)
+    txn.put("member", member)
+    pool = txn.get("pool", member["pool_id"])
+    if pool is None:
+        return
+    members = [m for m in txn.list("member") if m["pool_id"] == pool["id"]]
+    _set_status(txn, "pool", pool, rolled_up([m["operating_status"] for m in members]))
+    lb = txn.get("loadbalancer", pool["loadbalancer_id"])
+    if lb is not None:
+        pools = [p for p in txn.list("pool") if p.get("loadbalancer_id") == lb["id"]]
+        _set_status(txn, "loadbalancer", lb, rolled_up([p["operating_status"] for p in pools]))
+
+
+def _set_status(txn, kind: str, doc: dict, status: str) -> None:
+    if doc["operating_status"] != status:
+        doc.update(operating_status=status, revision_number=doc["revision_number"] + 1)
+        txn.put(kind, doc)

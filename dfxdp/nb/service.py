@@ -79,6 +79,7 @@ class NBService:
             "router": self._delete_router, "security_group": self._delete_security_group,
             "floatingip": self._delete_floatingip, "loadbalancer": self._delete_loadbalancer,
             "listener": self._delete_listener, "pool": self._delete_pool,
+            "member": self._delete_member, "healthmonitor": self._delete_healthmonitor,
         }
 
     # ------------------------------------------------------------------ generic
@@ -693,6 +694,7 @@ class NBService:
         for listener in txn.children("listener", "pool", pool["id"]):
             listener.update(default_pool_id=None, revision_number=listener["revision_number"] + 1)
             txn.put("listener", listener)
+        self._sync_monitor_ports(txn)
 
     def _create_member(self, txn: Txn, member: dict) -> None:
         self._require(txn, "pool", member["pool_id"])
@@ -705,6 +707,12 @@ class NBService:
                     (member["address"], member["protocol_port"]):
                 raise Conflict("DuplicateMember", f"Member {member['address']}:{member['protocol_port']} "
                                                   f"already exists in pool {member['pool_id']}")
+        txn.put("member", member)  # seen by the probe-source port sync below
+        self._sync_monitor_ports(txn)
+
+    def _delete_member(self, txn: Txn, member: dict) -> None:
+        txn.delete("member", member["id"])  # before the sync, which must not count it
+        self._sync_monitor_ports(txn)
 
     def _create_healthmonitor(self, txn: Txn, hm: dict) -> None:
         octavia.check_healthmonitor(hm)
@@ -715,6 +723,24 @@ class NBService:
             raise Conflict("DuplicateHealthMonitor", f"Pool {pool['id']} already has a health monitor")
         pool.update(healthmonitor_id=hm["id"], revision_number=pool["revision_number"] + 1)
         txn.put("pool", pool)
+        txn.put("healthmonitor", hm)  # seen by the probe-source port sync below
+        self._sync_monitor_ports(txn)
+
+    def _delete_healthmonitor(self, txn: Txn, hm: dict) -> None:
+        txn.delete("healthmonitor", hm["id"])  # before the sync, which must not count it
+        pool = txn.get("pool", hm["pool_id"])
+        if pool:
+            pool.update(healthmonitor_id=None, revision_number=pool["revision_number"] + 1)
+            txn.put("pool", pool)
+        self._sync_monitor_ports(txn)
+
+    def _sync_monitor_ports(self, txn: Txn) -> None:
+        octavia.sync_monitor_ports(txn, lambda t, fields, project: self._child(t, "port", fields, project),
+                                   self._remove_owned_port)
+
+    def set_member_status(self, member_id: str, status: str) -> None:
+        """For agents' health monitors: ONLINE, ERROR …, rolled up to pool and load balancer."""
+        run_txn(self.store, lambda txn: octavia.set_member_status(txn, member_id, status))
 
     # ------------------------------------------------------------------ for agents
     def upsert_chassis(self, name: str, tunnel_ip: str, **attrs: Any) -> dict:

@@ -55,3 +55,38 @@ def test_health_monitors_tcp_udp_connect_and_http_only(lb):
     hm = svc.create("healthmonitor", {**base, "type": "HTTP", "http_method": "HEAD", "url_path": "/health",
                                       "expected_codes": "200-204,301"})
     assert (hm["http_method"], hm["url_path"]) == ("HEAD", "/health")
+
+
+def hm_ports(svc):
+    return [p for p in svc.list("port") if p["device_owner"] == "network:lb-hm"]
+
+
+def test_a_monitored_subnet_gets_one_probe_source_port_until_its_last_monitor_goes(lb):
+    svc, balancer, listener = lb
+    pool = svc.create("pool", {"listener_id": listener["id"], "protocol": "TCP", "lb_algorithm": "SOURCE_IP_PORT"})
+    svc.create("member", {"pool_id": pool["id"], "address": "10.0.0.20", "protocol_port": 80})
+    assert hm_ports(svc) == []
+    hm = svc.create("healthmonitor", {"pool_id": pool["id"], "type": "TCP", "delay": 2, "timeout": 1,
+                                      "max_retries": 2})
+    (port,) = hm_ports(svc)
+    assert port["device_id"] == balancer["vip_subnet_id"] and not port["port_security_enabled"]
+    svc.create("member", {"pool_id": pool["id"], "address": "10.0.0.21", "protocol_port": 80})
+    assert hm_ports(svc) == [port]
+    svc.delete("healthmonitor", hm["id"])
+    assert hm_ports(svc) == [] and svc.get("pool", pool["id"])["healthmonitor_id"] is None
+
+
+def test_member_status_rolls_up_to_pool_and_load_balancer(lb):
+    svc, balancer, listener = lb
+    pool = svc.create("pool", {"listener_id": listener["id"], "protocol": "TCP", "lb_algorithm": "SOURCE_IP_PORT"})
+    members = [svc.create("member", {"pool_id": pool["id"], "address": f"10.0.0.{20 + i}", "protocol_port": 80})
+               for i in range(2)]
+    svc.set_member_status(members[0]["id"], "ERROR")
+    assert svc.get("pool", pool["id"])["operating_status"] == "DEGRADED"
+    assert svc.get("loadbalancer", balancer["id"])["operating_status"] == "DEGRADED"
+    svc.set_member_status(members[1]["id"], "ERROR")
+    assert svc.get("pool", pool["id"])["operating_status"] == "ERROR"
+    assert svc.get("loadbalancer", balancer["id"])["operating_status"] == "ERROR"
+    for m in members:
+        svc.set_member_status(m["id"], "ONLINE")
+    assert svc.get("loadbalancer", balancer["id"])["operating_status"] == "ONLINE"
