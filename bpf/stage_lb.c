@@ -22,6 +22,19 @@ static __always_inline int lb_nat(struct xdp_md *ctx, struct iphdr *ip, int dst,
 	return nat_rewrite(ctx, ip, dst ? &ip->daddr : &ip->saddr, to->addr);
 }
 
+/* A TCP SYN starts a connection: it picks its member anew even when its 5-tuple is
+ * still remembered from an earlier connection (a client reusing a source port
+ * must not be pinned to a member that has since failed or left). */
+static __always_inline int opens_connection(struct xdp_md *ctx, struct iphdr *ip)
+{
+	struct tcphdr *tcp;
+
+	if (ip->protocol != IPPROTO_TCP)
+		return 0;
+	tcp = frame_at(ctx, sizeof(struct ethhdr) + ip->ihl * 4, sizeof(*tcp));
+	return tcp && tcp->syn && !tcp->ack;
+}
+
 /* A new flow: its member from the ring, remembered both ways. */
 static __always_inline int lb_new_flow(struct lb_flow_key *flow, const struct lb_vip *vip, struct lb_nat *out)
 {
@@ -148,7 +161,7 @@ int stage_lb(struct xdp_md *ctx)
 	vip = bpf_map_lookup_elem(&lb_vips, &vkey);
 	if (!vip)
 		return next_stage(ctx, m, after);
-	nat = bpf_map_lookup_elem(&lb_flows, &flow);
+	nat = opens_connection(ctx, ip) ? NULL : bpf_map_lookup_elem(&lb_flows, &flow);
 	if (nat) {
 		chosen = *nat; /* an established flow keeps its member, whatever the ring says now */
 	} else {

@@ -27,6 +27,7 @@ from dfxdp.nb.watcher import Snapshot, Watcher
 from .apps import LocalView
 from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
+from .health import HealthChecker
 from .ovs.fallback import Fallback
 from .punt import PuntService
 from .underlay import link_mtu, resolve_neighbors
@@ -76,6 +77,7 @@ class Agent:
         self._event_at: float | None = None  # when the oldest NB change not yet programmed arrived
         self._looping = False
         self.fallback: Fallback | None = None
+        self.health: HealthChecker | None = None
 
     # ---- start / stop ----------------------------------------------------------
     def start(self) -> None:
@@ -97,6 +99,7 @@ class Agent:
                                      self.control.apps, cfg.openflow_listen, self._dirty.set,
                                      FallbackMetrics(self.metrics.registry))
             self.fallback.start()
+        self.health = HealthChecker(self.nb.set_member_status)
         if not self.pipeline.live:
             self._refill_replaced_maps()
         self._attach(self.underlay_ifindex, "underlay")
@@ -161,6 +164,8 @@ class Agent:
             self.links.close()
         if self.punt:
             self.punt.stop()  # before the pipeline's maps are released
+        if self.health:
+            self.health.close()
         if not self._looping:
             self._release_pipeline()
 
@@ -207,7 +212,7 @@ class Agent:
         missing = [ip for ip in remote_ips if ip not in self._neighbors]
         if missing:
             self._neighbors.update(resolve_neighbors(missing, self.underlay_ifindex))
-        return LocalView(
+        view = LocalView(
             chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip,
             networks=objs["network"], subnets=objs["subnet"], ports=objs["port"], routers=objs["router"],
             floatingips=objs["floatingip"], security_groups=objs["security_group"],
@@ -218,6 +223,9 @@ class Agent:
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),
             external_ifindex=self.external_ifindex, external_mac=self.external_mac)
+        if self.health:
+            view.lb_probe_ifindex = self.health.update(view)
+        return view
 
     def sync_once(self) -> LocalView:
         started, event_at, self._event_at = time.monotonic(), self._event_at, None
@@ -227,7 +235,7 @@ class Agent:
         result = self.control.apply(view)
         self.passes += 1
         # Maps first, then attach: a tap's first frame already finds its port record.
-        for ifindex in view.local_ports.values():
+        for ifindex in [*view.local_ports.values(), *view.lb_probe_ifindex.values()]:
             self._attach(ifindex, "port")
         self._report_status(view)
         for app in self.control.apps:  # after the new entries are in (e.g. the SG app ends refused flows)

@@ -61,6 +61,8 @@ class LocalView:
     pools: dict[str, dict] = field(default_factory=dict)
     members: dict[str, dict] = field(default_factory=dict)
     healthmonitors: dict[str, dict] = field(default_factory=dict)
+    # probe-source port id (network:lb-hm) -> ifindex of its veth's pipeline end here (controller/health.py)
+    lb_probe_ifindex: dict[str, int] = field(default_factory=dict)
     local_ports: dict[str, int] = field(default_factory=dict)  # port id -> ifindex of its tap
     underlay_ifindex: int = 0
     underlay_mac: str = ""

@@ -17,7 +17,7 @@ from typing import Iterable
 from dfxdp.datapath.libbpf import lib
 
 from ..maglev import Member, maglev_ring, round_robin_ring
-from .base import App, Entry, LocalView, Memo, ipv4_be32, mac_bytes
+from .base import App, Entry, LocalView, Memo, ipv4_addresses, ipv4_be32, mac_bytes
 
 PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP}
 DOWN = ("ERROR", "OFFLINE")  # operating states that keep a member out of its ring
@@ -46,7 +46,9 @@ def member_in_service(member: dict) -> bool:
 
 class LoadBalancerApp(App):
     name = "lb"
-    maps = ("lb_backends", "lb_rings", "lb_vips")  # a VIP entry only once its ring and members are in
+    # a VIP entry only once its ring and members are in; the probe sources' if_config and fdb
+    # entries are written with those maps' owners (ports, l2)
+    maps = ("lb_backends", "lb_rings", "lb_vips")
 
     def __init__(self) -> None:
         self.memo = Memo()  # per pool: its ring, rebuilt only when the pool or its members change
@@ -58,6 +60,21 @@ class LoadBalancerApp(App):
             members_of.setdefault(member.get("pool_id", ""), []).append(member)
         for lb in view.loadbalancers.values():
             yield from self._loadbalancer(view, lb, members_of)
+        for port_id, ifindex in view.lb_probe_ifindex.items():
+            yield from self._probe_source(view, view.ports.get(port_id), ifindex)
+
+    @staticmethod
+    def _probe_source(view: LocalView, port: dict | None, ifindex: int) -> Iterable[Entry]:
+        """A health monitors' probe-source port as a local port of this chassis (controller/health.py):
+        its probes enter the pipeline, its members' answers are delivered to it."""
+        net = view.networks.get(port["network_id"]) if port else None
+        if not net:
+            return
+        mac, addrs = list(mac_bytes(port["mac_address"])), ipv4_addresses(port)
+        yield Entry("if_config", ifindex, {"net_key": net["key"], "port_key": port["key"], "flags": lib.IF_F_PORT,
+                                           "ipv4": ipv4_be32(addrs[0]) if addrs else 0, "mac": mac})
+        yield Entry("fdb", {"net_key": net["key"], "mac": mac},
+                    {"ifindex": ifindex, "port_key": port["key"], "flags": lib.FDB_F_LOCAL})
 
     def _loadbalancer(self, view: LocalView, lb: dict, members_of: dict[str, list[dict]]) -> Iterable[Entry]:
         port = view.ports.get(lb.get("vip_port_id") or "")

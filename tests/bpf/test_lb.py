@@ -32,8 +32,10 @@ def world(pipeline, test_iface):
     return pipeline, view, program, dict(zip(("client", "client_g", "member", "member_g", "underlay"), ifs))
 
 
-def to_vip(sport, dport=80, proto=TCP, src=CLIENT, smac=CLIENT_MAC, dmac=VIP_MAC):
-    return Ether(src=smac, dst=dmac) / IP(src=src, dst=VIP) / proto(sport=sport, dport=dport) / b"hello"
+def to_vip(sport, dport=80, proto=TCP, src=CLIENT, smac=CLIENT_MAC, dmac=VIP_MAC, syn=True):
+    """A frame to the VIP: a TCP SYN (a new connection) unless syn=False (a segment of one under way)."""
+    l4 = TCP(sport=sport, dport=dport, flags="S" if syn else "A") if proto is TCP else proto(sport=sport, dport=dport)
+    return Ether(src=smac, dst=dmac) / IP(src=src, dst=VIP) / l4 / b"hello"
 
 
 def send(world, frame, iface="client", entry="port"):
@@ -155,9 +157,17 @@ def test_established_flow_keeps_its_member_when_it_leaves_the_pool(world):
     sport = _first_flow_to(world, M_LOCAL)
     view.members = {i: m for i, m in view.members.items() if m["address"] != M_LOCAL}
     program(view)
-    assert member_of(send(world, to_vip(sport)))[0] == M_LOCAL  # pinned
+    assert member_of(send(world, to_vip(sport, syn=False)))[0] == M_LOCAL  # pinned
     for other in range(50000, 50040):  # new flows no longer go there
         assert member_of(send(world, to_vip(other)))[0] != M_LOCAL
+    # a new connection from the remembered 5-tuple is a new flow: it does not go to the gone member
+    assert member_of(send(world, to_vip(sport)))[0] != M_LOCAL
+    assert member_of(send(world, to_vip(sport, syn=False)))[0] != M_LOCAL  # and is pinned there now
+
+
+def test_a_flow_picked_up_mid_stream_is_balanced_and_pinned(world):
+    first = member_of(send(world, to_vip(32000, syn=False)))[0]
+    assert all(member_of(send(world, to_vip(32000, syn=False)))[0] == first for _ in range(3))
 
 
 def test_failed_member_leaves_the_ring(world):

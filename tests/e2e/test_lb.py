@@ -36,23 +36,32 @@ def balanced(tmp_path_factory):
             c = cl.connect()
             net = c.network.create_network(name="blue")
             cl.subnet = c.network.create_subnet(network_id=net.id, cidr="10.0.0.0/24", ip_version=4)
-            cl.vm, cl.ports = {}, {}
+            cl.vm, cl.ports, cl.roots = {}, {}, {}
+            # the members' group lets in the health monitors' probes (from the subnet's probe-source port)
+            default = next(c.network.security_groups(name="default"))
+            for protocol, number in (("tcp", 80), ("udp", 5353)):
+                c.network.create_security_group_rule(security_group_id=default.id, direction="ingress",
+                                                     protocol=protocol, port_range_min=number, port_range_max=number,
+                                                     remote_ip_prefix="10.0.0.0/24")
             for name, chassis in (("client", 1), ("m1", 1), ("m2", 2), ("m3", 2), ("m4", 1)):
                 port = c.network.create_port(network_id=net.id, binding_host_id=f"ch{chassis}", name=name)
                 cl.ports[name], cl.vm[name] = port, cl.plug(port, cl.chassis[chassis - 1], name=name)
             for port in cl.ports.values():
                 cl.wait_active(port.id)
+            cl.servers = {}
             for name in ("m1", "m2", "m3", "m4"):
                 root = tmp_path_factory.mktemp(name)
+                cl.roots[name] = root
                 (root / "index.html").write_text(name)
                 (root / "big").write_bytes(name.encode() * (BIG // len(name)))
-                topo.popen([sys.executable, "-m", "http.server", "80", "--directory", str(root)], ns=cl.vm[name])
+                cl.servers[name] = topo.popen([sys.executable, "-m", "http.server", "80", "--directory", str(root)],
+                                              ns=cl.vm[name], stderr=subprocess.DEVNULL)
                 topo.popen([sys.executable, "-c", UDP_ECHO, name], ns=cl.vm[name])
             for name in ("m1", "m2", "m3", "m4"):
                 wait_listening(cl.vm[name], 80)
                 wait_listening(cl.vm[name], 5353, "udp")
             lb = c.load_balancer.create_load_balancer(name="web", vip_subnet_id=cl.subnet.id)
-            cl.vip = lb.vip_address
+            cl.vip, cl.lb_id = lb.vip_address, lb.id
             cl.pools = {}
             for number, protocol, algorithm, member_port in ((80, "TCP", "SOURCE_IP_PORT", 80),
                                                             (81, "TCP", "SOURCE_IP", 80),
@@ -64,6 +73,9 @@ def balanced(tmp_path_factory):
                     c.load_balancer.create_member(pool, address=address(cl, name), protocol_port=member_port,
                                                   subnet_id=cl.subnet.id)
                 cl.pools[number] = pool
+            cl.monitor = c.load_balancer.create_health_monitor(
+                pool_id=cl.pools[80].id, type="HTTP", http_method="GET", url_path="/", expected_codes="200",
+                delay=1, timeout=1, max_retries=1, max_retries_down=2)
             yield cl
         finally:
             cl.close()
@@ -128,3 +140,39 @@ def test_long_stream_survives_a_fourth_member(balanced):
     body = first + download.stdout.read()
     assert download.wait(130) == 0
     assert body in {name.encode() * (BIG // len(name)) for name in ("m1", "m2", "m3")}  # one member's, whole
+
+
+def wait_status(cl, member_name, status, timeout=60):
+    c = cl.connect()
+    member = next(m for m in c.load_balancer.members(cl.pools[80]) if m.address == address(cl, member_name))
+    deadline = time.monotonic() + timeout
+    while c.load_balancer.get_member(member, cl.pools[80]).operating_status != status:
+        assert time.monotonic() < deadline, f"member {member_name} never became {status}; logs in {cl.logdir}"
+        time.sleep(0.3)
+    return member
+
+
+def test_a_stopped_member_is_marked_error_and_gets_no_more_requests(balanced):
+    wait_served(balanced)
+    wait_status(balanced, "m3", "ONLINE")
+    server = balanced.servers["m3"]
+    server.terminate()
+    server.wait(10)
+    wait_status(balanced, "m3", "ERROR")  # within delay × max_retries_down (+ timeout)
+    pool = balanced.connect().load_balancer.get_pool(balanced.pools[80].id)
+    assert pool.operating_status == "DEGRADED"
+    assert balanced.connect().load_balancer.get_load_balancer(balanced.lb_id).operating_status == "DEGRADED"
+    deadline = time.monotonic() + 30  # the client's chassis rebuilt the ring without it
+    while True:
+        answers = collections.Counter(curl(balanced, f"http://{balanced.vip}/").stdout for _ in range(20))
+        if "" not in answers or time.monotonic() > deadline:
+            break
+    answers = collections.Counter(curl(balanced, f"http://{balanced.vip}/").stdout for _ in range(100))
+    assert "" not in answers and "m3" not in answers and {"m1", "m2"} <= set(answers), answers  # none failed
+    balanced.servers["m3"] = balanced.topo.popen(
+        [sys.executable, "-m", "http.server", "80", "--directory", str(balanced.roots["m3"])],
+        ns=balanced.vm["m3"], stderr=subprocess.DEVNULL)
+    wait_status(balanced, "m3", "ONLINE")  # healthy again: back in the ring
+    deadline = time.monotonic() + 30
+    while "m3" not in {curl(balanced, f"http://{balanced.vip}/").stdout for _ in range(20)}:
+        assert time.monotonic() < deadline, "the recovered member never got a request again"
