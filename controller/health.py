@@ -52,12 +52,20 @@ class Target:
 
 
 @dataclass
-class _Track:
+class MemberHealth:
+    """One member's probe record: runs of good and failed probes, and the status last reported."""
+
+    reported: str = ""
     ok: int = 0
     failed: int = 0
     due: float = 0.0
-    reported: str = ""
     running: bool = False
+
+    def observe(self, ok: bool, max_retries: int, max_retries_down: int) -> str | None:
+        """Count one probe; the member's new status when it changes (not yet reported)."""
+        self.ok, self.failed = (self.ok + 1, 0) if ok else (0, self.failed + 1)
+        status = "ONLINE" if self.ok >= max_retries else "ERROR" if self.failed >= max_retries_down else None
+        return status if status and status != self.reported else None
 
 
 @dataclass(frozen=True)
@@ -172,13 +180,12 @@ def probe(t: Target) -> bool:
 class HealthChecker:
     """The probes of one chassis: update() from every agent pass, a scheduler thread."""
 
-    def __init__(self, report: Callable[[str, str], None], prober: Callable[[Target], bool] = probe):
+    def __init__(self, report: Callable[[str, str], None]):
         self.report = report
-        self.prober = prober
         self.links: dict[str, int] = {}  # probe-source port id -> ifindex of its pipeline end
         self._devices: set[str] = set()
         self._targets: dict[str, Target] = {}
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, MemberHealth] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lb-probe")
@@ -209,7 +216,7 @@ class HealthChecker:
                 hm.get("url_path", "/"), str(hm.get("expected_codes", "200")))
         with self._lock:
             self._targets = targets
-            self._tracks = {mid: self._tracks.get(mid) or _Track(reported=view.members[mid].get("operating_status"))
+            self._tracks = {mid: self._tracks.get(mid) or MemberHealth(reported=view.members[mid].get("operating_status"))
                             for mid in targets}
         return links
 
@@ -229,14 +236,13 @@ class HealthChecker:
             for t, tr in due:
                 self._pool.submit(self._run, t, tr)
 
-    def _run(self, t: Target, tr: _Track) -> None:
+    def _run(self, t: Target, tr: MemberHealth) -> None:
         try:
-            ok = self.prober(t)
+            ok = probe(t)
         finally:
             tr.running = False
-        tr.ok, tr.failed = (tr.ok + 1, 0) if ok else (0, tr.failed + 1)
-        status = "ONLINE" if tr.ok >= t.max_retries else "ERROR" if tr.failed >= t.max_retries_down else None
-        if status and status != tr.reported:
+        status = tr.observe(ok, t.max_retries, t.max_retries_down)
+        if status:
             try:
                 self.report(t.member_id, status)
                 tr.reported = status

@@ -21,9 +21,9 @@ from dfxdp.nb.model import MODELS
 from dfxdp.nb.service import NBService
 
 from . import body, errors, listing, openapi
+from .errors import OCTAVIA_PREFIXES
 
 NEUTRON = "/v2.0"
-OCTAVIA_PREFIXES = ("/v2/lbaas", "/v2.0/lbaas")
 
 
 @dataclass(frozen=True)
