@@ -108,3 +108,16 @@ def _set_status(txn, kind: str, doc: dict, status: str) -> None:
     if doc["operating_status"] != status:
         doc.update(operating_status=status, revision_number=doc["revision_number"] + 1)
         txn.put(kind, doc)
+
+
+def delete_children(txn, lb: dict) -> None:
+    """Everything under a load balancer (Octavia's cascade delete): listeners, pools, their
+    members and health monitors."""
+    pools = {p["id"] for p in txn.list("pool") if p.get("loadbalancer_id") == lb["id"]}
+    for kind, belongs in (("healthmonitor", lambda d: d["pool_id"] in pools),
+                          ("member", lambda d: d["pool_id"] in pools),
+                          ("pool", lambda d: d["id"] in pools),
+                          ("listener", lambda d: d["loadbalancer_id"] == lb["id"])):
+        for doc in txn.list(kind):
+            if belongs(doc):
+                txn.delete(kind, doc["id"])

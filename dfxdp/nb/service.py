@@ -738,6 +738,20 @@ class NBService:
         octavia.sync_monitor_ports(txn, lambda t, fields, project: self._child(t, "port", fields, project),
                                    self._remove_owned_port)
 
+    def delete_loadbalancer(self, lb_id: str, cascade: bool = False) -> None:
+        """DELETE …/loadbalancers/<id>; with cascade its listeners, pools, members and monitors too."""
+        if not cascade:
+            return self.delete("loadbalancer", lb_id)
+
+        def body_fn(txn: Txn) -> None:
+            lb = self._require(txn, "loadbalancer", lb_id)
+            octavia.delete_children(txn, lb)
+            self._sync_monitor_ports(txn)
+            self._delete_loadbalancer(txn, lb)
+            txn.delete("loadbalancer", lb_id)
+
+        run_txn(self.store, body_fn)
+
     def set_member_status(self, member_id: str, status: str) -> None:
         """For agents' health monitors: ONLINE, ERROR …, rolled up to pool and load balancer."""
         run_txn(self.store, lambda txn: octavia.set_member_status(txn, member_id, status))

@@ -3,7 +3,7 @@ supported, and nothing written."""
 import pytest
 
 from dfxdp.nb.db import open_store
-from dfxdp.nb.errors import BadRequest
+from dfxdp.nb.errors import BadRequest, Conflict
 from dfxdp.nb.service import NBService
 
 
@@ -90,3 +90,37 @@ def test_member_status_rolls_up_to_pool_and_load_balancer(lb):
     for m in members:
         svc.set_member_status(m["id"], "ONLINE")
     assert svc.get("loadbalancer", balancer["id"])["operating_status"] == "ONLINE"
+
+
+def test_cascade_delete_takes_everything_under_the_load_balancer(lb):
+    svc, balancer, listener = lb
+    pool = svc.create("pool", {"listener_id": listener["id"], "protocol": "TCP", "lb_algorithm": "SOURCE_IP_PORT"})
+    svc.create("member", {"pool_id": pool["id"], "address": "10.0.0.20", "protocol_port": 80})
+    svc.create("healthmonitor", {"pool_id": pool["id"], "type": "TCP", "delay": 2, "timeout": 1, "max_retries": 2})
+    with pytest.raises(Conflict):
+        svc.delete_loadbalancer(balancer["id"])  # not without cascade
+    svc.delete_loadbalancer(balancer["id"], cascade=True)
+    assert all(svc.list(kind) == [] for kind in ("loadbalancer", "listener", "pool", "member", "healthmonitor"))
+    assert [p for p in svc.list("port") if p["device_owner"] in ("Octavia", "network:lb-hm")] == []
+
+
+def test_the_api_cascades_and_speaks_octavias_errors():
+    from fastapi.testclient import TestClient
+
+    from dfxdp.api.app import create_app
+
+    svc = NBService(open_store("memory://"))
+    client = TestClient(create_app(svc))
+    net = svc.create("network", {"name": "n"})
+    subnet = svc.create("subnet", {"network_id": net["id"], "cidr": "10.0.0.0/24"})
+    lb = client.post("/v2/lbaas/loadbalancers", json={"loadbalancer": {"vip_subnet_id": subnet["id"]}}).json()
+    lb_id = lb["loadbalancer"]["id"]
+    r = client.post("/v2/lbaas/listeners", json={"listener": {"loadbalancer_id": lb_id, "protocol": "HTTPS",
+                                                               "protocol_port": 443}})
+    assert r.status_code == 400 and "use one of TCP, UDP" in r.json()["faultstring"]
+    assert r.json()["NeutronError"]["type"] == "NotSupported"
+    client.post("/v2/lbaas/listeners", json={"listener": {"loadbalancer_id": lb_id, "protocol": "TCP",
+                                                          "protocol_port": 80}})
+    assert client.delete(f"/v2/lbaas/loadbalancers/{lb_id}").status_code == 409
+    assert client.delete(f"/v2/lbaas/loadbalancers/{lb_id}?cascade=true").status_code == 204
+    assert svc.list("listener") == [] and svc.list("loadbalancer") == []
