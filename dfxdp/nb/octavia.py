@@ -3,7 +3,7 @@ accepts of Octavia's API: anything else is refused with a 400 naming what is
 supported, before it reaches NB, rather than accepted and silently not done."""
 from __future__ import annotations
 
-from .errors import BadRequest
+from .errors import BadRequest, not_found
 
 LISTENER_PROTOCOLS = ("TCP", "UDP")
 POOL_ALGORITHMS = ("SOURCE_IP_PORT", "SOURCE_IP", "ROUND_ROBIN")
@@ -15,6 +15,34 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
 def _refuse(what: str, value, supported: tuple[str, ...]) -> None:
     raise BadRequest("NotSupported", f"{what} {value} is not supported by the dfxdp provider (L4, in XDP): "
                      f"use one of {', '.join(supported)}")
+
+
+def vip_placement(txn, lb: dict) -> tuple[dict, dict | None]:
+    """Where a new load balancer's VIP goes: (its subnet, the user's port or None for a new one).
+    By port (its first IPv4 address), by subnet, or by network (its first IPv4 subnet)."""
+    if lb.get("vip_port_id"):
+        port = txn.get("port", lb["vip_port_id"])
+        if port is None:
+            raise not_found("port", lb["vip_port_id"])
+        for fixed in port["fixed_ips"]:
+            subnet = txn.get("subnet", fixed["subnet_id"])
+            if subnet and subnet.get("ip_version", 4) == 4:
+                return subnet, port
+        raise BadRequest("ValidationException", f"Port {port['id']} has no IPv4 address for a VIP")
+    if lb.get("vip_subnet_id"):
+        subnet = txn.get("subnet", lb["vip_subnet_id"])
+        if subnet is None:
+            raise not_found("subnet", lb["vip_subnet_id"])
+        return subnet, None
+    if lb.get("vip_network_id"):
+        if txn.get("network", lb["vip_network_id"]) is None:
+            raise not_found("network", lb["vip_network_id"])
+        subnets = sorted((s for s in txn.list("subnet") if s["network_id"] == lb["vip_network_id"]
+                          and s.get("ip_version", 4) == 4), key=lambda s: (s.get("created_at", ""), s["id"]))
+        if not subnets:
+            raise BadRequest("ValidationException", f"Network {lb['vip_network_id']} has no IPv4 subnet for a VIP")
+        return subnets[0], None
+    raise BadRequest("ValidationException", "A load balancer needs one of vip_subnet_id, vip_network_id, vip_port_id")
 
 
 def check_listener(listener: dict) -> None:

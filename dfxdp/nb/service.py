@@ -633,18 +633,20 @@ class NBService:
 
     # ------------------------------------------------------------------ load balancers (Octavia v2)
     def _create_loadbalancer(self, txn: Txn, lb: dict) -> None:
-        subnet = self._require(txn, "subnet", lb["vip_subnet_id"])
-        fixed = [{"subnet_id": subnet["id"], **({"ip_address": lb["vip_address"]} if lb["vip_address"] else {})}]
-        port = self._child(txn, "port", {"network_id": subnet["network_id"], "device_owner": LB_VIP_OWNER,
-                                         "device_id": lb["id"], "fixed_ips": fixed}, lb["project_id"])
-        lb.update(vip_port_id=port["id"], vip_network_id=subnet["network_id"],
-                  vip_address=port["fixed_ips"][0]["ip_address"])
+        subnet, port = octavia.vip_placement(txn, lb)
+        if port is None:
+            fixed = [{"subnet_id": subnet["id"], **({"ip_address": lb["vip_address"]} if lb["vip_address"] else {})}]
+            port = self._child(txn, "port", {"network_id": subnet["network_id"], "device_owner": LB_VIP_OWNER,
+                                             "device_id": lb["id"], "fixed_ips": fixed}, lb["project_id"])
+        address = next(f["ip_address"] for f in port["fixed_ips"] if f["subnet_id"] == subnet["id"])
+        lb.update(vip_port_id=port["id"], vip_network_id=subnet["network_id"], vip_subnet_id=subnet["id"],
+                  vip_address=address)
 
     def _delete_loadbalancer(self, txn: Txn, lb: dict) -> None:
         if txn.children("listener", "loadbalancer", lb["id"]) or txn.children("pool", "loadbalancer", lb["id"]):
             raise Conflict("LoadBalancerInUse", f"Load balancer {lb['id']} still has listeners or pools")
         port = txn.get("port", lb["vip_port_id"])
-        if port:
+        if port and port["device_owner"] == LB_VIP_OWNER and port["device_id"] == lb["id"]:  # not a user's port
             txn.release(mac_key(port["network_id"], port["mac_address"]))
             for fixed in port["fixed_ips"]:
                 ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])

@@ -124,3 +124,21 @@ def test_the_api_cascades_and_speaks_octavias_errors():
     assert client.delete(f"/v2/lbaas/loadbalancers/{lb_id}").status_code == 409
     assert client.delete(f"/v2/lbaas/loadbalancers/{lb_id}?cascade=true").status_code == 204
     assert svc.list("listener") == [] and svc.list("loadbalancer") == []
+
+
+def test_a_vip_by_subnet_by_network_or_on_a_users_port():
+    svc = NBService(open_store("memory://"))
+    net = svc.create("network", {"name": "n"})
+    subnet = svc.create("subnet", {"network_id": net["id"], "cidr": "10.0.0.0/24"})
+    by_net = svc.create("loadbalancer", {"vip_network_id": net["id"]})
+    assert by_net["vip_subnet_id"] == subnet["id"] and by_net["vip_address"].startswith("10.0.0.")
+    port = svc.create("port", {"network_id": net["id"], "fixed_ips": [{"ip_address": "10.0.0.77"}]})
+    on_port = svc.create("loadbalancer", {"vip_port_id": port["id"]})
+    assert (on_port["vip_address"], on_port["vip_subnet_id"], on_port["vip_network_id"]) == \
+        ("10.0.0.77", subnet["id"], net["id"])
+    svc.delete_loadbalancer(on_port["id"])
+    assert svc.get("port", port["id"])  # the user's port stays
+    svc.delete_loadbalancer(by_net["id"])
+    assert [p["id"] for p in svc.list("port")] == [port["id"]]  # the VIP port made for it goes
+    refused(lambda: svc.create("loadbalancer", {}), "vip_subnet_id, vip_network_id, vip_port_id")
+    assert svc.list("loadbalancer") == []
