@@ -68,6 +68,7 @@ class Agent:
         self._cache_lock = threading.Lock()
         self._attached: dict[int, int] = {}   # ifindex -> program id we attached
         self._status: dict[str, str] = {}     # port id -> status we last wrote
+        self._lb_reported: dict[str, int] = {}  # load balancer id -> revision we reported ACTIVE
         self._neighbors: dict[str, str] = {}
         self.passes = 0
         self.errors = 0
@@ -238,6 +239,8 @@ class Agent:
         for ifindex in [*view.local_ports.values(), *view.lb_probe_ifindex.values()]:
             self._attach(ifindex, "port")
         self._report_status(view)
+        if not result.errors:
+            self._report_loadbalancers(view)
         for app in self.control.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
             app.upkeep(view, self.pipeline.maps)
         self.punt.view = view
@@ -276,6 +279,16 @@ class Agent:
             if port.get("status") != status and self._status.get(pid) != status:
                 self.nb.set_port_status(pid, status)
                 self._status[pid] = status
+
+
+    def _report_loadbalancers(self, view: LocalView) -> None:
+        """Load balancers this pass programmed (their VIP's network is in view) leave PENDING_*."""
+        for lb in view.loadbalancers.values():
+            port = view.ports.get(lb.get("vip_port_id") or "")
+            if str(lb.get("provisioning_status")).startswith("PENDING_") and port and \
+                    port["network_id"] in view.networks and self._lb_reported.get(lb["id"]) != lb["revision_number"]:
+                self.nb.set_loadbalancer_active(lb["id"], lb["revision_number"])
+                self._lb_reported[lb["id"]] = lb["revision_number"]
 
 
 def run_agent(config: AgentConfig, store=None, ready: threading.Event | None = None) -> Agent:

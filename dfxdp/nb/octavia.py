@@ -149,3 +149,40 @@ def delete_children(txn, lb: dict) -> None:
         for doc in txn.list(kind):
             if belongs(doc):
                 txn.delete(kind, doc["id"])
+
+
+# --- provisioning: PENDING_* until an agent has programmed the load balancer ----------
+
+def mark_pending(txn, lb_id: str | None, status: str = "PENDING_UPDATE") -> None:
+    """A change under a load balancer: it is PENDING_UPDATE until an agent programmed it."""
+    lb = txn.get("loadbalancer", lb_id) if lb_id else None
+    if lb is not None and lb["provisioning_status"] != status:
+        lb.update(provisioning_status=status, revision_number=lb["revision_number"] + 1)
+        txn.put("loadbalancer", lb)
+
+
+def pool_loadbalancer(txn, pool_id: str) -> str | None:
+    pool = txn.get("pool", pool_id)
+    return pool.get("loadbalancer_id") if pool else None
+
+
+def pool_updated(txn, old: dict, new: dict) -> None:
+    check_pool(new)
+    mark_pending(txn, new.get("loadbalancer_id"))
+
+
+def member_updated(txn, old: dict, new: dict) -> None:  # weight, admin state: the ring changes
+    mark_pending(txn, pool_loadbalancer(txn, new["pool_id"]))
+
+
+def monitor_updated(txn, old: dict, new: dict) -> None:
+    check_healthmonitor(new)
+    mark_pending(txn, pool_loadbalancer(txn, new["pool_id"]))
+
+
+def mark_active(txn, lb_id: str, revision: int) -> None:
+    """An agent programmed the load balancer as of `revision`: ACTIVE, unless it changed since."""
+    lb = txn.get("loadbalancer", lb_id)
+    if lb is not None and lb["revision_number"] == revision and lb["provisioning_status"].startswith("PENDING_"):
+        lb.update(provisioning_status="ACTIVE", revision_number=revision + 1)
+        txn.put("loadbalancer", lb)

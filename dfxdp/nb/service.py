@@ -70,8 +70,7 @@ class NBService:
         self._update_hooks: dict[str, Callable[[Txn, dict, dict], None]] = {
             "port": self._update_port, "router": self._update_router, "floatingip": self._update_floatingip,
             "subnet": self._update_subnet, "listener": self._update_listener,
-            "pool": lambda txn, old, new: octavia.check_pool(new),
-            "healthmonitor": lambda txn, old, new: octavia.check_healthmonitor(new),
+            "pool": octavia.pool_updated, "member": octavia.member_updated, "healthmonitor": octavia.monitor_updated,
             "security_group": self._update_security_group,
         }
         self._delete_hooks: dict[str, Callable[[Txn, dict], None]] = {
@@ -640,7 +639,7 @@ class NBService:
                                              "device_id": lb["id"], "fixed_ips": fixed}, lb["project_id"])
         address = next(f["ip_address"] for f in port["fixed_ips"] if f["subnet_id"] == subnet["id"])
         lb.update(vip_port_id=port["id"], vip_network_id=subnet["network_id"], vip_subnet_id=subnet["id"],
-                  vip_address=address)
+                  vip_address=address, provisioning_status="PENDING_CREATE")
 
     def _delete_loadbalancer(self, txn: Txn, lb: dict) -> None:
         if txn.children("listener", "loadbalancer", lb["id"]) or txn.children("pool", "loadbalancer", lb["id"]):
@@ -667,13 +666,16 @@ class NBService:
                 raise Conflict("DuplicateListener", f"Another listener on this load balancer already uses "
                                                     f"port {listener['protocol_port']}")
         self._check_default_pool(txn, listener)
+        octavia.mark_pending(txn, listener["loadbalancer_id"])
 
     def _update_listener(self, txn: Txn, old: dict, new: dict) -> None:
         self._check_default_pool(txn, new)
+        octavia.mark_pending(txn, new["loadbalancer_id"])
 
     def _delete_listener(self, txn: Txn, listener: dict) -> None:
         for pool in txn.children("pool", "listener", listener["id"]):
             raise Conflict("ListenerInUse", f"Listener {listener['id']} still has pool {pool['id']}")
+        octavia.mark_pending(txn, listener["loadbalancer_id"])
 
     def _create_pool(self, txn: Txn, pool: dict) -> None:
         octavia.check_pool(pool)
@@ -687,6 +689,7 @@ class NBService:
             listener.update(default_pool_id=pool["id"], revision_number=listener["revision_number"] + 1)
             txn.put("listener", listener)
         self._require(txn, "loadbalancer", pool["loadbalancer_id"])
+        octavia.mark_pending(txn, pool["loadbalancer_id"])
 
     def _delete_pool(self, txn: Txn, pool: dict) -> None:
         for member in txn.children("member", "pool", pool["id"]):
@@ -697,6 +700,7 @@ class NBService:
             listener.update(default_pool_id=None, revision_number=listener["revision_number"] + 1)
             txn.put("listener", listener)
         self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, pool.get("loadbalancer_id"))
 
     def _create_member(self, txn: Txn, member: dict) -> None:
         self._require(txn, "pool", member["pool_id"])
@@ -711,10 +715,12 @@ class NBService:
                                                   f"already exists in pool {member['pool_id']}")
         txn.put("member", member)  # seen by the probe-source port sync below
         self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, octavia.pool_loadbalancer(txn, member["pool_id"]))
 
     def _delete_member(self, txn: Txn, member: dict) -> None:
         txn.delete("member", member["id"])  # before the sync, which must not count it
         self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, octavia.pool_loadbalancer(txn, member["pool_id"]))
 
     def _create_healthmonitor(self, txn: Txn, hm: dict) -> None:
         octavia.check_healthmonitor(hm)
@@ -727,6 +733,7 @@ class NBService:
         txn.put("pool", pool)
         txn.put("healthmonitor", hm)  # seen by the probe-source port sync below
         self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, pool.get("loadbalancer_id"))
 
     def _delete_healthmonitor(self, txn: Txn, hm: dict) -> None:
         txn.delete("healthmonitor", hm["id"])  # before the sync, which must not count it
@@ -734,6 +741,7 @@ class NBService:
         if pool:
             pool.update(healthmonitor_id=None, revision_number=pool["revision_number"] + 1)
             txn.put("pool", pool)
+            octavia.mark_pending(txn, pool.get("loadbalancer_id"))
         self._sync_monitor_ports(txn)
 
     def _sync_monitor_ports(self, txn: Txn) -> None:
@@ -753,6 +761,10 @@ class NBService:
             txn.delete("loadbalancer", lb_id)
 
         run_txn(self.store, body_fn)
+
+    def set_loadbalancer_active(self, lb_id: str, revision: int) -> None:
+        """For agents: the load balancer as of `revision` is programmed (PENDING_* -> ACTIVE)."""
+        run_txn(self.store, lambda txn: octavia.mark_active(txn, lb_id, revision))
 
     def set_member_status(self, member_id: str, status: str) -> None:
         """For agents' health monitors: ONLINE, ERROR …, rolled up to pool and load balancer."""

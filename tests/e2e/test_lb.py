@@ -76,6 +76,8 @@ def balanced(tmp_path_factory):
             cl.monitor = c.load_balancer.create_health_monitor(
                 pool_id=cl.pools[80].id, type="HTTP", http_method="GET", url_path="/", expected_codes="200",
                 delay=1, timeout=1, max_retries=1, max_retries_down=2)
+            # every change left it PENDING_UPDATE: the agents report it programmed
+            c.load_balancer.wait_for_load_balancer(lb.id, status="ACTIVE", failures=["ERROR"], interval=0.3, wait=60)
             yield cl
         finally:
             cl.close()

@@ -142,3 +142,16 @@ def test_a_vip_by_subnet_by_network_or_on_a_users_port():
     assert [p["id"] for p in svc.list("port")] == [port["id"]]  # the VIP port made for it goes
     refused(lambda: svc.create("loadbalancer", {}), "vip_subnet_id, vip_network_id, vip_port_id")
     assert svc.list("loadbalancer") == []
+
+
+def test_provisioning_is_pending_until_an_agent_programmed_that_revision(lb):
+    svc, balancer, listener = lb
+    assert balancer["provisioning_status"] == "PENDING_CREATE"
+    now = svc.get("loadbalancer", balancer["id"])
+    assert now["provisioning_status"] == "PENDING_UPDATE"  # the listener came after
+    svc.set_loadbalancer_active(balancer["id"], balancer["revision_number"])  # an older revision: not yet
+    assert svc.get("loadbalancer", balancer["id"])["provisioning_status"] == "PENDING_UPDATE"
+    svc.set_loadbalancer_active(balancer["id"], now["revision_number"])
+    assert svc.get("loadbalancer", balancer["id"])["provisioning_status"] == "ACTIVE"
+    svc.create("pool", {"listener_id": listener["id"], "protocol": "TCP", "lb_algorithm": "SOURCE_IP_PORT"})
+    assert svc.get("loadbalancer", balancer["id"])["provisioning_status"] == "PENDING_UPDATE"
