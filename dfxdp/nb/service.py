@@ -703,7 +703,8 @@ class NBService:
         octavia.mark_pending(txn, pool.get("loadbalancer_id"))
 
     def _create_member(self, txn: Txn, member: dict) -> None:
-        self._require(txn, "pool", member["pool_id"])
+        pool = self._require(txn, "pool", member["pool_id"])
+        member["operating_status"] = "ONLINE" if pool.get("healthmonitor_id") else "NO_MONITOR"
         if member.get("subnet_id"):
             subnet = self._require(txn, "subnet", member["subnet_id"])
             if not ipam.in_subnet(subnet, member["address"]):
@@ -741,6 +742,8 @@ class NBService:
         if pool:
             pool.update(healthmonitor_id=None, revision_number=pool["revision_number"] + 1)
             txn.put("pool", pool)
+            for member in txn.children("member", "pool", pool["id"]):  # nothing probes them any more
+                octavia.set_member_status(txn, member["id"], "NO_MONITOR")
             octavia.mark_pending(txn, pool.get("loadbalancer_id"))
         self._sync_monitor_ports(txn)
 

@@ -72,8 +72,11 @@ def test_a_monitored_subnet_gets_one_probe_source_port_until_its_last_monitor_go
     assert port["device_id"] == balancer["vip_subnet_id"] and not port["port_security_enabled"]
     svc.create("member", {"pool_id": pool["id"], "address": "10.0.0.21", "protocol_port": 80})
     assert hm_ports(svc) == [port]
+    svc.set_member_status(svc.list("member")[0]["id"], "ERROR")
     svc.delete("healthmonitor", hm["id"])
     assert hm_ports(svc) == [] and svc.get("pool", pool["id"])["healthmonitor_id"] is None
+    assert {m["operating_status"] for m in svc.list("member")} == {"NO_MONITOR"}  # nothing probes them now
+    assert svc.get("pool", pool["id"])["operating_status"] == "ONLINE"
 
 
 def test_member_status_rolls_up_to_pool_and_load_balancer(lb):
