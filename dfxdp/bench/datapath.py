@@ -11,8 +11,9 @@ import os
 import statistics
 import subprocess
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -105,23 +106,40 @@ def _path(pipe: Pipeline, name: str, frame, ingress: int, samples: int) -> PathC
     return PathCost(name, _median_ns(pipe.entry("port"), bytes(frame), ingress, samples), first.verdict)
 
 
-def measure(samples: int, progress: Callable[[str], None] = lambda _: None) -> list[PathCost]:
-    """Every path's cost on this machine, the floor first."""
+@contextmanager
+def bench_pipeline(interfaces: tuple[str, ...]) -> Iterator[tuple[Pipeline, dict[str, int]]]:
+    """A pipeline loaded on a private bpffs, with a throwaway veth per name in `interfaces`
+    (their ifindexes by name); everything removed afterwards."""
     suffix = unique_suffix()
-    names = {k: f"db{k[:2]}{suffix}"[:15] for k in ("a", "b", "c", "und", "ext")}
+    names = {k: f"db{k[:2]}{suffix}"[:15] for k in interfaces}
     bpffs = f"/run/dfxdp/bench-{uuid.uuid4().hex[:8]}"
     libbpf.ensure_bpffs(bpffs)
     pipe = None
     try:
         for name in names.values():
             run(["ip", "link", "add", name, "type", "veth", "peer", "name", name[:13] + "pr"])
-        ifs = {k: ifindex(n) for k, n in names.items()}
         pipe = Pipeline(f"{bpffs}/chassis").load()
-        results = []
-        with libbpf.BpfObject(object_path("xdp_pass")).load() as floor:
-            progress("floor (empty XDP_PASS)")
-            prog = floor.programs["xdp_pass"]
-            results.append(PathCost("floor", _median_ns(prog, bytes(Ether() / IP() / TCP()), 0, samples), "XDP_PASS"))
+        yield pipe, {k: ifindex(n) for k, n in names.items()}
+    finally:
+        if pipe is not None:
+            pipe.destroy()
+        for name in names.values():
+            run(["ip", "link", "del", name], check=False)
+        subprocess.run(["umount", "-l", bpffs], check=False)
+        os.rmdir(bpffs)
+
+
+def floor_ns(samples: int) -> float:
+    """The empty XDP_PASS program's cost: what every path is compared with."""
+    with libbpf.BpfObject(object_path("xdp_pass")).load() as floor:
+        return _median_ns(floor.programs["xdp_pass"], bytes(Ether() / IP() / TCP()), 0, samples)
+
+
+def measure(samples: int, progress: Callable[[str], None] = lambda _: None) -> list[PathCost]:
+    """Every path's cost on this machine, the floor first."""
+    with bench_pipeline(("a", "b", "c", "und", "ext")) as (pipe, ifs):
+        progress("floor (empty XDP_PASS)")
+        results = [PathCost("floor", floor_ns(samples), "XDP_PASS")]
         program(pipe, view(ifs))
         paths = {
             "l2_local": (ifs["a"], Ether(src=A, dst=B) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()),
@@ -139,10 +157,3 @@ def measure(samples: int, progress: Callable[[str], None] = lambda _: None) -> l
             frame = Ether(src=A, dst=B) / IP(src="11.0.0.9", dst="10.0.0.2") / TCP(dport=65000, flags="S")
             results.append(_path(pipe, f"sg_{n}_rules", frame, ifs["a"], samples))
         return results
-    finally:
-        if pipe is not None:
-            pipe.destroy()
-        for name in names.values():
-            run(["ip", "link", "del", name], check=False)
-        subprocess.run(["umount", "-l", bpffs], check=False)
-        os.rmdir(bpffs)
