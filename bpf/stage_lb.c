@@ -35,11 +35,34 @@ static __always_inline int opens_connection(struct xdp_md *ctx, struct iphdr *ip
 	return tcp && tcp->syn && !tcp->ack;
 }
 
+#define NS_PER_SEC 1000000000ULL
+
+/* The member an established flow keeps, or NULL when the frame starts a new flow:
+ * none remembered, a TCP SYN, or a UDP flow idle for LB_UDP_IDLE_SEC. */
+static __always_inline struct lb_flow *lb_established(struct xdp_md *ctx, struct iphdr *ip, struct lb_flow_key *key)
+{
+	struct lb_flow *flow;
+	__u64 now;
+
+	if (opens_connection(ctx, ip))
+		return NULL;
+	flow = bpf_map_lookup_elem(&lb_flows, key);
+	if (!flow)
+		return NULL;
+	now = bpf_ktime_get_ns();
+	if (ip->protocol == IPPROTO_UDP && now - flow->last_seen_ns > LB_UDP_IDLE_SEC * NS_PER_SEC)
+		return NULL;
+	if (now - flow->last_seen_ns > NS_PER_SEC) /* a write a second at most, not one a packet */
+		flow->last_seen_ns = now;
+	return flow;
+}
+
 /* A new flow: its member from the ring, remembered both ways. */
 static __always_inline int lb_new_flow(struct lb_flow_key *flow, const struct lb_vip *vip, struct lb_nat *out)
 {
 	struct lb_flow_key back = {};
 	struct lb_nat answer_as = {};
+	struct lb_flow pinned = {};
 	struct lb_nat *backend;
 	__u32 member;
 
@@ -59,7 +82,9 @@ static __always_inline int lb_new_flow(struct lb_flow_key *flow, const struct lb
 	answer_as.port = flow->dport;
 	/* the reverse entry first: the member's first answer must find it */
 	bpf_map_update_elem(&lb_reverse, &back, &answer_as, BPF_ANY);
-	bpf_map_update_elem(&lb_flows, flow, out, BPF_ANY);
+	pinned.member = *backend;
+	pinned.last_seen_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&lb_flows, flow, &pinned, BPF_ANY);
 	return 0;
 }
 
@@ -94,6 +119,7 @@ int stage_lb(struct xdp_md *ctx)
 	struct pkt_meta *m = pkt_meta_get();
 	struct lb_flow_key flow = {};
 	struct lb_vip_key vkey = {};
+	struct lb_flow *established;
 	struct lb_nat *nat, chosen;
 	struct ethhdr *eth;
 	struct iphdr *ip;
@@ -161,9 +187,9 @@ int stage_lb(struct xdp_md *ctx)
 	vip = bpf_map_lookup_elem(&lb_vips, &vkey);
 	if (!vip)
 		return next_stage(ctx, m, after);
-	nat = opens_connection(ctx, ip) ? NULL : bpf_map_lookup_elem(&lb_flows, &flow);
-	if (nat) {
-		chosen = *nat; /* an established flow keeps its member, whatever the ring says now */
+	established = lb_established(ctx, ip, &flow);
+	if (established) {
+		chosen = established->member; /* it keeps its member, whatever the ring says now */
 	} else {
 		err = lb_new_flow(&flow, vip, &chosen);
 		if (err)

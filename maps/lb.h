@@ -8,6 +8,8 @@
 #define LB_RING_SIZE 65537   /* slots of a pool's ring: prime, as Maglev needs (Katran's size) */
 #define LB_MAX_RINGS 4096    /* pools with a ring on one chassis */
 
+#define LB_UDP_IDLE_SEC 60   /* a UDP flow idle this long is over: its next datagram is a new flow */
+
 #define LB_F_HASH_SRC_IP 1   /* the client's address alone picks the slot (SOURCE_IP, persistence) */
 #define LB_F_ROUND_ROBIN 2   /* new flows take successive slots of a round-robin ring */
 
@@ -32,14 +34,19 @@ struct lb_vip {
  * whole, so a frame sees the old ring or the new one, never a mix. */
 
 /* map `lb_backends`: member key -> its address.
- * map `lb_flows` (LRU): a client's flow to a VIP -> the member it was given.
- * map `lb_reverse` (LRU): the member's side of that flow -> the VIP to answer from.
- * Both values say what to write into the frame's destination (forward) or
- * source (reverse) address and port. */
+ * map `lb_reverse` (LRU): the member's side of a balanced flow -> the VIP to answer from.
+ * The value says what to write into the frame's destination (DNAT) or source
+ * (reverse NAT) address and port. */
 struct lb_nat {
 	__be32 addr;
 	__be16 port;
 	__u16 pad;
+};
+
+/* map `lb_flows` (LRU): a client's flow to a VIP -> the member it was given. */
+struct lb_flow {
+	struct lb_nat member;
+	__u64 last_seen_ns;  /* bpf_ktime_get_ns(), refreshed at most once a second (UDP idle timeout) */
 };
 
 struct lb_flow_key {

@@ -43,7 +43,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct lb_flow_key);
-	__type(value, struct lb_nat);
+	__type(value, struct lb_flow);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_flows SEC(".maps");
 

@@ -90,7 +90,8 @@ def test_a_flow_is_pinned_both_ways(world):
     flow = pipe.maps["lb_flows"].lookup({"saddr": _be(CLIENT), "daddr": _be(VIP),
                                          "sport": socket.htons(31000), "dport": socket.htons(80),
                                          "proto": socket.IPPROTO_TCP})
-    assert flow is not None and (flow.addr, flow.port) == (_be(addr), socket.htons(port))
+    assert flow is not None and (flow.member.addr, flow.member.port) == (_be(addr), socket.htons(port))
+    assert flow.last_seen_ns > 0
     back = pipe.maps["lb_reverse"].lookup({"saddr": _be(addr), "daddr": _be(CLIENT), "sport": socket.htons(port),
                                            "dport": socket.htons(31000), "proto": socket.IPPROTO_TCP})
     assert back is not None and (back.addr, back.port) == (_be(VIP), socket.htons(80))
@@ -176,6 +177,19 @@ def test_failed_member_leaves_the_ring(world):
                     for i, m in view.members.items()}
     program(view)
     assert all(member_of(send(world, to_vip(sport)))[0] != M_GREEN for sport in range(51000, 51040))
+
+
+def test_a_udp_flow_idle_past_its_timeout_is_a_new_flow(world):
+    pipe = world[0]
+    first = member_of(send(world, to_vip(33000, 53, UDP)))[0]
+    assert all(member_of(send(world, to_vip(33000, 53, UDP)))[0] == first for _ in range(3))  # pinned
+    key = {"saddr": _be(CLIENT), "daddr": _be(VIP), "sport": socket.htons(33000), "dport": socket.htons(53),
+           "proto": socket.IPPROTO_UDP}
+    flows = pipe.maps["lb_flows"]
+    entry = flows.lookup(key)
+    entry.last_seen_ns -= (lib.LB_UDP_IDLE_SEC + 1) * 1_000_000_000  # idle for longer than the timeout
+    flows.update(key, entry)
+    assert member_of(send(world, to_vip(33000, 53, UDP)))[0] != first  # round robin: the next member
 
 
 def test_source_ip_sends_one_client_to_one_member(world):
