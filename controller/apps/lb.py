@@ -58,8 +58,9 @@ class LoadBalancerApp(App):
         members_of: dict[str, list[dict]] = {}
         for member in view.members.values():
             members_of.setdefault(member.get("pool_id", ""), []).append(member)
+        gateways = self._gateways(view) if view.loadbalancers else {}  # one scan of the ports a pass
         for lb in view.loadbalancers.values():
-            yield from self._loadbalancer(view, lb, members_of)
+            yield from self._loadbalancer(view, lb, members_of, gateways.get(lb.get("vip_subnet_id"), [0] * 6))
         for port_id, ifindex in view.lb_probe_ifindex.items():
             yield from self._probe_source(view, view.ports.get(port_id), ifindex)
 
@@ -76,13 +77,14 @@ class LoadBalancerApp(App):
         yield Entry("fdb", {"net_key": net["key"], "mac": mac},
                     {"ifindex": ifindex, "port_key": port["key"], "flags": lib.FDB_F_LOCAL})
 
-    def _loadbalancer(self, view: LocalView, lb: dict, members_of: dict[str, list[dict]]) -> Iterable[Entry]:
+    def _loadbalancer(self, view: LocalView, lb: dict, members_of: dict[str, list[dict]],
+                      gateway_mac: list[int]) -> Iterable[Entry]:
         port = view.ports.get(lb.get("vip_port_id") or "")
         net = view.networks.get(port["network_id"]) if port else None
         if not (port and net and lb.get("admin_state_up", True) and is_ipv4(lb.get("vip_address"))):
             return
         vip = ipv4_be32(lb["vip_address"])
-        macs = {"mac": list(mac_bytes(port["mac_address"])), "gw_mac": self._gateway_mac(view, lb)}
+        macs = {"mac": list(mac_bytes(port["mac_address"])), "gw_mac": gateway_mac}
         yield Entry("lb_vips", {"vip": vip, "proto": socket.IPPROTO_ICMP}, {"ring_key": 0, "flags": 0, **macs})
         for listener in view.listeners.values():
             pool = view.pools.get(listener.get("default_pool_id") or "")
@@ -106,10 +108,7 @@ class LoadBalancerApp(App):
         yield Entry("lb_rings", pool["key"], build(up))
 
     @staticmethod
-    def _gateway_mac(view: LocalView, lb: dict) -> list[int]:
-        """The router's MAC on the VIP subnet: the next hop to members on other networks."""
-        for port in view.ports.values():
-            if port.get("device_owner") == "network:router_interface" and \
-                    any(f.get("subnet_id") == lb.get("vip_subnet_id") for f in port.get("fixed_ips", [])):
-                return list(mac_bytes(port["mac_address"]))
-        return [0] * 6
+    def _gateways(view: LocalView) -> dict[str, list[int]]:
+        """subnet id -> its router port's MAC: the next hop from a VIP to members on other networks."""
+        return {fixed["subnet_id"]: list(mac_bytes(port["mac_address"])) for port in view.ports.values()
+                if port.get("device_owner") == "network:router_interface" for fixed in port.get("fixed_ips", [])}
