@@ -474,7 +474,8 @@ class MapOfArrays(Map):
         try:
             inner.update_batch_raw(array.array("I", range(size)).tobytes(), data)
             # the kernel refuses an inner map unlike the declared one (its size included)
-            super().update(key, fd, flags)
+            _check(lib.bpf_map_update_elem(self.fd, self._buf(self.key_type, key), ffi.new("__u32 *", fd), flags),
+                   f"swapping an inner array into map {self.name}")
         finally:
             inner.close()
 
