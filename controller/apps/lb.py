@@ -49,6 +49,7 @@ class LoadBalancerApp(App):
     # a VIP entry only once its ring and members are in; the probe sources' if_config and fdb
     # entries are written with those maps' owners (ports, l2)
     maps = ("lb_backends", "lb_rings", "lb_vips")
+    datapath_maps = ("lb_flows", "lb_reverse", "lb_rr_position")  # each flow's member, round-robin positions
 
     def __init__(self) -> None:
         self.memo = Memo()  # per pool: its ring, rebuilt only when the pool or its members change
