@@ -87,6 +87,10 @@ int xdp_underlay(struct xdp_md *ctx)
 	err = parse_frame(ctx, &v); /* the inner frame gets the same validation */
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);
+	/* A load-balanced member's reply is reverse-NATed at its client's chassis, before
+	 * the client's security groups see it: the LB stage (if loaded) returns to them. */
+	m->stage = STAGE_LB;
+	bpf_tail_call(ctx, &stages, STAGE_LB);
 	return next_stage(ctx, m, STAGE_SG_INGRESS);
 }
 

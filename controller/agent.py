@@ -27,6 +27,7 @@ from dfxdp.nb.watcher import Snapshot, Watcher
 from .apps import LocalView
 from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
+from .health import HealthChecker
 from .ovs.fallback import Fallback
 from .punt import PuntService
 from .underlay import link_mtu, resolve_neighbors
@@ -67,6 +68,7 @@ class Agent:
         self._cache_lock = threading.Lock()
         self._attached: dict[int, int] = {}   # ifindex -> program id we attached
         self._status: dict[str, str] = {}     # port id -> status we last wrote
+        self._lb_reported: dict[str, int] = {}  # load balancer id -> revision we reported ACTIVE
         self._neighbors: dict[str, str] = {}
         self.passes = 0
         self.errors = 0
@@ -76,6 +78,7 @@ class Agent:
         self._event_at: float | None = None  # when the oldest NB change not yet programmed arrived
         self._looping = False
         self.fallback: Fallback | None = None
+        self.health: HealthChecker | None = None
 
     # ---- start / stop ----------------------------------------------------------
     def start(self) -> None:
@@ -97,6 +100,7 @@ class Agent:
                                      self.control.apps, cfg.openflow_listen, self._dirty.set,
                                      FallbackMetrics(self.metrics.registry))
             self.fallback.start()
+        self.health = HealthChecker(self.nb.set_member_status)
         if not self.pipeline.live:
             self._refill_replaced_maps()
         self._attach(self.underlay_ifindex, "underlay")
@@ -161,6 +165,8 @@ class Agent:
             self.links.close()
         if self.punt:
             self.punt.stop()  # before the pipeline's maps are released
+        if self.health:
+            self.health.close()
         if not self._looping:
             self._release_pipeline()
 
@@ -207,15 +213,20 @@ class Agent:
         missing = [ip for ip in remote_ips if ip not in self._neighbors]
         if missing:
             self._neighbors.update(resolve_neighbors(missing, self.underlay_ifindex))
-        return LocalView(
+        view = LocalView(
             chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip,
             networks=objs["network"], subnets=objs["subnet"], ports=objs["port"], routers=objs["router"],
             floatingips=objs["floatingip"], security_groups=objs["security_group"],
             security_group_rules=objs["security_group_rule"], chassis_by_name=chassis,
+            loadbalancers=objs["loadbalancer"], listeners=objs["listener"], pools=objs["pool"],
+            members=objs["member"], healthmonitors=objs["healthmonitor"],
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),
             external_ifindex=self.external_ifindex, external_mac=self.external_mac)
+        if self.health:
+            view.lb_probe_ifindex = self.health.update(view)
+        return view
 
     def sync_once(self) -> LocalView:
         started, event_at, self._event_at = time.monotonic(), self._event_at, None
@@ -225,9 +236,11 @@ class Agent:
         result = self.control.apply(view)
         self.passes += 1
         # Maps first, then attach: a tap's first frame already finds its port record.
-        for ifindex in view.local_ports.values():
+        for ifindex in [*view.local_ports.values(), *view.lb_probe_ifindex.values()]:
             self._attach(ifindex, "port")
         self._report_status(view)
+        if not result.errors:
+            self._report_loadbalancers(view)
         for app in self.control.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
             app.upkeep(view, self.pipeline.maps)
         self.punt.view = view
@@ -275,6 +288,16 @@ class Agent:
             if port.get("status") != status and self._status.get(pid) != status:
                 self.nb.set_port_status(pid, status)
                 self._status[pid] = status
+
+
+    def _report_loadbalancers(self, view: LocalView) -> None:
+        """Load balancers this pass programmed (their VIP's network is in view) leave PENDING_*."""
+        for lb in view.loadbalancers.values():
+            port = view.ports.get(lb.get("vip_port_id") or "")
+            if str(lb.get("provisioning_status")).startswith("PENDING_") and port and \
+                    port["network_id"] in view.networks and self._lb_reported.get(lb["id"]) != lb["revision_number"]:
+                self.nb.set_loadbalancer_active(lb["id"], lb["revision_number"])
+                self._lb_reported[lb["id"]] = lb["revision_number"]
 
 
 def run_agent(config: AgentConfig, store=None, ready: threading.Event | None = None) -> Agent:

@@ -19,6 +19,11 @@ from dfxdp.nb.txn import NB
 
 ROUTER_PORT_OWNERS = ("network:router_interface", "network:router_gateway")
 KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "chassis")
+# Octavia's objects (issue 15): few, and their relevance hangs on each other (a member
+# knows only its pool), so every chassis keeps them all, like chassis; the LB app skips
+# load balancers whose VIP network is out of view.
+LB_KINDS = ("loadbalancer", "listener", "pool", "member", "healthmonitor")
+KINDS += LB_KINDS
 
 
 def parse_key(key: str) -> tuple[str, str] | None:
@@ -55,7 +60,7 @@ def compute_interest(chassis: str, objects: dict[str, dict[str, dict]]) -> Inter
 
 
 def relevant(kind: str, doc: dict, chassis: str, interest: Interest) -> bool:
-    if kind == "chassis":
+    if kind == "chassis" or kind in LB_KINDS:
         return True
     if kind == "network":
         return doc["id"] in interest.networks

@@ -63,7 +63,8 @@ enum dfxdp_drop_reason {
 	DROP_PUNT_RATE = 21,       /* the port punts more than its limit (maps/punt.h) */
 	DROP_PUNT_QUEUE_FULL = 22, /* the agent's punt ring is full: the agent is slow or not running */
 	DROP_PUNT_TOO_BIG = 23,    /* longer than PUNT_FRAME_MAX: not worth handing up */
-	DROP_REASON_MAX = 24,
+	DROP_LB_NO_MEMBER = 24,    /* a new flow to a VIP whose pool has no member up */
+	DROP_REASON_MAX = 25,
 };
 
 /* Flags in pkt_meta.flags. */

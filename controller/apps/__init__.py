@@ -9,12 +9,13 @@ from .flood import FloodApp
 from .igmp import IgmpApp
 from .l2 import L2App
 from .l3 import L3App
+from .lb import LoadBalancerApp
 from .mtu import NetworkMtuApp
 from .ports import PortsApp
 from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
-APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, PortsApp,
-                         FloodApp, IgmpApp]
+APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, LoadBalancerApp,
+                         PortsApp, FloodApp, IgmpApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

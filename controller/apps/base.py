@@ -55,6 +55,14 @@ class LocalView:
     security_groups: dict[str, dict] = field(default_factory=dict)
     security_group_rules: dict[str, dict] = field(default_factory=dict)
     chassis_by_name: dict[str, dict] = field(default_factory=dict)
+    # Octavia (issue 15), every one of them: see controller/cache.py LB_KINDS
+    loadbalancers: dict[str, dict] = field(default_factory=dict)
+    listeners: dict[str, dict] = field(default_factory=dict)
+    pools: dict[str, dict] = field(default_factory=dict)
+    members: dict[str, dict] = field(default_factory=dict)
+    healthmonitors: dict[str, dict] = field(default_factory=dict)
+    # probe-source port id (network:lb-hm) -> ifindex of its veth's pipeline end here (controller/health.py)
+    lb_probe_ifindex: dict[str, int] = field(default_factory=dict)
     local_ports: dict[str, int] = field(default_factory=dict)  # port id -> ifindex of its tap
     underlay_ifindex: int = 0
     underlay_mac: str = ""

@@ -21,9 +21,9 @@ from dfxdp.nb.model import MODELS
 from dfxdp.nb.service import NBService
 
 from . import body, errors, listing, openapi
+from .errors import OCTAVIA_PREFIXES
 
 NEUTRON = "/v2.0"
-OCTAVIA_PREFIXES = ("/v2/lbaas", "/v2.0/lbaas")
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,12 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
 
     collections = [(f"{NEUTRON}/{c.path}", c, None) for c in NEUTRON_COLLECTIONS]
     for prefix in OCTAVIA_PREFIXES:
+        @app.delete(prefix + "/loadbalancers/{lb_id}", status_code=204, include_in_schema=False)
+        async def delete_loadbalancer(lb_id: str, cascade: bool = False):
+            """Octavia's `?cascade=true`: the load balancer with everything under it, in one transaction."""
+            await run_in_threadpool(service.delete_loadbalancer, lb_id, cascade)
+            return Response(status_code=204)
+
         collections += [(f"{prefix}/{c.path}", c, None) for c in OCTAVIA_COLLECTIONS]
         collections.append((prefix + "/pools/{parent_id}/members", MEMBERS, "pool_id"))
     for base, coll, parent_field in collections:

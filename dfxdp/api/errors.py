@@ -22,6 +22,7 @@ from dfxdp.nb.errors import NBError
 log = logging.getLogger(__name__)
 
 HTTP_TYPES = {404: "HTTPNotFound", 405: "HTTPMethodNotAllowed"}
+OCTAVIA_PREFIXES = ("/v2/lbaas", "/v2.0/lbaas")
 
 
 class RequestTooLarge(NBError):
@@ -49,6 +50,13 @@ def error_response(exc: NBError) -> NeutronJSON:
     return NeutronJSON(exc.to_neutron(), status_code=exc.status)
 
 
+def octavia_error_response(exc: NBError) -> NeutronJSON:
+    """Under /v2/lbaas also Octavia's fields: python-octaviaclient prints `faultstring`
+    (openstacksdk reads NeutronError)."""
+    return NeutronJSON({**exc.to_neutron(), "faultcode": "Client" if exc.status < 500 else "Server",
+                        "faultstring": exc.message, "debuginfo": None}, status_code=exc.status)
+
+
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """The methods of every route whose path matches: the Allow header of a 405."""
     methods: set[str] = set()
@@ -62,6 +70,8 @@ def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(NBError)
     async def nb_error(request: Request, exc: NBError):
+        if request.url.path.startswith(OCTAVIA_PREFIXES):
+            return octavia_error_response(exc)
         return error_response(exc)
 
     @app.exception_handler(StoreError)

@@ -26,7 +26,9 @@ NEUTRON_ERROR = {
     "type": "object", "required": ["NeutronError"], "additionalProperties": False,
     "properties": {"NeutronError": {
         "type": "object", "required": ["type", "message", "detail"], "additionalProperties": False,
-        "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "string"}}}},
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "string"}}},
+        # under /v2/lbaas also Octavia's fields, which python-octaviaclient prints (dfxdp/api/errors.py)
+        "faultcode": {"type": "string"}, "faultstring": {"type": "string"}, "debuginfo": {"type": "null"}},
 }
 LINKS = {"type": "array", "items": {
     "type": "object", "required": ["rel", "href"], "additionalProperties": False,

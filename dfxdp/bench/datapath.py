@@ -19,8 +19,9 @@ import os
 import statistics
 import subprocess
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -186,51 +187,67 @@ class Timer:
         return _cost(name, first.verdict, "replay − replay cost", [ns - self.replay_ns for ns in runs])
 
 
-def measure(samples: int, progress: Callable[[str], None] = lambda _: None) -> list[PathCost]:
-    """Every path's cost on this machine, the floor first."""
+@contextmanager
+def bench_pipeline(interfaces: tuple[str, ...]) -> Iterator[tuple[Pipeline, dict[str, int]]]:
+    """A pipeline loaded on a private bpffs, with a throwaway veth per name in `interfaces`
+    (their ifindexes by name); everything removed afterwards."""
     suffix = unique_suffix()
-    names = {k: f"db{k[:2]}{suffix}"[:15] for k in ("a", "b", "c", "und", "ext")}
+    names = {k: f"db{k[:2]}{suffix}"[:15] for k in interfaces}
     bpffs = f"/run/dfxdp/bench-{uuid.uuid4().hex[:8]}"
     libbpf.ensure_bpffs(bpffs)
-    pipe = replay = None
+    pipe = None
     try:
         for name in names.values():
             run(["ip", "link", "add", name, "type", "veth", "peer", "name", name[:13] + "pr"])
-        ifs = {k: ifindex(n) for k, n in names.items()}
         pipe = Pipeline(f"{bpffs}/chassis").load()
-        replay = Replay()
-        timer = Timer(samples, replay)
-        with libbpf.BpfObject(object_path("xdp_pass")).load() as floor:
-            progress("floor (empty XDP_PASS)")
-            results = timer.floor(floor.programs["xdp_pass"])
-        program(pipe, view(ifs))
-        paths = {
-            "l2_local": (ifs["a"], Ether(src=A, dst=B) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()),
-            "l2_remote": (ifs["a"], Ether(src=A, dst=R) / IP(src="10.0.0.1", dst="10.0.0.3") / TCP()),
-            "l3_routed": (ifs["a"], Ether(src=A, dst=RIF1) / IP(src="10.0.0.1", dst="10.1.0.4") / TCP()),
-            "fip_dnat": (ifs["ext"], Ether(src=OUTSIDE, dst=FIP_MAC) / IP(src="198.19.0.9", dst="198.19.0.20") / TCP()),
-        }
-        for name, (ingress, frame) in paths.items():
-            progress(name)
-            results.append(timer.path(pipe, name, frame, ingress))
-        progress("routed hop with security groups")
-        program(pipe, view(ifs, policy=ROUTED_POLICY, filtered="c"))
-        routed = Ether(src=A, dst=RIF1) / IP(src="10.0.0.1", dst="10.1.0.4")
-        run_packet(pipe, routed / TCP(sport=40000, dport=80, flags="S"), ingress_ifindex=ifs["a"])  # opens the flow
-        results.append(timer.path(pipe, "l3_routed_sg", routed / TCP(sport=40000, dport=80, flags="A"), ifs["a"]))
-        for n in SG_SIZES:
-            progress(f"security groups, {n} rules")
-            program(pipe, view(ifs, rules=n))
-            # allowed by no rule: every repetition walks the whole policy lookup, then is denied
-            frame = Ether(src=A, dst=B) / IP(src="11.0.0.9", dst="10.0.0.2") / TCP(dport=65000, flags="S")
-            results.append(timer.path(pipe, f"sg_{n}_rules", frame, ifs["a"]))
-        return results
+        yield pipe, {k: ifindex(n) for k, n in names.items()}
     finally:
-        if replay is not None:
-            replay.close()
         if pipe is not None:
             pipe.destroy()
         for name in names.values():
             run(["ip", "link", "del", name], check=False)
         subprocess.run(["umount", "-l", bpffs], check=False)
         os.rmdir(bpffs)
+
+
+def floor_ns(samples: int) -> float:
+    """The empty XDP_PASS program timed one run per sample: the floor of paths that are
+    themselves timed one run per sample (those that change state on every run)."""
+    with libbpf.BpfObject(object_path("xdp_pass")).load() as floor:
+        return statistics.median(_samples(floor.programs["xdp_pass"], bytes(Ether() / IP() / TCP()), 0, samples, 1))
+
+
+def measure(samples: int, progress: Callable[[str], None] = lambda _: None) -> list[PathCost]:
+    """Every path's cost on this machine, the floor first."""
+    replay = Replay()
+    try:
+        with bench_pipeline(("a", "b", "c", "und", "ext")) as (pipe, ifs):
+            timer = Timer(samples, replay)
+            with libbpf.BpfObject(object_path("xdp_pass")).load() as floor:
+                progress("floor (empty XDP_PASS)")
+                results = timer.floor(floor.programs["xdp_pass"])
+            program(pipe, view(ifs))
+            paths = {
+                "l2_local": (ifs["a"], Ether(src=A, dst=B) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()),
+                "l2_remote": (ifs["a"], Ether(src=A, dst=R) / IP(src="10.0.0.1", dst="10.0.0.3") / TCP()),
+                "l3_routed": (ifs["a"], Ether(src=A, dst=RIF1) / IP(src="10.0.0.1", dst="10.1.0.4") / TCP()),
+                "fip_dnat": (ifs["ext"], Ether(src=OUTSIDE, dst=FIP_MAC) / IP(src="198.19.0.9", dst="198.19.0.20")
+                             / TCP()),
+            }
+            for name, (ingress, frame) in paths.items():
+                progress(name)
+                results.append(timer.path(pipe, name, frame, ingress))
+            progress("routed hop with security groups")
+            program(pipe, view(ifs, policy=ROUTED_POLICY, filtered="c"))
+            routed = Ether(src=A, dst=RIF1) / IP(src="10.0.0.1", dst="10.1.0.4")
+            run_packet(pipe, routed / TCP(sport=40000, dport=80, flags="S"), ingress_ifindex=ifs["a"])  # opens the flow
+            results.append(timer.path(pipe, "l3_routed_sg", routed / TCP(sport=40000, dport=80, flags="A"), ifs["a"]))
+            for n in SG_SIZES:
+                progress(f"security groups, {n} rules")
+                program(pipe, view(ifs, rules=n))
+                # allowed by no rule: every repetition walks the whole policy lookup, then is denied
+                frame = Ether(src=A, dst=B) / IP(src="11.0.0.9", dst="10.0.0.2") / TCP(dport=65000, flags="S")
+                results.append(timer.path(pipe, f"sg_{n}_rules", frame, ifs["a"]))
+            return results
+    finally:
+        replay.close()

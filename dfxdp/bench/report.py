@@ -187,12 +187,24 @@ def _control_section(points: list[dict]) -> list[str]:
     return lines + ["", "![control](control.png)", ""]
 
 
+def _lb_section(rows: list[dict]) -> list[str]:
+    """The load balancer's per-packet costs beside bridging and the floor, and its ring rebuild."""
+    lines = ["## Load balancer", "", "| measure | value | unit |", "|---|---:|---|"]
+    lines += [f"| {r['name']} | {r['value']:.1f} | {r['unit']} |" for r in rows]
+    return lines + ["", "ns per packet through the whole pipeline (BPF_PROG_TEST_RUN, one run per sample, "
+                        "median; the floor timed the same way): a new flow picks its member from the ring and "
+                        "writes both LRU entries; an established one finds its member in one lookup. The ring: "
+                        "Maglev in Python, then a new inner array filled and swapped in.", ""]
+
+
 def _summary(results: dict) -> str:
     lines = ["# dfxdp bench", "", *_machine_lines(results)]
     if "datapath" in results:
         lines += _datapath_section(results["datapath"])
     if "throughput" in results:
         lines += [*_throughput_section(results["throughput"]), *_tcp_section(results["tcp"])]
+    if results.get("lb"):
+        lines += _lb_section(results["lb"])
     if "punt" in results:
         lines += [*_punt_summary(results["punt"]), ""]
     if "control" in results:

@@ -25,7 +25,7 @@ class Sizes:
 QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000)
 FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000)
 LARGE_PORTS = 100000
-PARTS = ("datapath", "throughput", "punt", "control")
+PARTS = ("datapath", "lb", "throughput", "punt", "control")
 MAX_PORTS = 1_000_000
 
 
@@ -67,13 +67,14 @@ def register(group: click.Group) -> None:
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-out", show_default=True)
     def bench(quick: bool, parts: tuple[str, ...], ports: tuple[int, ...] | None, large: bool, out_dir: str) -> None:
         """Measure datapath cost, end-to-end packets per second from a live-frames generator
-        through dfxdp, kernel routing + iptables and OVS, TCP through security groups, the punt
+        through dfxdp, kernel routing + iptables and OVS, TCP through security groups, the load
+        balancer, the punt
         path, and the control plane on a real etcd; write results.json, charts and summary.md."""
         if (ports or large) and "control" not in parts:
             raise click.ClickException("--ports and --large size the control part, which --parts leaves out")
         from rich.progress import Progress
 
-        from dfxdp.bench import control, datapath, punt, report, throughput
+        from dfxdp.bench import control, datapath, lb, punt, report, throughput
 
         from .interrupt import clean_exit_on_signals
 
@@ -96,6 +97,10 @@ def register(group: click.Group) -> None:
                 task, step = part("datapath", 6 + len(datapath.SG_SIZES))
                 results["datapath"] = [asdict(c) for c in datapath.measure(sizes.datapath_samples, step)]
                 progress.update(task, description="datapath: done")
+            if "lb" in parts:
+                task, step = part("load balancer", 5)
+                results["lb"] = [asdict(c) for c in lb.measure(sizes.datapath_samples, step)]
+                progress.update(task, description="load balancer: done")
             if "throughput" in parts:
                 task, step = part("throughput", 2 * len(throughput.ROUTERS) + len(throughput.TCP_RUNS))
                 rates = throughput.measure(sizes.throughput_seconds, sizes.throughput_runs, step)

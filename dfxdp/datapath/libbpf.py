@@ -7,10 +7,12 @@ Python never restates a layout: pass an int, a dict or a cdata of that type.
 """
 from __future__ import annotations
 
+import array
 import errno as errno_mod
 import logging
 import os
 import pathlib
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -30,6 +32,8 @@ ARRAY_MAP_TYPES = {2, 6}  # ARRAY, PERCPU_ARRAY: every slot always exists, none 
 # errno): on 6.18 arrays have no BPF_MAP_DELETE_BATCH; older kernels may lack LPM trie batches.
 ENOTSUPP = 524
 _NO_BATCH: set[tuple[str, int]] = set()  # (command, map type) this kernel refused: done key by key since
+BPF_MAP_TYPE_ARRAY = 2
+MAP_IN_MAP_TYPES = {12, 13}  # ARRAY_OF_MAPS, HASH_OF_MAPS
 BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_UNION = 1, 3, 4, 5
 BTF_KIND_TYPEDEF, BTF_KIND_VOLATILE, BTF_KIND_CONST = 8, 9, 10
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1  # linux/bpf.h
@@ -184,7 +188,13 @@ class Map:
 
     @classmethod
     def pinned(cls, path: str | os.PathLike) -> "Map":
-        return cls(_get_pinned_fd(path))
+        return cls.of(_get_pinned_fd(path))
+
+    @staticmethod
+    def of(fd: int, owns_fd: bool = True) -> "Map":
+        """The right class for the map behind fd: maps of maps hold whole arrays."""
+        kind = MapOfArrays if map_info(fd).type in MAP_IN_MAP_TYPES else Map
+        return kind(fd, owns_fd)
 
     def _types(self) -> tuple[str, str]:
         info = self.info
@@ -438,6 +448,73 @@ class Map:
         _check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), f"pinning map {self.name} at {path}")
 
 
+class MapOfArrays(Map):
+    """An ARRAY_OF_MAPS / HASH_OF_MAPS whose inner maps are ARRAYs of __u32 (e.g. the load
+    balancer's rings). A value is the whole inner array, as a sequence of ints or its bytes:
+    `update` fills a new inner array and then swaps it in with one write to the outer map,
+    so a program sees the old array or the new one, never one half written."""
+
+    def _types(self) -> tuple[str, str]:
+        # libbpf records no BTF types for a map of maps: its keys are __u32 here, its
+        # values an inner map's fd (written) or id (read)
+        key_type, _ = super()._types()
+        return ("__u32" if key_type.startswith("unsigned char") and self.info.key_size == 4 else key_type), "__u32"
+
+    def _inner_bytes(self, value) -> bytes:
+        return bytes(value) if isinstance(value, (bytes, bytearray)) else array.array("I", value).tobytes()
+
+    def encode_value(self, value) -> bytes:
+        return self._inner_bytes(value)
+
+    def update(self, key, value, flags: int = 0) -> None:
+        data = self._inner_bytes(value)
+        size = len(data) // 4
+        fd = _check(lib.bpf_map_create(BPF_MAP_TYPE_ARRAY, f"{self.name[:11]}_in".encode(), 4, 4, size, ffi.NULL),
+                    f"creating an inner array of {size} for map {self.name}")
+        inner = Map(fd)
+        try:
+            inner.update_batch_raw(array.array("I", range(size)).tobytes(), data)
+            # the kernel refuses an inner map unlike the declared one (its size included)
+            _check(lib.bpf_map_update_elem(self.fd, self._buf(self.key_type, key), ffi.new("__u32 *", fd), flags),
+                   f"swapping an inner array into map {self.name}")
+        finally:
+            inner.close()
+
+    def update_batch_raw(self, keys, values, flags: int = 0) -> None:
+        """Each inner array made and swapped in in turn (values: the arrays' bytes, concatenated)."""
+        ks = self.info.key_size
+        count = len(keys) // ks
+        vs = len(values) // max(count, 1)
+        for i in range(count):
+            try:
+                self.update(bytes(keys[i * ks:(i + 1) * ks]), bytes(values[i * vs:(i + 1) * vs]), flags)
+            except BpfError as exc:
+                raise BatchError(exc.errno, f"update of map {self.name} failed at entry {i} of {count}", i) from exc
+
+    def lookup(self, key):
+        """The inner array as a list of ints, or None when absent."""
+        map_id = super().lookup(key)
+        return None if map_id is None else list(array.array("I", self._read_inner(map_id)))
+
+    def _read_inner(self, map_id) -> bytes:
+        fd = _check(lib.bpf_map_get_fd_by_id(map_id),
+                    f"opening an inner map of {self.name}")
+        inner = Map(fd)
+        try:
+            items = inner.raw_items()
+            return b"".join(items[k] for k in sorted(items, key=lambda k: int.from_bytes(k, sys.byteorder)))
+        finally:
+            inner.close()
+
+    def raw_items(self) -> dict[bytes, bytes]:
+        out = {}
+        for key in self.keys():
+            map_id = super().lookup(key)
+            if map_id is not None:
+                out[self.encode_key(key)] = self._read_inner(map_id)
+        return out
+
+
 def to_dict(value) -> dict | int | bytes:
     """A struct cdata as a dict (arrays become lists), recursively; scalars unchanged."""
     if not isinstance(value, ffi.CData):
@@ -610,7 +687,7 @@ class BpfObject:
         while m != ffi.NULL:
             name = ffi.string(lib.bpf_map__name(m)).decode()
             if not name.startswith("."):  # .rodata/.bss internals are not our maps
-                self.maps[name] = Map(lib.bpf_map__fd(m), owns_fd=False)
+                self.maps[name] = Map.of(lib.bpf_map__fd(m), owns_fd=False)
             m = lib.bpf_object__next_map(self._obj, m)
         return self
 

@@ -100,6 +100,9 @@ int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, vo
 int bpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count,
                          const struct bpf_map_batch_opts *opts);
 int bpf_map_delete_batch(int fd, const void *keys, __u32 *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_create(int map_type, const char *map_name, __u32 key_size, __u32 value_size,
+                   __u32 max_entries, const void *opts);
+int bpf_map_get_fd_by_id(__u32 id);
 int bpf_obj_pin(int fd, const char *pathname);
 int bpf_obj_get(const char *pathname);
 int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);

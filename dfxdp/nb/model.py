@@ -210,15 +210,16 @@ class LBResource(Resource):
 
 
 class LoadBalancer(LBResource):
-    vip_subnet_id: str
+    # the VIP: on a subnet, on a network (its first IPv4 subnet) or on an existing port (dfxdp/nb/octavia.py)
+    vip_subnet_id: Optional[str] = None
     vip_address: Optional[str] = None
-    vip_port_id: str = ""
-    vip_network_id: str = ""
+    vip_port_id: Optional[str] = None
+    vip_network_id: Optional[str] = None
     provider: str = "dfxdp"
     listeners: list[dict[str, str]] = []
     pools: list[dict[str, str]] = []
-    SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"vip_port_id", "vip_network_id", "listeners", "pools"}
-    IMMUTABLE: ClassVar[set[str]] = {"vip_subnet_id", "vip_address"}
+    SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"listeners", "pools"}
+    IMMUTABLE: ClassVar[set[str]] = {"vip_subnet_id", "vip_address", "vip_port_id", "vip_network_id"}
 
 
 class Listener(LBResource):
@@ -237,6 +238,7 @@ class Pool(LBResource):
     lb_algorithm: Literal["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"]
     members: list[dict[str, str]] = []
     healthmonitor_id: Optional[str] = None
+    session_persistence: Optional[dict] = None
     SERVER_OWNED: ClassVar[set[str]] = LBResource.SERVER_OWNED | {"members", "healthmonitor_id"}
     IMMUTABLE: ClassVar[set[str]] = {"loadbalancer_id", "listener_id", "protocol"}
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import ipam, validate
+from . import ipam, octavia, validate
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
@@ -70,6 +70,7 @@ class NBService:
         self._update_hooks: dict[str, Callable[[Txn, dict, dict], None]] = {
             "port": self._update_port, "router": self._update_router, "floatingip": self._update_floatingip,
             "subnet": self._update_subnet, "listener": self._update_listener,
+            "pool": octavia.pool_updated, "member": octavia.member_updated, "healthmonitor": octavia.monitor_updated,
             "security_group": self._update_security_group,
         }
         self._delete_hooks: dict[str, Callable[[Txn, dict], None]] = {
@@ -77,6 +78,7 @@ class NBService:
             "router": self._delete_router, "security_group": self._delete_security_group,
             "floatingip": self._delete_floatingip, "loadbalancer": self._delete_loadbalancer,
             "listener": self._delete_listener, "pool": self._delete_pool,
+            "member": self._delete_member, "healthmonitor": self._delete_healthmonitor,
         }
 
     # ------------------------------------------------------------------ generic
@@ -630,18 +632,20 @@ class NBService:
 
     # ------------------------------------------------------------------ load balancers (Octavia v2)
     def _create_loadbalancer(self, txn: Txn, lb: dict) -> None:
-        subnet = self._require(txn, "subnet", lb["vip_subnet_id"])
-        fixed = [{"subnet_id": subnet["id"], **({"ip_address": lb["vip_address"]} if lb["vip_address"] else {})}]
-        port = self._child(txn, "port", {"network_id": subnet["network_id"], "device_owner": LB_VIP_OWNER,
-                                         "device_id": lb["id"], "fixed_ips": fixed}, lb["project_id"])
-        lb.update(vip_port_id=port["id"], vip_network_id=subnet["network_id"],
-                  vip_address=port["fixed_ips"][0]["ip_address"])
+        subnet, port = octavia.vip_placement(txn, lb)
+        if port is None:
+            fixed = [{"subnet_id": subnet["id"], **({"ip_address": lb["vip_address"]} if lb["vip_address"] else {})}]
+            port = self._child(txn, "port", {"network_id": subnet["network_id"], "device_owner": LB_VIP_OWNER,
+                                             "device_id": lb["id"], "fixed_ips": fixed}, lb["project_id"])
+        address = next(f["ip_address"] for f in port["fixed_ips"] if f["subnet_id"] == subnet["id"])
+        lb.update(vip_port_id=port["id"], vip_network_id=subnet["network_id"], vip_subnet_id=subnet["id"],
+                  vip_address=address, provisioning_status="PENDING_CREATE")
 
     def _delete_loadbalancer(self, txn: Txn, lb: dict) -> None:
         if txn.children("listener", "loadbalancer", lb["id"]) or txn.children("pool", "loadbalancer", lb["id"]):
             raise Conflict("LoadBalancerInUse", f"Load balancer {lb['id']} still has listeners or pools")
         port = txn.get("port", lb["vip_port_id"])
-        if port:
+        if port and port["device_owner"] == LB_VIP_OWNER and port["device_id"] == lb["id"]:  # not a user's port
             txn.release(mac_key(port["network_id"], port["mac_address"]))
             for fixed in port["fixed_ips"]:
                 ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
@@ -654,6 +658,7 @@ class NBService:
                 raise BadRequest("BadRequest", "default_pool_id belongs to another load balancer")
 
     def _create_listener(self, txn: Txn, listener: dict) -> None:
+        octavia.check_listener(listener)
         self._require(txn, "loadbalancer", listener["loadbalancer_id"])
         for other in txn.children("listener", "loadbalancer", listener["loadbalancer_id"]):
             if other["protocol_port"] == listener["protocol_port"] and \
@@ -661,15 +666,19 @@ class NBService:
                 raise Conflict("DuplicateListener", f"Another listener on this load balancer already uses "
                                                     f"port {listener['protocol_port']}")
         self._check_default_pool(txn, listener)
+        octavia.mark_pending(txn, listener["loadbalancer_id"])
 
     def _update_listener(self, txn: Txn, old: dict, new: dict) -> None:
         self._check_default_pool(txn, new)
+        octavia.mark_pending(txn, new["loadbalancer_id"])
 
     def _delete_listener(self, txn: Txn, listener: dict) -> None:
         for pool in txn.children("pool", "listener", listener["id"]):
             raise Conflict("ListenerInUse", f"Listener {listener['id']} still has pool {pool['id']}")
+        octavia.mark_pending(txn, listener["loadbalancer_id"])
 
     def _create_pool(self, txn: Txn, pool: dict) -> None:
+        octavia.check_pool(pool)
         if not pool.get("listener_id") and not pool.get("loadbalancer_id"):
             raise BadRequest("BadRequest", "A pool needs a listener_id or a loadbalancer_id")
         if pool.get("listener_id"):
@@ -680,6 +689,7 @@ class NBService:
             listener.update(default_pool_id=pool["id"], revision_number=listener["revision_number"] + 1)
             txn.put("listener", listener)
         self._require(txn, "loadbalancer", pool["loadbalancer_id"])
+        octavia.mark_pending(txn, pool["loadbalancer_id"])
 
     def _delete_pool(self, txn: Txn, pool: dict) -> None:
         for member in txn.children("member", "pool", pool["id"]):
@@ -689,9 +699,12 @@ class NBService:
         for listener in txn.children("listener", "pool", pool["id"]):
             listener.update(default_pool_id=None, revision_number=listener["revision_number"] + 1)
             txn.put("listener", listener)
+        self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, pool.get("loadbalancer_id"))
 
     def _create_member(self, txn: Txn, member: dict) -> None:
-        self._require(txn, "pool", member["pool_id"])
+        pool = self._require(txn, "pool", member["pool_id"])
+        member["operating_status"] = "ONLINE" if pool.get("healthmonitor_id") else "NO_MONITOR"
         if member.get("subnet_id"):
             subnet = self._require(txn, "subnet", member["subnet_id"])
             if not ipam.in_subnet(subnet, member["address"]):
@@ -701,8 +714,17 @@ class NBService:
                     (member["address"], member["protocol_port"]):
                 raise Conflict("DuplicateMember", f"Member {member['address']}:{member['protocol_port']} "
                                                   f"already exists in pool {member['pool_id']}")
+        txn.put("member", member)  # seen by the probe-source port sync below
+        self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, octavia.pool_loadbalancer(txn, member["pool_id"]))
+
+    def _delete_member(self, txn: Txn, member: dict) -> None:
+        txn.delete("member", member["id"])  # before the sync, which must not count it
+        self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, octavia.pool_loadbalancer(txn, member["pool_id"]))
 
     def _create_healthmonitor(self, txn: Txn, hm: dict) -> None:
+        octavia.check_healthmonitor(hm)
         pool = self._require(txn, "pool", hm["pool_id"])
         if hm["timeout"] > hm["delay"]:
             raise BadRequest("BadRequest", "timeout must not be greater than delay")
@@ -710,6 +732,46 @@ class NBService:
             raise Conflict("DuplicateHealthMonitor", f"Pool {pool['id']} already has a health monitor")
         pool.update(healthmonitor_id=hm["id"], revision_number=pool["revision_number"] + 1)
         txn.put("pool", pool)
+        txn.put("healthmonitor", hm)  # seen by the probe-source port sync below
+        self._sync_monitor_ports(txn)
+        octavia.mark_pending(txn, pool.get("loadbalancer_id"))
+
+    def _delete_healthmonitor(self, txn: Txn, hm: dict) -> None:
+        txn.delete("healthmonitor", hm["id"])  # before the sync, which must not count it
+        pool = txn.get("pool", hm["pool_id"])
+        if pool:
+            pool.update(healthmonitor_id=None, revision_number=pool["revision_number"] + 1)
+            txn.put("pool", pool)
+            for member in txn.children("member", "pool", pool["id"]):  # nothing probes them any more
+                octavia.set_member_status(txn, member["id"], "NO_MONITOR")
+            octavia.mark_pending(txn, pool.get("loadbalancer_id"))
+        self._sync_monitor_ports(txn)
+
+    def _sync_monitor_ports(self, txn: Txn) -> None:
+        octavia.sync_monitor_ports(txn, lambda t, fields, project: self._child(t, "port", fields, project),
+                                   self._remove_owned_port)
+
+    def delete_loadbalancer(self, lb_id: str, cascade: bool = False) -> None:
+        """DELETE …/loadbalancers/<id>; with cascade its listeners, pools, members and monitors too."""
+        if not cascade:
+            return self.delete("loadbalancer", lb_id)
+
+        def body_fn(txn: Txn) -> None:
+            lb = self._require(txn, "loadbalancer", lb_id)
+            octavia.delete_children(txn, lb)
+            self._sync_monitor_ports(txn)
+            self._delete_loadbalancer(txn, lb)
+            txn.delete("loadbalancer", lb_id)
+
+        run_txn(self.store, body_fn)
+
+    def set_loadbalancer_active(self, lb_id: str, revision: int) -> None:
+        """For agents: the load balancer as of `revision` is programmed (PENDING_* -> ACTIVE)."""
+        run_txn(self.store, lambda txn: octavia.mark_active(txn, lb_id, revision))
+
+    def set_member_status(self, member_id: str, status: str) -> None:
+        """For agents' health monitors: ONLINE, ERROR …, rolled up to pool and load balancer."""
+        run_txn(self.store, lambda txn: octavia.set_member_status(txn, member_id, status))
 
     # ------------------------------------------------------------------ for agents
     def upsert_chassis(self, name: str, tunnel_ip: str, **attrs: Any) -> dict:

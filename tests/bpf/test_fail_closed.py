@@ -54,7 +54,7 @@ def test_frames_from_the_underlay_meet_the_missing_ingress_stage(world):
     remove_stage(pipe, "STAGE_SG_INGRESS")
     res = run_packet(pipe, vxlan_from_remote(inner), ingress_ifindex=underlay, entry="underlay")
     assert res.verdict == "XDP_DROP" and res.drop_reason == "DROP_STAGE_MISSING"
-    assert res.stages == ["STAGE_ENTRY_UNDERLAY"]
+    assert res.stages == ["STAGE_ENTRY_UNDERLAY", "STAGE_LB"]  # the LB's reverse NAT, then the missing stage
 
 
 def test_a_missing_optional_stage_is_skipped(world):

@@ -30,7 +30,7 @@ def test_local_unicast_is_redirected_to_the_destination_tap(world):
     res = run_packet(pipe, from_local(), ingress_ifindex=local)
     assert res.verdict == "XDP_REDIRECT"
     assert res.meta["out_ifindex"] == local2 and res.meta["dst_port_key"] == 2
-    assert res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_L3", "STAGE_L2",
+    assert res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_LB", "STAGE_L3", "STAGE_L2",
                           "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
     assert res.data == bytes(from_local())
 
@@ -129,7 +129,7 @@ def test_vxlan_for_a_local_port_is_decapsulated_and_delivered(world):
     assert res.verdict == "XDP_REDIRECT" and res.meta["out_ifindex"] == local
     assert res.data == bytes(inner)
     assert res.meta["net_key"] == fx.NET_A["key"]
-    assert res.stages == ["STAGE_ENTRY_UNDERLAY", "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
+    assert res.stages == ["STAGE_ENTRY_UNDERLAY", "STAGE_LB", "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
 
 
 def test_vni_isolation_same_mac_other_network_is_not_delivered(world):

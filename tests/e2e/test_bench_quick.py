@@ -36,6 +36,9 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert punt["round_trips"] + punt["lost"] == 50 and punt["round_trips"] > 0
     assert punt["flood_delivered"] > 0 and punt["limited_dropped"] > 0
     assert 0 < punt["limited_admitted"] < punt["limited_sent"]
+    assert [r["name"] for r in results["lb"]] == ["floor", "l2_local", "lb_new_flow", "lb_established_flow",
+                                                  "maglev_build_1000_members", "ring_swap_65537_slots"]
+    assert all(r["value"] > 0 for r in results["lb"])
     control = results["control"]
     assert [p["ports"] for p in control] == [11, 51]  # each size plus the peer VM's port
     for point in control:
@@ -47,7 +50,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "| l3_routed |" in summary and "| kernel_iptables | udp | yes |" in summary and "| 51 |" in summary
     assert "write → programmed p50 / max" in summary  # 5 samples have no p99
-    assert "| dfxdp_security_groups |" in summary
+    assert "| dfxdp_security_groups |" in summary and "| lb_established_flow |" in summary
     assert "## Punt path" in summary
 
 

@@ -280,7 +280,7 @@ RACES = [
      lambda s, t: s.create("security_group_rule", _rule(t)), "SecurityGroupRuleExists"),
     ("duplicate listener port", _balanced,
      lambda s, t: s.create("listener", {"loadbalancer_id": t["lb"]["id"], "protocol": "TCP", "protocol_port": 80}),
-     lambda s, t: s.create("listener", {"loadbalancer_id": t["lb"]["id"], "protocol": "HTTP", "protocol_port": 80}),
+     lambda s, t: s.create("listener", {"loadbalancer_id": t["lb"]["id"], "protocol": "TCP", "protocol_port": 80}),
      "DuplicateListener"),
     ("network delete vs port create", _net, lambda s, t: s.delete("network", t["net"]["id"]),
      lambda s, t: s.create("port", {"network_id": t["net"]["id"]}), "NetworkInUse"),

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The L4 load balancer, at the client's chassis: VIPs answer ping (ARP is the
+ * L2 stage's: the VIP port is in arp_table); a new flow to VIP:port gets a
+ * member from its pool's ring, is pinned to it in `lb_flows` and DNATed; the
+ * member's replies are matched in `lb_reverse` and leave as the VIP's. Members
+ * may live on any chassis: after DNAT the frame goes on to L3/L2 as any other,
+ * and replies from another chassis come back here through the underlay entry. */
+#include "lib/icmp.h"
+#include "lib/l2_maps.h"
+#include "lib/mac.h"
+#include "lib/maglev.h"
+#include "lib/nat.h"
+#include "lib/pipeline.h"
+
+/* Rewrite the source (reverse NAT) or destination (DNAT) address and port. */
+static __always_inline int lb_nat(struct xdp_md *ctx, struct iphdr *ip, int dst, const struct lb_nat *to)
+{
+	int err = nat_rewrite_port(ctx, ip, dst, to->port);
+
+	if (err)
+		return err;
+	return nat_rewrite(ctx, ip, dst ? &ip->daddr : &ip->saddr, to->addr);
+}
+
+/* A TCP SYN starts a connection: it picks its member anew even when its 5-tuple is
+ * still remembered from an earlier connection (a client reusing a source port
+ * must not be pinned to a member that has since failed or left). */
+static __always_inline int opens_connection(struct xdp_md *ctx, struct iphdr *ip)
+{
+	struct tcphdr *tcp;
+
+	if (ip->protocol != IPPROTO_TCP)
+		return 0;
+	tcp = frame_at(ctx, sizeof(struct ethhdr) + ip->ihl * 4, sizeof(*tcp));
+	return tcp && tcp->syn && !tcp->ack;
+}
+
+#define NS_PER_SEC 1000000000ULL
+
+/* The member an established flow keeps, or NULL when the frame starts a new flow:
+ * none remembered, a TCP SYN, or a UDP flow idle for LB_UDP_IDLE_SEC. */
+static __always_inline struct lb_flow *lb_established(struct xdp_md *ctx, struct iphdr *ip, struct lb_flow_key *key)
+{
+	struct lb_flow *flow;
+	__u64 now;
+
+	if (opens_connection(ctx, ip))
+		return NULL;
+	flow = bpf_map_lookup_elem(&lb_flows, key);
+	if (!flow)
+		return NULL;
+	now = bpf_ktime_get_ns();
+	if (ip->protocol == IPPROTO_UDP && now - flow->last_seen_ns > LB_UDP_IDLE_SEC * NS_PER_SEC)
+		return NULL;
+	if (now - flow->last_seen_ns > NS_PER_SEC) /* a write a second at most, not one a packet */
+		flow->last_seen_ns = now;
+	return flow;
+}
+
+/* A new flow: its member from the ring, remembered both ways. */
+static __always_inline int lb_new_flow(struct lb_flow_key *flow, const struct lb_vip *vip, struct lb_nat *out)
+{
+	struct lb_flow_key back = {};
+	struct lb_nat answer_as = {};
+	struct lb_flow pinned = {};
+	struct lb_nat *backend;
+	__u32 member;
+
+	member = lb_ring_member(vip->ring_key, lb_slot(flow, vip->flags));
+	if (!member)
+		return DROP_LB_NO_MEMBER;
+	backend = bpf_map_lookup_elem(&lb_backends, &member);
+	if (!backend)
+		return DROP_LB_NO_MEMBER;
+	*out = *backend;
+	back.saddr = backend->addr;
+	back.daddr = flow->saddr;
+	back.sport = backend->port;
+	back.dport = flow->sport;
+	back.proto = flow->proto;
+	answer_as.addr = flow->daddr;
+	answer_as.port = flow->dport;
+	/* the reverse entry first: the member's first answer must find it */
+	bpf_map_update_elem(&lb_reverse, &back, &answer_as, BPF_ANY);
+	pinned.member = *backend;
+	pinned.last_seen_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&lb_flows, flow, &pinned, BPF_ANY);
+	return 0;
+}
+
+/* The DNATed frame's next hop: the member itself when it shares the VIP's
+ * network (the frame was sent to the VIP's MAC), else the VIP subnet's router.
+ * Frames routed to the VIP keep the router's MAC: L3 routes them on. */
+static __always_inline int lb_next_hop(struct xdp_md *ctx, struct pkt_meta *m, const struct lb_vip *vip, __be32 member)
+{
+	struct arp_key key = { .net_key = m->net_key, .ip = member };
+	struct ethhdr *eth = frame_at(ctx, 0, sizeof(*eth));
+	const __u8 *gw = vip->gw_mac;
+	struct arp_entry *mac;
+
+	if (!eth)
+		return DROP_TRUNCATED;
+	if (!mac_eq(eth->h_dest, vip->mac))
+		return 0;
+	mac = bpf_map_lookup_elem(&arp_table, &key);
+	if (mac) {
+		__builtin_memcpy(eth->h_dest, mac->mac, 6);
+		return 0;
+	}
+	if (!(gw[0] | gw[1] | gw[2] | gw[3] | gw[4] | gw[5])) /* no router on the VIP subnet */
+		return DROP_NO_ROUTE;
+	__builtin_memcpy(eth->h_dest, vip->gw_mac, 6);
+	return 0;
+}
+
+SEC("xdp")
+int stage_lb(struct xdp_md *ctx)
+{
+	struct pkt_meta *m = pkt_meta_get();
+	struct lb_flow_key flow = {};
+	struct lb_vip_key vkey = {};
+	struct lb_flow *established;
+	struct lb_nat *nat, chosen;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct lb_vip *vip;
+	__be16 *ports;
+	__u32 after;
+	int err;
+
+	if (!m)
+		return XDP_ABORTED;
+	stage_enter(ctx, m, STAGE_LB);
+	/* decapsulated frames only get their reverse NAT, then the client's security groups */
+	after = (m->flags & PKT_F_FROM_UNDERLAY) ? STAGE_SG_INGRESS : STAGE_LB + 1;
+	eth = frame_at(ctx, 0, sizeof(*eth));
+	if (!eth)
+		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
+	if (eth->h_proto != ETH_P_IP_BE)
+		return next_stage(ctx, m, after);
+	ip = frame_at(ctx, sizeof(*eth), sizeof(*ip));
+	if (!ip)
+		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return next_stage(ctx, m, after); /* later fragments carry no ports */
+
+	if (ip->protocol == IPPROTO_ICMP) {
+		struct icmp_hdr *icmp = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, sizeof(*icmp));
+
+		vkey.vip = ip->daddr;
+		vkey.proto = IPPROTO_ICMP;
+		if (!(m->flags & PKT_F_FROM_UNDERLAY) && icmp && icmp->type == ICMP_ECHO_REQUEST &&
+		    bpf_map_lookup_elem(&lb_vips, &vkey)) {
+			err = icmp_echo_reply(ctx);
+			if (err)
+				return verdict(ctx, m, XDP_DROP, err);
+			return reply_to_sender(ctx, m);
+		}
+		return next_stage(ctx, m, after);
+	}
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return next_stage(ctx, m, after);
+	ports = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, 4); /* source and destination port, TCP and UDP alike */
+	if (!ports)
+		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
+	flow.saddr = ip->saddr;
+	flow.daddr = ip->daddr;
+	flow.sport = ports[0];
+	flow.dport = ports[1];
+	flow.proto = ip->protocol;
+
+	/* a member answering a client: leave as the VIP */
+	nat = bpf_map_lookup_elem(&lb_reverse, &flow);
+	if (nat) {
+		chosen = *nat;
+		err = lb_nat(ctx, ip, 0, &chosen);
+		if (err)
+			return verdict(ctx, m, XDP_DROP, err);
+		return next_stage(ctx, m, after);
+	}
+	if (m->flags & PKT_F_FROM_UNDERLAY)
+		return next_stage(ctx, m, after);
+
+	vkey.vip = flow.daddr;
+	vkey.port = flow.dport;
+	vkey.proto = flow.proto;
+	vip = bpf_map_lookup_elem(&lb_vips, &vkey);
+	if (!vip)
+		return next_stage(ctx, m, after);
+	established = lb_established(ctx, ip, &flow);
+	if (established) {
+		chosen = established->member; /* it keeps its member, whatever the ring says now */
+	} else {
+		err = lb_new_flow(&flow, vip, &chosen);
+		if (err)
+			return verdict(ctx, m, XDP_DROP, err);
+	}
+	err = lb_nat(ctx, ip, 1, &chosen);
+	if (!err)
+		err = lb_next_hop(ctx, m, vip, chosen.addr);
+	if (err)
+		return verdict(ctx, m, XDP_DROP, err);
+	return next_stage(ctx, m, after);
+}
+
+char _license[] SEC("license") = "GPL";
