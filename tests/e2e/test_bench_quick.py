@@ -13,7 +13,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["parts"] == ["datapath", "throughput", "punt", "control"]
+    assert results["parts"] == ["datapath", "lb", "throughput", "punt", "control"]
     assert set(results["load"]) == {"datapath", "throughput", "punt", "control"}
     assert results["machine"]["clocksource"] and results["machine"]["cpu_model"]
     verdicts = {r["name"]: r["verdict"] for r in results["datapath"]}
