@@ -3,14 +3,16 @@
  * its network's DNS server address (the DHCP port's) asking A or AAAA for a
  * name of the network, or PTR for one of its addresses, is turned into the
  * answer in place and sent back through the VM's ingress security groups, as
- * a reply from the server would be. Anything else — other names, types, TCP,
- * DNSSEC OK, truncation, malformed queries — goes on unchanged (up to a real
- * resolver), counted by reason in `dns_stats`. */
+ * a reply from the server would be. Any other UDP query — other names and
+ * types, DNSSEC OK, truncation, malformed ones — is punted to the agent, which
+ * relays it to a real resolver (controller/apps/dns.py); TCP and fragments go on
+ * unchanged. Every query is counted by what happened in `dns_stats`. */
 #include "lib/csum.h"
 #include "lib/dns.h"
 #include "lib/dns_maps.h"
 #include "lib/icmp.h"
 #include "lib/pipeline.h"
+#include "lib/punt.h"
 
 #define DNS_OFF (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
 #define QNAME_OFF (DNS_OFF + DNS_HDR_LEN)
@@ -20,6 +22,13 @@
 static __always_inline void dns_stat(struct xdp_md *ctx, __u32 stat)
 {
 	count(&dns_stats, stat, ctx);
+}
+
+/* Up to the agent's relay to a real resolver, counted by why. */
+static __always_inline int dns_up(struct xdp_md *ctx, struct pkt_meta *m, __u32 stat)
+{
+	dns_stat(ctx, stat);
+	return punt(ctx, m, PUNT_DNS);
 }
 
 /* What the answer needs from the query besides the name. */
@@ -282,20 +291,14 @@ int stage_dns(struct xdp_md *ctx)
 		return next_stage(ctx, m, STAGE_DNS + 1);
 	}
 	stat = dns_parse(ctx, payload_end, s, &q, &dq);
-	if (stat) {
-		dns_stat(ctx, stat);
-		return next_stage(ctx, m, STAGE_DNS + 1);
-	}
+	if (stat)
+		return dns_up(ctx, m, stat);
 	ancount = dns_answer(s, &q, &dq, m->net_key, srv, &records_len, &rcode, &stat);
-	if (ancount < 0) {
-		dns_stat(ctx, stat);
-		return next_stage(ctx, m, STAGE_DNS + 1);
-	}
+	if (ancount < 0)
+		return dns_up(ctx, m, stat);
 	limit = dq.udp_size ? dq.udp_size : DNS_CLASSIC_UDP;
-	if (dq.qend - DNS_OFF + records_len + (dq.udp_size ? DNS_OPT_LEN : 0) > limit) {
-		dns_stat(ctx, DNS_PASS_TOO_BIG);
-		return next_stage(ctx, m, STAGE_DNS + 1);
-	}
+	if (dq.qend - DNS_OFF + records_len + (dq.udp_size ? DNS_OPT_LEN : 0) > limit)
+		return dns_up(ctx, m, DNS_PASS_TOO_BIG);
 	if (dns_rewrite(ctx, s, &dq, records_len, ancount, rcode))
 		return verdict(ctx, m, XDP_DROP, DROP_MALFORMED);
 	dns_stat(ctx, stat);

@@ -61,7 +61,7 @@ enum dns_stat {
 	DNS_ANSWERED = 0,        /* A/AAAA with addresses, or PTR */
 	DNS_NODATA = 1,          /* a known name without an address of the asked family */
 	DNS_NXDOMAIN = 2,        /* an unknown name under the network's domain */
-	DNS_PASS_UNKNOWN = 3,    /* a name outside the domain, or an address of no port: up to the resolver */
+	DNS_PASS_UNKNOWN = 3,    /* a name outside the domain, or an address of no port: punted to the relay */
 	DNS_PASS_TYPE = 4,       /* another type or class, or TCP: up */
 	DNS_PASS_FLAGS = 5,      /* not a plain query: opcode, TC, DNSSEC OK, EDNS version > 0 */
 	DNS_PASS_IP = 6,         /* IP options or a fragment */

@@ -5,15 +5,24 @@ The names are the ports' `dns_assignment` as the NB service computed it
 each IPv4 back to its fqdn. A network's DNS server addresses are its DHCP
 port's (`network:dhcp`), as in Neutron; its domain is the one that port's own
 name is in, so a changed `dns_domain` reaches the datapath with the ports.
+
+What stage_dns does not answer it punts (PUNT_DNS): on_punt relays the query to
+the subnet's first IPv4 `dns_nameservers`, else the agent's `--dns-upstream`,
+and sends the answer out of the VM's port (controller/dns_forwarder.py); with
+neither, the VM gets REFUSED.
 """
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from dfxdp.datapath.libbpf import lib
 
+from ..dns_forwarder import ETH_HLEN, UDP_HLEN, Forwarder, refused, reply_frame
 from .base import App, Entry, LocalView, Memo, ipv4_be32
+
+if TYPE_CHECKING:
+    from ..punt import PuntedPacket
 
 DHCP_OWNER = "network:dhcp"
 DEFAULT_TTL = 60  # seconds; dnsmasq as Neutron runs it answers its hosts with no TTL (0) or local-ttl
@@ -62,10 +71,43 @@ def network_domain(dhcp_port: dict) -> str:
 class DnsApp(App):
     name = "dns"
     maps = ("dns_servers", "dns_names", "dns_reverse")
+    punt_reasons = (lib.PUNT_DNS,)
 
-    def __init__(self, ttl: int = DEFAULT_TTL) -> None:
+    def __init__(self, ttl: int = DEFAULT_TTL, upstream: tuple[str, int] | None = None) -> None:
         self.ttl = ttl
+        self.upstream = upstream  # the resolver for subnets without dns_nameservers
         self.memo = Memo()  # per port: its name and reverse entries
+        self.forwarder = Forwarder()
+
+    def on_punt(self, packet: "PuntedPacket") -> None:
+        frame = packet.frame
+        if len(frame) < ETH_HLEN + 20 + UDP_HLEN or frame[ETH_HLEN] >> 4 != 4:
+            return  # stage_dns punts only IPv4 UDP; anything else is not ours to answer
+        ihl = (frame[ETH_HLEN] & 0x0F) * 4
+        query = frame[ETH_HLEN + ihl + UDP_HLEN:]
+        server = ".".join(str(b) for b in frame[ETH_HLEN + 16:ETH_HLEN + 20])
+        upstream = self._upstream_for(packet.view, packet.net_key, server)
+
+        def answer(payload: bytes) -> None:
+            packet.reply(reply_frame(frame, payload))
+
+        if upstream is None:
+            if len(query) >= 12:
+                answer(refused(query))
+            return
+        self.forwarder.forward(query, upstream, answer)
+
+    def _upstream_for(self, view: LocalView | None, net_key: int, server: str) -> tuple[str, int] | None:
+        """The first IPv4 dns_nameservers of the subnet the server address is in, else ours."""
+        net = next((n for n in (view.networks.values() if view else ()) if n.get("key") == net_key), None)
+        if net is not None:
+            address = ipaddress.ip_address(server)
+            for subnet in view.subnets_of(net["id"]):
+                if address in ipaddress.ip_network(subnet["cidr"]):
+                    v4 = [d for d in subnet.get("dns_nameservers") or [] if ":" not in d]
+                    if v4:
+                        return v4[0], 53
+        return self.upstream
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         self.memo.new_pass()

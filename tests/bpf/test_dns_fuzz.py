@@ -1,6 +1,6 @@
 """Bad and fuzzed queries through stage_dns: each is either answered exactly as
-the Python reference (tests/bpf/dns_reference.py) answers it, or left untouched
-for the resolver; malformed ones are counted by reason. Corpora are seeded:
+the Python reference (tests/bpf/dns_reference.py) answers it, or punted untouched
+to the agent's relay; malformed ones are counted by reason. Corpora are seeded:
 a failure names its seed and index and replays."""
 import random
 import struct
@@ -66,7 +66,8 @@ def run_query(world, zone, payload: bytes, label: str):
     want = expected(zone, payload)
     if want is None:
         assert res.data == bytes(frame), f"{label}: changed a query that should go up: {payload.hex()}"
-        assert res.verdict != "XDP_ABORTED"
+        # punted, or refused by the punt path's own limits (nothing reads the ring here)
+        assert res.drop_reason in ("DROP_PUNTED", "DROP_PUNT_RATE", "DROP_PUNT_QUEUE_FULL"), label
         return res
     assert res.verdict == "XDP_REDIRECT" and res.meta["out_ifindex"] == world.vm_ifindex, \
         f"{label}: not answered: {payload.hex()}"
