@@ -12,7 +12,6 @@ import ipaddress
 import logging
 import random
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -60,14 +59,20 @@ def reply_frame(query_frame: bytes, dns_payload: bytes) -> bytes:
     udp = query_frame[ETH_HLEN + ihl:ETH_HLEN + ihl + UDP_HLEN]
     src, dst = ip[12:16], ip[16:20]
     total = IPV4_HLEN + UDP_HLEN + len(dns_payload)
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, socket.IPPROTO_UDP, 0, dst, src)
-    header = header[:10] + struct.pack("!H", _ipv4_checksum(header)) + header[12:]
-    udp_out = udp[2:4] + udp[0:2] + struct.pack("!HH", UDP_HLEN + len(dns_payload), 0)
+    # version/IHL, TOS, length, id, DF, TTL, protocol, checksum (0 for now), addresses
+    header = bytes([0x45, 0]) + _u16(total) + _u16(0) + _u16(0x4000) + bytes([64, socket.IPPROTO_UDP]) + \
+        _u16(0) + dst + src
+    header = header[:10] + _u16(_ipv4_checksum(header)) + header[12:]
+    udp_out = udp[2:4] + udp[0:2] + _u16(UDP_HLEN + len(dns_payload)) + _u16(0)
     return eth[6:12] + eth[0:6] + eth[12:14] + header + udp_out + dns_payload
 
 
+def _u16(value: int) -> bytes:
+    return value.to_bytes(2, "big")
+
+
 def _ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack("!10H", header))
+    total = sum(int.from_bytes(header[i:i + 2], "big") for i in range(0, IPV4_HLEN, 2))
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -107,7 +112,7 @@ class Forwarder:
             while qid in self._pending:
                 qid = random.randrange(65536)
             self._pending[qid] = Pending(query[:2], upstream, now + TIMEOUT, answer)
-        sock.sendto(struct.pack("!H", qid) + query[2:], upstream)
+        sock.sendto(_u16(qid) + query[2:], upstream)
         self.relayed += 1
         return True
 
@@ -121,10 +126,11 @@ class Forwarder:
             if len(data) < 12:
                 continue
             with self._lock:
-                pending = self._pending.get(struct.unpack("!H", data[:2])[0])
+                qid = int.from_bytes(data[:2], "big")
+                pending = self._pending.get(qid)
                 if pending is None or pending.upstream != source:
                     continue  # late, or not from where the query went
-                del self._pending[struct.unpack("!H", data[:2])[0]]
+                del self._pending[qid]
             try:
                 pending.answer(pending.client_id + data[2:])
                 self.answered += 1
