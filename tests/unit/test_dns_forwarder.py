@@ -72,3 +72,25 @@ def test_the_subnets_nameservers_come_first_then_the_agents_upstream():
     assert app._upstream_for(view, 7, "10.0.0.2") == ("192.0.2.53", 53)
     assert app._upstream_for(view, 7, "10.0.1.2") == ("198.51.100.53", 53)
     assert DnsApp()._upstream_for(view, 7, "10.0.1.2") is None
+
+
+class FakePunt:
+    """What the punt service hands on_punt: the frame, its network, and a reply that records."""
+
+    def __init__(self, frame: bytes, view, net_key: int = 7):
+        self.frame, self.view, self.net_key, self.sent = frame, view, net_key, []
+
+    def reply(self, frame: bytes) -> None:
+        self.sent.append(frame)
+
+
+def test_a_punted_query_without_a_resolver_is_refused_to_the_vm():
+    view = LocalView(chassis="ch1", tunnel_ip="198.18.0.1", networks={"n": {"id": "n", "key": 7}},
+                     subnets={"a": {"id": "a", "network_id": "n", "cidr": "10.0.0.0/24", "dns_nameservers": []}})
+    packet = FakePunt(bytes(QUERY), view)
+    DnsApp().on_punt(packet)
+    [frame] = packet.sent
+    out = Ether(frame)
+    assert (out[IP].src, out[IP].dst, out[UDP].sport) == ("10.0.0.2", "10.0.0.5", 53)
+    assert (out[DNS].id, out[DNS].rcode) == (0x4242, 5)
+    DnsApp().on_punt(FakePunt(bytes(QUERY)[:30], view))  # cut short: nothing to answer, nothing raised
