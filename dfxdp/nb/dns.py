@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from .errors import BadRequest, Conflict
+from .txn import ALLOC, Txn
 
 DEFAULT_DOMAIN = "openstacklocal."
 FQDN_MAX = 255  # neutron-lib's FQDN_FIELD_SIZE
@@ -97,13 +98,26 @@ def assignment(port: dict, domain: str) -> list[dict]:
     return result
 
 
-def check_unique(port: dict, others: list[dict]) -> None:
-    """No two ports of a network answer one name (names compare without case)."""
-    mine = {a["fqdn"].lower() for a in port.get("dns_assignment", [])}
-    for other in others:
-        if other["id"] == port["id"]:
-            continue
-        taken = mine & {a["fqdn"].lower() for a in other.get("dns_assignment", [])}
-        if taken:
-            raise Conflict("DuplicateRecordSet", f"Name {sorted(taken)[0]} is duplicated in network "
-                                                 f"{port['network_id']}: port {other['id']} has it")
+def name_key(network_id: str, fqdn: str) -> str:
+    return f"{ALLOC}dns/{network_id}/{fqdn.lower()}"
+
+
+def claim_names(txn: Txn, port: dict, previous: list[dict]) -> None:
+    """Hold the port's fqdns in its network, as MACs and IPs are held: a reservation key per
+    name, so no two ports of a network answer one name (compared without case), at the
+    cost of a key per name instead of reading every port of the network."""
+    before = {a["fqdn"].lower() for a in previous}
+    after = {a["fqdn"].lower() for a in port["dns_assignment"]}
+    for fqdn in sorted(after - before):
+        key = name_key(port["network_id"], fqdn)
+        if not txn.reserve(key, port["id"]):
+            holder = (txn.get_raw(key) or b"").decode()
+            raise Conflict("DuplicateRecordSet", f"Name {fqdn} is duplicated in network {port['network_id']}: "
+                                                 f"port {holder} has it")
+    for fqdn in before - after:
+        txn.release(name_key(port["network_id"], fqdn))
+
+
+def release_names(txn: Txn, port: dict) -> None:
+    for a in port.get("dns_assignment") or []:
+        txn.release(name_key(port["network_id"], a["fqdn"]))

@@ -229,7 +229,7 @@ class NBService:
         dns.check_domain(new["dns_domain"])
         if new["dns_domain"] != old["dns_domain"]:  # every name in the network moves to the new domain
             for port in txn.children("port", "network", new["id"]):
-                self._assign_dns(txn, port, new)
+                self._assign_dns(txn, port, new, port.get("dns_assignment") or [])
                 port.update(revision_number=port["revision_number"] + 1, updated_at=_now())
                 txn.put("port", port)
 
@@ -392,7 +392,7 @@ class NBService:
         self._reserve_mac(txn, port)
         port["fixed_ips"] = self._assign_fixed_ips(txn, port, port["fixed_ips"], [])
         self._check_port_security(txn, port, net)
-        self._assign_dns(txn, port, net)
+        self._assign_dns(txn, port, net, [])
 
     def _update_port(self, txn: Txn, old: dict, new: dict) -> None:
         net = self._require(txn, "network", new["network_id"])
@@ -407,14 +407,15 @@ class NBService:
                     ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
             new["fixed_ips"] = new_ips
         self._check_port_security(txn, new, net)
-        self._assign_dns(txn, new, net)
+        self._assign_dns(txn, new, net, old.get("dns_assignment") or [])
 
-    def _assign_dns(self, txn: Txn, port: dict, net: dict) -> None:
-        """Check the port's dns_name under its network's domain and fill its dns_assignment."""
+    def _assign_dns(self, txn: Txn, port: dict, net: dict, previous: list[dict]) -> None:
+        """Check the port's dns_name under its network's domain, fill its dns_assignment and
+        hold its names (`previous`: the assignment it had)."""
         domain = dns.effective_domain(net, self.dns_domain)
         dns.check_name(port["dns_name"], domain)
         port["dns_assignment"] = dns.assignment(port, domain)
-        dns.check_unique(port, txn.children("port", "network", port["network_id"]))
+        dns.claim_names(txn, port, previous)
 
     def _sync_dhcp_port(self, txn: Txn, network_id: str, project: str, leaving: str | None = None) -> None:
         """As Neutron: a network's DHCP port (network:dhcp) holds one address on each subnet
@@ -447,6 +448,7 @@ class NBService:
         txn.release(mac_key(port["network_id"], port["mac_address"]))
         for fixed in port["fixed_ips"]:
             ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
+        dns.release_names(txn, port)
         for fip in txn.children("floatingip", "port", port["id"]):
             fip.update(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN",
                        revision_number=fip["revision_number"] + 1, updated_at=_now())
@@ -704,6 +706,7 @@ class NBService:
             txn.release(mac_key(port["network_id"], port["mac_address"]))
             for fixed in port["fixed_ips"]:
                 ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
+            dns.release_names(txn, port)
             txn.delete("port", port["id"])
 
     def _check_default_pool(self, txn: Txn, listener: dict) -> None:

@@ -142,3 +142,38 @@ def test_dhcp_port_follows_the_dhcp_subnets(svc):
     assert len(dhcp_ports(svc, network["id"])) == 1
     svc.delete("network", network["id"])  # nor the network
     assert svc.list("port") == []
+
+
+def test_a_deleted_port_frees_its_name_and_host_names_are_held_too(svc, net):
+    web = svc.create("port", {"network_id": net["id"], "dns_name": "web"})
+    svc.delete("port", web["id"])
+    svc.create("port", {"network_id": net["id"], "dns_name": "web"})
+    anon = svc.create("port", {"network_id": net["id"]})
+    taken = anon["dns_assignment"][0]["hostname"]  # host-10-9-0-x
+    with pytest.raises(NBError) as err:
+        svc.create("port", {"network_id": net["id"], "dns_name": taken.upper()})
+    assert (err.value.status, err.value.type) == (409, "DuplicateRecordSet") and anon["id"] in err.value.message
+    assert svc.store.range("/dfxdp/alloc/dns/")  # names are held as reservation keys, as MACs and IPs
+
+
+def test_concurrent_creates_of_one_name_give_it_once():
+    import threading
+
+    store = open_store("memory://")
+    svc = NBService(store)
+    network = svc.create("network", {"name": "n"})
+    svc.create("subnet", {"network_id": network["id"], "cidr": "10.9.0.0/24"})
+    made, refused = [], []
+
+    def create():
+        try:
+            made.append(NBService(store).create("port", {"network_id": network["id"], "dns_name": "one"}))
+        except NBError as exc:
+            refused.append(exc.type)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and refused == ["DuplicateRecordSet"] * 5
