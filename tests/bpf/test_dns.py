@@ -170,8 +170,19 @@ def test_reply_crosses_the_vms_ingress_security_groups(world):
     assert res.verdict == "XDP_REDIRECT"
 
 
-def test_answers_are_counted(world):
-    res, _ = answered(world, query("web.openstacklocal."))
-    stats = world.pipeline.maps["dns_stats"]
-    from dfxdp.datapath.libbpf import lib
-    assert stats.lookup_sum(lib.DNS_ANSWERED)["packets"] >= 1
+def test_outcomes_are_counted_and_scraped(world):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from dfxdp.metrics.datapath import DatapathCollector
+    from dfxdp.testing.prom import promtool_check, sample
+
+    answered(world, query("web.openstacklocal."))
+    answered(world, query("nosuch.openstacklocal."))
+    passed_up(world, query("example.com."))
+    registry = CollectorRegistry()
+    registry.register(DatapathCollector(lambda: world.pipeline.maps))
+    text = generate_latest(registry).decode()
+    assert promtool_check(text)[0]
+    for outcome in ("DNS_ANSWERED", "DNS_NXDOMAIN", "DNS_PASS_UNKNOWN"):
+        assert sample(text, "dfxdp_dns_queries_total", outcome=outcome) == 1
+    assert sample(text, "dfxdp_dns_queries_total", outcome="DNS_BAD_LABEL") == 0
