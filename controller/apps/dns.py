@@ -71,6 +71,7 @@ def network_domain(dhcp_port: dict) -> str:
 class DnsApp(App):
     name = "dns"
     maps = ("dns_servers", "dns_names", "dns_reverse")
+    datapath_maps = ("dns_scratch", "dns_stats")  # per-CPU scratch and counters, written by stage_dns
     punt_reasons = (lib.PUNT_DNS,)
 
     def __init__(self, ttl: int = DEFAULT_TTL, upstream: tuple[str, int] | None = None) -> None:
