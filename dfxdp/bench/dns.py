@@ -26,8 +26,8 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from dfxdp.controller.apps import APPS, LocalView
-from dfxdp.controller.reconciler import Reconciler
+from dfxdp.controller.apps import LocalView
+from dfxdp.controller.wiring import build_datapath_control
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline, object_path
 from dfxdp.datapath.pktrun import run_packet
@@ -89,9 +89,7 @@ def _xdp(samples: int, progress: Callable[[str], None]) -> tuple[float, float, f
         run(["ip", "link", "add", name, "type", "veth", "peer", "name", name[:13] + "pr"])
         vm_if = ifindex(name)
         pipe = Pipeline(f"{bpffs}/chassis").load()
-        apps = [cls() for cls in APPS]
-        result = Reconciler(pipe.maps, [m for a in apps for m in a.maps]).apply(
-            e for a in apps for e in a.desired(world(vm_if)))
+        result = build_datapath_control(pipe.maps).apply(world(vm_if))
         if result.errors:
             raise RuntimeError(f"programming the DNS bench failed: {result.errors[0]}")
         with libbpf.BpfObject(object_path("xdp_pass")).load() as floor:

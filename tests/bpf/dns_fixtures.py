@@ -7,8 +7,8 @@ from scapy.layers.dns import DNS, DNSQR, DNSRROPT
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from dfxdp.controller.apps import APPS, LocalView
-from dfxdp.controller.reconciler import Reconciler
+from dfxdp.controller.apps import LocalView
+from dfxdp.controller.wiring import build_datapath_control
 from dfxdp.nb.db import open_store
 from dfxdp.nb.service import NBService
 
@@ -37,8 +37,7 @@ class DnsWorld:
         other = svc.create("network", {"name": "m"})
         svc.create("subnet", {"network_id": other["id"], "cidr": "10.71.0.0/24"})
         self.other_web = svc.create("port", {"network_id": other["id"], "dns_name": "web"})
-        self.apps = [cls() for cls in APPS]
-        self.reconciler = Reconciler(pipeline.maps, [m for a in self.apps for m in a.maps])
+        self.control = build_datapath_control(pipeline.maps)
         self.sync()
 
     def sync(self) -> None:
@@ -47,7 +46,7 @@ class DnsWorld:
         view = LocalView(chassis="ch1", tunnel_ip="198.18.0.1", **objects,
                          chassis_by_name={"ch1": {"tunnel_ip": "198.18.0.1"}, "ch2": {"tunnel_ip": "198.18.0.2"}},
                          local_ports={self.vm["id"]: self.vm_ifindex})
-        result = self.reconciler.apply(e for a in self.apps for e in a.desired(view))
+        result = self.control.apply(view)
         assert not result.errors, result.errors
 
     @property
