@@ -159,3 +159,10 @@ def measure(samples: int, seconds: float, progress: Callable[[str], None] = lamb
     queries, qps, latency, cpu_ns = _dnsmasq(seconds, progress)
     return DnsResult(NAMES, floor_ns, a_ns, ptr_ns, nx_ns, queries, qps, latency, cpu_ns,
                      cpu_ns / a_ns if a_ns else 0.0)
+
+
+if __name__ == "__main__":  # `python -m dfxdp.bench.dns`: one run at the full sizes, as JSON
+    import json
+    from dataclasses import asdict
+
+    print(json.dumps(asdict(measure(20000, 10, lambda label: print(label, flush=True))), indent=1))
