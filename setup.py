@@ -63,7 +63,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "openstacksdk>=3", "scapy>=2.5", "schemathesis>=4.0", "python-openstackclient>=6",
-                 "python-octaviaclient>=3"],
+                 "python-octaviaclient>=3", "dnspython>=2.4"],
     },
     entry_points={"console_scripts": ["dfxdp=dfxdp.cli.main:main"]},
     cmdclass={"build_py": BuildWithKernels},

@@ -25,6 +25,7 @@ from dfxdp.nb.txn import NB
 from dfxdp.nb.watcher import Snapshot, Watcher
 
 from .apps import LocalView
+from .apps.dns import DEFAULT_TTL, DnsApp
 from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
 from .health import HealthChecker
@@ -52,6 +53,8 @@ class AgentConfig:
     xdp_mode: str = "native"
     ovsdb: str | None = None  # the OVS fallback's database; None: no fallback
     openflow_listen: str = "127.0.0.1:6653"  # where br-int's controller (this agent) listens
+    dns_upstream: tuple[str, int] | None = None  # resolver for subnets without dns_nameservers
+    dns_ttl: int = DEFAULT_TTL
 
 
 class Agent:
@@ -88,7 +91,8 @@ class Agent:
                                                     if cfg.external_interface else (0, ""))
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
         self.pipeline = Pipeline(cfg.bpffs).load()
-        self.control = build_datapath_control(self.pipeline.maps)
+        self.control = build_datapath_control(self.pipeline.maps, options={
+            DnsApp: {"ttl": cfg.dns_ttl, "upstream": cfg.dns_upstream}})
         self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
         self.metrics.heartbeat.set_to_current_time()
         self.metrics.serve_datapath(lambda: self.pipeline.maps if self.pipeline else {})

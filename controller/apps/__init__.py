@@ -4,6 +4,7 @@ routes) and before if_config, which makes a tap's frames enter the pipeline:
 a new port is never reachable unfiltered, not even for one pass. Apps that own
 OpenFlow tables (flood, igmp) program the OVS fallback's br-int instead (controller/ovs/)."""
 from .base import App, Entry, LocalView
+from .dns import DnsApp
 from .fip import FloatingIPApp
 from .flood import FloodApp
 from .igmp import IgmpApp
@@ -16,6 +17,6 @@ from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
 APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, LoadBalancerApp,
-                         PortsApp, FloodApp, IgmpApp]
+                         DnsApp, PortsApp, FloodApp, IgmpApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

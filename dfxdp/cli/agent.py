@@ -25,12 +25,18 @@ AGENT_OPTIONS = [
     click.Option(["--ovsdb"], default=DEFAULT_OVSDB, show_default=True,
                  help="OVSDB of this chassis' Open vSwitch, whose br-int the agent owns (the fallback for what "
                       "XDP passes; docs/fallback.md); `none`: no fallback."),
+    click.Option(["--dns-upstream"], default=None, metavar="IP[:PORT]",
+                 help="Resolver for the DNS queries XDP does not answer, on subnets without dns_nameservers "
+                      "(without either, VMs get REFUSED)."),
+    click.Option(["--dns-ttl"], type=click.IntRange(0, 86400), default=60, show_default=True,
+                 help="TTL in seconds of the DNS answers XDP gives."),
 ]
 
 
 def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, bpffs, metrics_listen, xdp_mode,
-                 ovsdb):
+                 ovsdb, dns_upstream=None, dns_ttl=60):
     from dfxdp.controller.agent import AgentConfig
+    from dfxdp.controller.dns_forwarder import parse_upstream
     from dfxdp.datapath.pipeline import default_bpffs
 
     try:
@@ -42,10 +48,14 @@ def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, 
     if ovsdb != "none" and not ovsdb.startswith(("unix:", "tcp:", "ssl:")):
         raise click.BadParameter(f"{ovsdb!r} is not an OVSDB address (unix:PATH, tcp:IP:PORT) or `none`",
                                  param_hint="--ovsdb")
+    try:
+        upstream = parse_upstream(dns_upstream) if dns_upstream else None
+    except (OSError, ValueError):
+        raise click.BadParameter(f"{dns_upstream!r} is not IPv4[:PORT]", param_hint="--dns-upstream") from None
     return AgentConfig(chassis=chassis, tunnel_ip=tunnel_ip, underlay=underlay, db_url=db_url,
                        bpffs=bpffs or str(default_bpffs(chassis)), external_interface=external_interface,
                        metrics_listen=metrics_listen, xdp_mode=xdp_mode,
-                       ovsdb=None if ovsdb == "none" else ovsdb)
+                       ovsdb=None if ovsdb == "none" else ovsdb, dns_upstream=upstream, dns_ttl=dns_ttl)
 
 
 def start_agent_or_fail(config, store=None):

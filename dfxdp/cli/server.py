@@ -4,16 +4,22 @@ from __future__ import annotations
 import click
 
 from dfxdp.nb.db import DEFAULT_URL
+from dfxdp.nb.dns import DEFAULT_DOMAIN as DEFAULT_DNS_DOMAIN
 
 from .options import parse_listen, read_config
 
 
-def build_app(store, auth_token: str | None):
+def build_app(store, auth_token: str | None, dns_domain: str = DEFAULT_DNS_DOMAIN):
     """The ASGI app on an NB store."""
     from dfxdp.api.app import create_app
+    from dfxdp.nb.errors import NBError
     from dfxdp.nb.service import NBService
 
-    return create_app(NBService(store), auth_token=auth_token)
+    try:
+        service = NBService(store, dns_domain=dns_domain)
+    except NBError as exc:
+        raise click.ClickException(f"[dns] domain: {exc.message}") from None
+    return create_app(service, auth_token=auth_token)
 
 
 def start_local_agent(store, db_url: str, agent_args: tuple[str, ...]):
@@ -37,7 +43,8 @@ def register(group: click.Group) -> None:
     @click.option("--db", "db_url", default=None, help=f"NB database URL (default {DEFAULT_URL}).")
     @click.option("--listen", default=None, help="HOST:PORT to serve on (default 127.0.0.1:9696).")
     @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                  help="INI file: [api] listen, auth_token; [db] url.")
+                  help="INI file: [api] listen, auth_token; [db] url; [dns] domain "
+                       f"(networks' default dns_domain, {DEFAULT_DNS_DOMAIN}).")
     @click.option("--auth-token", envvar="DFXDP_AUTH_TOKEN", default=None,
                   help="Require this X-Auth-Token on every request (env DFXDP_AUTH_TOKEN).")
     @click.option("--agent", "with_agent", is_flag=True,
@@ -61,7 +68,7 @@ def register(group: click.Group) -> None:
             store = open_store(db_url)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
-        app = build_app(store, auth_token)
+        app = build_app(store, auth_token, config.get("dns", "domain", fallback=DEFAULT_DNS_DOMAIN))
         if with_agent:
             start_local_agent(store, db_url, agent_args)
         click.echo(f"dfxdp server: Neutron API on http://{host}:{port} (db {db_url})", err=True)

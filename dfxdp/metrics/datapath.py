@@ -6,10 +6,11 @@ from typing import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from dfxdp.datapath.libbpf import BPF_MAP_TYPE_RINGBUF, Map, lib, to_dict
+from dfxdp.datapath.libbpf import BPF_MAP_TYPE_RINGBUF, Map, ffi, lib, to_dict
 from dfxdp.datapath.pipeline import counters_from
 
 DIRECTIONS = {lib.SG_INGRESS: "ingress", lib.SG_EGRESS: "egress"}
+DNS_OUTCOMES = {value: name for value, name in ffi.typeof("enum dns_stat").elements.items() if name != "DNS_STAT_MAX"}
 
 
 class DatapathCollector(Collector):
@@ -47,6 +48,12 @@ class DatapathCollector(Collector):
                     port_bytes.add_metric(labels + [verdict], total[f"{verdict}_bytes"])
             yield port_packets
             yield port_bytes
+        if "dns_stats" in maps:
+            dns = CounterMetricFamily("dfxdp_dns_queries", "Queries to a DNS server address by outcome "
+                                      "(enum dns_stat: answered in XDP, punted and why)", labels=["outcome"])
+            for value, name in sorted(DNS_OUTCOMES.items()):
+                dns.add_metric([name], maps["dns_stats"].lookup_sum(value).get("packets", 0))
+            yield dns
         entries = GaugeMetricFamily("dfxdp_map_entries", "Entries in each BPF map", labels=["map"])
         capacity = GaugeMetricFamily("dfxdp_map_capacity", "max_entries of each BPF map", labels=["map"])
         for name, m in sorted(maps.items()):

@@ -128,7 +128,8 @@ class Port(Resource):
     port_security_enabled: Optional[Bool] = None
     allowed_address_pairs: list[AddressPair] = []
     dns_name: str = ""
-    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
+    dns_assignment: list[dict[str, str]] = []  # computed by the service (dfxdp/nb/dns.py)
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "dns_assignment"}
     IMMUTABLE: ClassVar[set[str]] = {"network_id"}
 
     @field_validator("allowed_address_pairs")

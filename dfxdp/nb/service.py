@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import ipam, octavia, validate
+from . import dns, ipam, octavia, validate
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
@@ -27,6 +27,8 @@ DEFAULT_KEY_LIMIT = 1 << 31
 LB_VIP_OWNER = "Octavia"
 # Neutron makes sure a project has its default group when it creates these
 NEEDS_DEFAULT_GROUP = {"network", "port", "security_group"}
+DHCP_OWNER = "network:dhcp"
+DHCP_DEVICE_ID = "reserved_dhcp_port"  # Neutron's id for a DHCP port no agent has taken
 PORT_STATUSES = {"ACTIVE", "DOWN", "BUILD", "ERROR"}
 
 
@@ -53,9 +55,11 @@ def default_group_key(project: str) -> str:
 
 
 class NBService:
-    def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT):
+    def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT, dns_domain: str = dns.DEFAULT_DOMAIN):
         self.store = store
         self.default_project = default_project
+        dns.check_domain(dns_domain)
+        self.dns_domain = dns_domain  # the server-wide default of networks' dns_domain
         self.keys = KeyAllocator()
         # project -> its default group's reservation as last seen: a create then needs no read of
         # it, only the guard (a stale one fails the commit, is forgotten, and the retry reads it)
@@ -68,7 +72,8 @@ class NBService:
             "pool": self._create_pool, "member": self._create_member, "healthmonitor": self._create_healthmonitor,
         }
         self._update_hooks: dict[str, Callable[[Txn, dict, dict], None]] = {
-            "port": self._update_port, "router": self._update_router, "floatingip": self._update_floatingip,
+            "network": self._update_network, "port": self._update_port, "router": self._update_router,
+            "floatingip": self._update_floatingip,
             "subnet": self._update_subnet, "listener": self._update_listener,
             "pool": octavia.pool_updated, "member": octavia.member_updated, "healthmonitor": octavia.monitor_updated,
             "security_group": self._update_security_group,
@@ -218,8 +223,20 @@ class NBService:
     def _create_network(self, txn: Txn, net: dict) -> None:
         net["provider:network_type"] = "flat" if net["router:external"] else "vxlan"
         net["provider:segmentation_id"] = None if net["router:external"] else net["key"]
+        dns.check_domain(net["dns_domain"])
+
+    def _update_network(self, txn: Txn, old: dict, new: dict) -> None:
+        dns.check_domain(new["dns_domain"])
+        if new["dns_domain"] != old["dns_domain"]:  # every name in the network moves to the new domain
+            for port in txn.children("port", "network", new["id"]):
+                self._assign_dns(txn, port, new, port.get("dns_assignment") or [])
+                port.update(revision_number=port["revision_number"] + 1, updated_at=_now())
+                txn.put("port", port)
 
     def _delete_network(self, txn: Txn, net: dict) -> None:
+        for port in txn.children("port", "network", net["id"]):  # its DHCP port goes with it, as in Neutron
+            if port["device_owner"] == DHCP_OWNER:
+                self._remove_owned_port(txn, port)
         if txn.children("port", "network", net["id"]):
             raise Conflict("NetworkInUse", f"Unable to complete operation on network {net['id']}. "
                                            f"There are one or more ports still in use on the network.")
@@ -236,6 +253,8 @@ class NBService:
             subnet["allocation_pools"] = ipam.default_pools(subnet["cidr"], subnet["gateway_ip"])
         validate.check_gateway(subnet, None, lambda address: None)
         ipam.check_subnet(subnet, txn.children("subnet", "network", subnet["network_id"]))
+        txn.put("subnet", subnet)  # visible to the DHCP port's address allocation below
+        self._sync_dhcp_port(txn, subnet["network_id"], subnet["project_id"])
 
     def _update_subnet(self, txn: Txn, old: dict, new: dict) -> None:
         if new["gateway_ip"] == "":
@@ -243,8 +262,11 @@ class NBService:
         validate.check_gateway(new, old, lambda address: (txn.get_raw(ipam.ip_key(new["id"], address))
                                                           or b"").decode())
         ipam.check_subnet(new, txn.children("subnet", "network", new["network_id"]))
+        txn.put("subnet", new)
+        self._sync_dhcp_port(txn, new["network_id"], new["project_id"])
 
     def _delete_subnet(self, txn: Txn, subnet: dict) -> None:
+        self._sync_dhcp_port(txn, subnet["network_id"], subnet["project_id"], leaving=subnet["id"])
         if txn.children("port", "subnet", subnet["id"]):
             raise Conflict("SubnetInUse", f"Unable to complete operation on subnet {subnet['id']}: "
                                           f"one or more ports have an IP allocation from this subnet.")
@@ -370,6 +392,7 @@ class NBService:
         self._reserve_mac(txn, port)
         port["fixed_ips"] = self._assign_fixed_ips(txn, port, port["fixed_ips"], [])
         self._check_port_security(txn, port, net)
+        self._assign_dns(txn, port, net, [])
 
     def _update_port(self, txn: Txn, old: dict, new: dict) -> None:
         net = self._require(txn, "network", new["network_id"])
@@ -384,6 +407,39 @@ class NBService:
                     ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
             new["fixed_ips"] = new_ips
         self._check_port_security(txn, new, net)
+        self._assign_dns(txn, new, net, old.get("dns_assignment") or [])
+
+    def _assign_dns(self, txn: Txn, port: dict, net: dict, previous: list[dict]) -> None:
+        """Check the port's dns_name under its network's domain, fill its dns_assignment and
+        hold its names (`previous`: the assignment it had)."""
+        domain = dns.effective_domain(net, self.dns_domain)
+        dns.check_name(port["dns_name"], domain)
+        port["dns_assignment"] = dns.assignment(port, domain)
+        dns.claim_names(txn, port, previous)
+
+    def _sync_dhcp_port(self, txn: Txn, network_id: str, project: str, leaving: str | None = None) -> None:
+        """As Neutron: a network's DHCP port (network:dhcp) holds one address on each subnet
+        with DHCP enabled; it is the DHCP and DNS server VMs are told about. `leaving`: a
+        subnet being deleted."""
+        wanted = [s["id"] for s in self._subnets_of(txn, network_id) if s["enable_dhcp"] and s["id"] != leaving]
+        port = next((p for p in txn.children("port", "network", network_id) if p["device_owner"] == DHCP_OWNER), None)
+        if port is None:
+            if wanted:
+                self._child(txn, "port", {"network_id": network_id, "device_owner": DHCP_OWNER,
+                                          "device_id": DHCP_DEVICE_ID,
+                                          "fixed_ips": [{"subnet_id": s} for s in wanted]}, project)
+            return
+        held = {f["subnet_id"] for f in port["fixed_ips"]}
+        if held == set(wanted):
+            return
+        if not wanted:
+            self._remove_owned_port(txn, port)
+            return
+        requested = [f for f in port["fixed_ips"] if f["subnet_id"] in wanted] + \
+                    [{"subnet_id": s} for s in wanted if s not in held]
+        new = dict(port, fixed_ips=requested, revision_number=port["revision_number"] + 1, updated_at=_now())
+        self._update_port(txn, port, new)
+        txn.put("port", new)
 
     def _delete_port(self, txn: Txn, port: dict, by_owner: bool = False) -> None:
         if port["device_owner"] in (ROUTER_INTERFACE, ROUTER_GATEWAY, FLOATINGIP_OWNER) and not by_owner:
@@ -392,6 +448,7 @@ class NBService:
         txn.release(mac_key(port["network_id"], port["mac_address"]))
         for fixed in port["fixed_ips"]:
             ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
+        dns.release_names(txn, port)
         for fip in txn.children("floatingip", "port", port["id"]):
             fip.update(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN",
                        revision_number=fip["revision_number"] + 1, updated_at=_now())
@@ -649,6 +706,7 @@ class NBService:
             txn.release(mac_key(port["network_id"], port["mac_address"]))
             for fixed in port["fixed_ips"]:
                 ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
+            dns.release_names(txn, port)
             txn.delete("port", port["id"])
 
     def _check_default_pool(self, txn: Txn, listener: dict) -> None:

@@ -56,8 +56,8 @@ def test_a_hook_drops_its_flow_and_passes_the_rest_on(world, hook_obj):
     assert dropped.stages[-1] == stage and dropped.counters["stages"][stage]["packets"] == 1
     other = run_packet(pipe, udp(53), ingress_ifindex=local)
     assert other.verdict == "XDP_REDIRECT" and other.meta["out_ifindex"] == local2
-    assert other.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", stage, "STAGE_LB", "STAGE_L3",
-                            "STAGE_L2", "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
+    assert other.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", stage, "STAGE_LB", "STAGE_DNS",
+                            "STAGE_L3", "STAGE_L2", "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
     (listed,) = hooks(pipe)
     assert (listed.name, listed.priority, listed.packets) == ("drop_udp", 50, 2) and listed.prog_id == h.prog_id
     story = trace(pipe.dir, local, bytes(udp(7777))).story()

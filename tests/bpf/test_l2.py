@@ -30,8 +30,8 @@ def test_local_unicast_is_redirected_to_the_destination_tap(world):
     res = run_packet(pipe, from_local(), ingress_ifindex=local)
     assert res.verdict == "XDP_REDIRECT"
     assert res.meta["out_ifindex"] == local2 and res.meta["dst_port_key"] == 2
-    assert res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_LB", "STAGE_L3", "STAGE_L2",
-                          "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
+    assert res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_LB", "STAGE_DNS", "STAGE_L3",
+                          "STAGE_L2", "STAGE_SG_INGRESS", "STAGE_OUTPUT"]
     assert res.data == bytes(from_local())
 
 

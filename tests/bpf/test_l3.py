@@ -71,7 +71,8 @@ def test_routed_to_a_local_port(routed):
     assert (out[Ether].src, out[Ether].dst, out[IP].ttl) == (RIF_G, VM_G, 63)
     assert valid_checksums(res.data)
     assert res.meta["net_key"] == GREEN["key"] and res.meta["flags"] & 2  # PKT_F_ROUTED
-    assert res.stages[:5] == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_LB", "STAGE_L3"]
+    assert res.stages[:6] == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_LB", "STAGE_DNS",
+                              "STAGE_L3"]
 
 
 def test_routed_to_a_remote_port_is_tunnelled_in_the_out_network(routed):

@@ -72,7 +72,8 @@ def test_bound_port_with_empty_tables_runs_the_chain_and_passes(pipeline, test_i
     assert res.verdict == "XDP_PASS" and res.data == frame
     assert res.meta["net_key"] == 42 and res.meta["src_port_key"] == 7
     assert res.meta["in_ifindex"] == idx
-    assert res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_LB", "STAGE_L3", "STAGE_L2"]
+    assert res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC", "STAGE_SG_EGRESS", "STAGE_LB", "STAGE_DNS", "STAGE_L3",
+                          "STAGE_L2"]
 
 
 def test_counters_accumulate_across_runs(pipeline):

@@ -40,7 +40,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
                                                   "maglev_build_1000_members", "ring_swap_65537_slots"]
     assert all(r["value"] > 0 for r in results["lb"])
     control = results["control"]
-    assert [p["ports"] for p in control] == [11, 51]  # each size plus the peer VM's port
+    assert [p["ports"] for p in control] == [12, 52]  # each size plus the peer VM's port and the DHCP port
     for point in control:
         assert 0 < point["write_to_programmed_p50"] <= point["write_to_programmed_p99"]
         assert point["first_packet_p50"] > 0 and point["resync_seconds"] > 0 and point["agent_rss_mib"] > 10
@@ -48,7 +48,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     for chart in ("datapath.png", "throughput.png", "control.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
-    assert "| l3_routed |" in summary and "| kernel_iptables | udp | yes |" in summary and "| 51 |" in summary
+    assert "| l3_routed |" in summary and "| kernel_iptables | udp | yes |" in summary and "| 52 |" in summary
     assert "write → programmed p50 / max" in summary  # 5 samples have no p99
     assert "| dfxdp_security_groups |" in summary and "| lb_established_flow |" in summary
     assert "## Punt path" in summary
@@ -60,7 +60,7 @@ def test_bench_chosen_parts_and_sizes_only(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["parts"] == ["datapath", "control"] and "throughput" not in results
-    assert [p["ports"] for p in results["control"]] == [21]  # the size plus the peer VM's port
+    assert [p["ports"] for p in results["control"]] == [22]  # the size plus the peer VM's port and the DHCP port
     assert sorted(p.name for p in tmp_path.iterdir()) == ["control.png", "datapath.png", "results.json", "summary.md"]
 
 

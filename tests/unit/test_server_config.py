@@ -43,3 +43,12 @@ def test_bad_config_file_is_one_clear_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dfxdp.cli.main", "server", "--listen", "nonsense"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "expected HOST:PORT" in proc.stderr
+
+
+def test_bad_dns_domain_in_config_is_one_clear_line(tmp_path):
+    conf = tmp_path / "dns.conf"
+    conf.write_text(f"[db]\nurl = sqlite:///{tmp_path}/nb.db\n[dns]\ndomain = no-trailing-dot\n")
+    proc = subprocess.run([sys.executable, "-m", "dfxdp.cli.main", "server", "--config", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "[dns] domain" in proc.stderr and "is not a FQDN" in proc.stderr

@@ -1,0 +1,158 @@
+"""dns_servers, dns_names, dns_reverse: what stage_dns answers for each network.
+
+The names are the ports' `dns_assignment` as the NB service computed it
+(dfxdp/nb/dns.py): each fqdn, and its bare hostname, to the port's addresses;
+each IPv4 back to its fqdn. A network's DNS server addresses are its DHCP
+port's (`network:dhcp`), as in Neutron; its domain is the one that port's own
+name is in, so a changed `dns_domain` reaches the datapath with the ports.
+
+What stage_dns does not answer it punts (PUNT_DNS): on_punt relays the query to
+the subnet's first IPv4 `dns_nameservers`, else the agent's `--dns-upstream`,
+and sends the answer out of the VM's port (controller/dns_forwarder.py); with
+neither, the VM gets REFUSED.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Iterable
+
+from dfxdp.datapath.libbpf import lib
+
+from ..dns_forwarder import ETH_HLEN, UDP_HLEN, Forwarder, refused, reply_frame
+from .base import App, Entry, LocalView, Memo, ipv4_be32
+
+if TYPE_CHECKING:
+    from ..punt import PuntedPacket
+
+DHCP_OWNER = "network:dhcp"
+DEFAULT_TTL = 60  # seconds; dnsmasq as Neutron runs it answers its hosts with no TTL (0) or local-ttl
+FNV32_OFFSET, FNV32_PRIME = 2166136261, 16777619
+
+
+def wire_name(name: str) -> bytes:
+    """A domain name in lowercase DNS wire format ("web.example." -> b"\\x03web\\x07example\\x00")."""
+    labels = [label for label in name.lower().rstrip(".").split(".") if label]
+    return b"".join(bytes([len(label)]) + label.encode("ascii") for label in labels) + b"\x00"
+
+
+def name_hash(wire: bytes) -> int:
+    """FNV-1a 32 of a lowercase wire name: the key stage_dns computes from the query."""
+    h = FNV32_OFFSET
+    for byte in wire:
+        h = ((h ^ byte) * FNV32_PRIME) & 0xFFFFFFFF
+    return h
+
+
+def _padded(wire: bytes) -> bytes:
+    return wire.ljust(lib.DNS_NAME_BUF, b"\x00")
+
+
+def port_names(port: dict, domain: str) -> dict[str, list[str]]:
+    """name (fqdn, and the bare hostname when the fqdn is one label under `domain`) -> addresses."""
+    names: dict[str, list[str]] = {}
+    suffix = "." + domain.lower() if domain else None
+    for a in port.get("dns_assignment") or []:
+        fqdn = a["fqdn"].lower()
+        fqdn = fqdn if fqdn.endswith(".") else fqdn + "."
+        names.setdefault(fqdn, []).append(a["ip_address"])
+        if suffix and fqdn.endswith(suffix) and "." not in fqdn[:-len(suffix)]:
+            names.setdefault(fqdn[:-len(suffix)] + ".", []).append(a["ip_address"])
+    return names
+
+
+def network_domain(dhcp_port: dict) -> str:
+    """The domain the network's names are in, read off its DHCP port's host-<ip> name."""
+    for a in dhcp_port.get("dns_assignment") or []:
+        if a["fqdn"].startswith(a["hostname"] + "."):
+            return a["fqdn"][len(a["hostname"]) + 1:]
+    return ""
+
+
+class DnsApp(App):
+    name = "dns"
+    maps = ("dns_servers", "dns_names", "dns_reverse")
+    datapath_maps = ("dns_scratch", "dns_stats")  # per-CPU scratch and counters, written by stage_dns
+    punt_reasons = (lib.PUNT_DNS,)
+
+    def __init__(self, ttl: int = DEFAULT_TTL, upstream: tuple[str, int] | None = None) -> None:
+        self.ttl = ttl
+        self.upstream = upstream  # the resolver for subnets without dns_nameservers
+        self.memo = Memo()  # per port: its name and reverse entries
+        self.forwarder = Forwarder()
+
+    def on_punt(self, packet: "PuntedPacket") -> None:
+        frame = packet.frame
+        if len(frame) < ETH_HLEN + 20 + UDP_HLEN or frame[ETH_HLEN] >> 4 != 4:
+            return  # stage_dns punts only IPv4 UDP; anything else is not ours to answer
+        ihl = (frame[ETH_HLEN] & 0x0F) * 4
+        query = frame[ETH_HLEN + ihl + UDP_HLEN:]
+        server = ".".join(str(b) for b in frame[ETH_HLEN + 16:ETH_HLEN + 20])
+        upstream = self._upstream_for(packet.view, packet.net_key, server)
+
+        def answer(payload: bytes) -> None:
+            packet.reply(reply_frame(frame, payload))
+
+        if upstream is None:
+            if len(query) >= 12:
+                answer(refused(query))
+            return
+        self.forwarder.forward(query, upstream, answer)
+
+    def _upstream_for(self, view: LocalView | None, net_key: int, server: str) -> tuple[str, int] | None:
+        """The first IPv4 dns_nameservers of the subnet the server address is in, else ours."""
+        net = next((n for n in (view.networks.values() if view else ()) if n.get("key") == net_key), None)
+        if net is not None:
+            address = ipaddress.ip_address(server)
+            for subnet in view.subnets_of(net["id"]):
+                if address in ipaddress.ip_network(subnet["cidr"]):
+                    v4 = [d for d in subnet.get("dns_nameservers") or [] if ":" not in d]
+                    if v4:
+                        return v4[0], 53
+        return self.upstream
+
+    def desired(self, view: LocalView) -> Iterable[Entry]:
+        self.memo.new_pass()
+        domains: dict[str, str] = {}
+        for port in view.ports.values():
+            if port.get("device_owner") == DHCP_OWNER and port.get("network_id") in view.networks:
+                domains[port["network_id"]] = network_domain(port)
+                yield from self._servers(port, view.networks[port["network_id"]])
+        seen: set[tuple[int, int]] = set()
+        for port in sorted(view.ports.values(), key=lambda p: p["id"]):
+            net = view.networks.get(port.get("network_id"))
+            if not net or not port.get("dns_assignment"):
+                continue
+            domain = domains.get(net["id"], "")
+            for entry in self.memo.get(port["id"], (port, net, domain),
+                                       lambda: list(self._port(port, net["key"], domain))):
+                if entry.map == "dns_names":
+                    key = (entry.key["net_key"], entry.key["hash"])
+                    if key in seen:
+                        continue  # a 32-bit hash shared by two names: the first keeps it, the datapath passes the other up
+                    seen.add(key)
+                yield entry
+
+    def _servers(self, dhcp_port: dict, net: dict) -> Iterable[Entry]:
+        domain = wire_name(network_domain(dhcp_port)) if network_domain(dhcp_port) else b""
+        for fixed in dhcp_port.get("fixed_ips", []):
+            if ":" in fixed["ip_address"]:
+                continue  # queries are answered over IPv4
+            yield Entry("dns_servers", {"net_key": net["key"], "ip": ipv4_be32(fixed["ip_address"])},
+                        {"ttl": self.ttl, "domain_len": len(domain), "domain": _padded(domain)})
+
+    @staticmethod
+    def _port(port: dict, net_key: int, domain: str) -> Iterable[Entry]:
+        for name, addresses in port_names(port, domain).items():
+            wire = wire_name(name)
+            v4 = [ipv4_be32(a) for a in addresses if ":" not in a][:lib.DNS_ADDRS_MAX]
+            v6 = [ipaddress.IPv6Address(a).packed for a in addresses if ":" in a][:lib.DNS_ADDRS_MAX]
+            yield Entry("dns_names", {"net_key": net_key, "hash": name_hash(wire)}, {
+                "name_len": len(wire), "ipv4_count": len(v4), "ipv6_count": len(v6),
+                "ipv4": v4 + [0] * (lib.DNS_ADDRS_MAX - len(v4)),
+                "ipv6": [list(a) for a in v6] + [[0] * 16] * (lib.DNS_ADDRS_MAX - len(v6)),
+                "name": _padded(wire)})
+        for a in port.get("dns_assignment") or []:
+            if ":" not in a["ip_address"]:
+                wire = wire_name(a["fqdn"])
+                yield Entry("dns_reverse", {"net_key": net_key, "ip": ipv4_be32(a["ip_address"])},
+                            {"name_len": len(wire), "name": _padded(wire)})

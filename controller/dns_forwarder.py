@@ -1,0 +1,139 @@
+"""The DNS fallback: queries stage_dns punts (names it does not know, other types,
+DNSSEC OK, anything unusual) are relayed to an upstream resolver and its answer
+goes back out of the VM's port as if the network's DNS server had sent it.
+
+One UDP socket serves every query: each relayed query gets an id of our own
+(the client's id is restored on the answer), so answers are matched to the
+query and port they belong to, and unsolicited or late datagrams are ignored.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+DNS_PORT = 53
+TIMEOUT = 5.0           # an unanswered query is forgotten after this (the client retries)
+MAX_PENDING = 4096      # relayed queries waiting at once; more are refused
+ETH_HLEN, IPV4_HLEN, UDP_HLEN = 14, 20, 8
+RCODE_REFUSED = 5
+
+
+@dataclass
+class Pending:
+    client_id: bytes
+    upstream: tuple[str, int]
+    deadline: float
+    answer: Callable[[bytes], None]
+
+
+def parse_upstream(value: str) -> tuple[str, int]:
+    """IP[:PORT] -> (ip, port); ValueError when it is not that."""
+    host, _, port = value.partition(":")
+    ipaddress.IPv4Address(host)
+    number = int(port) if port else DNS_PORT
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} is not 1-65535")
+    return host, number
+
+
+def refused(query: bytes) -> bytes:
+    """REFUSED for a query with no resolver to relay it to (its id, RD echoed, no sections)."""
+    rd = query[2] & 0x01
+    return query[:2] + bytes([0x80 | rd, 0x80 | RCODE_REFUSED]) + b"\x00" * 8
+
+
+def reply_frame(query_frame: bytes, dns_payload: bytes) -> bytes:
+    """The query's Ethernet/IPv4/UDP turned around around a new DNS payload (IPv4 without
+    options, UDP checksum 0: optional over IPv4)."""
+    eth = query_frame[:ETH_HLEN]
+    ihl = (query_frame[ETH_HLEN] & 0x0F) * 4
+    ip = query_frame[ETH_HLEN:ETH_HLEN + ihl]
+    udp = query_frame[ETH_HLEN + ihl:ETH_HLEN + ihl + UDP_HLEN]
+    src, dst = ip[12:16], ip[16:20]
+    total = IPV4_HLEN + UDP_HLEN + len(dns_payload)
+    # version/IHL, TOS, length, id, DF, TTL, protocol, checksum (0 for now), addresses
+    header = bytes([0x45, 0]) + _u16(total) + _u16(0) + _u16(0x4000) + bytes([64, socket.IPPROTO_UDP]) + \
+        _u16(0) + dst + src
+    header = header[:10] + _u16(_ipv4_checksum(header)) + header[12:]
+    udp_out = udp[2:4] + udp[0:2] + _u16(UDP_HLEN + len(dns_payload)) + _u16(0)
+    return eth[6:12] + eth[0:6] + eth[12:14] + header + udp_out + dns_payload
+
+
+def _u16(value: int) -> bytes:
+    return value.to_bytes(2, "big")
+
+
+def _ipv4_checksum(header: bytes) -> int:
+    total = sum(int.from_bytes(header[i:i + 2], "big") for i in range(0, IPV4_HLEN, 2))
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class Forwarder:
+    """Relays DNS queries to upstream resolvers over one UDP socket; started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, Pending] = {}
+        self._sock: socket.socket | None = None
+        self.relayed = self.answered = self.dropped = 0
+
+    def _start(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._sock.bind(("0.0.0.0", 0))
+            threading.Thread(target=self._receive, name="dns-forwarder", daemon=True).start()
+        return self._sock
+
+    def forward(self, query: bytes, upstream: tuple[str, int], answer: Callable[[bytes], None]) -> bool:
+        """Send `query` to `upstream`; `answer(reply)` runs with the upstream's reply (client id
+        restored). False when it was not sent (too short, too many pending)."""
+        if len(query) < 12:
+            self.dropped += 1
+            return False
+        now = time.monotonic()
+        with self._lock:
+            sock = self._start()
+            for qid in [q for q, p in self._pending.items() if p.deadline < now]:
+                del self._pending[qid]
+            if len(self._pending) >= MAX_PENDING:
+                self.dropped += 1
+                return False
+            qid = random.randrange(65536)
+            while qid in self._pending:
+                qid = random.randrange(65536)
+            self._pending[qid] = Pending(query[:2], upstream, now + TIMEOUT, answer)
+        sock.sendto(_u16(qid) + query[2:], upstream)
+        self.relayed += 1
+        return True
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data, source = self._sock.recvfrom(65535)
+            except OSError:
+                return
+            if len(data) < 12:
+                continue
+            with self._lock:
+                qid = int.from_bytes(data[:2], "big")
+                pending = self._pending.get(qid)
+                if pending is None or pending.upstream != source:
+                    continue  # late, or not from where the query went
+                del self._pending[qid]
+            try:
+                pending.answer(pending.client_id + data[2:])
+                self.answered += 1
+            except OSError as exc:  # the port went, or the answer is over its MTU
+                log.warning("DNS answer not delivered: %s", exc)
+                self.dropped += 1
