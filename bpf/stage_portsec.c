@@ -1,11 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Port security: a port may only send ARP, IPv4 or IPv6, from its own MAC and
- * IPs (or its allowed address pairs). Applies to ports with IF_F_PORTSEC. */
+ * IPs (or its allowed address pairs). Applies to ports with IF_F_PORTSEC.
+ * A port's DHCP requests, once they passed those checks, go to the agent. */
 #include "lib/arp.h"
 #include "lib/mac.h"
 #include "lib/pipeline.h"
+#include "lib/punt.h"
 
 #define DHCP_SERVER_PORT_BE bpf_htons(67)
+#define DHCP_CLIENT_PORT_BE bpf_htons(68)
+
+/* DHCP client frames (UDP 68 -> 67, RFC 2131) of a bound port are answered by the
+ * agent's DHCP app from NB (controller/apps/dhcp.py), whatever their destination:
+ * DISCOVER/REQUEST are broadcast, RENEW/RELEASE unicast to the DHCP port. The
+ * per-port punt limit keeps a VM from flooding the agent. Everything else goes on. */
+static __always_inline int dhcp_punt_or_next(struct xdp_md *ctx, struct pkt_meta *m, __u32 port_flags)
+{
+	struct udphdr *udp;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+
+	if (!(port_flags & IF_F_PORT))
+		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	eth = frame_at(ctx, 0, sizeof(*eth));
+	if (!eth || eth->h_proto != ETH_P_IP_BE)
+		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	ip = frame_at(ctx, sizeof(*eth), sizeof(*ip));
+	if (!ip || ip->protocol != IPPROTO_UDP)
+		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	udp = frame_at(ctx, sizeof(struct ethhdr) + ip->ihl * 4, sizeof(*udp));
+	if (!udp || udp->dest != DHCP_SERVER_PORT_BE || udp->source != DHCP_CLIENT_PORT_BE)
+		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	return punt(ctx, m, PUNT_DHCP);
+}
 
 /* The allowed-source entry for (ifindex, ip), longest prefix first. */
 static __always_inline struct portsec_entry *allowed_source(__u32 ifindex, __be32 ip)
@@ -30,8 +57,10 @@ int stage_portsec(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	stage_enter(ctx, m, STAGE_PORTSEC);
 	port = bpf_map_lookup_elem(&if_config, &m->in_ifindex);
-	if (!port || !(port->flags & IF_F_PORTSEC))
+	if (!port)
 		return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	if (!(port->flags & IF_F_PORTSEC))
+		return dhcp_punt_or_next(ctx, m, port->flags);
 	eth = frame_at(ctx, 0, sizeof(*eth));
 	if (!eth)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
@@ -54,11 +83,11 @@ int stage_portsec(struct xdp_md *ctx)
 			return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 		src = ip->saddr;
 		if (src == 0 && ip->protocol == IPPROTO_UDP) {
-			/* DHCP discover/request before the port has its address: the fallback answers */
+			/* DHCP discover/request before the port has its address, from its own MAC */
 			struct udphdr *udp = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, sizeof(*udp));
 
 			if (udp && udp->dest == DHCP_SERVER_PORT_BE && mac_eq(eth->h_source, port->mac))
-				return verdict(ctx, m, XDP_PASS, DROP_NONE);
+				return dhcp_punt_or_next(ctx, m, port->flags);
 		}
 	} else if (eth->h_proto == ETH_P_IPV6_BE) {
 		/* Only the MAC is checked: `portsec` holds no IPv6 sources yet, and the
@@ -80,7 +109,7 @@ int stage_portsec(struct xdp_md *ctx)
 	}
 	if (!mac_eq(eth->h_source, allowed->mac))
 		return verdict(ctx, m, XDP_DROP, DROP_PORTSEC_MAC);
-	return next_stage(ctx, m, STAGE_PORTSEC + 1);
+	return dhcp_punt_or_next(ctx, m, port->flags);
 }
 
 char _license[] SEC("license") = "GPL";

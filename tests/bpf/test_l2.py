@@ -59,14 +59,6 @@ def test_allowed_address_pair_with_its_mac_passes(world):
     assert res.verdict == "XDP_REDIRECT" and res.meta["out_ifindex"] == local2
 
 
-def test_dhcp_before_an_address_goes_to_the_fallback(world):
-    pipe, local, _, _ = world
-    frame = Ether(src=fx.LOCAL_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") / \
-        UDP(sport=68, dport=67) / Raw(b"\x01" * 240)
-    res = run_packet(pipe, frame, ingress_ifindex=local)
-    assert res.verdict == "XDP_PASS" and res.stages == ["STAGE_ENTRY_PORT", "STAGE_PORTSEC"]
-
-
 def test_port_security_off_lets_any_source_through(pipeline, test_iface):
     (_, local), (_, local2), (_, underlay) = test_iface(), test_iface(), test_iface()
     fx.program(pipeline, fx.build_view(local, local2, underlay, portsec=False))
