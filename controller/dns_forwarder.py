@@ -17,12 +17,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .frames import ETH_HLEN, UDP_HLEN, ipv4_udp_frame
+
 log = logging.getLogger(__name__)
 
 DNS_PORT = 53
 TIMEOUT = 5.0           # an unanswered query is forgotten after this (the client retries)
 MAX_PENDING = 4096      # relayed queries waiting at once; more are refused
-ETH_HLEN, IPV4_HLEN, UDP_HLEN = 14, 20, 8
 RCODE_REFUSED = 5
 
 
@@ -51,31 +52,12 @@ def refused(query: bytes) -> bytes:
 
 
 def reply_frame(query_frame: bytes, dns_payload: bytes) -> bytes:
-    """The query's Ethernet/IPv4/UDP turned around around a new DNS payload (IPv4 without
-    options, UDP checksum 0: optional over IPv4)."""
-    eth = query_frame[:ETH_HLEN]
+    """The query's Ethernet/IPv4/UDP turned around around a new DNS payload."""
     ihl = (query_frame[ETH_HLEN] & 0x0F) * 4
     ip = query_frame[ETH_HLEN:ETH_HLEN + ihl]
     udp = query_frame[ETH_HLEN + ihl:ETH_HLEN + ihl + UDP_HLEN]
-    src, dst = ip[12:16], ip[16:20]
-    total = IPV4_HLEN + UDP_HLEN + len(dns_payload)
-    # version/IHL, TOS, length, id, DF, TTL, protocol, checksum (0 for now), addresses
-    header = bytes([0x45, 0]) + _u16(total) + _u16(0) + _u16(0x4000) + bytes([64, socket.IPPROTO_UDP]) + \
-        _u16(0) + dst + src
-    header = header[:10] + _u16(_ipv4_checksum(header)) + header[12:]
-    udp_out = udp[2:4] + udp[0:2] + _u16(UDP_HLEN + len(dns_payload)) + _u16(0)
-    return eth[6:12] + eth[0:6] + eth[12:14] + header + udp_out + dns_payload
-
-
-def _u16(value: int) -> bytes:
-    return value.to_bytes(2, "big")
-
-
-def _ipv4_checksum(header: bytes) -> int:
-    total = sum(int.from_bytes(header[i:i + 2], "big") for i in range(0, IPV4_HLEN, 2))
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return ipv4_udp_frame(query_frame[0:6], query_frame[6:12], ip[16:20], ip[12:16],
+                          int.from_bytes(udp[2:4], "big"), int.from_bytes(udp[0:2], "big"), dns_payload)
 
 
 class Forwarder:
@@ -112,7 +94,7 @@ class Forwarder:
             while qid in self._pending:
                 qid = random.randrange(65536)
             self._pending[qid] = Pending(query[:2], upstream, now + TIMEOUT, answer)
-        sock.sendto(_u16(qid) + query[2:], upstream)
+        sock.sendto(qid.to_bytes(2, "big") + query[2:], upstream)
         self.relayed += 1
         return True
 

@@ -4,6 +4,7 @@ routes) and before if_config, which makes a tap's frames enter the pipeline:
 a new port is never reachable unfiltered, not even for one pass. Apps that own
 OpenFlow tables (flood, igmp) program the OVS fallback's br-int instead (controller/ovs/)."""
 from .base import App, Entry, LocalView
+from .dhcp import DhcpApp
 from .dns import DnsApp
 from .fip import FloatingIPApp
 from .flood import FloodApp
@@ -17,6 +18,6 @@ from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
 APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, LoadBalancerApp,
-                         DnsApp, PortsApp, FloodApp, IgmpApp]
+                         DnsApp, DhcpApp, PortsApp, FloodApp, IgmpApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]
