@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := clang llvm libbpf-dev bpftool iproute2 ethtool etcd-server etcd-client \
 	openvswitch-switch iptables iperf3 tcpdump iputils-ping traceroute netcat-openbsd nmap dnsutils \
-	curl dnsmasq-base dnsperf prometheus linux-libc-dev libelf-dev pkg-config gcc python3-venv python3-dev
+	curl dnsmasq-base dnsperf isc-dhcp-client busybox prometheus linux-libc-dev libelf-dev pkg-config gcc \
+	python3-venv python3-dev
 
 .PHONY: all deps venv bpf test demo clean
 

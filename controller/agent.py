@@ -25,6 +25,7 @@ from dfxdp.nb.txn import NB
 from dfxdp.nb.watcher import Snapshot, Watcher
 
 from .apps import LocalView
+from .apps.dhcp import DhcpApp
 from .apps.dns import DEFAULT_TTL, DnsApp
 from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
@@ -92,7 +93,8 @@ class Agent:
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
         self.pipeline = Pipeline(cfg.bpffs).load()
         self.control = build_datapath_control(self.pipeline.maps, options={
-            DnsApp: {"ttl": cfg.dns_ttl, "upstream": cfg.dns_upstream}})
+            DnsApp: {"ttl": cfg.dns_ttl, "upstream": cfg.dns_upstream},
+            DhcpApp: {"on_count": self._count_dhcp}})
         self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
         self.metrics.heartbeat.set_to_current_time()
         self.metrics.serve_datapath(lambda: self.pipeline.maps if self.pipeline else {})
@@ -118,6 +120,9 @@ class Agent:
         for t in self._threads:
             t.start()
         log.info("agent %s up: tunnel %s on %s, bpffs %s", cfg.chassis, cfg.tunnel_ip, cfg.underlay, cfg.bpffs)
+
+    def _count_dhcp(self, outcome: str) -> None:
+        self.metrics.dhcp_messages.labels(outcome).inc()
 
     def _refill_replaced_maps(self) -> None:
         """An upgrade recreated some maps empty (new layout). Fill them from NB before the

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from dfxdp.datapath.libbpf import lib
 
@@ -56,9 +56,10 @@ class DhcpApp(App):
     name = "dhcp"
     punt_reasons = (lib.PUNT_DHCP,)
 
-    def __init__(self, lease: int = DEFAULT_LEASE) -> None:
+    def __init__(self, lease: int = DEFAULT_LEASE, on_count: Callable[[str], None] = lambda outcome: None) -> None:
         self.lease = lease
         self.stats: Counter[str] = Counter()  # answers by type, unanswered frames by why
+        self._on_count = on_count  # the same outcomes, to the agent's metrics
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         return ()  # no maps: stage_portsec punts every bound port's requests
@@ -67,6 +68,7 @@ class DhcpApp(App):
     def on_punt(self, packet: "PuntedPacket") -> None:
         outcome, reply = self.answer(packet.frame, packet.ifindex, packet.view)
         self.stats[outcome] += 1
+        self._on_count(outcome)
         if reply is not None:
             packet.reply(reply)
 

@@ -25,6 +25,8 @@ class AgentMetrics:
         self.bound_ports = Gauge("dfxdp_bound_ports", "Ports bound on this chassis", registry=r)
         self.punt_records = Counter("dfxdp_punt_records", "Punted frames the agent read, by outcome",
                                     ["outcome"], registry=r)
+        self.dhcp_messages = Counter("dfxdp_dhcp_messages", "DHCP client frames the DHCP app read: its answers "
+                                     "(offer, ack, nak) and the rest by why", ["outcome"], registry=r)
 
     def serve_datapath(self, maps) -> None:
         self.registry.register(DatapathCollector(maps))

@@ -165,8 +165,9 @@ class Cluster:
         return openstack.connect(auth_type="none", auth={"endpoint": self.api_url},
                                  network_endpoint_override=self.api_url)
 
-    def plug(self, port, chassis: Chassis, name: str | None = None) -> str:
-        """A VM namespace whose eth0 carries `port` (an openstacksdk Port) on `chassis`."""
+    def plug(self, port, chassis: Chassis, name: str | None = None, configure_ip: bool = True) -> str:
+        """A VM namespace whose eth0 carries `port` (an openstacksdk Port) on `chassis`. Without
+        `configure_ip`, eth0 is up with no address, the default MTU and no route: for DHCP."""
         vm = self.topo.netns(name or f"vm{len(self.vms)}")
         fixed = port.fixed_ips[0]
         subnet = self.connect().network.get_subnet(fixed["subnet_id"])
@@ -175,11 +176,12 @@ class Cluster:
         self.topo.veth(tap_name(port.id), chassis.ns, "eth0", vm, peer_mac=port.mac_address, vm_end="peer")
         # The network's MTU leaves room for VXLAN (Neutron hands it to VMs by DHCP; os-vif sets the tap).
         mtu = self.connect().network.get_network(port.network_id).mtu
-        self.topo.ip(vm, f"link set eth0 mtu {mtu}")
         self.topo.ip(chassis.ns, f"link set {tap_name(port.id)} mtu {mtu}")
-        self.topo.ip(vm, f"addr add {fixed['ip_address']}/{prefix} dev eth0")
-        if subnet.gateway_ip:
-            self.topo.ip(vm, f"route add default via {subnet.gateway_ip}")
+        if configure_ip:
+            self.topo.ip(vm, f"link set eth0 mtu {mtu}")
+            self.topo.ip(vm, f"addr add {fixed['ip_address']}/{prefix} dev eth0")
+            if subnet.gateway_ip:
+                self.topo.ip(vm, f"route add default via {subnet.gateway_ip}")
         self.vms[port.id] = vm
         return vm
 

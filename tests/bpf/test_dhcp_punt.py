@@ -14,7 +14,8 @@ from tests.bpf import l2_fixtures as fx
 
 def dhcp(src_mac, src_ip, dst_ip, sport=68, dst_mac="ff:ff:ff:ff:ff:ff", kind="discover"):
     return (Ether(src=src_mac, dst=dst_mac) / IP(src=src_ip, dst=dst_ip) / UDP(sport=sport, dport=67)
-            / BOOTP(chaddr=bytes.fromhex(src_mac.replace(":", "")), xid=7) / DHCP(options=[("message-type", kind), "end"]))
+            / BOOTP(chaddr=bytes.fromhex(src_mac.replace(":", "")), xid=7)
+            / DHCP(options=[("message-type", kind), "end"]))
 
 
 def drained(pipeline) -> list[bytes]:
