@@ -205,11 +205,33 @@ def _summary(results: dict) -> str:
         lines += [*_throughput_section(results["throughput"]), *_tcp_section(results["tcp"])]
     if results.get("lb"):
         lines += _lb_section(results["lb"])
+    if "dns" in results:
+        lines += _dns_summary(results["dns"])
     if "punt" in results:
-        lines += [*_punt_summary(results["punt"]), ""]
+        lines += [*_punt_summary(results["punt"]), "", *_dhcp_summary(results["dhcp"])]
     if "control" in results:
         lines += _control_section(results["control"])
     return "\n".join(lines)
+
+
+def _dns_summary(d: dict) -> list[str]:
+    return ["## DNS: the XDP responder against dnsmasq (same names)", "",
+            "| | CPU ns per answered query | queries/s | mean latency |", "|---|---:|---:|---:|",
+            f"| XDP, A (whole pipeline, BPF_PROG_TEST_RUN) | {d['xdp_a_ns']:.0f} | | |",
+            f"| XDP, PTR | {d['xdp_ptr_ns']:.0f} | | |",
+            f"| XDP, NXDOMAIN | {d['xdp_nxdomain_ns']:.0f} | | |",
+            f"| dnsmasq under dnsperf (loopback) | {d['dnsmasq_cpu_ns_per_query']:.0f} | "
+            f"{d['dnsmasq_qps']:,.0f} | {d['dnsmasq_latency_ms']:.3f} ms |", "",
+            f"{d['names']:,} names; the empty XDP program costs {d['floor_ns']:.0f} ns. dnsmasq spends "
+            f"{d['ratio']:.1f}× the CPU of the XDP answer per query ({d['dnsmasq_queries']:,} queries).", ""]
+
+
+def _dhcp_summary(d: dict) -> list[str]:
+    return ["## DHCP (a VM's DISCOVER through the punt path to the DHCP app, its OFFER back)", "",
+            f"DISCOVER → OFFER, VM to VM: p50 {d['offer_us_p50']:.0f} µs, p99 {d['offer_us_p99']:.0f} µs "
+            f"({d['discovers']:,} requests, {d['lost']} lost).", "",
+            f"Flood of {d['flood_sent']:,} DISCOVERs, punt limit lifted: {d['flood_answered']:,} answered, "
+            f"{d['answers_per_second']:,.0f} OFFERs per second.", ""]
 
 
 def _punt_summary(p: dict) -> list[str]:

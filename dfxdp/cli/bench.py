@@ -19,13 +19,14 @@ class Sizes:
     control_samples: int          # NB write → programmed, per size (p99 needs 100)
     first_packet_samples: int     # API call → first forwarded packet, per size
     punt_round_trips: int
-    punt_flood: int               # frames per punt flood
+    punt_flood: int               # frames per punt flood (and per DHCP flood)
+    dns_seconds: float            # dnsperf against dnsmasq
 
 
-QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000)
-FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000)
+QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1)
+FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10)
 LARGE_PORTS = 100000
-PARTS = ("datapath", "lb", "throughput", "punt", "control")
+PARTS = ("datapath", "lb", "dns", "throughput", "punt", "control")
 MAX_PORTS = 1_000_000
 
 
@@ -68,13 +69,13 @@ def register(group: click.Group) -> None:
     def bench(quick: bool, parts: tuple[str, ...], ports: tuple[int, ...] | None, large: bool, out_dir: str) -> None:
         """Measure datapath cost, end-to-end packets per second from a live-frames generator
         through dfxdp, kernel routing + iptables and OVS, TCP through security groups, the load
-        balancer, the punt
-        path, and the control plane on a real etcd; write results.json, charts and summary.md."""
+        balancer, the DNS responder against dnsmasq, the punt
+        path with DHCP answers, and the control plane on a real etcd; write results.json, charts and summary.md."""
         if (ports or large) and "control" not in parts:
             raise click.ClickException("--ports and --large size the control part, which --parts leaves out")
         from rich.progress import Progress
 
-        from dfxdp.bench import control, datapath, lb, punt, report, throughput
+        from dfxdp.bench import control, datapath, dns, lb, punt, report, throughput
 
         from .interrupt import clean_exit_on_signals
 
@@ -98,9 +99,13 @@ def register(group: click.Group) -> None:
                 results["datapath"] = [asdict(c) for c in datapath.measure(sizes.datapath_samples, step)]
                 progress.update(task, description="datapath: done")
             if "lb" in parts:
-                task, step = part("load balancer", 5)
+                task, step = part("lb", 5)
                 results["lb"] = [asdict(c) for c in lb.measure(sizes.datapath_samples, step)]
-                progress.update(task, description="load balancer: done")
+                progress.update(task, description="lb: done")
+            if "dns" in parts:
+                task, step = part("dns", 5)
+                results["dns"] = asdict(dns.measure(sizes.datapath_samples, sizes.dns_seconds, step))
+                progress.update(task, description="dns: done")
             if "throughput" in parts:
                 task, step = part("throughput", 2 * len(throughput.ROUTERS) + len(throughput.TCP_RUNS))
                 rates = throughput.measure(sizes.throughput_seconds, sizes.throughput_runs, step)
@@ -110,8 +115,9 @@ def register(group: click.Group) -> None:
                 unfiltered = next(r.gbits_per_second for r in tcp if r.name == "dfxdp_unfiltered") or 1
                 results["tcp"] = [{**asdict(r), "ratio_to_unfiltered": r.gbits_per_second / unfiltered} for r in tcp]
             if "punt" in parts:
-                task, step = part("punt", 3)
+                task, step = part("punt", 5)
                 results["punt"] = asdict(punt.measure(sizes.punt_round_trips, sizes.punt_flood, step))
+                results["dhcp"] = asdict(punt.measure_dhcp(sizes.punt_round_trips, sizes.punt_flood, step))
                 progress.update(task, description="punt: done")
             if "control" in parts:
                 task, _ = part("control", None)

@@ -13,8 +13,8 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["parts"] == ["datapath", "lb", "throughput", "punt", "control"]
-    assert set(results["load"]) == {"datapath", "throughput", "punt", "control"}
+    assert results["parts"] == ["datapath", "lb", "dns", "throughput", "punt", "control"]
+    assert set(results["load"]) == set(results["parts"])
     assert results["machine"]["clocksource"] and results["machine"]["cpu_model"]
     verdicts = {r["name"]: r["verdict"] for r in results["datapath"]}
     assert verdicts == {"floor": "XDP_PASS", "floor_single_run": "XDP_PASS", "floor_replayed": "XDP_PASS",
@@ -39,6 +39,12 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert [r["name"] for r in results["lb"]] == ["floor", "l2_local", "lb_new_flow", "lb_established_flow",
                                                   "maglev_build_1000_members", "ring_swap_65537_slots"]
     assert all(r["value"] > 0 for r in results["lb"])
+    dhcp = results["dhcp"]
+    assert dhcp["discovers"] + dhcp["lost"] == 50 and dhcp["discovers"] > 0 and dhcp["offer_us_p50"] > 0
+    assert dhcp["flood_answered"] > 0 and dhcp["answers_per_second"] > 0
+    dns = results["dns"]
+    assert min(dns["xdp_a_ns"], dns["xdp_ptr_ns"], dns["xdp_nxdomain_ns"], dns["floor_ns"]) > 0
+    assert dns["dnsmasq_queries"] > 0 and dns["dnsmasq_cpu_ns_per_query"] > 0 and dns["ratio"] > 0
     control = results["control"]
     assert [p["ports"] for p in control] == [12, 52]  # each size plus the peer VM's port and the DHCP port
     for point in control:
@@ -51,7 +57,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert "| l3_routed |" in summary and "| kernel_iptables | udp | yes |" in summary and "| 52 |" in summary
     assert "write → programmed p50 / max" in summary  # 5 samples have no p99
     assert "| dfxdp_security_groups |" in summary and "| lb_established_flow |" in summary
-    assert "## Punt path" in summary
+    assert "## Punt path" in summary and "## DHCP" in summary and "## DNS" in summary
 
 
 def test_bench_chosen_parts_and_sizes_only(tmp_path):
@@ -68,7 +74,7 @@ def bench_namespaces(pid: int) -> set[str]:
     """The namespaces bench process `pid` made (other benches may run on the machine)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     names = (line.split()[0] for line in out.splitlines())
-    return {n for n in names if n.startswith(("thru-", "bpunt-", "bcp-")) and n.rsplit("-", 1)[-1].startswith(pid_tag(pid))}
+    return {n for n in names if n.startswith(("thru-", "bpunt-", "bdhcp-", "bcp-", "bdns-")) and n.rsplit("-", 1)[-1].startswith(pid_tag(pid))}
 
 
 def test_sigterm_mid_run_removes_what_the_bench_built(tmp_path):
