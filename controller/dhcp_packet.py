@@ -29,7 +29,7 @@ DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
 OPT_PAD, OPT_END = 0, 255
 OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS_SERVERS, OPT_HOSTNAME, OPT_DOMAIN_NAME = 1, 3, 6, 12, 15
 OPT_INTERFACE_MTU, OPT_BROADCAST_ADDRESS = 26, 28
-OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_MESSAGE_TYPE, OPT_SERVER_ID = 50, 51, 53, 54
+OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_OVERLOAD, OPT_MESSAGE_TYPE, OPT_SERVER_ID = 50, 51, 52, 53, 54
 OPT_PARAMETER_LIST, OPT_MESSAGE, OPT_RENEWAL_TIME, OPT_REBINDING_TIME = 55, 56, 58, 59
 OPT_CLASSLESS_ROUTES, OPT_MS_CLASSLESS_ROUTES = 121, 249
 
@@ -183,6 +183,54 @@ def classless_routes(routes: list[tuple[str, str]]) -> bytes:
         out += bytes([net.prefixlen]) + net.network_address.packed[:significant]
         out += ipaddress.IPv4Address(nexthop).packed
     return bytes(out)
+
+
+# Neutron's extra_dhcp_opts name options as dnsmasq does; the ones a port is likely to set.
+# Value kinds: "ips" (comma-separated IPv4 addresses), "str", "u16", "u32".
+NAMED_OPTIONS: dict[str, tuple[int, str]] = {
+    "netmask": (1, "ips"), "router": (3, "ips"), "dns-server": (6, "ips"), "log-server": (7, "ips"),
+    "hostname": (12, "str"), "domain-name": (15, "str"), "mtu": (26, "u16"), "broadcast": (28, "ips"),
+    "ntp-server": (42, "ips"), "lease-time": (51, "u32"), "T1": (58, "u32"), "T2": (59, "u32"),
+    "tftp-server": (66, "str"), "bootfile-name": (67, "str"), "tftp-server-address": (150, "ips"),
+}
+KINDS_BY_CODE = {code: kind for code, kind in NAMED_OPTIONS.values()}
+SIADDR = "server-ip-address"  # not an option: the BOOTP siaddr field (the next server, for PXE)
+RESERVED = {OPT_PAD, OPT_END, OPT_MESSAGE_TYPE, OPT_SERVER_ID, OPT_OVERLOAD}  # the protocol's own
+
+
+def extra_option(name: str, value: str) -> tuple[int, bytes] | tuple[str, str]:
+    """One extra_dhcp_opt as (code, encoded value), or (SIADDR, address). `name` as Neutron passes
+    it to dnsmasq: a name or a number, optionally after "option:" and "tag:…," prefixes.
+    ValueError for a name it does not know or a value that does not fit the option."""
+    name = name.split(",")[-1].removeprefix("option:")
+    if name == SIADDR:
+        return SIADDR, str(ipaddress.IPv4Address(value.strip()))
+    if name in NAMED_OPTIONS:
+        code, kind = NAMED_OPTIONS[name]
+    elif name.isdigit() and 0 < int(name) < 255:
+        code = int(name)
+        looks_like_ips = all(_is_ipv4(v) for v in value.split(","))
+        kind = KINDS_BY_CODE.get(code, "ips" if looks_like_ips else "str")
+    else:
+        raise ValueError(f"unknown DHCP option name {name!r}")
+    if code in RESERVED:
+        raise ValueError(f"option {code} is the DHCP protocol's own, not settable")
+    if kind == "ips":
+        return code, addresses([v.strip() for v in value.split(",")])
+    if kind in ("u16", "u32"):
+        number, width = int(value), 2 if kind == "u16" else 4
+        if not 0 <= number < 1 << (8 * width):
+            raise ValueError(f"{number} does not fit option {code} ({8 * width} bits)")
+        return code, number.to_bytes(width, "big")
+    return code, value.encode()
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def reply_frame(server_mac: bytes, server_ip: str, client_mac: bytes, dst_ip: str, payload: bytes) -> bytes:

@@ -16,7 +16,8 @@ DNS servers (the subnet's dns_nameservers, else the DHCP port's address, which
 stage_dns answers on), hostname and domain (the port's dns_assignment, else
 host-<ip-dashes> and openstacklocal), lease and its T1/T2, and classless
 static routes (121, and 249 for Windows) when the subnet has host routes or
-the network other subnets. Every frame not answered is counted by why.
+the network other subnets; then the port's extra_dhcp_opts, which replace the
+option of the same number. Every frame not answered is counted by why.
 """
 from __future__ import annotations
 
@@ -50,6 +51,28 @@ def host_identity(port: dict, address: str) -> tuple[str, str]:
             domain = fqdn[len(a["hostname"]) + 1:] if fqdn.startswith(a["hostname"] + ".") else ""
             return a["hostname"], domain or DEFAULT_DOMAIN
     return "host-" + address.replace(".", "-"), DEFAULT_DOMAIN
+
+
+def extra_options(port: dict) -> tuple[dict[int, bytes], str]:
+    """The port's IPv4 extra_dhcp_opts as {code: value} (they replace the answer's own option of
+    that code, as dnsmasq's per-host options do) and the siaddr (`server-ip-address`, else
+    0.0.0.0). One that cannot be encoded is skipped with a warning: NB takes any name, as Neutron."""
+    options: dict[int, bytes] = {}
+    siaddr = "0.0.0.0"
+    for opt in port.get("extra_dhcp_opts") or []:
+        if opt.get("ip_version", 4) != 4 or opt.get("opt_value") is None:
+            continue
+        try:
+            code, value = dhcp.extra_option(opt["opt_name"], opt["opt_value"])
+        except ValueError as exc:
+            log.warning("port %s: extra_dhcp_opt %s=%r skipped: %s", port["id"], opt["opt_name"],
+                        opt["opt_value"], exc)
+            continue
+        if code == dhcp.SIADDR:
+            siaddr = value
+        else:
+            options[code] = value
+    return options, siaddr
 
 
 class DhcpApp(App):
@@ -142,7 +165,7 @@ class DhcpApp(App):
                view: LocalView, port: dict) -> bytes:
         options: list[tuple[int, bytes]] = [(dhcp.OPT_MESSAGE_TYPE, bytes([reply_type])),
                                             (dhcp.OPT_SERVER_ID, dhcp.addresses([server_ip]))]
-        yiaddr = "0.0.0.0"
+        yiaddr = siaddr = "0.0.0.0"
         if reply_type == dhcp.NAK:
             options.append((dhcp.OPT_MESSAGE, b"requested address is not this port's"))
         else:
@@ -152,8 +175,10 @@ class DhcpApp(App):
                             (dhcp.OPT_RENEWAL_TIME, (self.lease // 2).to_bytes(4, "big")),
                             (dhcp.OPT_REBINDING_TIME, (self.lease * 7 // 8).to_bytes(4, "big"))]
             options += self._configuration(address, subnet, server_ip, view, port)
-        message = dhcp.DhcpMessage(op=dhcp.BOOTREPLY, xid=request.xid, flags=request.flags,
-                                   ciaddr=request.ciaddr, yiaddr=yiaddr, chaddr=request.chaddr)
+            extras, siaddr = extra_options(port)
+            options = [(code, value) for code, value in options if code not in extras] + list(extras.items())
+        message = dhcp.DhcpMessage(op=dhcp.BOOTREPLY, xid=request.xid, flags=request.flags, ciaddr=request.ciaddr,
+                                   yiaddr=yiaddr, siaddr=siaddr, chaddr=request.chaddr)
         return dhcp.encode(message, options)
 
     @staticmethod

@@ -113,6 +113,16 @@ def _not_null(value):
     return value
 
 
+class ExtraDhcpOpt(Strict):
+    """Neutron's extra_dhcp_opt: a DHCP option the port's answers carry (docs/dhcp.md). As
+    Neutron, the name is not checked here (dnsmasq names, or the option's number); the DHCP
+    app skips, and counts, what it cannot encode."""
+
+    opt_name: Annotated[str, Field(min_length=1)]
+    opt_value: Optional[str] = None
+    ip_version: Literal[4, 6] = 4
+
+
 class Port(Resource):
     network_id: str
     admin_state_up: Bool = True
@@ -129,6 +139,7 @@ class Port(Resource):
     allowed_address_pairs: list[AddressPair] = []
     dns_name: str = ""
     dns_assignment: list[dict[str, str]] = []  # computed by the service (dfxdp/nb/dns.py)
+    extra_dhcp_opts: list[ExtraDhcpOpt] = []
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "dns_assignment"}
     IMMUTABLE: ClassVar[set[str]] = {"network_id"}
 

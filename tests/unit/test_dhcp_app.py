@@ -126,3 +126,22 @@ def test_hostname_and_domain_from_dns_assignment():
     v.ports["p-vm"]["dns_assignment"] = [{"hostname": "web", "ip_address": "10.0.0.5", "fqdn": "web.example.org."}]
     opts = options(answer(client("discover"), v)[1])
     assert opts["hostname"] == b"web" and opts["domain"] == b"example.org"
+
+
+def test_extra_dhcp_opts_replace_and_add_options_and_bad_ones_are_skipped():
+    v = view()
+    v.ports["p-vm"]["extra_dhcp_opts"] = [
+        {"opt_name": "mtu", "opt_value": "1400", "ip_version": 4},                  # replaces the network's
+        {"opt_name": "tag:pxe,bootfile-name", "opt_value": "pxelinux.0", "ip_version": 4},
+        {"opt_name": "server-ip-address", "opt_value": "10.0.0.9", "ip_version": 4},
+        {"opt_name": "42", "opt_value": "192.0.2.1,192.0.2.2", "ip_version": 4},
+        {"opt_name": "dns-server", "opt_value": "2001:db8::1", "ip_version": 6},     # IPv6: not ours
+        {"opt_name": "no-such-option", "opt_value": "x", "ip_version": 4},          # skipped
+        {"opt_name": "mtu", "opt_value": None, "ip_version": 4},                    # no value: nothing
+    ]
+    _, reply = answer(client("discover"), v)
+    opts = options(reply)
+    assert opts["interface-mtu"] == 1400 and opts["boot-file-name"] == b"pxelinux.0"
+    assert opts["NTP_server"] == ("192.0.2.1", "192.0.2.2") and opts["name_server"] == "10.0.0.2"
+    assert Ether(reply)[BOOTP].siaddr == "10.0.0.9"
+    assert [o[0] for o in Ether(reply)[DHCP].options if isinstance(o, tuple)].count("interface-mtu") == 1

@@ -97,3 +97,26 @@ def test_a_reply_reads_back_in_scapy():
     assert opts["message-type"] == 2 and opts["server_id"] == "10.0.0.2"
     parsed = dhcp.parse_message(bytes(frame[BOOTP]))
     assert parsed.options[224] == long_value
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("router", "10.0.0.1,10.0.0.2", (3, bytes([10, 0, 0, 1, 10, 0, 0, 2]))),
+    ("tag:ipxe,option:bootfile-name", "ipxe.efi", (67, b"ipxe.efi")),
+    ("mtu", "1400", (26, (1400).to_bytes(2, "big"))),
+    ("26", "1400", (26, (1400).to_bytes(2, "big"))),   # a number takes the named option's kind
+    ("160", "192.0.2.1", (160, bytes([192, 0, 2, 1]))),
+    ("161", "text", (161, b"text")),
+    ("server-ip-address", "10.0.0.9", (dhcp.SIADDR, "10.0.0.9")),
+])
+def test_extra_dhcp_opts_as_dnsmasq_reads_them(name, value, expected):
+    assert dhcp.extra_option(name, value) == expected
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("no-such-name", "x", "unknown"), ("0", "x", "unknown"), ("255", "x", "unknown"),
+    ("53", "1", "protocol's own"), ("server-identifier", "1.2.3.4", "unknown"), ("mtu", "70000", "does not fit"),
+    ("mtu", "-1", "does not fit"), ("mtu", "big", "invalid literal"), ("router", "10.0.0", "octets"),
+])
+def test_extra_dhcp_opts_that_cannot_be_encoded_are_refused(name, value, why):
+    with pytest.raises(ValueError, match=why):
+        dhcp.extra_option(name, value)
