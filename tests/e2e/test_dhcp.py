@@ -2,7 +2,8 @@
 `dhclient` (isc-dhcp-client) and `udhcpc` (busybox) get their port's address,
 router, MTU 1450 and DNS servers from the network's DHCP port; they keep them
 across an agent restart (a RENEW is answered by the new agent); RELEASE is
-counted; a subnet with enable_dhcp false gets no answer.
+counted; a port's extra_dhcp_opts reach the client; a subnet with enable_dhcp
+false gets no answer.
 
 Each client runs in the foreground inside its VM namespace with its own lease,
 pid and script files in the test's temporary directory: the scripts apply the
@@ -19,6 +20,7 @@ from dfxdp.testing.netns import Topology, run
 from dfxdp.testing.prom import sample
 
 DNS_SERVERS = ["192.0.2.53", "192.0.2.54"]
+NTP_SERVER = "192.0.2.123"
 HOST_ROUTE = {"destination": "192.168.50.0/24", "nexthop": "10.61.0.254"}
 
 DHCLIENT_CONF = """option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
@@ -100,8 +102,8 @@ class Client:
             time.sleep(0.2)
 
 
-def new_port(cl, net, chassis):
-    port = cl.connect().network.create_port(network_id=net.id, binding_host_id=chassis.name)
+def new_port(cl, net, chassis, **fields):
+    port = cl.connect().network.create_port(network_id=net.id, binding_host_id=chassis.name, **fields)
     vm = cl.plug(port, chassis, configure_ip=False)
     cl.wait_active(port.id)
     return port, vm
@@ -131,7 +133,7 @@ def wait_agent_answers_metrics(ch, timeout: float = 60) -> None:
 def test_udhcpc_gets_its_port_configuration_renews_across_an_agent_restart_and_releases(cluster, tmp_path):
     cl = cluster
     ch = cl.chassis[1]
-    port, vm = new_port(cl, cl.net, ch)
+    port, vm = new_port(cl, cl.net, ch, extra_dhcp_opts=[{"opt_name": "ntp-server", "opt_value": NTP_SERVER}])
     client = Client(tmp_path, "udhcpc", UDHCPC_SCRIPT)
     client.proc = cl.topo.popen(["busybox", "udhcpc", "-f", "-i", "eth0", "-s", str(client.script), "-t", "20",
                                  "-T", "1", "-O", "mtu", "-O", "staticroutes"], ns=vm,
@@ -145,6 +147,7 @@ def test_udhcpc_gets_its_port_configuration_renews_across_an_agent_restart_and_r
     assert told["serverid"] == cl.server.fixed_ips[0]["ip_address"]
     assert told["hostname"] == "host-" + port.fixed_ips[0]["ip_address"].replace(".", "-")
     assert told["domain"] == "openstacklocal"
+    assert told["ntpsrv"] == NTP_SERVER  # the port's extra_dhcp_opts
     # RFC 3442: the host route and the default route through the gateway
     assert told["staticroutes"].split() == [HOST_ROUTE["destination"], HOST_ROUTE["nexthop"],
                                             "0.0.0.0/0", cl.subnet.gateway_ip]
