@@ -10,7 +10,7 @@ from dfxdp.datapath.libbpf import lib
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, inside, run
 from dfxdp.testing.prom import sample
-from dfxdp.testing.punt import SERVER_MAC, VM_MAC, PuntRig, dhcp_discover, dhcp_punt_hook
+from dfxdp.testing.punt import SERVER_MAC, VM_MAC, PuntRig, dhcp_discover
 
 
 def wait_for(condition, what: str, timeout: float = 20) -> None:
@@ -78,26 +78,25 @@ def test_a_running_agent_reads_what_its_pipeline_punts():
             c = cluster.connect()
             net = c.network.create_network(name="p")
             c.network.create_subnet(network_id=net.id, cidr="10.0.0.0/24", ip_version=4)
-            # without port security: its DHCP request reaches the hook slot instead of the fallback
+            # without port security: a bound port's DHCP requests are punted all the same
             port = c.network.create_port(network_id=net.id, binding_host_id=ch.name, port_security_enabled=False)
             vm = cluster.plug(port, ch)
             cluster.wait_active(port.id)
-            # a stage that punts DHCP, plugged into the live pipeline from its pins
-            with dhcp_punt_hook(ch.bpffs):
-                with inside(vm):
-                    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-                with sock:
-                    sock.bind(("eth0", 0))
-                    sock.send(dhcp_discover(7, mac=port.mac_address))
+            with inside(vm):
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            with sock:
+                sock.bind(("eth0", 0))
+                sock.send(dhcp_discover(7, mac=port.mac_address))
 
-                def metrics():
-                    return run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns).stdout
+            def metrics():
+                return run(["curl", "-sf", f"http://{ch.tunnel_ip}:9870/metrics"], ns=ch.ns).stdout
 
-                # no app of the agent answers DHCP yet: read, and counted as unclaimed
-                wait_for(lambda: sample(metrics(), "dfxdp_punt_records_total", outcome="unclaimed") == 1,
-                         "the agent read the punted frame")
-                text = metrics()
-                assert sample(text, "dfxdp_punt_records_total", outcome="received") == 1
-                assert sample(text, "dfxdp_drop_packets_total", reason="DROP_PUNTED") == 1
+            # read, and handed to the DHCP app, which answered it (docs/dhcp.md)
+            wait_for(lambda: sample(metrics(), "dfxdp_dhcp_messages_total", outcome="offer") == 1,
+                     "the agent read the punted frame and its DHCP app answered")
+            text = metrics()
+            assert sample(text, "dfxdp_punt_records_total", outcome="received") == 1
+            assert sample(text, "dfxdp_punt_records_total", outcome="dispatched") == 1
+            assert sample(text, "dfxdp_drop_packets_total", reason="DROP_PUNTED") == 1
         finally:
             cluster.close()
