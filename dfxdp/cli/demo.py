@@ -1,14 +1,17 @@
 """`dfxdp demo`: a two-chassis deployment on the embedded default, shown working.
 
-Two networks joined by a distributed router, VMs on both chassis, a floating IP
+Two networks joined by a distributed router, VMs on both chassis (one of them
+configured by DHCP, answered by its chassis' agent), a floating IP
 reached from an outside host, a network no router joins, real ping and iperf3
 traffic through XDP, and the per-stage counters of each chassis.
 """
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 import subprocess
+import tempfile
 import time
 
 import click
@@ -31,6 +34,7 @@ def run_demo(console) -> bool:
     """Returns True when every check held."""
     from dfxdp.datapath.pipeline import pinned_counters
     from dfxdp.testing.cluster import OUTSIDE_IP, Cluster
+    from dfxdp.testing.dhcp import UDHCPC_SCRIPT, Client
     from dfxdp.testing.netns import Topology, run
 
     results = []
@@ -61,7 +65,8 @@ def run_demo(console) -> bool:
             for name, net, ch in (("web", blue, 0), ("db", green, 1), ("intruder", red, 0)):
                 ports[name] = c.network.create_port(network_id=net.id, binding_host_id=cluster.chassis[ch].name,
                                                     name=name)
-                vms[name] = cluster.plug(ports[name], cluster.chassis[ch], name=name)
+                # db gets its address, router and MTU by DHCP; the others are configured by hand
+                vms[name] = cluster.plug(ports[name], cluster.chassis[ch], name=name, configure_ip=name != "db")
             for port in ports.values():
                 cluster.wait_active(port.id)
             fip = c.network.create_ip(floating_network_id=ext.id, port_id=ports["web"].id)
@@ -74,7 +79,21 @@ def run_demo(console) -> bool:
                           f"web {addr['web']} on ch1, db {addr['db']} on ch2, intruder {addr['intruder']} on ch1; "
                           f"floating IP {fip.floating_ip_address} → web")
 
-            console.print("[bold]3. traffic[/]")
+            console.print("[bold]3. DHCP[/]")
+            with tempfile.TemporaryDirectory(prefix="dfxdp-demo-") as tmp:
+                client = Client(pathlib.Path(tmp), "db", UDHCPC_SCRIPT)
+                # -q: quit once bound; -n: fail after the tries instead of running on
+                run(["busybox", "udhcpc", "-f", "-q", "-n", "-i", "eth0", "-s", str(client.script), "-t", "10",
+                     "-T", "1", "-O", "mtu"], ns=vms["db"], check=False, timeout=60)
+                told = client.env("bound") if "bound" in client.events() else {}
+            link = run(["ip", "-o", "addr", "show", "dev", "eth0"], ns=vms["db"]).stdout + \
+                run(["ip", "link", "show", "eth0"], ns=vms["db"]).stdout
+            check("db configured by DHCP from its chassis' agent (udhcpc)",
+                  told.get("ip") == addr["db"] and f"inet {addr['db']}/24" in link and "mtu 1450" in link,
+                  f"address {told.get('ip')}/{told.get('mask')}, router {told.get('router')}, "
+                  f"MTU {told.get('mtu')}, DNS {told.get('dns')}, server {told.get('serverid')}")
+
+            console.print("[bold]4. traffic[/]")
             check("web → db routed across chassis (ping)", cluster.ping(vms["web"], addr["db"]))
             server = topo.popen(["iperf3", "-s", "-1"], ns=vms["db"], stdout=subprocess.DEVNULL)
             time.sleep(0.5)
@@ -94,7 +113,7 @@ def run_demo(console) -> bool:
             check("isolation: intruder (red) cannot reach web (blue)",
                   not cluster.ping(vms["intruder"], addr["web"], count=1, wait=3))
 
-            console.print("[bold]4. XDP counters[/]")
+            console.print("[bold]5. XDP counters[/]")
             for ch in cluster.chassis:
                 console.print(_counter_table(f"chassis {ch.name}", pinned_counters(ch.bpffs)))
         finally:
@@ -105,7 +124,7 @@ def run_demo(console) -> bool:
 def register(group: click.Group) -> None:
     @group.command("demo")
     def demo() -> None:
-        """Two chassis on the embedded DB: routing, a floating IP, isolation, counters."""
+        """Two chassis on the embedded DB: DHCP, routing, a floating IP, isolation, counters."""
         from rich.console import Console
 
         from .interrupt import clean_exit_on_signals

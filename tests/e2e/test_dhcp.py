@@ -8,7 +8,6 @@ false gets no answer.
 Each client runs in the foreground inside its VM namespace with its own lease,
 pid and script files in the test's temporary directory: the scripts apply the
 address to eth0 and write what they were told (environment) to a file."""
-import pathlib
 import signal
 import subprocess
 import time
@@ -16,43 +15,13 @@ import time
 import pytest
 
 from dfxdp.testing.cluster import Cluster
+from dfxdp.testing.dhcp import DHCLIENT_CONF, DHCLIENT_SCRIPT, UDHCPC_SCRIPT, Client
 from dfxdp.testing.netns import Topology, run
 from dfxdp.testing.prom import sample
 
 DNS_SERVERS = ["192.0.2.53", "192.0.2.54"]
 NTP_SERVER = "192.0.2.123"
 HOST_ROUTE = {"destination": "192.168.50.0/24", "nexthop": "10.61.0.254"}
-
-DHCLIENT_CONF = """option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
-request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name,
-        interface-mtu, rfc3442-classless-static-routes;
-"""
-
-# dhclient-script's job, reduced to the address, MTU and default route of eth0
-DHCLIENT_SCRIPT = """#!/bin/sh
-case "$reason" in
-  PREINIT) ip link set "$interface" up ;;
-  BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    [ -n "$new_interface_mtu" ] && ip link set "$interface" mtu "$new_interface_mtu"
-    [ -n "$new_routers" ] && ip route replace default via "${new_routers%% *}" ;;
-  RELEASE|EXPIRE|STOP) ip addr flush dev "$interface" ;;
-esac
-env | sort > "$DIR/$reason.env"
-echo "$reason" >> "$DIR/events"
-"""
-
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
-  bound|renew)
-    ip addr replace "$ip/$mask" dev "$interface"
-    [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-    [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
-esac
-env | sort > "$DIR/$1.env"
-echo "$1" >> "$DIR/events"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -71,35 +40,6 @@ def cluster():
             yield cl
         finally:
             cl.close()
-
-
-class Client:
-    """One DHCP client's files (in `directory`) and the events its script saw."""
-
-    def __init__(self, directory: pathlib.Path, name: str, script: str):
-        self.dir = directory / name
-        self.dir.mkdir()
-        self.script = self.dir / "script"
-        self.script.write_text(script.replace('"$DIR', f'"{self.dir}'))
-        self.script.chmod(0o755)
-        self.proc: subprocess.Popen | None = None
-
-    def events(self) -> list[str]:
-        path = self.dir / "events"
-        return path.read_text().split() if path.exists() else []
-
-    def env(self, event: str) -> dict[str, str]:
-        lines = (self.dir / f"{event}.env").read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines if "=" in line)
-
-    def wait_event(self, *events: str, after: int = 0, timeout: float = 60) -> None:
-        """Until the script has seen one of `events` past the first `after` events."""
-        deadline = time.monotonic() + timeout
-        while not set(events) & set(self.events()[after:]):
-            assert self.proc is None or self.proc.poll() is None, \
-                f"the client exited ({self.proc.returncode}) before {events}: events {self.events()}"
-            assert time.monotonic() < deadline, f"none of {events} within {timeout}s: events {self.events()}"
-            time.sleep(0.2)
 
 
 def new_port(cl, net, chassis, **fields):
