@@ -24,7 +24,7 @@ from typing import Iterator
 from dfxdp.controller.apps.base import App, mac_bytes
 from dfxdp.controller.punt import PuntService
 from dfxdp.datapath.hooks import Hook, HookSlots
-from dfxdp.datapath.libbpf import ensure_bpffs, lib
+from dfxdp.datapath.libbpf import RingBuffer, ensure_bpffs, lib
 from dfxdp.datapath.pipeline import Pipeline, object_path
 
 from .netns import Topology, ifindex, inside
@@ -44,6 +44,17 @@ def dhcp_discover(xid: int, mac: str = VM_MAC) -> bytes:
     return bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
                  / UDP(sport=68, dport=67) / BOOTP(chaddr=mac_bytes(mac), xid=xid)
                  / DHCP(options=[("message-type", "discover"), "end"]))
+
+
+def drained(pipeline: Pipeline) -> list[bytes]:
+    """Every record waiting in the punt ring."""
+    records: list[bytes] = []
+    ring = RingBuffer(pipeline.maps["punt_ring"], records.append)
+    try:
+        ring.poll(0)
+    finally:
+        ring.close()
+    return records
 
 
 class Echo(App):

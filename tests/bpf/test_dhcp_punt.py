@@ -6,9 +6,9 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from dfxdp.datapath.libbpf import RingBuffer
-from dfxdp.datapath.pktrun import run_packet
 from dfxdp.controller.punt import parse_record
+from dfxdp.datapath.pktrun import run_packet
+from dfxdp.testing.punt import drained
 from tests.bpf import l2_fixtures as fx
 
 
@@ -16,16 +16,6 @@ def dhcp(src_mac, src_ip, dst_ip, sport=68, dst_mac="ff:ff:ff:ff:ff:ff", kind="d
     return (Ether(src=src_mac, dst=dst_mac) / IP(src=src_ip, dst=dst_ip) / UDP(sport=sport, dport=67)
             / BOOTP(chaddr=bytes.fromhex(src_mac.replace(":", "")), xid=7)
             / DHCP(options=[("message-type", kind), "end"]))
-
-
-def drained(pipeline) -> list[bytes]:
-    records: list[bytes] = []
-    ring = RingBuffer(pipeline.maps["punt_ring"], records.append)
-    try:
-        ring.poll(0)
-    finally:
-        ring.close()
-    return records
 
 
 @pytest.fixture(params=[True, False], ids=["portsec", "no-portsec"])

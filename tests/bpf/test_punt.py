@@ -10,9 +10,9 @@ from scapy.packet import Raw
 
 from dfxdp.controller.apps.base import App
 from dfxdp.controller.punt import HEADER_SIZE, MalformedPunt, PuntService, parse_record
-from dfxdp.datapath.libbpf import RingBuffer, ffi, lib
+from dfxdp.datapath.libbpf import ffi, lib
 from dfxdp.datapath.pktrun import run_packet
-from dfxdp.testing.punt import dhcp_punt_hook
+from dfxdp.testing.punt import dhcp_punt_hook, drained
 
 VM_MAC = "fa:16:3e:00:00:01"
 DISCOVER = (Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
@@ -29,17 +29,6 @@ def punting(pipeline, test_iface):
         pipeline.maps["if_config"].update(ifindex, {"net_key": 42, "port_key": 7 + n, "flags": lib.IF_F_PORT})
     with dhcp_punt_hook(pipeline.dir) as hook:
         yield pipeline, ports, hook.stage
-
-
-def drained(pipeline) -> list[bytes]:
-    """Every record waiting in the punt ring."""
-    records: list[bytes] = []
-    ring = RingBuffer(pipeline.maps["punt_ring"], records.append)
-    try:
-        ring.poll(0)
-    finally:
-        ring.close()
-    return records
 
 
 def set_limit(pipeline, packets: int, interval_ms: int = 3_600_000) -> None:
