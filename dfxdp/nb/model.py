@@ -144,10 +144,18 @@ class GatewayInfo(Strict):
     external_fixed_ips: list[FixedIP] = []
 
 
+class NoGateway(Strict):
+    """An empty gateway ({}, what Tempest and several clients send): Neutron reads it as none."""
+
+
+def _no_gateway(value):
+    return None if isinstance(value, NoGateway) else value
+
+
 class Router(Resource):
     admin_state_up: Bool = True
     status: str = "ACTIVE"
-    external_gateway_info: Optional[GatewayInfo] = None
+    external_gateway_info: Annotated[Optional[GatewayInfo | NoGateway], AfterValidator(_no_gateway)] = None
     routes: list[Route] = []
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
 
@@ -158,14 +166,11 @@ class SecurityGroup(Resource):
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"security_group_rules"}
 
 
-PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
-
-
 class SecurityGroupRule(Resource):
     security_group_id: str
     direction: Literal["ingress", "egress"]
     ethertype: Literal["IPv4", "IPv6"] = "IPv4"
-    protocol: Optional[str] = None
+    protocol: Optional[str] = None  # a name of dfxdp/nb/protocols.py or a number 0-255, as a string
     port_range_min: Optional[int] = None
     port_range_max: Optional[int] = None
     remote_ip_prefix: Optional[Prefix] = None
@@ -176,16 +181,13 @@ class SecurityGroupRule(Resource):
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol(cls, v):
+        """Neutron's convert_protocol spelling: numbers as strings, names in lower case; the
+        service decides which are valid (with Neutron's error type)."""
         if v is None or v == "" or v == "any":
             return None
-        if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
-            if not 0 <= int(v) <= 255:
-                raise ValueError(f"protocol number {v} is outside 0-255")
-            return str(int(v))
-        if str(v).lower() not in PROTOCOL_NUMBERS:
-            raise ValueError(f"protocol '{v}' is not supported: use tcp, udp, icmp, icmpv6, sctp, a number or any")
-        return str(v).lower()
-
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v.lower() if isinstance(v, str) else v
 
 
 class FloatingIP(Resource):

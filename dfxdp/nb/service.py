@@ -19,7 +19,8 @@ from . import ipam, validate
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
-from .model import DEFAULT_PROJECT, MODELS, PROTOCOL_NUMBERS
+from .model import DEFAULT_PROJECT, MODELS
+from .rules import validate_rule
 from .txn import ALLOC, KeyAllocator, Txn, obj_key, run_txn
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
@@ -522,35 +523,12 @@ class NBService:
 
     def _create_rule(self, txn: Txn, rule: dict) -> None:
         self._require(txn, "security_group", rule["security_group_id"])
-        proto, lo, hi = rule["protocol"], rule["port_range_min"], rule["port_range_max"]
+        validate_rule(rule)
         if rule["remote_group_id"] and rule["remote_ip_prefix"]:
-            raise BadRequest("InvalidInput", "Only remote_ip_prefix or remote_group_id may be provided")
+            raise BadRequest("SecurityGroupRemoteGroupAndRemoteIpPrefix",
+                             "Only remote_ip_prefix or remote_group_id may be provided.")
         if rule["remote_group_id"]:
             self._require(txn, "security_group", rule["remote_group_id"])
-        if rule["remote_ip_prefix"]:
-            version = ipaddress.ip_network(rule["remote_ip_prefix"]).version
-            if f"IPv{version}" != rule["ethertype"]:
-                raise BadRequest("InvalidInput", f"remote_ip_prefix {rule['remote_ip_prefix']} does not match "
-                                                 f"ethertype {rule['ethertype']}")
-        number = PROTOCOL_NUMBERS.get(proto, int(proto) if proto and proto.isdigit() else None)
-        if lo is not None or hi is not None:
-            if number in (6, 17, 132):
-                if lo is None or hi is None:
-                    hi = lo if hi is None else hi
-                    lo = hi if lo is None else lo
-                if not (1 <= lo <= 65535 and 1 <= hi <= 65535) or lo > hi:
-                    raise BadRequest("SecurityGroupInvalidPortRange",
-                                     f"Invalid port range {lo}-{hi}: ports are 1-65535 and min must be <= max")
-            elif number in (1, 58):
-                if (lo is not None and not 0 <= lo <= 255) or (hi is not None and not 0 <= hi <= 255):
-                    raise BadRequest("SecurityGroupInvalidIcmpValue",
-                                     f"Invalid ICMP type/code {lo}/{hi}: both must be 0-255")
-                if lo is None and hi is not None:
-                    raise BadRequest("SecurityGroupMissingIcmpType", "ICMP code given without an ICMP type")
-            else:
-                raise BadRequest("SecurityGroupInvalidPortRange",
-                                 f"Port ranges need protocol tcp, udp, sctp or icmp, not {proto or 'any'}")
-        rule["port_range_min"], rule["port_range_max"] = lo, hi
         same = ("security_group_id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
                 "remote_ip_prefix", "remote_group_id")
         for other in txn.children("security_group_rule", "security_group", rule["security_group_id"]):

@@ -240,7 +240,8 @@ def test_a_server_killed_mid_burst_leaves_nothing_half_written(race):
                 c.create("ports", {"network_id": net["id"]})
                 c.create("subnets", {"network_id": net["id"], "cidr": f"10.{205 + i}.{k}.0/24"})
                 c.create("security-group-rules", {"security_group_id": sg["id"], "direction": "ingress",
-                                                  "protocol": "tcp", "port_range_min": 1000 * i + k + 1})
+                                                  "protocol": "tcp", "port_range_min": 1000 * i + k + 1,
+                                                  "port_range_max": 1000 * i + k + 1})
         except httpx.TransportError:
             pass  # this client's server was killed
         except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
