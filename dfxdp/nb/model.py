@@ -123,12 +123,17 @@ class Port(Resource):
     device_owner: str = ""
     device_id: str = ""
     binding_host_id: str = Field("", alias="binding:host_id")
+    # Neutron's port binding: only "normal" ports (a tap the agent finds by name); vif_type and
+    # vif_details are derived from binding:host_id when shown (NBService._decorate)
+    binding_vnic_type: Literal["normal"] = Field("normal", alias="binding:vnic_type")
+    binding_vif_type: str = Field("unbound", alias="binding:vif_type")
+    binding_vif_details: dict[str, Any] = Field({}, alias="binding:vif_details")
     status: str = "DOWN"
     security_groups: Optional[list[str]] = None
     port_security_enabled: Optional[Bool] = None
     allowed_address_pairs: list[AddressPair] = []
     dns_name: str = ""
-    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "binding:vif_type", "binding:vif_details"}
     IMMUTABLE: ClassVar[set[str]] = {"network_id"}
 
     @field_validator("allowed_address_pairs")

@@ -128,6 +128,10 @@ class NBService:
             for doc in docs:
                 doc["listeners"] = [{"id": x["id"]} for x in listeners if x["loadbalancer_id"] == doc["id"]]
                 doc["pools"] = [{"id": x["id"]} for x in pools if x.get("loadbalancer_id") == doc["id"]]
+        if kind == "port" and docs:
+            chassis = {c["id"] for c in Txn(self.store).list("chassis")}
+            for doc in docs:
+                doc.update(_binding(doc, chassis))
         for doc in docs:
             if "project_id" in doc:
                 doc["tenant_id"] = doc["project_id"]
@@ -219,6 +223,12 @@ class NBService:
         net["provider:segmentation_id"] = None if net["router:external"] else net["key"]
 
     def _delete_network(self, txn: Txn, net: dict) -> None:
+        # Neutron deletes an external network's floating IPs that no port uses, with it
+        for port in txn.children("port", "network", net["id"]):
+            fip = txn.get("floatingip", port["device_id"]) if port["device_owner"] == FLOATINGIP_OWNER else None
+            if fip and not fip.get("port_id"):
+                self._remove_owned_port(txn, port)
+                txn.delete("floatingip", fip["id"])
         if txn.children("port", "network", net["id"]):
             raise Conflict("NetworkInUse", f"Unable to complete operation on network {net['id']}. "
                                            f"There are one or more ports still in use on the network.")
@@ -738,6 +748,21 @@ class NBService:
             return port
 
         return run_txn(self.store, body_fn)
+
+
+def _binding(port: dict, chassis: set[str]) -> dict:
+    """Neutron's binding:vif_type and vif_details: "unbound" without a host, "tap" on a host
+    that runs a dfxdp agent (which plugs the port by its tap name, controller/binding.py),
+    "binding_failed" on a host that runs none."""
+    host = port.get("binding:host_id")
+    if not host:
+        vif_type, details = "unbound", {}
+    elif host in chassis:
+        vif_type, details = "tap", {"port_filter": bool(port.get("port_security_enabled")), "connectivity": "l2"}
+    else:
+        vif_type, details = "binding_failed", {}
+    return {"binding:vnic_type": port.get("binding:vnic_type", "normal"), "binding:vif_type": vif_type,
+            "binding:vif_details": details}
 
 
 def _interface_info(router: dict, port: dict) -> dict:

@@ -335,8 +335,9 @@ RACES = [
      lambda s, t: s.delete("subnet", t["subnet"]["id"]), "SubnetNotFound"),
     ("router delete vs router interface", _routed, lambda s, t: s.delete("router", t["router"]["id"]),
      lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}), "RouterInUse"),
-    ("external network delete vs floating ip", _ext, lambda s, t: s.delete("network", t["ext"]["id"]),
-     lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}), "NetworkInUse"),
+    # (an unused floating IP goes with its network, as in Neutron: a port keeps it)
+    ("external network delete vs port", _ext, lambda s, t: s.delete("network", t["ext"]["id"]),
+     lambda s, t: s.create("port", {"network_id": t["ext"]["id"]}), "NetworkInUse"),
     ("floating ip vs external network delete", _ext,
      lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}),
      lambda s, t: s.delete("network", t["ext"]["id"]), "NetworkNotFound"),
@@ -472,3 +473,37 @@ def test_router_with_an_empty_gateway_has_none(svc):
     router = svc.create("router", {"name": "r", "external_gateway_info": {}})
     assert router["external_gateway_info"] is None
     assert svc.update("router", router["id"], {"external_gateway_info": {}})["external_gateway_info"] is None
+
+
+def test_port_binding_follows_the_host(svc, topo):
+    port = topo["port"]
+    assert (port["binding:vnic_type"], port["binding:vif_type"], port["binding:vif_details"]) == \
+        ("normal", "unbound", {})
+    assert svc.update("port", port["id"], {"binding:host_id": "nowhere"})["binding:vif_type"] == "binding_failed"
+    svc.upsert_chassis("c1", "198.18.0.1")
+    bound = svc.update("port", port["id"], {"binding:host_id": "c1"})
+    assert bound["binding:vif_type"] == "tap" and bound["binding:vif_details"]["port_filter"] is True
+    assert [p["binding:vif_type"] for p in svc.list("port", {"id": [port["id"]]})] == ["tap"]
+    for body in ({"binding:vif_type": "ovs"}, {"binding:vnic_type": "direct"}):
+        with pytest.raises(NBError) as err:
+            svc.update("port", port["id"], body)
+        assert err.value.status == 400
+
+
+def test_deleting_an_external_network_deletes_its_unused_floating_ips(svc, topo):
+    svc.create("floatingip", {"floating_network_id": topo["ext"]["id"]})
+    used = svc.create("floatingip", {"floating_network_id": topo["ext"]["id"], "port_id": topo["port"]["id"]})
+    svc.remove_router_interface(topo["router"]["id"], {"subnet_id": topo["subnet"]["id"]})
+    svc.update("floatingip", used["id"], {"port_id": None})
+    svc.update("router", topo["router"]["id"], {"external_gateway_info": None})
+    svc.delete("network", topo["ext"]["id"])
+    assert svc.list("floatingip") == [] and svc.list("port", {"network_id": [topo["ext"]["id"]]}) == []
+    assert problems(svc.store) == []
+
+
+def test_an_external_network_with_an_associated_floating_ip_stays(svc, topo):
+    svc.create("floatingip", {"floating_network_id": topo["ext"]["id"], "port_id": topo["port"]["id"]})
+    before = snapshot(svc)
+    with pytest.raises(NBError) as err:
+        svc.delete("network", topo["ext"]["id"])
+    assert err.value.type == "NetworkInUse" and snapshot(svc) == before
