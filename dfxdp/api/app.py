@@ -20,7 +20,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.model import MODELS
 from dfxdp.nb.service import NBService
 
-from . import body, errors, listing, openapi
+from . import body, errors, extensions, listing, openapi
 
 NEUTRON = "/v2.0"
 OCTAVIA_PREFIXES = ("/v2/lbaas", "/v2.0/lbaas")
@@ -93,6 +93,14 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
         return {"resources": [{"name": c.singular, "collection": c.plural,
                                "links": [{"href": f"{base}{NEUTRON}/{c.path}", "rel": "self"}]}
                               for c in NEUTRON_COLLECTIONS]}
+
+    @app.get(NEUTRON + "/extensions", include_in_schema=False)
+    async def list_extensions():
+        return extensions.listing()
+
+    @app.get(NEUTRON + "/extensions/{alias}", include_in_schema=False)
+    async def show_extension(alias: str):
+        return extensions.show(alias)
 
     collections = [(f"{NEUTRON}/{c.path}", c, None) for c in NEUTRON_COLLECTIONS]
     for prefix in OCTAVIA_PREFIXES:

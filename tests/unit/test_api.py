@@ -201,3 +201,32 @@ def test_openapi_document_describes_every_collection(client):
     port = doc["components"]["schemas"]["PortCreate"]
     assert port["required"] == ["network_id"] and "status" not in port["properties"]
     assert "network_id" not in doc["components"]["schemas"]["PortUpdate"]["properties"]
+
+
+# each advertised extension -> (collection, attribute its objects then carry)
+EXTENSION_ATTRIBUTES = {
+    "router": ("routers", "external_gateway_info"), "external-net": ("networks", "router:external"),
+    "extraroute": ("routers", "routes"), "security-group": ("security-groups", "security_group_rules"),
+    "port-security": ("ports", "port_security_enabled"), "allowed-address-pairs": ("ports", "allowed_address_pairs"),
+    "binding": ("ports", "binding:vif_type"), "net-mtu": ("networks", "mtu"), "net-mtu-writable": ("networks", "mtu"),
+    "standard-attr-description": ("subnets", "description"), "standard-attr-timestamp": ("ports", "updated_at"),
+    "standard-attr-revisions": ("routers", "revision_number"), "project-id": ("security-groups", "project_id"),
+    "pagination": (None, None), "sorting": (None, None),
+}
+
+
+def test_extensions_list_what_is_implemented(client):
+    aliases = [e["alias"] for e in client.get("/v2.0/extensions").json()["extensions"]]
+    assert sorted(aliases) == sorted(EXTENSION_ATTRIBUTES)
+    net = client.post("/v2.0/networks", json={"network": {"name": "x"}}).json()["network"]
+    client.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.1.0.0/24"}})
+    client.post("/v2.0/ports", json={"port": {"network_id": net["id"]}})
+    client.post("/v2.0/routers", json={"router": {"name": "r"}})
+    for alias, (collection, attribute) in EXTENSION_ATTRIBUTES.items():
+        if collection:
+            shown = client.get(f"/v2.0/{collection}").json()[collection.replace("-", "_")]
+            assert shown and all(attribute in obj for obj in shown), alias
+    one = client.get("/v2.0/extensions/binding").json()["extension"]
+    assert one["alias"] == "binding" and {"name", "description", "updated", "links"} <= one.keys()
+    r = client.get("/v2.0/extensions/dvr")
+    assert r.status_code == 404 and "Extension with alias dvr does not exist" in r.json()["NeutronError"]["message"]
