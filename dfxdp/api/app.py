@@ -141,6 +141,7 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
                  parent_field: str | None = None) -> None:
     """GET/POST on the collection, GET/PUT/DELETE on one object."""
     model = MODELS[coll.kind]
+    bulk_plural = coll.plural if coll in NEUTRON_COLLECTIONS else None  # Neutron's bulk create; not Octavia's
 
     def check_parent(doc: dict, parent_id: str | None) -> dict:
         if parent_field and doc.get(parent_field) != parent_id:
@@ -161,12 +162,13 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
         return answer
 
     async def create(request: Request, parent_id: str | None = None):
-        obj = await body.envelope(request, coll.singular)
-        _check_project(obj)
+        objs, bulk = await body.envelopes(request, coll.singular, bulk_plural)
+        for obj in objs:
+            _check_project(obj)
         if parent_field:
-            obj = {**obj, parent_field: parent_id}
-        return errors.NeutronJSON({coll.singular: await run_in_threadpool(service.create, coll.kind, obj)},
-                                  status_code=201)
+            objs = [{**obj, parent_field: parent_id} for obj in objs]
+        made = await run_in_threadpool(service.create_many, coll.kind, objs)
+        return errors.NeutronJSON({coll.plural: made} if bulk else {coll.singular: made[0]}, status_code=201)
 
     async def show(obj_id: str, request: Request, parent_id: str | None = None):
         doc = check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)

@@ -6,6 +6,7 @@ The REST API and the agents call this; it stores each object as JSON at
 """
 from __future__ import annotations
 
+import copy
 import ipaddress
 import random
 import time
@@ -138,29 +139,41 @@ class NBService:
         return docs
 
     def create(self, kind: str, body: dict, project_id: str | None = None) -> dict:
+        return self.create_many(kind, [body], project_id)[0]
+
+    def create_many(self, kind: str, bodies: list[dict], project_id: str | None = None) -> list[dict]:
+        """Neutron's bulk create: every object or none, in one NB transaction (each checked
+        against the store and the ones before it, as if created one after the other)."""
+        docs = [self._new_document(kind, body, project_id) for body in bodies]
+
+        def body_fn(txn: Txn) -> list[dict]:
+            return [self._insert(txn, kind, doc) for doc in docs]
+
+        return self._decorate(kind, run_txn(self.store, body_fn))
+
+    def _new_document(self, kind: str, body: dict, project_id: str | None) -> dict:
+        """A create's body checked on its own (no store read): the model's fields and types."""
         model = self._model(kind)
         body = dict(body)
         project = body.pop("tenant_id", None) or body.get("project_id") or project_id or self.default_project
         owned = sorted(set(body) & model.SERVER_OWNED)
         if owned:
             raise BadRequest("HTTPBadRequest", f"Attribute(s) {', '.join(owned)} cannot be set by a client")
-        doc = self._validate(kind, {**body, "project_id": project})
+        return self._validate(kind, {**body, "project_id": project})
 
-        def body_fn(txn: Txn) -> dict:
-            new = dict(doc)
-            new["id"] = str(uuid.uuid4())
-            new["created_at"] = new["updated_at"] = _now()
-            new["revision_number"] = 1
-            new["key"] = self.keys.next(txn, kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT))
-            if kind in NEEDS_DEFAULT_GROUP:
-                self._default_security_group(txn, new["project_id"])
-            hook = self._create_hooks.get(kind)
-            if hook:
-                hook(txn, new)
-            txn.put(kind, new)
-            return new
-
-        return self._decorate(kind, [run_txn(self.store, body_fn)])[0]
+    def _insert(self, txn: Txn, kind: str, doc: dict) -> dict:
+        new = copy.deepcopy(doc)  # hooks fill nested fields; a retried transaction starts anew
+        new["id"] = str(uuid.uuid4())
+        new["created_at"] = new["updated_at"] = _now()
+        new["revision_number"] = 1
+        new["key"] = self.keys.next(txn, kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT))
+        if kind in NEEDS_DEFAULT_GROUP:
+            self._default_security_group(txn, new["project_id"])
+        hook = self._create_hooks.get(kind)
+        if hook:
+            hook(txn, new)
+        txn.put(kind, new)
+        return new
 
     def update(self, kind: str, obj_id: str, body: dict) -> dict:
         model = self._model(kind)

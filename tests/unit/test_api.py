@@ -230,3 +230,25 @@ def test_extensions_list_what_is_implemented(client):
     assert one["alias"] == "binding" and {"name", "description", "updated", "links"} <= one.keys()
     r = client.get("/v2.0/extensions/dvr")
     assert r.status_code == 404 and "Extension with alias dvr does not exist" in r.json()["NeutronError"]["message"]
+
+
+def test_bulk_create_makes_all_or_nothing(client):
+    r = client.post("/v2.0/networks", json={"networks": [{"name": "b1"}, {"name": "b2"}]})
+    assert r.status_code == 201 and [n["name"] for n in r.json()["networks"]] == ["b1", "b2"]
+    net = r.json()["networks"][0]
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"], "name": f"p{i}"} for i in range(3)]})
+    assert r.status_code == 201 and len({p["mac_address"] for p in r.json()["ports"]}) == 3
+    groups = client.get("/v2.0/security-groups").json()["security_groups"]
+    assert [g["name"] for g in groups] == ["default"]  # one default group, made once for the bulk
+    before = client.get("/v2.0/ports").json()["ports"]
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"], "name": "ok"},
+                                                   {"network_id": "no-such-network"}]})
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "NetworkNotFound"
+    assert client.get("/v2.0/ports").json()["ports"] == before
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"], "mac_address": "fa:16:3e:00:00:01"},
+                                                   {"network_id": net["id"], "mac_address": "fa:16:3e:00:00:01"}]})
+    assert r.status_code == 409 and client.get("/v2.0/ports").json()["ports"] == before
+    for bad in ({"networks": []}, {"networks": [1]}, {"networks": {"name": "x"}}, {"networks": [{}], "x": 1}):
+        r = client.post("/v2.0/networks", json=bad)
+        assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "HTTPBadRequest", bad
+    assert len(client.get("/v2.0/networks").json()["networks"]) == 2
