@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -20,7 +21,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.model import MODELS
 from dfxdp.nb.service import NBService
 
-from . import body, errors, extensions, listing, openapi
+from . import body, errors, extensions, listing, openapi, scope
 
 NEUTRON = "/v2.0"
 OCTAVIA_PREFIXES = ("/v2/lbaas", "/v2.0/lbaas")
@@ -109,13 +110,20 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
     for base, coll, parent_field in collections:
         _crud_routes(app, service, base, coll, parent_field)
 
+    def router_action(request: Request, router_id: str, action: Callable[[str, dict], dict], obj: dict) -> dict:
+        scope.check_change(scope.context(request), "router", service.get("router", router_id), service.list,
+                           "update")
+        return action(router_id, obj)
+
     @app.put(NEUTRON + "/routers/{router_id}/add_router_interface", include_in_schema=False)
     async def add_interface(router_id: str, request: Request):
-        return await run_in_threadpool(service.add_router_interface, router_id, await body.json_object(request))
+        return await run_in_threadpool(router_action, request, router_id, service.add_router_interface,
+                                       await body.json_object(request))
 
     @app.put(NEUTRON + "/routers/{router_id}/remove_router_interface", include_in_schema=False)
     async def remove_interface(router_id: str, request: Request):
-        return await run_in_threadpool(service.remove_router_interface, router_id, await body.json_object(request))
+        return await run_in_threadpool(router_action, request, router_id, service.remove_router_interface,
+                                       await body.json_object(request))
 
     document = openapi.build([(base, coll.singular, coll.plural, MODELS[coll.kind], parent_field)
                               for base, coll, parent_field in collections], NEUTRON)
@@ -153,7 +161,14 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
         if parent_field:
             await run_in_threadpool(service.get, "pool", parent_id)
             query.filters[parent_field] = [parent_id]
-        docs = listing.sort(await run_in_threadpool(service.list, coll.kind, query.filters), query.sorts)
+        ctx = scope.context(request)
+
+        def visible_docs() -> list[dict]:
+            if coll.kind == "security_group" and ctx.project:  # Neutron: the project's listing shows its default
+                service.ensure_default_security_group(ctx.project)
+            return scope.visible(ctx, coll.kind, service.list(coll.kind, query.filters), service.list)
+
+        docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)
         page = listing.paginate(docs, query, coll.kind)
         answer = {coll.plural: [listing.select(d, query.fields) for d in page]}
         links = listing.links(request, page, query)
@@ -163,24 +178,34 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
 
     async def create(request: Request, parent_id: str | None = None):
         objs, bulk = await body.envelopes(request, coll.singular, bulk_plural)
+        ctx = scope.context(request)
         for obj in objs:
             _check_project(obj)
+        objs = [scope.check_create(ctx, coll.kind, obj) for obj in objs]
         if parent_field:
             objs = [{**obj, parent_field: parent_id} for obj in objs]
         made = await run_in_threadpool(service.create_many, coll.kind, objs)
         return errors.NeutronJSON({coll.plural: made} if bulk else {coll.singular: made[0]}, status_code=201)
 
+    def visible_one(request: Request, obj_id: str, parent_id: str | None, action: str | None = None) -> dict:
+        """The object if the request may see it (and, for an action, change it)."""
+        doc = check_parent(service.get(coll.kind, obj_id), parent_id)
+        ctx = scope.context(request)
+        if action:
+            scope.check_change(ctx, coll.kind, doc, service.list, action)
+        return scope.check_show(ctx, coll.kind, doc, service.list)
+
     async def show(obj_id: str, request: Request, parent_id: str | None = None):
-        doc = check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
+        doc = await run_in_threadpool(visible_one, request, obj_id, parent_id)
         return {coll.singular: listing.select(doc, request.query_params.getlist("fields"))}
 
     async def update(obj_id: str, request: Request, parent_id: str | None = None):
-        check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
+        await run_in_threadpool(visible_one, request, obj_id, parent_id, "update")
         obj = await body.envelope(request, coll.singular)
         return {coll.singular: await run_in_threadpool(service.update, coll.kind, obj_id, obj)}
 
-    async def delete(obj_id: str, parent_id: str | None = None):
-        check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
+    async def delete(obj_id: str, request: Request, parent_id: str | None = None):
+        await run_in_threadpool(visible_one, request, obj_id, parent_id, "delete")
         await run_in_threadpool(service.delete, coll.kind, obj_id)
         return Response(status_code=204)
 

@@ -252,3 +252,34 @@ def test_bulk_create_makes_all_or_nothing(client):
         r = client.post("/v2.0/networks", json=bad)
         assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "HTTPBadRequest", bad
     assert len(client.get("/v2.0/networks").json()["networks"]) == 2
+
+
+def _as(project: str, admin: bool = False) -> dict:
+    return {"X-Project-Id": project, "X-Roles": "admin,member" if admin else "member,reader"}
+
+
+def test_objects_are_scoped_to_the_requests_project(client):
+    alice, bob, admin = _as("alice"), _as("bob"), _as("ops", admin=True)
+    ext = client.post("/v2.0/networks", json={"network": {"name": "ext", "router:external": True}},
+                      headers=admin).json()["network"]
+    client.post("/v2.0/subnets", json={"subnet": {"network_id": ext["id"], "cidr": "198.19.0.0/24"}}, headers=admin)
+    net = client.post("/v2.0/networks", json={"network": {"name": "a"}}, headers=alice).json()["network"]
+    assert net["project_id"] == net["tenant_id"] == "alice"
+    fip = client.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": ext["id"]}},
+                      headers=alice).json()["floatingip"]
+    assert client.get("/v2.0/floatingips", headers=bob).json()["floatingips"] == []
+    assert [f["id"] for f in client.get("/v2.0/floatingips", headers=alice).json()["floatingips"]] == [fip["id"]]
+    assert client.get(f"/v2.0/floatingips/{fip['id']}", headers=bob).status_code == 404
+    assert client.delete(f"/v2.0/floatingips/{fip['id']}", headers=bob).status_code == 404
+    assert {n["name"] for n in client.get("/v2.0/networks", headers=bob).json()["networks"]} == {"ext"}
+    assert len(client.get("/v2.0/subnets", headers=bob).json()["subnets"]) == 1  # the external network's
+    r = client.put(f"/v2.0/networks/{ext['id']}", json={"network": {"name": "mine"}}, headers=bob)
+    assert r.status_code == 403 and r.json()["NeutronError"]["type"] == "PolicyNotAuthorized"
+    r = client.post("/v2.0/networks", json={"network": {"name": "b", "project_id": "alice"}}, headers=bob)
+    assert r.status_code == 403
+    groups = client.get("/v2.0/security-groups", headers=bob).json()["security_groups"]
+    assert [(g["name"], g["project_id"]) for g in groups] == [("default", "bob")]
+    assert {f["id"] for f in client.get("/v2.0/floatingips", headers=admin).json()["floatingips"]} == {fip["id"]}
+    assert len(client.get("/v2.0/networks").json()["networks"]) == 2  # no project given: the operator's view
+    made = client.post("/v2.0/networks", json={"network": {"name": "c", "project_id": "carol"}}, headers=admin)
+    assert made.json()["network"]["project_id"] == "carol"
