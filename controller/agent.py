@@ -19,7 +19,7 @@ from dfxdp.datapath.pipeline import Pipeline
 from dfxdp.metrics.agent import AgentMetrics
 from dfxdp.metrics.fallback import FallbackMetrics
 from dfxdp.nb.db import StoreError, open_store
-from dfxdp.nb.errors import NBError
+from dfxdp.nb.errors import NBError, NotFound
 from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import NB
 from dfxdp.nb.watcher import Snapshot, Watcher
@@ -188,7 +188,10 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
             try:
-                self.nb.heartbeat(self.config.chassis)
+                try:
+                    self.nb.heartbeat(self.config.chassis)
+                except NotFound:  # an operator deleted its agent record: register again, as Neutron's agents do
+                    self.nb.upsert_chassis(self.config.chassis, self.config.tunnel_ip)
                 self.metrics.heartbeat.set_to_current_time()
             except (StoreError, NBError) as exc:
                 log.warning("heartbeat failed: %s", exc)

@@ -21,7 +21,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.model import MODELS
 from dfxdp.nb.service import NBService
 
-from . import body, errors, extensions, listing, openapi, scope
+from . import agents, body, errors, extensions, listing, openapi, scope
 
 NEUTRON = "/v2.0"
 OCTAVIA_PREFIXES = ("/v2/lbaas", "/v2.0/lbaas")
@@ -102,6 +102,8 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
     @app.get(NEUTRON + "/extensions/{alias}", include_in_schema=False)
     async def show_extension(alias: str):
         return extensions.show(alias)
+
+    agents.install(app, service, NEUTRON)
 
     collections = [(f"{NEUTRON}/{c.path}", c, None) for c in NEUTRON_COLLECTIONS]
     for prefix in OCTAVIA_PREFIXES:

@@ -37,6 +37,8 @@ EXTENSIONS = [
     Extension("standard-attr-timestamp", "Resource timestamps", "created_at and updated_at on every resource."),
     Extension("standard-attr-revisions", "Resource revision numbers", "revision_number on every resource."),
     Extension("project-id", "project_id field enabled", "project_id (and tenant_id) on every resource."),
+    Extension("agent", "agent", "Each dfxdp agent (one per chassis) as a Neutron agent: list, show, update "
+                                "admin_state_up and description, delete."),
     Extension("pagination", "Pagination support", "limit, marker and page_reverse on lists."),
     Extension("sorting", "Sorting support", "sort_key and sort_dir on lists."),
 ]

@@ -9,6 +9,7 @@ A project's member (no `admin` role):
 - creates objects of its own project only (403 otherwise);
 - sees its own objects; networks that are shared or router:external and their subnets;
   the ports on networks it owns; the rules of its own security groups;
+- sees no agents;
 - changes and deletes only its own objects (403 for one it merely sees, 404 for one it
   cannot see, as Neutron).
 """
@@ -53,6 +54,8 @@ def visible(ctx: Context, kind: str, docs: list[dict], lookup: Callable[[str], l
     if ctx.unrestricted:
         return docs
     own = [d for d in docs if d.get("project_id") == ctx.project]
+    if kind == "agent":  # Neutron's policy: agents are the admin's alone
+        return []
     if kind == "network":
         public = _public_networks(docs)
         return [d for d in docs if d.get("project_id") == ctx.project or d["id"] in public]

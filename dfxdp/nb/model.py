@@ -272,11 +272,13 @@ class HealthMonitor(LBResource):
 
 
 class Chassis(Resource):
+    """A node running `dfxdp agent`; the API shows it as a Neutron agent (dfxdp/api/agents.py)."""
+
     tunnel_ip: IP
     heartbeat: float = 0.0
     # network id -> IPv4 multicast groups with a member on this chassis (the agent's IGMP snooping)
     igmp_groups: dict[str, list[IP]] = {}
-
+    admin_state_up: Bool = True  # an operator's mark (PUT /v2.0/agents): recorded, nothing is scheduled
 
 
 # kind (the key segment under /dfxdp/nb/) -> model

@@ -720,6 +720,8 @@ class NBService:
         def body_fn(txn: Txn) -> dict:
             old = txn.get("chassis", name)
             new = dict(doc)
+            if old:  # what an operator set on it (PUT /v2.0/agents) outlives the agent's restarts
+                new.update(admin_state_up=old.get("admin_state_up", True), description=old["description"])
             new["revision_number"] = (old["revision_number"] + 1) if old else 1
             new["created_at"] = old["created_at"] if old else _now()
             new["updated_at"] = _now()

@@ -211,7 +211,7 @@ EXTENSION_ATTRIBUTES = {
     "binding": ("ports", "binding:vif_type"), "net-mtu": ("networks", "mtu"), "net-mtu-writable": ("networks", "mtu"),
     "standard-attr-description": ("subnets", "description"), "standard-attr-timestamp": ("ports", "updated_at"),
     "standard-attr-revisions": ("routers", "revision_number"), "project-id": ("security-groups", "project_id"),
-    "pagination": (None, None), "sorting": (None, None),
+    "pagination": (None, None), "sorting": (None, None), "agent": (None, None),
 }
 
 
@@ -283,3 +283,29 @@ def test_objects_are_scoped_to_the_requests_project(client):
     assert len(client.get("/v2.0/networks").json()["networks"]) == 2  # no project given: the operator's view
     made = client.post("/v2.0/networks", json={"network": {"name": "c", "project_id": "carol"}}, headers=admin)
     assert made.json()["network"]["project_id"] == "carol"
+
+
+def test_agents_are_the_chassis(client):
+    service = client.app.state.service
+    service.upsert_chassis("node-a", "198.18.0.21")
+    service.upsert_chassis("node-b", "198.18.0.22")
+    stale = service.get("chassis", "node-b")
+    service.store.put("/dfxdp/nb/chassis/node-b", json.dumps({**stale, "heartbeat": stale["heartbeat"] - 600}).encode())
+    agents = {a["host"]: a for a in client.get("/v2.0/agents").json()["agents"]}
+    assert agents["node-a"]["alive"] is True and agents["node-b"]["alive"] is False
+    assert agents["node-a"]["agent_type"] == "dfxdp agent" and agents["node-a"]["binary"] == "dfxdp-agent"
+    assert [a["host"] for a in client.get("/v2.0/agents?alive=False").json()["agents"]] == ["node-b"]
+    assert [a["host"] for a in client.get("/v2.0/agents?host=node-a").json()["agents"]] == ["node-a"]
+    r = client.put("/v2.0/agents/node-a", json={"agent": {"admin_state_up": False, "description": "drained"}})
+    assert r.status_code == 200 and r.json()["agent"]["admin_state_up"] is False
+    service.upsert_chassis("node-a", "198.18.0.21")  # the agent restarts: the operator's marks stay
+    shown = client.get("/v2.0/agents/node-a").json()["agent"]
+    assert (shown["admin_state_up"], shown["description"]) == (False, "drained")
+    r = client.put("/v2.0/agents/node-a", json={"agent": {"host": "elsewhere"}})
+    assert r.status_code == 400
+    member = {"X-Project-Id": "alice", "X-Roles": "member"}
+    assert client.get("/v2.0/agents", headers=member).json()["agents"] == []
+    assert client.delete("/v2.0/agents/node-b", headers=member).status_code == 404
+    assert client.delete("/v2.0/agents/node-b").status_code == 204
+    r = client.get("/v2.0/agents/node-b")
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "AgentNotFound"
