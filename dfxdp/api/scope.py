@@ -6,7 +6,7 @@ send them itself. A request with no project is the operator's, as before scoping
 and changes everything, and what it creates belongs to the server's default project.
 
 A project's member (no `admin` role):
-- creates objects of its own project only (403 otherwise);
+- creates objects of its own project only, and no provider network (403 otherwise);
 - sees its own objects; networks that are shared or router:external and their subnets;
   the ports on networks it owns; the rules of its own security groups;
 - sees no agents;
@@ -21,6 +21,7 @@ from typing import Callable
 from fastapi import Request
 
 from dfxdp.nb.errors import NBError, not_found
+from dfxdp.nb.segments import PROVIDER_FIELDS
 
 ADMIN_ROLE = "admin"
 
@@ -75,8 +76,12 @@ def check_create(ctx: Context, kind: str, obj: dict) -> dict:
     """The object with its owner: the request's project unless an admin (or the operator)
     names another."""
     named = obj.get("project_id") or obj.get("tenant_id")
-    if ctx.project is None or (ctx.admin and named):
+    if ctx.unrestricted and (ctx.project is None or named):
         return obj
+    admin_only = sorted(f for f in PROVIDER_FIELDS if f in obj)
+    if admin_only and not ctx.unrestricted:
+        raise Forbidden("PolicyNotAuthorized", f"(rule:create_{kind}:{admin_only[0]}) is disallowed by policy: "
+                                               f"only an admin sets {', '.join(admin_only)}")
     if named and named != ctx.project:
         raise Forbidden("PolicyNotAuthorized", f"(rule:create_{kind}) is disallowed by policy: project "
                                                f"{ctx.project} cannot create objects of project {named}")

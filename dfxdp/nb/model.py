@@ -63,10 +63,15 @@ class Network(Resource):
     dns_domain: str = ""
     status: str = "ACTIVE"
     subnets: list[str] = []
-    provider_network_type: str = Field("vxlan", alias="provider:network_type")
+    # Neutron's provider extension, set by an admin at creation (NBService._create_network):
+    # vxlan (the default, its VNI the network's key) or, for router:external networks, flat or
+    # vlan on a physical network that agents map to a NIC (`dfxdp agent --bridge-mappings`)
+    provider_network_type: Optional[Literal["vxlan", "flat", "vlan"]] = Field(None, alias="provider:network_type")
+    provider_physical_network: Optional[str] = Field(None, alias="provider:physical_network")
     provider_segmentation_id: Optional[int] = Field(None, alias="provider:segmentation_id")
-    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "subnets", "provider:network_type",
-                                            "provider:segmentation_id"}
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "subnets"}
+    IMMUTABLE: ClassVar[set[str]] = {"provider:network_type", "provider:physical_network",
+                                     "provider:segmentation_id"}
 
 
 class Route(Strict):

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import ipam, validate
+from . import ipam, segments, validate
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
@@ -232,8 +232,9 @@ class NBService:
 
     # ------------------------------------------------------------------ networks
     def _create_network(self, txn: Txn, net: dict) -> None:
-        net["provider:network_type"] = "flat" if net["router:external"] else "vxlan"
-        net["provider:segmentation_id"] = None if net["router:external"] else net["key"]
+        key = segments.fill(net)
+        if key and not txn.reserve(key, net["id"]):
+            raise segments.in_use(net)
 
     def _delete_network(self, txn: Txn, net: dict) -> None:
         # Neutron deletes an external network's floating IPs that no port uses, with it
@@ -247,6 +248,10 @@ class NBService:
                                            f"There are one or more ports still in use on the network.")
         for subnet in txn.children("subnet", "network", net["id"]):
             txn.delete("subnet", subnet["id"])
+        if net.get("provider:physical_network"):
+            key = segments.segment_key(net["provider:physical_network"], net["provider:segmentation_id"])
+            if txn.get_raw(key) == net["id"].encode():
+                txn.release(key)
 
     # ------------------------------------------------------------------ subnets
     def _create_subnet(self, txn: Txn, subnet: dict) -> None:

@@ -309,3 +309,12 @@ def test_agents_are_the_chassis(client):
     assert client.delete("/v2.0/agents/node-b").status_code == 204
     r = client.get("/v2.0/agents/node-b")
     assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "AgentNotFound"
+
+
+def test_only_admins_make_provider_networks(client):
+    body = {"network": {"name": "public", "router:external": True, "provider:network_type": "flat",
+                        "provider:physical_network": "provider"}}
+    r = client.post("/v2.0/networks", json=body, headers=_as("alice"))
+    assert r.status_code == 403 and r.json()["NeutronError"]["type"] == "PolicyNotAuthorized"
+    r = client.post("/v2.0/networks", json=body, headers=_as("ops", admin=True))
+    assert r.status_code == 201 and r.json()["network"]["provider:physical_network"] == "provider"

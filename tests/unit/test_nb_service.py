@@ -507,3 +507,44 @@ def test_an_external_network_with_an_associated_floating_ip_stays(svc, topo):
     with pytest.raises(NBError) as err:
         svc.delete("network", topo["ext"]["id"])
     assert err.value.type == "NetworkInUse" and snapshot(svc) == before
+
+
+@pytest.mark.parametrize("body,type_,words", [
+    ({"provider:network_type": "flat"}, "InvalidInput", "physical_network required for flat provider network"),
+    ({"provider:network_type": "vlan", "provider:physical_network": "p"}, "InvalidInput",
+     "segmentation_id required for VLAN provider network"),
+    ({"provider:network_type": "vlan", "provider:physical_network": "p", "provider:segmentation_id": 4095},
+     "InvalidInput", "segmentation_id out of range (1 through 4094)"),
+    ({"provider:network_type": "flat", "provider:physical_network": "p", "provider:segmentation_id": 3},
+     "InvalidInput", "segmentation_id prohibited for flat provider network"),
+    ({"provider:network_type": "vxlan"}, "InvalidInput", "external network is flat or vlan"),
+    ({"provider:network_type": "geneve"}, "HTTPBadRequest", "provider:network_type"),
+])
+def test_bad_provider_networks_are_refused(svc, body, type_, words):
+    with pytest.raises(NBError) as err:
+        svc.create("network", {"router:external": True, **body})
+    assert (err.value.status, err.value.type) == (400, type_) and words in err.value.message
+    assert svc.list("network") == []
+
+
+def test_provider_networks_own_their_segment(svc):
+    flat = {"router:external": True, "provider:network_type": "flat", "provider:physical_network": "provider"}
+    public = svc.create("network", {"name": "public", **flat})
+    assert (public["provider:network_type"], public["provider:physical_network"],
+            public["provider:segmentation_id"]) == ("flat", "provider", None)
+    with pytest.raises(NBError) as err:
+        svc.create("network", flat)
+    assert (err.value.status, err.value.type) == (409, "FlatNetworkInUse")
+    vlan = {"router:external": True, "provider:network_type": "vlan", "provider:physical_network": "provider",
+            "provider:segmentation_id": 100}
+    svc.create("network", vlan)
+    with pytest.raises(NBError) as err:
+        svc.create("network", vlan)
+    assert err.value.type == "VlanIdInUse" and "VLAN 100 on physical network provider" in err.value.message
+    svc.create("network", {**vlan, "provider:segmentation_id": 101})
+    with pytest.raises(NBError) as err:
+        svc.create("network", {**flat, "router:external": False})
+    assert "tenant networks are vxlan" in err.value.message
+    svc.delete("network", public["id"])
+    assert svc.create("network", flat)["provider:physical_network"] == "provider"  # free again
+    assert problems(svc.store) == []
