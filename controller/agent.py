@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline
@@ -46,7 +46,8 @@ class AgentConfig:
     underlay: str
     db_url: str
     bpffs: str
-    external_interface: str | None = None
+    external_interface: str | None = None  # the NIC of bridge_mappings (the datapath carries one)
+    bridge_mappings: dict[str, str] = field(default_factory=dict)  # physnet -> NIC, shown on /v2.0/agents
     metrics_listen: str | None = None
     xdp_mode: str = "native"
     ovsdb: str | None = None  # the OVS fallback's database; None: no fallback
@@ -86,7 +87,7 @@ class Agent:
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
         self.pipeline = Pipeline(cfg.bpffs).load()
         self.control = build_datapath_control(self.pipeline.maps)
-        self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
+        self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip, bridge_mappings=cfg.bridge_mappings)
         self.metrics.heartbeat.set_to_current_time()
         self.metrics.serve_datapath(lambda: self.pipeline.maps if self.pipeline else {})
         if cfg.metrics_listen:
@@ -191,7 +192,8 @@ class Agent:
                 try:
                     self.nb.heartbeat(self.config.chassis)
                 except NotFound:  # an operator deleted its agent record: register again, as Neutron's agents do
-                    self.nb.upsert_chassis(self.config.chassis, self.config.tunnel_ip)
+                    self.nb.upsert_chassis(self.config.chassis, self.config.tunnel_ip,
+                                           bridge_mappings=self.config.bridge_mappings)
                 self.metrics.heartbeat.set_to_current_time()
             except (StoreError, NBError) as exc:
                 log.warning("heartbeat failed: %s", exc)

@@ -46,7 +46,8 @@ def agent(chassis: dict, now: float) -> dict:
             "heartbeat_timestamp": _timestamp(chassis["heartbeat"]),
             "created_at": chassis["created_at"].replace("T", " ").rstrip("Z"),
             "started_at": chassis["created_at"].replace("T", " ").rstrip("Z"),
-            "configurations": {"tunnel_ip": chassis["tunnel_ip"], "tunnel_types": ["vxlan"]},
+            "configurations": {"tunnel_ip": chassis["tunnel_ip"], "tunnel_types": ["vxlan"],
+                               "bridge_mappings": chassis.get("bridge_mappings", {})},
             "availability_zone": None, "resources_synced": None}
 
 

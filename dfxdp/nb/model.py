@@ -284,6 +284,7 @@ class Chassis(Resource):
     # network id -> IPv4 multicast groups with a member on this chassis (the agent's IGMP snooping)
     igmp_groups: dict[str, list[IP]] = {}
     admin_state_up: Bool = True  # an operator's mark (PUT /v2.0/agents): recorded, nothing is scheduled
+    bridge_mappings: dict[str, str] = {}  # physical network -> NIC (`dfxdp agent --bridge-mappings`)
 
 
 # kind (the key segment under /dfxdp/nb/) -> model

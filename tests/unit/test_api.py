@@ -287,13 +287,14 @@ def test_objects_are_scoped_to_the_requests_project(client):
 
 def test_agents_are_the_chassis(client):
     service = client.app.state.service
-    service.upsert_chassis("node-a", "198.18.0.21")
+    service.upsert_chassis("node-a", "198.18.0.21", bridge_mappings={"provider": "eth1"})
     service.upsert_chassis("node-b", "198.18.0.22")
     stale = service.get("chassis", "node-b")
     service.store.put("/dfxdp/nb/chassis/node-b", json.dumps({**stale, "heartbeat": stale["heartbeat"] - 600}).encode())
     agents = {a["host"]: a for a in client.get("/v2.0/agents").json()["agents"]}
     assert agents["node-a"]["alive"] is True and agents["node-b"]["alive"] is False
     assert agents["node-a"]["agent_type"] == "dfxdp agent" and agents["node-a"]["binary"] == "dfxdp-agent"
+    assert agents["node-a"]["configurations"]["bridge_mappings"] == {"provider": "eth1"}
     assert [a["host"] for a in client.get("/v2.0/agents?alive=False").json()["agents"]] == ["node-b"]
     assert [a["host"] for a in client.get("/v2.0/agents?host=node-a").json()["agents"]] == ["node-a"]
     r = client.put("/v2.0/agents/node-a", json={"agent": {"admin_state_up": False, "description": "drained"}})
