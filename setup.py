@@ -62,7 +62,7 @@ setup(
         "scapy>=2.5",
     ],
     extras_require={
-        "test": ["pytest>=8", "openstacksdk>=3", "scapy>=2.5", "schemathesis>=4.0"],
+        "test": ["pytest>=8", "openstacksdk>=3", "python-openstackclient>=6", "scapy>=2.5", "schemathesis>=4.0"],
     },
     entry_points={"console_scripts": ["dfxdp=dfxdp.cli.main:main"]},
     cmdclass={"build_py": BuildWithKernels},
