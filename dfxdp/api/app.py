@@ -166,9 +166,7 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
         ctx = scope.context(request)
 
         def visible_docs() -> list[dict]:
-            if coll.kind == "security_group" and ctx.project:  # Neutron: the project's listing shows its default
-                service.ensure_default_security_group(ctx.project)
-            return scope.visible(ctx, coll.kind, service.list(coll.kind, query.filters), service.list)
+            return scope.visible(ctx, coll.kind, service.list(coll.kind, query.filters, ctx.project), service.list)
 
         docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)
         page = listing.paginate(docs, query, coll.kind)

@@ -100,10 +100,11 @@ class NBService:
             raise not_found(kind, obj_id)
         return self._decorate(kind, [doc])[0]
 
-    def list(self, kind: str, filters: dict[str, list[str]] | None = None) -> list[dict]:
+    def list(self, kind: str, filters: dict[str, list[str]] | None = None, project: str | None = None) -> list[dict]:
+        """Objects of a kind; `project` is the requesting project's, if any."""
         self._model(kind)
         if kind == "security_group":  # Neutron: a project's listing shows its default group
-            projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [None]
+            projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [project]
             self.ensure_default_security_group(projects[0] or None)
         docs = self._decorate(kind, Txn(self.store).list(kind))
         for field, wanted in (filters or {}).items():

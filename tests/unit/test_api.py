@@ -279,6 +279,8 @@ def test_objects_are_scoped_to_the_requests_project(client):
     assert r.status_code == 403
     groups = client.get("/v2.0/security-groups", headers=bob).json()["security_groups"]
     assert [(g["name"], g["project_id"]) for g in groups] == [("default", "bob")]
+    everyone = client.get("/v2.0/security-groups", headers=admin).json()["security_groups"]
+    assert sorted(g["project_id"] for g in everyone) == ["alice", "bob", "ops"]  # none made for another project
     assert {f["id"] for f in client.get("/v2.0/floatingips", headers=admin).json()["floatingips"]} == {fip["id"]}
     assert len(client.get("/v2.0/networks").json()["networks"]) == 2  # no project given: the operator's view
     made = client.post("/v2.0/networks", json={"network": {"name": "c", "project_id": "carol"}}, headers=admin)
