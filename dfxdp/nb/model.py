@@ -176,10 +176,19 @@ class SecurityGroup(Resource):
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"security_group_rules"}
 
 
+def _ethertype(value):
+    """Neutron's convert_ethertype_to_case_insensitive: ipv4 is IPv4."""
+    return {"ipv4": "IPv4", "ipv6": "IPv6"}.get(value.lower(), value) if isinstance(value, str) else value
+
+
+Ethertype = Annotated[Literal["IPv4", "IPv6"], BeforeValidator(_ethertype),
+                      WithJsonSchema({"type": "string", "pattern": "^[Ii][Pp][Vv][46]$"}, mode="validation")]
+
+
 class SecurityGroupRule(Resource):
     security_group_id: str
     direction: Literal["ingress", "egress"]
-    ethertype: Literal["IPv4", "IPv6"] = "IPv4"
+    ethertype: Ethertype = "IPv4"
     protocol: Optional[str] = None  # a name of dfxdp/nb/protocols.py or a number 0-255, as a string
     port_range_min: Optional[int] = None
     port_range_max: Optional[int] = None

@@ -460,6 +460,7 @@ def test_a_default_group_from_an_older_store_is_adopted():
 @pytest.mark.parametrize("given,ethertype,stored", [
     ("ipv6-icmp", "IPv6", "ipv6-icmp"), ("icmpv6", "IPv6", "ipv6-icmp"), ("ICMP", "IPv6", "icmp"),
     (1, "IPv6", "58"), ("58", "IPv6", "58"), (6, "IPv4", "6"), ("vrrp", "IPv4", "vrrp"), ("any", "IPv4", None),
+    ("icmpv6", "ipv6", "ipv6-icmp"),  # ethertypes in any case, as Neutron converts them
 ])
 def test_rule_protocols_spelled_as_neutron_stores_them(svc, given, ethertype, stored):
     sg = svc.create("security_group", {"name": "protocols"})
