@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline
 from dfxdp.metrics.agent import AgentMetrics
 from dfxdp.metrics.fallback import FallbackMetrics
 from dfxdp.nb.db import StoreError, open_store
-from dfxdp.nb.errors import NBError
+from dfxdp.nb.errors import NBError, NotFound
 from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import NB
 from dfxdp.nb.watcher import Snapshot, Watcher
@@ -49,7 +49,8 @@ class AgentConfig:
     underlay: str
     db_url: str
     bpffs: str
-    external_interface: str | None = None
+    external_interface: str | None = None  # the NIC of bridge_mappings (the datapath carries one)
+    bridge_mappings: dict[str, str] = field(default_factory=dict)  # physnet -> NIC, shown on /v2.0/agents
     metrics_listen: str | None = None
     xdp_mode: str = "native"
     ovsdb: str | None = None  # the OVS fallback's database; None: no fallback
@@ -95,7 +96,7 @@ class Agent:
         self.control = build_datapath_control(self.pipeline.maps, options={
             DnsApp: {"ttl": cfg.dns_ttl, "upstream": cfg.dns_upstream},
             DhcpApp: {"on_count": self._count_dhcp}})
-        self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip)
+        self.nb.upsert_chassis(cfg.chassis, cfg.tunnel_ip, bridge_mappings=cfg.bridge_mappings)
         self.metrics.heartbeat.set_to_current_time()
         self.metrics.serve_datapath(lambda: self.pipeline.maps if self.pipeline else {})
         if cfg.metrics_listen:
@@ -203,7 +204,11 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
             try:
-                self.nb.heartbeat(self.config.chassis)
+                try:
+                    self.nb.heartbeat(self.config.chassis)
+                except NotFound:  # an operator deleted its agent record: register again, as Neutron's agents do
+                    self.nb.upsert_chassis(self.config.chassis, self.config.tunnel_ip,
+                                           bridge_mappings=self.config.bridge_mappings)
                 self.metrics.heartbeat.set_to_current_time()
             except (StoreError, NBError) as exc:
                 log.warning("heartbeat failed: %s", exc)

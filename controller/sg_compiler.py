@@ -25,7 +25,8 @@ import socket
 from dataclasses import dataclass, field
 from functools import cached_property
 
-PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
+from dfxdp.nb import protocols
+
 PORTED = {6, 17, 132}
 ANY_PROTO, ANY_CLASS = 0, 0
 INGRESS, EGRESS = 0, 1  # maps/sg.h SG_INGRESS / SG_EGRESS
@@ -127,7 +128,7 @@ def compile_rule(rule: dict, group_members: dict[str, list[Prefix]]) -> Rule | N
     if rule.get("ethertype", "IPv4") != "IPv4":
         return None
     raw = rule.get("protocol")
-    proto = PROTOCOLS.get(raw, int(raw) if raw and str(raw).isdigit() else ANY_PROTO)
+    proto = ANY_PROTO if raw is None else protocols.number(str(raw))
     if rule.get("remote_group_id"):
         remotes = tuple(group_members.get(rule["remote_group_id"], ()))
         if not remotes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -20,7 +21,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.model import MODELS
 from dfxdp.nb.service import NBService
 
-from . import body, errors, listing, openapi
+from . import agents, body, errors, extensions, listing, openapi, scope
 from .errors import OCTAVIA_PREFIXES
 
 NEUTRON = "/v2.0"
@@ -94,6 +95,16 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
                                "links": [{"href": f"{base}{NEUTRON}/{c.path}", "rel": "self"}]}
                               for c in NEUTRON_COLLECTIONS]}
 
+    @app.get(NEUTRON + "/extensions", include_in_schema=False)
+    async def list_extensions():
+        return extensions.listing()
+
+    @app.get(NEUTRON + "/extensions/{alias}", include_in_schema=False)
+    async def show_extension(alias: str):
+        return extensions.show(alias)
+
+    agents.install(app, service, NEUTRON)
+
     collections = [(f"{NEUTRON}/{c.path}", c, None) for c in NEUTRON_COLLECTIONS]
     for prefix in OCTAVIA_PREFIXES:
         @app.delete(prefix + "/loadbalancers/{lb_id}", status_code=204, include_in_schema=False)
@@ -107,13 +118,20 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
     for base, coll, parent_field in collections:
         _crud_routes(app, service, base, coll, parent_field)
 
+    def router_action(request: Request, router_id: str, action: Callable[[str, dict], dict], obj: dict) -> dict:
+        scope.check_change(scope.context(request), "router", service.get("router", router_id), service.list,
+                           "update")
+        return action(router_id, obj)
+
     @app.put(NEUTRON + "/routers/{router_id}/add_router_interface", include_in_schema=False)
     async def add_interface(router_id: str, request: Request):
-        return await run_in_threadpool(service.add_router_interface, router_id, await body.json_object(request))
+        return await run_in_threadpool(router_action, request, router_id, service.add_router_interface,
+                                       await body.json_object(request))
 
     @app.put(NEUTRON + "/routers/{router_id}/remove_router_interface", include_in_schema=False)
     async def remove_interface(router_id: str, request: Request):
-        return await run_in_threadpool(service.remove_router_interface, router_id, await body.json_object(request))
+        return await run_in_threadpool(router_action, request, router_id, service.remove_router_interface,
+                                       await body.json_object(request))
 
     document = openapi.build([(base, coll.singular, coll.plural, MODELS[coll.kind], parent_field)
                               for base, coll, parent_field in collections], NEUTRON)
@@ -139,6 +157,7 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
                  parent_field: str | None = None) -> None:
     """GET/POST on the collection, GET/PUT/DELETE on one object."""
     model = MODELS[coll.kind]
+    bulk_plural = coll.plural if coll in NEUTRON_COLLECTIONS else None  # Neutron's bulk create; not Octavia's
 
     def check_parent(doc: dict, parent_id: str | None) -> dict:
         if parent_field and doc.get(parent_field) != parent_id:
@@ -150,7 +169,12 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
         if parent_field:
             await run_in_threadpool(service.get, "pool", parent_id)
             query.filters[parent_field] = [parent_id]
-        docs = listing.sort(await run_in_threadpool(service.list, coll.kind, query.filters), query.sorts)
+        ctx = scope.context(request)
+
+        def visible_docs() -> list[dict]:
+            return scope.visible(ctx, coll.kind, service.list(coll.kind, query.filters, ctx.project), service.list)
+
+        docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)
         page = listing.paginate(docs, query, coll.kind)
         answer = {coll.plural: [listing.select(d, query.fields) for d in page]}
         links = listing.links(request, page, query)
@@ -159,24 +183,35 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
         return answer
 
     async def create(request: Request, parent_id: str | None = None):
-        obj = await body.envelope(request, coll.singular)
-        _check_project(obj)
+        objs, bulk = await body.envelopes(request, coll.singular, bulk_plural)
+        ctx = scope.context(request)
+        for obj in objs:
+            _check_project(obj)
+        objs = [scope.check_create(ctx, coll.kind, obj) for obj in objs]
         if parent_field:
-            obj = {**obj, parent_field: parent_id}
-        return errors.NeutronJSON({coll.singular: await run_in_threadpool(service.create, coll.kind, obj)},
-                                  status_code=201)
+            objs = [{**obj, parent_field: parent_id} for obj in objs]
+        made = await run_in_threadpool(service.create_many, coll.kind, objs)
+        return errors.NeutronJSON({coll.plural: made} if bulk else {coll.singular: made[0]}, status_code=201)
+
+    def visible_one(request: Request, obj_id: str, parent_id: str | None, action: str | None = None) -> dict:
+        """The object if the request may see it (and, for an action, change it)."""
+        doc = check_parent(service.get(coll.kind, obj_id), parent_id)
+        ctx = scope.context(request)
+        if action:
+            scope.check_change(ctx, coll.kind, doc, service.list, action)
+        return scope.check_show(ctx, coll.kind, doc, service.list)
 
     async def show(obj_id: str, request: Request, parent_id: str | None = None):
-        doc = check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
+        doc = await run_in_threadpool(visible_one, request, obj_id, parent_id)
         return {coll.singular: listing.select(doc, request.query_params.getlist("fields"))}
 
     async def update(obj_id: str, request: Request, parent_id: str | None = None):
-        check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
+        await run_in_threadpool(visible_one, request, obj_id, parent_id, "update")
         obj = await body.envelope(request, coll.singular)
         return {coll.singular: await run_in_threadpool(service.update, coll.kind, obj_id, obj)}
 
-    async def delete(obj_id: str, parent_id: str | None = None):
-        check_parent(await run_in_threadpool(service.get, coll.kind, obj_id), parent_id)
+    async def delete(obj_id: str, request: Request, parent_id: str | None = None):
+        await run_in_threadpool(visible_one, request, obj_id, parent_id, "delete")
         await run_in_threadpool(service.delete, coll.kind, obj_id)
         return Response(status_code=204)
 

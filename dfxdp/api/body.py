@@ -94,12 +94,27 @@ async def read_json(request: Request) -> Any:
 
 async def envelope(request: Request, name: str) -> dict:
     """The object inside {"<name>": {...}}."""
+    objs, _ = await envelopes(request, name, None)
+    return objs[0]
+
+
+async def envelopes(request: Request, name: str, plural: str | None) -> tuple[list[dict], bool]:
+    """The objects of a create: {"<name>": {...}}, or Neutron's bulk {"<plural>": [{...}, ...]}
+    when `plural` is given; and whether it was a bulk."""
     body = await read_json(request)
+    if plural and isinstance(body, dict) and plural in body:
+        items = body[plural]
+        if len(body) > 1 or not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise BadRequest("HTTPBadRequest", f"Request body must be a JSON object with a '{plural}' list of "
+                                               f"objects")
+        if not items:
+            raise BadRequest("HTTPBadRequest", "Resources required")
+        return items, True
     if body is None:
         raise BadRequest("HTTPBadRequest", f"Request body with a '{name}' object is required")
     if not isinstance(body, dict) or not isinstance(body.get(name), dict):
         raise BadRequest("HTTPBadRequest", f"Request body must be a JSON object with a '{name}' object")
-    return body[name]
+    return [body[name]], False
 
 
 async def json_object(request: Request) -> dict:

@@ -9,6 +9,7 @@ import click
 
 from dfxdp.controller.ovs.bridge import DEFAULT_OVSDB
 from dfxdp.nb.db import DEFAULT_URL
+from dfxdp.nb.segments import DEFAULT_PHYSNET
 
 from .options import parse_listen
 
@@ -16,8 +17,11 @@ AGENT_OPTIONS = [
     click.Option(["--chassis"], required=True, help="This node's chassis name (ports bind by binding:host_id)."),
     click.Option(["--tunnel-ip"], required=True, help="This node's VXLAN tunnel endpoint IPv4 address."),
     click.Option(["--underlay"], required=True, help="The NIC carrying VXLAN to other chassis."),
+    click.Option(["--bridge-mappings"], default=None,
+                 help="PHYSNET:IFACE: the NIC of a physical network's flat router:external networks "
+                      "(Neutron's bridge_mappings; the datapath carries one NIC yet)."),
     click.Option(["--external-interface"], default=None,
-                 help="NIC of the flat router:external network(s) (Neutron's bridge_mappings)."),
+                 help=f"Shorthand for --bridge-mappings {DEFAULT_PHYSNET}:IFACE."),
     click.Option(["--bpffs"], default=None, help="Where to pin maps and programs (default /run/dfxdp/bpffs/CHASSIS)."),
     click.Option(["--metrics-listen"], default="127.0.0.1:9870", show_default=True,
                  help="HOST:PORT for Prometheus /metrics."),
@@ -33,8 +37,28 @@ AGENT_OPTIONS = [
 ]
 
 
-def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, bpffs, metrics_listen, xdp_mode,
-                 ovsdb, dns_upstream=None, dns_ttl=60):
+def parse_bridge_mappings(value: str | None, external_interface: str | None) -> dict[str, str]:
+    """physnet -> NIC from `--bridge-mappings a:IF[,b:IF]` and `--external-interface IF`."""
+    mappings: dict[str, str] = {}
+    for item in filter(None, (value or "").split(",")):
+        physnet, sep, iface = item.strip().partition(":")
+        if not sep or not physnet or not iface or physnet in mappings:
+            raise click.BadParameter(f"{item!r}: expected PHYSNET:IFACE, each physical network once",
+                                     param_hint="--bridge-mappings")
+        mappings[physnet] = iface
+    if external_interface:
+        if mappings.get(DEFAULT_PHYSNET, external_interface) != external_interface:
+            raise click.BadParameter(f"maps {DEFAULT_PHYSNET} to another NIC than --bridge-mappings",
+                                     param_hint="--external-interface")
+        mappings[DEFAULT_PHYSNET] = external_interface
+    if len(mappings) > 1:  # one external NIC in the datapath's if_config and routes (controller/apps)
+        raise click.BadParameter("the datapath carries one external NIC yet: map one physical network",
+                                 param_hint="--bridge-mappings")
+    return mappings
+
+
+def agent_config(db_url: str, chassis, tunnel_ip, underlay, bridge_mappings, external_interface, bpffs,
+                 metrics_listen, xdp_mode, ovsdb, dns_upstream=None, dns_ttl=60):
     from dfxdp.controller.agent import AgentConfig
     from dfxdp.controller.dns_forwarder import parse_upstream
     from dfxdp.datapath.pipeline import default_bpffs
@@ -52,8 +76,10 @@ def agent_config(db_url: str, chassis, tunnel_ip, underlay, external_interface, 
         upstream = parse_upstream(dns_upstream) if dns_upstream else None
     except (OSError, ValueError):
         raise click.BadParameter(f"{dns_upstream!r} is not IPv4[:PORT]", param_hint="--dns-upstream") from None
+    mappings = parse_bridge_mappings(bridge_mappings, external_interface)
     return AgentConfig(chassis=chassis, tunnel_ip=tunnel_ip, underlay=underlay, db_url=db_url,
-                       bpffs=bpffs or str(default_bpffs(chassis)), external_interface=external_interface,
+                       bpffs=bpffs or str(default_bpffs(chassis)), bridge_mappings=mappings,
+                       external_interface=next(iter(mappings.values()), None),
                        metrics_listen=metrics_listen, xdp_mode=xdp_mode,
                        ovsdb=None if ovsdb == "none" else ovsdb, dns_upstream=upstream, dns_ttl=dns_ttl)
 

@@ -67,8 +67,9 @@ def check_subnet(subnet: dict, others: list[dict]) -> None:
             raise BadRequest("OverlappingAllocationPools", f"allocation pools overlap in subnet {net}")
     for other in others:
         if other["id"] != subnet.get("id") and net.overlaps(ipaddress.ip_network(other["cidr"])):
-            raise BadRequest("InvalidInput", f"cidr {net} overlaps with subnet {other['id']} ({other['cidr']}) "
-                                             f"of the same network")
+            # Neutron's words, which clients match on to try the next CIDR; it names no other subnet
+            raise BadRequest("InvalidInput", f"Invalid input for operation: Requested subnet with cidr: {net} for "
+                                             f"network: {subnet['network_id']} overlaps with another subnet.")
 
 
 def in_subnet(subnet: dict, address: str) -> bool:

@@ -63,10 +63,15 @@ class Network(Resource):
     dns_domain: str = ""
     status: str = "ACTIVE"
     subnets: list[str] = []
-    provider_network_type: str = Field("vxlan", alias="provider:network_type")
+    # Neutron's provider extension, set by an admin at creation (NBService._create_network):
+    # vxlan (the default, its VNI the network's key) or, for router:external networks, flat or
+    # vlan on a physical network that agents map to a NIC (`dfxdp agent --bridge-mappings`)
+    provider_network_type: Optional[Literal["vxlan", "flat", "vlan"]] = Field(None, alias="provider:network_type")
+    provider_physical_network: Optional[str] = Field(None, alias="provider:physical_network")
     provider_segmentation_id: Optional[int] = Field(None, alias="provider:segmentation_id")
-    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "subnets", "provider:network_type",
-                                            "provider:segmentation_id"}
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "subnets"}
+    IMMUTABLE: ClassVar[set[str]] = {"provider:network_type", "provider:physical_network",
+                                     "provider:segmentation_id"}
 
 
 class Route(Strict):
@@ -133,6 +138,11 @@ class Port(Resource):
     device_owner: str = ""
     device_id: str = ""
     binding_host_id: str = Field("", alias="binding:host_id")
+    # Neutron's port binding: only "normal" ports (a tap the agent finds by name); vif_type and
+    # vif_details are derived from binding:host_id when shown (NBService._decorate)
+    binding_vnic_type: Literal["normal"] = Field("normal", alias="binding:vnic_type")
+    binding_vif_type: str = Field("unbound", alias="binding:vif_type")
+    binding_vif_details: dict[str, Any] = Field({}, alias="binding:vif_details")
     status: str = "DOWN"
     security_groups: Optional[list[str]] = None
     port_security_enabled: Optional[Bool] = None
@@ -140,7 +150,8 @@ class Port(Resource):
     dns_name: str = ""
     dns_assignment: list[dict[str, str]] = []  # computed by the service (dfxdp/nb/dns.py)
     extra_dhcp_opts: list[ExtraDhcpOpt] = []
-    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "dns_assignment"}
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "dns_assignment", "binding:vif_type",
+                                                                 "binding:vif_details"}
     IMMUTABLE: ClassVar[set[str]] = {"network_id"}
 
     @field_validator("allowed_address_pairs")
@@ -156,10 +167,18 @@ class GatewayInfo(Strict):
     external_fixed_ips: list[FixedIP] = []
 
 
+class NoGateway(Strict):
+    """An empty gateway ({}, what Tempest and several clients send): Neutron reads it as none."""
+
+
+def _no_gateway(value):
+    return None if isinstance(value, NoGateway) else value
+
+
 class Router(Resource):
     admin_state_up: Bool = True
     status: str = "ACTIVE"
-    external_gateway_info: Optional[GatewayInfo] = None
+    external_gateway_info: Annotated[Optional[GatewayInfo | NoGateway], AfterValidator(_no_gateway)] = None
     routes: list[Route] = []
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
 
@@ -170,14 +189,20 @@ class SecurityGroup(Resource):
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"security_group_rules"}
 
 
-PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
+def _ethertype(value):
+    """Neutron's convert_ethertype_to_case_insensitive: ipv4 is IPv4."""
+    return {"ipv4": "IPv4", "ipv6": "IPv6"}.get(value.lower(), value) if isinstance(value, str) else value
+
+
+Ethertype = Annotated[Literal["IPv4", "IPv6"], BeforeValidator(_ethertype),
+                      WithJsonSchema({"type": "string", "pattern": "^[Ii][Pp][Vv][46]$"}, mode="validation")]
 
 
 class SecurityGroupRule(Resource):
     security_group_id: str
     direction: Literal["ingress", "egress"]
-    ethertype: Literal["IPv4", "IPv6"] = "IPv4"
-    protocol: Optional[str] = None
+    ethertype: Ethertype = "IPv4"
+    protocol: Optional[str] = None  # a name of dfxdp/nb/protocols.py or a number 0-255, as a string
     port_range_min: Optional[int] = None
     port_range_max: Optional[int] = None
     remote_ip_prefix: Optional[Prefix] = None
@@ -188,16 +213,13 @@ class SecurityGroupRule(Resource):
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol(cls, v):
+        """Neutron's convert_protocol spelling: numbers as strings, names in lower case; the
+        service decides which are valid (with Neutron's error type)."""
         if v is None or v == "" or v == "any":
             return None
-        if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
-            if not 0 <= int(v) <= 255:
-                raise ValueError(f"protocol number {v} is outside 0-255")
-            return str(int(v))
-        if str(v).lower() not in PROTOCOL_NUMBERS:
-            raise ValueError(f"protocol '{v}' is not supported: use tcp, udp, icmp, icmpv6, sctp, a number or any")
-        return str(v).lower()
-
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v.lower() if isinstance(v, str) else v
 
 
 class FloatingIP(Resource):
@@ -279,11 +301,14 @@ class HealthMonitor(LBResource):
 
 
 class Chassis(Resource):
+    """A node running `dfxdp agent`; the API shows it as a Neutron agent (dfxdp/api/agents.py)."""
+
     tunnel_ip: IP
     heartbeat: float = 0.0
     # network id -> IPv4 multicast groups with a member on this chassis (the agent's IGMP snooping)
     igmp_groups: dict[str, list[IP]] = {}
-
+    admin_state_up: Bool = True  # an operator's mark (PUT /v2.0/agents): recorded, nothing is scheduled
+    bridge_mappings: dict[str, str] = {}  # physical network -> NIC (`dfxdp agent --bridge-mappings`)
 
 
 # kind (the key segment under /dfxdp/nb/) -> model

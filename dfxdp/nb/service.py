@@ -6,6 +6,7 @@ The REST API and the agents call this; it stores each object as JSON at
 """
 from __future__ import annotations
 
+import copy
 import ipaddress
 import random
 import time
@@ -15,11 +16,12 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import dns, ipam, octavia, validate
+from . import dns, ipam, octavia, segments, validate
 from .db.base import KV, Store
 from .errors import BadRequest, Conflict, NotFound, not_found
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
-from .model import DEFAULT_PROJECT, MODELS, PROTOCOL_NUMBERS
+from .model import DEFAULT_PROJECT, MODELS
+from .rules import validate_rule
 from .txn import ALLOC, KeyAllocator, Txn, obj_key, run_txn
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
@@ -105,10 +107,11 @@ class NBService:
             raise not_found(kind, obj_id)
         return self._decorate(kind, [doc])[0]
 
-    def list(self, kind: str, filters: dict[str, list[str]] | None = None) -> list[dict]:
+    def list(self, kind: str, filters: dict[str, list[str]] | None = None, project: str | None = None) -> list[dict]:
+        """Objects of a kind; `project` is the requesting project's, if any."""
         self._model(kind)
         if kind == "security_group":  # Neutron: a project's listing shows its default group
-            projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [None]
+            projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [project]
             self.ensure_default_security_group(projects[0] or None)
         docs = self._decorate(kind, Txn(self.store).list(kind))
         for field, wanted in (filters or {}).items():
@@ -134,35 +137,51 @@ class NBService:
             for doc in docs:
                 doc["listeners"] = [{"id": x["id"]} for x in listeners if x["loadbalancer_id"] == doc["id"]]
                 doc["pools"] = [{"id": x["id"]} for x in pools if x.get("loadbalancer_id") == doc["id"]]
+        if kind == "port" and docs:
+            chassis = {c["id"] for c in Txn(self.store).list("chassis")}
+            for doc in docs:
+                doc.update(_binding(doc, chassis))
         for doc in docs:
             if "project_id" in doc:
                 doc["tenant_id"] = doc["project_id"]
         return docs
 
     def create(self, kind: str, body: dict, project_id: str | None = None) -> dict:
+        return self.create_many(kind, [body], project_id)[0]
+
+    def create_many(self, kind: str, bodies: list[dict], project_id: str | None = None) -> list[dict]:
+        """Neutron's bulk create: every object or none, in one NB transaction (each checked
+        against the store and the ones before it, as if created one after the other)."""
+        docs = [self._new_document(kind, body, project_id) for body in bodies]
+
+        def body_fn(txn: Txn) -> list[dict]:
+            return [self._insert(txn, kind, doc) for doc in docs]
+
+        return self._decorate(kind, run_txn(self.store, body_fn))
+
+    def _new_document(self, kind: str, body: dict, project_id: str | None) -> dict:
+        """A create's body checked on its own (no store read): the model's fields and types."""
         model = self._model(kind)
         body = dict(body)
         project = body.pop("tenant_id", None) or body.get("project_id") or project_id or self.default_project
         owned = sorted(set(body) & model.SERVER_OWNED)
         if owned:
             raise BadRequest("HTTPBadRequest", f"Attribute(s) {', '.join(owned)} cannot be set by a client")
-        doc = self._validate(kind, {**body, "project_id": project})
+        return self._validate(kind, {**body, "project_id": project})
 
-        def body_fn(txn: Txn) -> dict:
-            new = dict(doc)
-            new["id"] = str(uuid.uuid4())
-            new["created_at"] = new["updated_at"] = _now()
-            new["revision_number"] = 1
-            new["key"] = self.keys.next(txn, kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT))
-            if kind in NEEDS_DEFAULT_GROUP:
-                self._default_security_group(txn, new["project_id"])
-            hook = self._create_hooks.get(kind)
-            if hook:
-                hook(txn, new)
-            txn.put(kind, new)
-            return new
-
-        return self._decorate(kind, [run_txn(self.store, body_fn)])[0]
+    def _insert(self, txn: Txn, kind: str, doc: dict) -> dict:
+        new = copy.deepcopy(doc)  # hooks fill nested fields; a retried transaction starts anew
+        new["id"] = str(uuid.uuid4())
+        new["created_at"] = new["updated_at"] = _now()
+        new["revision_number"] = 1
+        new["key"] = self.keys.next(txn, kind, KEY_LIMITS.get(kind, DEFAULT_KEY_LIMIT))
+        if kind in NEEDS_DEFAULT_GROUP:
+            self._default_security_group(txn, new["project_id"])
+        hook = self._create_hooks.get(kind)
+        if hook:
+            hook(txn, new)
+        txn.put(kind, new)
+        return new
 
     def update(self, kind: str, obj_id: str, body: dict) -> dict:
         model = self._model(kind)
@@ -221,8 +240,9 @@ class NBService:
 
     # ------------------------------------------------------------------ networks
     def _create_network(self, txn: Txn, net: dict) -> None:
-        net["provider:network_type"] = "flat" if net["router:external"] else "vxlan"
-        net["provider:segmentation_id"] = None if net["router:external"] else net["key"]
+        key = segments.fill(net)
+        if key and not txn.reserve(key, net["id"]):
+            raise segments.in_use(net)
         dns.check_domain(net["dns_domain"])
 
     def _update_network(self, txn: Txn, old: dict, new: dict) -> None:
@@ -234,14 +254,25 @@ class NBService:
                 txn.put("port", port)
 
     def _delete_network(self, txn: Txn, net: dict) -> None:
-        for port in txn.children("port", "network", net["id"]):  # its DHCP port goes with it, as in Neutron
+        # As in Neutron, its DHCP port goes with it, and so do an external network's floating IPs
+        # that no port uses.
+        for port in txn.children("port", "network", net["id"]):
             if port["device_owner"] == DHCP_OWNER:
                 self._remove_owned_port(txn, port)
+                continue
+            fip = txn.get("floatingip", port["device_id"]) if port["device_owner"] == FLOATINGIP_OWNER else None
+            if fip and not fip.get("port_id"):
+                self._remove_owned_port(txn, port)
+                txn.delete("floatingip", fip["id"])
         if txn.children("port", "network", net["id"]):
             raise Conflict("NetworkInUse", f"Unable to complete operation on network {net['id']}. "
                                            f"There are one or more ports still in use on the network.")
         for subnet in txn.children("subnet", "network", net["id"]):
             txn.delete("subnet", subnet["id"])
+        if net.get("provider:physical_network"):
+            key = segments.segment_key(net["provider:physical_network"], net["provider:segmentation_id"])
+            if txn.get_raw(key) == net["id"].encode():
+                txn.release(key)
 
     # ------------------------------------------------------------------ subnets
     def _create_subnet(self, txn: Txn, subnet: dict) -> None:
@@ -581,35 +612,12 @@ class NBService:
 
     def _create_rule(self, txn: Txn, rule: dict) -> None:
         self._require(txn, "security_group", rule["security_group_id"])
-        proto, lo, hi = rule["protocol"], rule["port_range_min"], rule["port_range_max"]
+        validate_rule(rule)
         if rule["remote_group_id"] and rule["remote_ip_prefix"]:
-            raise BadRequest("InvalidInput", "Only remote_ip_prefix or remote_group_id may be provided")
+            raise BadRequest("SecurityGroupRemoteGroupAndRemoteIpPrefix",
+                             "Only remote_ip_prefix or remote_group_id may be provided.")
         if rule["remote_group_id"]:
             self._require(txn, "security_group", rule["remote_group_id"])
-        if rule["remote_ip_prefix"]:
-            version = ipaddress.ip_network(rule["remote_ip_prefix"]).version
-            if f"IPv{version}" != rule["ethertype"]:
-                raise BadRequest("InvalidInput", f"remote_ip_prefix {rule['remote_ip_prefix']} does not match "
-                                                 f"ethertype {rule['ethertype']}")
-        number = PROTOCOL_NUMBERS.get(proto, int(proto) if proto and proto.isdigit() else None)
-        if lo is not None or hi is not None:
-            if number in (6, 17, 132):
-                if lo is None or hi is None:
-                    hi = lo if hi is None else hi
-                    lo = hi if lo is None else lo
-                if not (1 <= lo <= 65535 and 1 <= hi <= 65535) or lo > hi:
-                    raise BadRequest("SecurityGroupInvalidPortRange",
-                                     f"Invalid port range {lo}-{hi}: ports are 1-65535 and min must be <= max")
-            elif number in (1, 58):
-                if (lo is not None and not 0 <= lo <= 255) or (hi is not None and not 0 <= hi <= 255):
-                    raise BadRequest("SecurityGroupInvalidIcmpValue",
-                                     f"Invalid ICMP type/code {lo}/{hi}: both must be 0-255")
-                if lo is None and hi is not None:
-                    raise BadRequest("SecurityGroupMissingIcmpType", "ICMP code given without an ICMP type")
-            else:
-                raise BadRequest("SecurityGroupInvalidPortRange",
-                                 f"Port ranges need protocol tcp, udp, sctp or icmp, not {proto or 'any'}")
-        rule["port_range_min"], rule["port_range_max"] = lo, hi
         same = ("security_group_id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
                 "remote_ip_prefix", "remote_group_id")
         for other in txn.children("security_group_rule", "security_group", rule["security_group_id"]):
@@ -839,6 +847,8 @@ class NBService:
         def body_fn(txn: Txn) -> dict:
             old = txn.get("chassis", name)
             new = dict(doc)
+            if old:  # what an operator set on it (PUT /v2.0/agents) outlives the agent's restarts
+                new.update(admin_state_up=old.get("admin_state_up", True), description=old["description"])
             new["revision_number"] = (old["revision_number"] + 1) if old else 1
             new["created_at"] = old["created_at"] if old else _now()
             new["updated_at"] = _now()
@@ -880,6 +890,21 @@ class NBService:
             return port
 
         return run_txn(self.store, body_fn)
+
+
+def _binding(port: dict, chassis: set[str]) -> dict:
+    """Neutron's binding:vif_type and vif_details: "unbound" without a host, "tap" on a host
+    that runs a dfxdp agent (which plugs the port by its tap name, controller/binding.py),
+    "binding_failed" on a host that runs none."""
+    host = port.get("binding:host_id")
+    if not host:
+        vif_type, details = "unbound", {}
+    elif host in chassis:
+        vif_type, details = "tap", {"port_filter": bool(port.get("port_security_enabled")), "connectivity": "l2"}
+    else:
+        vif_type, details = "binding_failed", {}
+    return {"binding:vnic_type": port.get("binding:vnic_type", "normal"), "binding:vif_type": vif_type,
+            "binding:vif_details": details}
 
 
 def _interface_info(router: dict, port: dict) -> dict:

@@ -201,3 +201,123 @@ def test_openapi_document_describes_every_collection(client):
     port = doc["components"]["schemas"]["PortCreate"]
     assert port["required"] == ["network_id"] and "status" not in port["properties"]
     assert "network_id" not in doc["components"]["schemas"]["PortUpdate"]["properties"]
+
+
+# each advertised extension -> (collection, attribute its objects then carry)
+EXTENSION_ATTRIBUTES = {
+    "router": ("routers", "external_gateway_info"), "external-net": ("networks", "router:external"),
+    "extraroute": ("routers", "routes"), "security-group": ("security-groups", "security_group_rules"),
+    "port-security": ("ports", "port_security_enabled"), "allowed-address-pairs": ("ports", "allowed_address_pairs"),
+    "binding": ("ports", "binding:vif_type"), "net-mtu": ("networks", "mtu"), "net-mtu-writable": ("networks", "mtu"),
+    "standard-attr-description": ("subnets", "description"), "standard-attr-timestamp": ("ports", "updated_at"),
+    "standard-attr-revisions": ("routers", "revision_number"), "project-id": ("security-groups", "project_id"),
+    "pagination": (None, None), "sorting": (None, None), "agent": (None, None),
+}
+
+
+def test_extensions_list_what_is_implemented(client):
+    aliases = [e["alias"] for e in client.get("/v2.0/extensions").json()["extensions"]]
+    assert sorted(aliases) == sorted(EXTENSION_ATTRIBUTES)
+    net = client.post("/v2.0/networks", json={"network": {"name": "x"}}).json()["network"]
+    client.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.1.0.0/24"}})
+    client.post("/v2.0/ports", json={"port": {"network_id": net["id"]}})
+    client.post("/v2.0/routers", json={"router": {"name": "r"}})
+    for alias, (collection, attribute) in EXTENSION_ATTRIBUTES.items():
+        if collection:
+            shown = client.get(f"/v2.0/{collection}").json()[collection.replace("-", "_")]
+            assert shown and all(attribute in obj for obj in shown), alias
+    one = client.get("/v2.0/extensions/binding").json()["extension"]
+    assert one["alias"] == "binding" and {"name", "description", "updated", "links"} <= one.keys()
+    r = client.get("/v2.0/extensions/dvr")
+    assert r.status_code == 404 and "Extension with alias dvr does not exist" in r.json()["NeutronError"]["message"]
+
+
+def test_bulk_create_makes_all_or_nothing(client):
+    r = client.post("/v2.0/networks", json={"networks": [{"name": "b1"}, {"name": "b2"}]})
+    assert r.status_code == 201 and [n["name"] for n in r.json()["networks"]] == ["b1", "b2"]
+    net = r.json()["networks"][0]
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"], "name": f"p{i}"} for i in range(3)]})
+    assert r.status_code == 201 and len({p["mac_address"] for p in r.json()["ports"]}) == 3
+    groups = client.get("/v2.0/security-groups").json()["security_groups"]
+    assert [g["name"] for g in groups] == ["default"]  # one default group, made once for the bulk
+    before = client.get("/v2.0/ports").json()["ports"]
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"], "name": "ok"},
+                                                   {"network_id": "no-such-network"}]})
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "NetworkNotFound"
+    assert client.get("/v2.0/ports").json()["ports"] == before
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"], "mac_address": "fa:16:3e:00:00:01"},
+                                                   {"network_id": net["id"], "mac_address": "fa:16:3e:00:00:01"}]})
+    assert r.status_code == 409 and client.get("/v2.0/ports").json()["ports"] == before
+    for bad in ({"networks": []}, {"networks": [1]}, {"networks": {"name": "x"}}, {"networks": [{}], "x": 1}):
+        r = client.post("/v2.0/networks", json=bad)
+        assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "HTTPBadRequest", bad
+    assert len(client.get("/v2.0/networks").json()["networks"]) == 2
+
+
+def _as(project: str, admin: bool = False) -> dict:
+    return {"X-Project-Id": project, "X-Roles": "admin,member" if admin else "member,reader"}
+
+
+def test_objects_are_scoped_to_the_requests_project(client):
+    alice, bob, admin = _as("alice"), _as("bob"), _as("ops", admin=True)
+    ext = client.post("/v2.0/networks", json={"network": {"name": "ext", "router:external": True}},
+                      headers=admin).json()["network"]
+    client.post("/v2.0/subnets", json={"subnet": {"network_id": ext["id"], "cidr": "198.19.0.0/24"}}, headers=admin)
+    net = client.post("/v2.0/networks", json={"network": {"name": "a"}}, headers=alice).json()["network"]
+    assert net["project_id"] == net["tenant_id"] == "alice"
+    fip = client.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": ext["id"]}},
+                      headers=alice).json()["floatingip"]
+    assert client.get("/v2.0/floatingips", headers=bob).json()["floatingips"] == []
+    assert [f["id"] for f in client.get("/v2.0/floatingips", headers=alice).json()["floatingips"]] == [fip["id"]]
+    assert client.get(f"/v2.0/floatingips/{fip['id']}", headers=bob).status_code == 404
+    assert client.delete(f"/v2.0/floatingips/{fip['id']}", headers=bob).status_code == 404
+    assert {n["name"] for n in client.get("/v2.0/networks", headers=bob).json()["networks"]} == {"ext"}
+    assert len(client.get("/v2.0/subnets", headers=bob).json()["subnets"]) == 1  # the external network's
+    r = client.put(f"/v2.0/networks/{ext['id']}", json={"network": {"name": "mine"}}, headers=bob)
+    assert r.status_code == 403 and r.json()["NeutronError"]["type"] == "PolicyNotAuthorized"
+    r = client.post("/v2.0/networks", json={"network": {"name": "b", "project_id": "alice"}}, headers=bob)
+    assert r.status_code == 403
+    groups = client.get("/v2.0/security-groups", headers=bob).json()["security_groups"]
+    assert [(g["name"], g["project_id"]) for g in groups] == [("default", "bob")]
+    everyone = client.get("/v2.0/security-groups", headers=admin).json()["security_groups"]
+    assert sorted(g["project_id"] for g in everyone) == ["alice", "bob", "ops"]  # none made for another project
+    assert {f["id"] for f in client.get("/v2.0/floatingips", headers=admin).json()["floatingips"]} == {fip["id"]}
+    assert len(client.get("/v2.0/networks").json()["networks"]) == 2  # no project given: the operator's view
+    made = client.post("/v2.0/networks", json={"network": {"name": "c", "project_id": "carol"}}, headers=admin)
+    assert made.json()["network"]["project_id"] == "carol"
+
+
+def test_agents_are_the_chassis(client):
+    service = client.app.state.service
+    service.upsert_chassis("node-a", "198.18.0.21", bridge_mappings={"provider": "eth1"})
+    service.upsert_chassis("node-b", "198.18.0.22")
+    stale = service.get("chassis", "node-b")
+    service.store.put("/dfxdp/nb/chassis/node-b", json.dumps({**stale, "heartbeat": stale["heartbeat"] - 600}).encode())
+    agents = {a["host"]: a for a in client.get("/v2.0/agents").json()["agents"]}
+    assert agents["node-a"]["alive"] is True and agents["node-b"]["alive"] is False
+    assert agents["node-a"]["agent_type"] == "dfxdp agent" and agents["node-a"]["binary"] == "dfxdp-agent"
+    assert agents["node-a"]["configurations"]["bridge_mappings"] == {"provider": "eth1"}
+    assert [a["host"] for a in client.get("/v2.0/agents?alive=False").json()["agents"]] == ["node-b"]
+    assert [a["host"] for a in client.get("/v2.0/agents?host=node-a").json()["agents"]] == ["node-a"]
+    r = client.put("/v2.0/agents/node-a", json={"agent": {"admin_state_up": False, "description": "drained"}})
+    assert r.status_code == 200 and r.json()["agent"]["admin_state_up"] is False
+    service.upsert_chassis("node-a", "198.18.0.21")  # the agent restarts: the operator's marks stay
+    shown = client.get("/v2.0/agents/node-a").json()["agent"]
+    assert (shown["admin_state_up"], shown["description"]) == (False, "drained")
+    r = client.put("/v2.0/agents/node-a", json={"agent": {"host": "elsewhere"}})
+    assert r.status_code == 400
+    member = {"X-Project-Id": "alice", "X-Roles": "member"}
+    assert client.get("/v2.0/agents", headers=member).json()["agents"] == []
+    assert client.delete("/v2.0/agents/node-b", headers=member).status_code == 404
+    assert client.delete("/v2.0/agents/node-b").status_code == 204
+    r = client.get("/v2.0/agents/node-b")
+    assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "AgentNotFound"
+
+
+def test_only_admins_make_provider_networks(client):
+    body = {"network": {"name": "public", "router:external": True, "provider:network_type": "flat",
+                        "provider:physical_network": "provider"}}
+    r = client.post("/v2.0/networks", json=body, headers=_as("alice"))
+    assert r.status_code == 403 and r.json()["NeutronError"]["type"] == "PolicyNotAuthorized"
+    r = client.post("/v2.0/networks", json=body, headers=_as("ops", admin=True))
+    assert r.status_code == 201 and r.json()["network"]["provider:physical_network"] == "provider"

@@ -45,7 +45,7 @@ BAD_INPUTS = [
                                                                 "gateway_ip": "10.8.0.1"}),
      400, "InvalidInput", "not a usable address"),
     ("overlapping subnets", lambda s, t: s.create("subnet", {"network_id": t["net"]["id"], "cidr": "10.0.0.0/30"}),
-     400, "InvalidInput", "overlaps"),
+     400, "InvalidInput", "overlaps with another subnet"),
     ("fixed ip outside subnet", lambda s, t: s.create("port", {"network_id": t["net"]["id"], "fixed_ips": [
         {"subnet_id": t["subnet"]["id"], "ip_address": "10.0.1.5"}]}), 400, "InvalidIpForSubnet", "not a valid IP"),
     ("fixed ip in use", lambda s, t: s.create("port", {"network_id": t["net"]["id"], "fixed_ips": [
@@ -59,16 +59,16 @@ BAD_INPUTS = [
     ("delete router with interfaces", lambda s, t: s.delete("router", t["router"]["id"]), 409, "RouterInUse", "still has ports"),
     ("reversed port range", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "ingress",
                                                                          "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}),
-     400, "SecurityGroupInvalidPortRange", "min must be <= max"),
+     400, "SecurityGroupInvalidPortRange", "port_range_min must be <= port_range_max"),
     ("port out of range", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "ingress",
                                                                        "protocol": "udp", "port_range_min": 0, "port_range_max": 70000}),
-     400, "SecurityGroupInvalidPortRange", "1-65535"),
+     400, "SecurityGroupInvalidPortValue", "Invalid value for port 70000"),
     ("ports without protocol", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "ingress",
                                                                             "port_range_min": 22, "port_range_max": 22}),
-     400, "SecurityGroupInvalidPortRange", "need protocol"),
+     400, "SecurityGroupProtocolRequiredWithPorts", "Must also specify protocol"),
     ("unknown protocol", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "ingress",
                                                                       "protocol": "bogus"}),
-     400, "HTTPBadRequest", "not supported"),
+     400, "SecurityGroupRuleInvalidProtocol", "protocol bogus not supported"),
     ("bad direction", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "sideways"}),
      400, "HTTPBadRequest", "direction"),
     ("unknown field", lambda s, t: s.create("network", {"name": "x", "colour": "blue"}), 400, "HTTPBadRequest", "colour"),
@@ -86,6 +86,38 @@ BAD_INPUTS = [
      409, "PortInUse", "remove it through its owner"),
     ("duplicate rule", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "egress",
                                                                     "ethertype": "IPv4"}), 409, "SecurityGroupRuleExists", "already exists"),
+    *[(f"tcp ports {lo}-{hi}", lambda s, t, lo=lo, hi=hi: s.create("security_group_rule", {
+        "security_group_id": t["sg"], "direction": "ingress", "protocol": "tcp", "port_range_min": lo,
+        "port_range_max": hi}), 400, type_, words)
+      for lo, hi, type_, words in [  # Tempest's negative cases, with Neutron's words
+          (-16, 80, "SecurityGroupInvalidPortValue", "Invalid value for port -16"),
+          (80, 65536, "SecurityGroupInvalidPortValue", "Invalid value for port 65536"),
+          (None, 6, "SecurityGroupInvalidPortRange", "port_range_min must be <= port_range_max"),
+          (6, None, "SecurityGroupInvalidPortRange", "port_range_min must be <= port_range_max")]],
+    *[(f"icmp {lo}/{hi}", lambda s, t, lo=lo, hi=hi: s.create("security_group_rule", {
+        "security_group_id": t["sg"], "direction": "ingress", "protocol": "icmp", "port_range_min": lo,
+        "port_range_max": hi}), 400, type_, words)
+      for lo, hi, type_, words in [
+          (1, 256, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP code (port_range_max) 256"),
+          (300, 1, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP type (port_range_min) 300"),
+          (-1, 25, "SecurityGroupInvalidPortValue", "Invalid value"),
+          (None, 6, "SecurityGroupMissingIcmpType", "ICMP type (port-range-min) is missing")]],
+    ("ports on gre", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "ingress",
+                                                                  "protocol": "gre", "port_range_min": 1,
+                                                                  "port_range_max": 1}),
+     400, "SecurityGroupInvalidProtocolForPort", "Invalid protocol 47 for port range"),
+    ("IPv6 prefix on an IPv4 rule", lambda s, t: s.create("security_group_rule", {
+        "security_group_id": t["sg"], "direction": "ingress", "remote_ip_prefix": "2001:db8::/64"}),
+     400, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype IPv4 for CIDR 2001:db8::/64"),
+    ("IPv4 prefix on an IPv6 rule", lambda s, t: s.create("security_group_rule", {
+        "security_group_id": t["sg"], "direction": "ingress", "ethertype": "IPv6", "remote_ip_prefix": "10.0.0.0/24"}),
+     400, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype IPv6 for CIDR 10.0.0.0/24"),
+    ("ipv6-icmp on an IPv4 rule", lambda s, t: s.create("security_group_rule", {
+        "security_group_id": t["sg"], "direction": "ingress", "protocol": "ipv6-icmp"}),
+     400, "SecurityGroupEthertypeConflictWithProtocol", "Invalid ethertype IPv4 for protocol ipv6-icmp"),
+    ("protocol 256", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"],
+                                                                  "direction": "ingress", "protocol": 256}),
+     400, "SecurityGroupRuleInvalidProtocol", "not supported"),
 ]
 
 
@@ -303,8 +335,9 @@ RACES = [
      lambda s, t: s.delete("subnet", t["subnet"]["id"]), "SubnetNotFound"),
     ("router delete vs router interface", _routed, lambda s, t: s.delete("router", t["router"]["id"]),
      lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}), "RouterInUse"),
-    ("external network delete vs floating ip", _ext, lambda s, t: s.delete("network", t["ext"]["id"]),
-     lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}), "NetworkInUse"),
+    # (an unused floating IP goes with its network, as in Neutron: a port keeps it)
+    ("external network delete vs port", _ext, lambda s, t: s.delete("network", t["ext"]["id"]),
+     lambda s, t: s.create("port", {"network_id": t["ext"]["id"]}), "NetworkInUse"),
     ("floating ip vs external network delete", _ext,
      lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}),
      lambda s, t: s.delete("network", t["ext"]["id"]), "NetworkNotFound"),
@@ -422,3 +455,97 @@ def test_a_default_group_from_an_older_store_is_adopted():
     NBService(store).create("network", {"name": "n"})
     assert [sg["id"] for sg in NBService(store).list("security_group", {"name": ["default"]})] == [old]
     assert store.get(default_group_key(DEFAULT_PROJECT)).value == old.encode()
+
+
+@pytest.mark.parametrize("given,ethertype,stored", [
+    ("ipv6-icmp", "IPv6", "ipv6-icmp"), ("icmpv6", "IPv6", "ipv6-icmp"), ("ICMP", "IPv6", "icmp"),
+    (1, "IPv6", "58"), ("58", "IPv6", "58"), (6, "IPv4", "6"), ("vrrp", "IPv4", "vrrp"), ("any", "IPv4", None),
+    ("icmpv6", "ipv6", "ipv6-icmp"),  # ethertypes in any case, as Neutron converts them
+])
+def test_rule_protocols_spelled_as_neutron_stores_them(svc, given, ethertype, stored):
+    sg = svc.create("security_group", {"name": "protocols"})
+    rule = svc.create("security_group_rule", {"security_group_id": sg["id"], "direction": "ingress",
+                                              "ethertype": ethertype, "protocol": given})
+    assert rule["protocol"] == stored
+    assert svc.get("security_group_rule", rule["id"])["protocol"] == stored
+
+
+def test_router_with_an_empty_gateway_has_none(svc):
+    router = svc.create("router", {"name": "r", "external_gateway_info": {}})
+    assert router["external_gateway_info"] is None
+    assert svc.update("router", router["id"], {"external_gateway_info": {}})["external_gateway_info"] is None
+
+
+def test_port_binding_follows_the_host(svc, topo):
+    port = topo["port"]
+    assert (port["binding:vnic_type"], port["binding:vif_type"], port["binding:vif_details"]) == \
+        ("normal", "unbound", {})
+    assert svc.update("port", port["id"], {"binding:host_id": "nowhere"})["binding:vif_type"] == "binding_failed"
+    svc.upsert_chassis("c1", "198.18.0.1")
+    bound = svc.update("port", port["id"], {"binding:host_id": "c1"})
+    assert bound["binding:vif_type"] == "tap" and bound["binding:vif_details"]["port_filter"] is True
+    assert [p["binding:vif_type"] for p in svc.list("port", {"id": [port["id"]]})] == ["tap"]
+    for body in ({"binding:vif_type": "ovs"}, {"binding:vnic_type": "direct"}):
+        with pytest.raises(NBError) as err:
+            svc.update("port", port["id"], body)
+        assert err.value.status == 400
+
+
+def test_deleting_an_external_network_deletes_its_unused_floating_ips(svc, topo):
+    svc.create("floatingip", {"floating_network_id": topo["ext"]["id"]})
+    used = svc.create("floatingip", {"floating_network_id": topo["ext"]["id"], "port_id": topo["port"]["id"]})
+    svc.remove_router_interface(topo["router"]["id"], {"subnet_id": topo["subnet"]["id"]})
+    svc.update("floatingip", used["id"], {"port_id": None})
+    svc.update("router", topo["router"]["id"], {"external_gateway_info": None})
+    svc.delete("network", topo["ext"]["id"])
+    assert svc.list("floatingip") == [] and svc.list("port", {"network_id": [topo["ext"]["id"]]}) == []
+    assert problems(svc.store) == []
+
+
+def test_an_external_network_with_an_associated_floating_ip_stays(svc, topo):
+    svc.create("floatingip", {"floating_network_id": topo["ext"]["id"], "port_id": topo["port"]["id"]})
+    before = snapshot(svc)
+    with pytest.raises(NBError) as err:
+        svc.delete("network", topo["ext"]["id"])
+    assert err.value.type == "NetworkInUse" and snapshot(svc) == before
+
+
+@pytest.mark.parametrize("body,type_,words", [
+    ({"provider:network_type": "flat"}, "InvalidInput", "physical_network required for flat provider network"),
+    ({"provider:network_type": "vlan", "provider:physical_network": "p"}, "InvalidInput",
+     "segmentation_id required for VLAN provider network"),
+    ({"provider:network_type": "vlan", "provider:physical_network": "p", "provider:segmentation_id": 4095},
+     "InvalidInput", "segmentation_id out of range (1 through 4094)"),
+    ({"provider:network_type": "flat", "provider:physical_network": "p", "provider:segmentation_id": 3},
+     "InvalidInput", "segmentation_id prohibited for flat provider network"),
+    ({"provider:network_type": "vxlan"}, "InvalidInput", "external network is flat or vlan"),
+    ({"provider:network_type": "geneve"}, "HTTPBadRequest", "provider:network_type"),
+])
+def test_bad_provider_networks_are_refused(svc, body, type_, words):
+    with pytest.raises(NBError) as err:
+        svc.create("network", {"router:external": True, **body})
+    assert (err.value.status, err.value.type) == (400, type_) and words in err.value.message
+    assert svc.list("network") == []
+
+
+def test_provider_networks_own_their_segment(svc):
+    flat = {"router:external": True, "provider:network_type": "flat", "provider:physical_network": "provider"}
+    public = svc.create("network", {"name": "public", **flat})
+    assert (public["provider:network_type"], public["provider:physical_network"],
+            public["provider:segmentation_id"]) == ("flat", "provider", None)
+    with pytest.raises(NBError) as err:
+        svc.create("network", flat)
+    assert (err.value.status, err.value.type) == (409, "FlatNetworkInUse")
+    vlan = {"router:external": True, "provider:network_type": "vlan", "provider:physical_network": "provider",
+            "provider:segmentation_id": 100}
+    svc.create("network", vlan)
+    with pytest.raises(NBError) as err:
+        svc.create("network", vlan)
+    assert err.value.type == "VlanIdInUse" and "VLAN 100 on physical network provider" in err.value.message
+    svc.create("network", {**vlan, "provider:segmentation_id": 101})
+    with pytest.raises(NBError) as err:
+        svc.create("network", {**flat, "router:external": False})
+    assert "tenant networks are vxlan" in err.value.message
+    svc.delete("network", public["id"])
+    assert svc.create("network", flat)["provider:physical_network"] == "provider"  # free again
+    assert problems(svc.store) == []

@@ -121,3 +121,11 @@ def test_a_class_keeps_its_id_while_its_rules_do_and_a_new_set_gets_a_new_one():
     both = dict(after)[prefix("10.1.0.0/16")]
     assert both not in dict(before).values()  # {ssh, web}: a class that did not exist, a fresh id
     assert {v for c, _, v, _ in allow if c == both} == {22, 80}
+
+
+@pytest.mark.parametrize("protocol,number", [("gre", 47), ("vrrp", 112), ("47", 47), ("udplite", 136), (None, 0)])
+def test_every_protocol_name_the_api_accepts_compiles_to_its_number(protocol, number):
+    """A name unknown to the compiler must not become "any protocol"."""
+    pol = group_policies({"g"}, [rule(protocol=protocol)], {})
+    assert pol[INGRESS].allows(number, "10.0.0.1", 0)
+    assert pol[INGRESS].allows(6, "10.0.0.1", 22) == (protocol is None)
