@@ -32,6 +32,10 @@ EXTENSIONS = [
     Extension("binding", "Port Binding", "binding:host_id, binding:vnic_type, binding:vif_type and "
                                          "binding:vif_details on ports."),
     Extension("net-mtu", "Network MTU", "The mtu attribute of networks."),
+    Extension("dns-integration", "DNS Integration", "dns_name and dns_assignment on ports, dns_domain on "
+                                                     "networks; the names answered by the XDP DNS responder."),
+    Extension("extra_dhcp_opt", "Neutron Extra DHCP options", "extra_dhcp_opts on ports, honoured by the "
+                                                              "agent's DHCP answers."),
     Extension("net-mtu-writable", "Network MTU (writable)", "A network's mtu set at creation or changed."),
     Extension("standard-attr-description", "standard-attr-description", "A description on every resource."),
     Extension("standard-attr-timestamp", "Resource timestamps", "created_at and updated_at on every resource."),

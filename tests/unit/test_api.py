@@ -212,6 +212,7 @@ EXTENSION_ATTRIBUTES = {
     "standard-attr-description": ("subnets", "description"), "standard-attr-timestamp": ("ports", "updated_at"),
     "standard-attr-revisions": ("routers", "revision_number"), "project-id": ("security-groups", "project_id"),
     "pagination": (None, None), "sorting": (None, None), "agent": (None, None),
+    "dns-integration": ("ports", "dns_assignment"), "extra_dhcp_opt": ("ports", "extra_dhcp_opts"),
 }
 
 
