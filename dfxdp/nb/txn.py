@@ -17,10 +17,11 @@ import json
 import random
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
 from .db.base import KV, Compare, Delete, Put, Store, StoreError
-from .errors import Conflict
+from .errors import Conflict, not_found
 from .index import index_key, index_keys_of, references
 
 NB = "/dfxdp/nb/"
@@ -33,6 +34,11 @@ T = TypeVar("T")
 
 def obj_key(kind: str, obj_id: str) -> str:
     return f"{NB}{kind}/{obj_id}"
+
+
+def now() -> str:
+    """A timestamp as NB objects carry it (created_at, updated_at)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Txn:
@@ -82,6 +88,13 @@ class Txn:
     def get(self, kind: str, obj_id: str) -> dict | None:
         raw = self.get_raw(obj_key(kind, obj_id))
         return json.loads(raw) if raw else None
+
+    def require(self, kind: str, obj_id: str | None) -> dict:
+        """The object, or the kind's NotFound (a missing id is one too)."""
+        doc = self.get(kind, obj_id) if obj_id else None
+        if doc is None:
+            raise not_found(kind, obj_id or "(none)")
+        return doc
 
     def list(self, kind: str) -> list[dict]:
         """Every object of a kind, with this txn's own writes applied. Not guarded as a
