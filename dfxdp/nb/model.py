@@ -63,7 +63,7 @@ class Network(Resource):
     dns_domain: str = ""
     status: str = "ACTIVE"
     subnets: list[str] = []
-    # Neutron's provider extension, set by an admin at creation (NBService._create_network):
+    # Neutron's provider extension, set by an admin at creation (dfxdp/nb/families/networks.py):
     # vxlan (the default, its VNI the network's key) or, for router:external networks, flat or
     # vlan on a physical network that agents map to a NIC (`dfxdp agent --bridge-mappings`)
     provider_network_type: Optional[Literal["vxlan", "flat", "vlan"]] = Field(None, alias="provider:network_type")
@@ -139,7 +139,7 @@ class Port(Resource):
     device_id: str = ""
     binding_host_id: str = Field("", alias="binding:host_id")
     # Neutron's port binding: only "normal" ports (a tap the agent finds by name); vif_type and
-    # vif_details are derived from binding:host_id when shown (NBService._decorate)
+    # vif_details are derived from binding:host_id when shown (dfxdp/nb/families/ports.py)
     binding_vnic_type: Literal["normal"] = Field("normal", alias="binding:vnic_type")
     binding_vif_type: str = Field("unbound", alias="binding:vif_type")
     binding_vif_details: dict[str, Any] = Field({}, alias="binding:vif_details")

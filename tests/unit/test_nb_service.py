@@ -8,7 +8,8 @@ import pytest
 from dfxdp.nb.db import open_store
 from dfxdp.nb.errors import NBError
 from dfxdp.nb.model import DEFAULT_PROJECT
-from dfxdp.nb.service import NBService, default_group_key
+from dfxdp.nb.families.security_groups import default_group_key
+from dfxdp.nb.service import NBService
 from dfxdp.testing.nb_integrity import problems
 
 

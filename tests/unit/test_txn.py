@@ -3,7 +3,8 @@ round trip, yet stays guarded; a blind claim of a taken key fails the commit."""
 import random
 
 from dfxdp.nb.db import open_store
-from dfxdp.nb.service import NBService, mac_key
+from dfxdp.nb.families.ports import mac_key
+from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import Txn, run_txn
 
 

@@ -1,0 +1,89 @@
+"""Networks and subnets: provider segments, DNS domains, subnet pools and gateways, and
+what goes with a network (its DHCP port, unused floating IPs, its subnets)."""
+from __future__ import annotations
+
+import ipaddress
+
+from .. import dns, ipam, segments, validate
+from ..errors import Conflict
+from ..index import FLOATINGIP_OWNER
+from ..txn import Txn, now
+from .base import Family, Hooks
+from .ports import DHCP_OWNER
+
+
+class Networks(Family):
+    def hooks(self) -> dict[str, Hooks]:
+        return {"network": Hooks(self._create_network, self._update_network, self._delete_network,
+                                 self._show_subnets),
+                "subnet": Hooks(self._create_subnet, self._update_subnet, self._delete_subnet)}
+
+    def _create_network(self, txn: Txn, net: dict) -> None:
+        key = segments.fill(net)
+        if key and not txn.reserve(key, net["id"]):
+            raise segments.in_use(net)
+        dns.check_domain(net["dns_domain"])
+
+    def _update_network(self, txn: Txn, old: dict, new: dict) -> None:
+        dns.check_domain(new["dns_domain"])
+        if new["dns_domain"] != old["dns_domain"]:  # every name in the network moves to the new domain
+            for port in txn.children("port", "network", new["id"]):
+                self.nb.ports.assign_dns(txn, port, new, port.get("dns_assignment") or [])
+                port.update(revision_number=port["revision_number"] + 1, updated_at=now())
+                txn.put("port", port)
+
+    def _delete_network(self, txn: Txn, net: dict) -> None:
+        # As in Neutron, its DHCP port goes with it, and so do an external network's floating IPs
+        # that no port uses.
+        ports = self.nb.ports
+        for port in txn.children("port", "network", net["id"]):
+            if port["device_owner"] == DHCP_OWNER:
+                ports.remove_owned(txn, port)
+                continue
+            fip = txn.get("floatingip", port["device_id"]) if port["device_owner"] == FLOATINGIP_OWNER else None
+            if fip and not fip.get("port_id"):
+                ports.remove_owned(txn, port)
+                txn.delete("floatingip", fip["id"])
+        if txn.children("port", "network", net["id"]):
+            raise Conflict("NetworkInUse", f"Unable to complete operation on network {net['id']}. "
+                                           f"There are one or more ports still in use on the network.")
+        for subnet in txn.children("subnet", "network", net["id"]):
+            txn.delete("subnet", subnet["id"])
+        if net.get("provider:physical_network"):
+            key = segments.segment_key(net["provider:physical_network"], net["provider:segmentation_id"])
+            if txn.get_raw(key) == net["id"].encode():
+                txn.release(key)
+
+    def _show_subnets(self, docs: list[dict]) -> None:
+        by_network: dict[str, list[str]] = {}
+        for subnet in Txn(self.nb.store).list("subnet"):
+            by_network.setdefault(subnet["network_id"], []).append(subnet["id"])
+        for doc in docs:
+            doc["subnets"] = by_network.get(doc["id"], [])
+
+    def _create_subnet(self, txn: Txn, subnet: dict) -> None:
+        txn.require("network", subnet["network_id"])
+        net = ipaddress.ip_network(subnet["cidr"])
+        if subnet["gateway_ip"] == "":
+            subnet["gateway_ip"] = ipam.default_gateway(subnet["cidr"]) if net.num_addresses > 2 else None
+        if not subnet["allocation_pools"]:
+            subnet["allocation_pools"] = ipam.default_pools(subnet["cidr"], subnet["gateway_ip"])
+        validate.check_gateway(subnet, None, lambda address: None)
+        ipam.check_subnet(subnet, txn.children("subnet", "network", subnet["network_id"]))
+        txn.put("subnet", subnet)  # visible to the DHCP port's address allocation below
+        self.nb.ports.sync_dhcp_port(txn, subnet["network_id"], subnet["project_id"])
+
+    def _update_subnet(self, txn: Txn, old: dict, new: dict) -> None:
+        if new["gateway_ip"] == "":
+            new["gateway_ip"] = old["gateway_ip"]
+        validate.check_gateway(new, old, lambda address: (txn.get_raw(ipam.ip_key(new["id"], address))
+                                                          or b"").decode())
+        ipam.check_subnet(new, txn.children("subnet", "network", new["network_id"]))
+        txn.put("subnet", new)
+        self.nb.ports.sync_dhcp_port(txn, new["network_id"], new["project_id"])
+
+    def _delete_subnet(self, txn: Txn, subnet: dict) -> None:
+        self.nb.ports.sync_dhcp_port(txn, subnet["network_id"], subnet["project_id"], leaving=subnet["id"])
+        if txn.children("port", "subnet", subnet["id"]):
+            raise Conflict("SubnetInUse", f"Unable to complete operation on subnet {subnet['id']}: "
+                                          f"one or more ports have an IP allocation from this subnet.")

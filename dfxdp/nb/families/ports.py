@@ -1,0 +1,208 @@
+"""Ports: MAC and fixed-IP reservations, port security and its default group, DNS names,
+binding as Neutron shows it, the network's DHCP port, and ports other objects own."""
+from __future__ import annotations
+
+import random
+
+from .. import dns, ipam, validate
+from ..errors import BadRequest, Conflict
+from ..index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
+from ..txn import ALLOC, Txn, now, run_txn
+from .base import Family, Hooks
+
+DHCP_OWNER = "network:dhcp"
+DHCP_DEVICE_ID = "reserved_dhcp_port"  # Neutron's id for a DHCP port no agent has taken
+LB_VIP_OWNER = "Octavia"
+PORT_STATUSES = {"ACTIVE", "DOWN", "BUILD", "ERROR"}
+
+
+def mac_key(network_id: str, mac: str) -> str:
+    return f"{ALLOC}mac/{network_id}/{mac.lower()}"
+
+
+class Ports(Family):
+    def hooks(self) -> dict[str, Hooks]:
+        return {"port": Hooks(self.create, self.update, self._delete, self._show_binding)}
+
+    def create(self, txn: Txn, port: dict) -> None:
+        """A new port's reservations and defaults (also for ports other objects create)."""
+        net = txn.require("network", port["network_id"])
+        self._reserve_mac(txn, port)
+        port["fixed_ips"] = self._assign_fixed_ips(txn, port, port["fixed_ips"], [])
+        self._check_port_security(txn, port, net)
+        self.assign_dns(txn, port, net, [])
+
+    def update(self, txn: Txn, old: dict, new: dict) -> None:
+        net = txn.require("network", new["network_id"])
+        self.nb.security_groups.default_group(txn, old["project_id"])
+        if new["mac_address"].lower() != old["mac_address"]:
+            txn.release(mac_key(old["network_id"], old["mac_address"]))
+            self._reserve_mac(txn, new)
+        if new["fixed_ips"] != old["fixed_ips"]:
+            new_ips = self._assign_fixed_ips(txn, new, new["fixed_ips"], old["fixed_ips"])
+            for fixed in old["fixed_ips"]:
+                if fixed not in new_ips:
+                    ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
+            new["fixed_ips"] = new_ips
+        self._check_port_security(txn, new, net)
+        self.assign_dns(txn, new, net, old.get("dns_assignment") or [])
+
+    def _delete(self, txn: Txn, port: dict, by_owner: bool = False) -> None:
+        if port["device_owner"] in (ROUTER_INTERFACE, ROUTER_GATEWAY, FLOATINGIP_OWNER) and not by_owner:
+            raise Conflict("PortInUse", f"Port {port['id']} is owned by {port['device_owner']} "
+                                        f"{port['device_id']}: remove it through its owner")
+        txn.release(mac_key(port["network_id"], port["mac_address"]))
+        for fixed in port["fixed_ips"]:
+            ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
+        dns.release_names(txn, port)
+        for fip in txn.children("floatingip", "port", port["id"]):
+            fip.update(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN",
+                       revision_number=fip["revision_number"] + 1, updated_at=now())
+            txn.put("floatingip", fip)
+
+    def remove_owned(self, txn: Txn, port: dict) -> None:
+        """Delete a port its owner (a router, a floating IP, a network …) is done with."""
+        self._delete(txn, port, by_owner=True)
+        txn.delete("port", port["id"])
+
+    def _show_binding(self, docs: list[dict]) -> None:
+        chassis = {c["id"] for c in Txn(self.nb.store).list("chassis")}
+        for doc in docs:
+            doc.update(_binding(doc, chassis))
+
+    def set_status(self, port_id: str, status: str) -> dict:
+        if status not in PORT_STATUSES:
+            raise BadRequest("InvalidInput", f"port status {status!r} is not one of {sorted(PORT_STATUSES)}")
+
+        def body_fn(txn: Txn) -> dict:
+            port = txn.require("port", port_id)
+            if port["status"] != status:
+                port.update(status=status, revision_number=port["revision_number"] + 1, updated_at=now())
+                txn.put("port", port)
+            return port
+
+        return run_txn(self.nb.store, body_fn)
+
+    # ------------------------------------------------------------------ addresses
+    @staticmethod
+    def subnets_of(txn: Txn, network_id: str) -> list[dict]:
+        return sorted(txn.children("subnet", "network", network_id),
+                      key=lambda s: (s["ip_version"], s["created_at"], s["id"]))
+
+    def _assign_fixed_ips(self, txn: Txn, port: dict, requested: list[dict], keep: list[dict]) -> list[dict]:
+        """Reserve requested fixed IPs (or one per IP version by default); `keep` are already held."""
+        subnets = {s["id"]: s for s in self.subnets_of(txn, port["network_id"])}
+        held = {(f["subnet_id"], f["ip_address"]) for f in keep}
+        result = []
+        if requested is None:  # left out: Neutron's default of one address per IP version
+            for version in (4, 6):
+                candidates = [s for s in subnets.values() if s["ip_version"] == version]
+                if candidates:
+                    result.append(_allocate_any(txn, candidates, port["id"]))
+            return result
+        for fixed in requested:
+            subnet_id, address = fixed.get("subnet_id"), fixed.get("ip_address")
+            if subnet_id is None and address:
+                matches = [s for s in subnets.values() if ipam.in_subnet(s, address)]
+                if not matches:
+                    raise BadRequest("InvalidIpForNetwork",
+                                     f"IP address {address} is not in any subnet of network {port['network_id']}")
+                subnet_id = matches[0]["id"]
+            subnet = subnets.get(subnet_id)
+            if subnet is None:
+                raise BadRequest("InvalidInput", f"subnet {subnet_id} is not a subnet of network {port['network_id']}")
+            if address and (subnet_id, address) in held:
+                result.append({"subnet_id": subnet_id, "ip_address": address})
+            elif address:
+                validate.check_fixed_ip(subnet, address, port["device_owner"])
+                ipam.reserve(txn, subnet, address, port["id"])
+                result.append({"subnet_id": subnet_id, "ip_address": address})
+            else:
+                result.append({"subnet_id": subnet_id, "ip_address": ipam.allocate(txn, subnet, port["id"])})
+        return result
+
+    @staticmethod
+    def _reserve_mac(txn: Txn, port: dict) -> None:
+        if port["mac_address"]:
+            port["mac_address"] = port["mac_address"].lower()
+            if not txn.reserve(mac_key(port["network_id"], port["mac_address"]), port["id"]):
+                raise Conflict("MacAddressInUse", f"Unable to complete operation for network {port['network_id']}. "
+                                                  f"The mac address {port['mac_address']} is in use.")
+            return
+        # 2^24 random MACs per network: a taken one is rare enough to cost a retry of the
+        # whole transaction rather than a read on every create
+        port["mac_address"] = "fa:16:3e:%02x:%02x:%02x" % tuple(random.randrange(256) for _ in range(3))
+        txn.claim(mac_key(port["network_id"], port["mac_address"]), port["id"])
+
+    def _check_port_security(self, txn: Txn, port: dict, net: dict) -> None:
+        if port["port_security_enabled"] is None:
+            port["port_security_enabled"] = net["port_security_enabled"]
+        owned_by_network = port["device_owner"].startswith("network:") or port["device_owner"] == LB_VIP_OWNER
+        if port["security_groups"] is None:  # the default group's reservation guards its existence
+            port["security_groups"] = ([self.nb.security_groups.default_group(txn, port["project_id"])]
+                                       if port["port_security_enabled"] and not owned_by_network else [])
+        else:
+            for sg_id in port["security_groups"]:
+                txn.require("security_group", sg_id)
+        validate.fill_pair_macs(port)
+        if not port["port_security_enabled"] and (port["security_groups"] or port["allowed_address_pairs"]):
+            raise BadRequest("PortSecurityAndIPRequiredForSecurityGroups",
+                             "Port security must be enabled to have security groups or allowed address pairs.")
+
+    def assign_dns(self, txn: Txn, port: dict, net: dict, previous: list[dict]) -> None:
+        """Check the port's dns_name under its network's domain, fill its dns_assignment and
+        hold its names (`previous`: the assignment it had)."""
+        domain = dns.effective_domain(net, self.nb.dns_domain)
+        dns.check_name(port["dns_name"], domain)
+        port["dns_assignment"] = dns.assignment(port, domain)
+        dns.claim_names(txn, port, previous)
+
+    # ------------------------------------------------------------------ the DHCP port
+    def sync_dhcp_port(self, txn: Txn, network_id: str, project: str, leaving: str | None = None) -> None:
+        """As Neutron: a network's DHCP port (network:dhcp) holds one address on each subnet
+        with DHCP enabled; it is the DHCP and DNS server VMs are told about. `leaving`: a
+        subnet being deleted."""
+        wanted = [s["id"] for s in self.subnets_of(txn, network_id) if s["enable_dhcp"] and s["id"] != leaving]
+        port = next((p for p in txn.children("port", "network", network_id) if p["device_owner"] == DHCP_OWNER), None)
+        if port is None:
+            if wanted:
+                self.nb.child(txn, "port", {"network_id": network_id, "device_owner": DHCP_OWNER,
+                                            "device_id": DHCP_DEVICE_ID,
+                                            "fixed_ips": [{"subnet_id": s} for s in wanted]}, project)
+            return
+        held = {f["subnet_id"] for f in port["fixed_ips"]}
+        if held == set(wanted):
+            return
+        if not wanted:
+            self.remove_owned(txn, port)
+            return
+        requested = [f for f in port["fixed_ips"] if f["subnet_id"] in wanted] + \
+                    [{"subnet_id": s} for s in wanted if s not in held]
+        new = dict(port, fixed_ips=requested, revision_number=port["revision_number"] + 1, updated_at=now())
+        self.update(txn, port, new)
+        txn.put("port", new)
+
+
+def _allocate_any(txn: Txn, subnets: list[dict], owner: str) -> dict:
+    """An address from the first of `subnets` that has one free."""
+    for subnet in subnets[:-1]:
+        try:
+            return {"subnet_id": subnet["id"], "ip_address": ipam.allocate(txn, subnet, owner)}
+        except Conflict:
+            continue
+    return {"subnet_id": subnets[-1]["id"], "ip_address": ipam.allocate(txn, subnets[-1], owner)}
+
+
+def _binding(port: dict, chassis: set[str]) -> dict:
+    """Neutron's binding:vif_type and vif_details: "unbound" without a host, "tap" on a host
+    that runs a dfxdp agent (which plugs the port by its tap name, controller/binding.py),
+    "binding_failed" on a host that runs none."""
+    host = port.get("binding:host_id")
+    if not host:
+        vif_type, details = "unbound", {}
+    elif host in chassis:
+        vif_type, details = "tap", {"port_filter": bool(port.get("port_security_enabled")), "connectivity": "l2"}
+    else:
+        vif_type, details = "binding_failed", {}
+    return {"binding:vnic_type": port.get("binding:vnic_type", "normal"), "binding:vif_type": vif_type,
+            "binding:vif_details": details}
