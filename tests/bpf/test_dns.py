@@ -136,11 +136,15 @@ def test_what_goes_up(world, payload, why):
     passed_up(world, payload)
 
 
-def test_tcp_and_other_destinations_go_on_unpunted(world):
-    frame = Ether(src=world.vm["mac_address"], dst=world.dhcp["mac_address"]) / \
-        IP(src=world.v4(world.vm)[0], dst=world.server_ip) / TCP(sport=40000, dport=53, flags="S")
-    res = run_packet(world.pipeline, frame, ingress_ifindex=world.vm_ifindex)
-    assert res.data == bytes(frame) and res.drop_reason is None
+def test_tcp_to_port_53_is_punted_and_other_destinations_go_on(world):
+    def tcp(dport):
+        return Ether(src=world.vm["mac_address"], dst=world.dhcp["mac_address"]) / \
+            IP(src=world.v4(world.vm)[0], dst=world.server_ip) / TCP(sport=40000, dport=dport, flags="S")
+    res = run_packet(world.pipeline, tcp(53), ingress_ifindex=world.vm_ifindex)
+    assert (res.verdict, res.drop_reason) == ("XDP_DROP", "DROP_PUNTED")  # to the agent's TCP responder
+    assert res.data == bytes(tcp(53))
+    res = run_packet(world.pipeline, tcp(80), ingress_ifindex=world.vm_ifindex)
+    assert res.data == bytes(tcp(80)) and res.drop_reason is None
     res = ask(world, query("web.openstacklocal."), dst=world.v4(world.web)[0])  # not the DNS server
     assert res.data == bytes(world.frame(query("web.openstacklocal."), dst=world.v4(world.web)[0]))
     assert res.drop_reason is None
