@@ -303,7 +303,7 @@ def chart(out: pathlib.Path, d: dict) -> pathlib.Path:
     order = ["xdp", "dnsmasq", "unbound", "dnsperf_ceiling"]
     rate.bar(order, [runs[n]["qps"] for n in order], color=["#2a7ab0", "#999999", "#999999", "#dddddd"])
     for x, n in enumerate(order):
-        rate.text(x, runs[n]["qps"], f"{runs[n]['latency_ms']:.2f} ms", ha="center", va="bottom", fontsize=8)
+        rate.text(x, runs[n]["qps"], f"{runs[n]['latency_ms']:.3f} ms", ha="center", va="bottom", fontsize=8)
     rate.set_ylabel("queries per second (dnsperf); mean latency on top")
     rate.set_title("dnsperf from a VM namespace")
     return _save(fig, out / "dns.png")
