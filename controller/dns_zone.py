@@ -29,11 +29,8 @@ class Zone:
     names: dict[bytes, list[bytes]] = field(default_factory=dict)    # name -> packed IPv4 and IPv6
     reverse: dict[bytes, bytes] = field(default_factory=dict)        # packed IPv4 -> fqdn
 
-    def add(self, wire: bytes, address: str, fqdn: bytes | None = None) -> None:
-        packed = ipaddress.ip_address(address).packed
-        self.names.setdefault(wire, []).append(packed)
-        if fqdn is not None and len(packed) == 4:
-            self.reverse[packed] = fqdn
+    def add(self, wire: bytes, address: str) -> None:
+        self.names.setdefault(wire, []).append(ipaddress.ip_address(address).packed)
 
     def under_domain(self, wire: bytes) -> bool:
         """Is `wire` at least one label under the domain?"""

@@ -26,7 +26,7 @@ from dfxdp.datapath.libbpf import lib
 
 from ..dns_forwarder import ETH_HLEN, UDP_HLEN, Forwarder, refused, reply_frame
 from ..dns_tcp import TcpResponder
-from ..dns_zone import Zone, answer as zone_answer, question, truncated
+from ..dns_zone import CLASSIC_UDP, Zone, answer as zone_answer, question, truncated
 from .base import App, Entry, LocalView, Memo, ipv4_be32
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class DnsApp(App):
         ihl = (frame[ETH_HLEN] & 0x0F) * 4
         query = frame[ETH_HLEN + ihl + UDP_HLEN:]
         q = question(query)
-        limit = min(q.udp_size if q else 512, int((net or {}).get("mtu") or DEFAULT_MTU) - IPV4_UDP_HLEN)
+        limit = min(q.udp_size if q else CLASSIC_UDP, int((net or {}).get("mtu") or DEFAULT_MTU) - IPV4_UDP_HLEN)
 
         def answer(payload: bytes) -> None:
             packet.reply(reply_frame(frame, payload if len(payload) <= limit else truncated(payload)))
@@ -150,7 +150,7 @@ class DnsApp(App):
                 for name, addresses in port_names(port, domain).items():
                     v4, v6 = _by_family(addresses)
                     for address in v4 + v6:
-                        zone.names.setdefault(wire_name(name), []).append(ipaddress.ip_address(address).packed)
+                        zone.add(wire_name(name), address)
                 for a in port.get("dns_assignment") or []:
                     if ":" not in a["ip_address"]:
                         zone.reverse[ipaddress.IPv4Address(a["ip_address"]).packed] = wire_name(a["fqdn"])
