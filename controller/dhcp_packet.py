@@ -212,7 +212,8 @@ def domain_search(domains: list[str]) -> bytes:
 NAMED_OPTIONS: dict[str, tuple[int, str]] = {
     "netmask": (1, "ips"), "router": (3, "ips"), "dns-server": (6, "ips"), "log-server": (7, "ips"),
     "hostname": (12, "str"), "domain-name": (15, "str"), "mtu": (26, "u16"), "broadcast": (28, "ips"),
-    "ntp-server": (42, "ips"), "domain-search": (OPT_DOMAIN_SEARCH, "domains"), "lease-time": (51, "u32"), "T1": (58, "u32"), "T2": (59, "u32"),
+    "ntp-server": (42, "ips"), "domain-search": (OPT_DOMAIN_SEARCH, "domains"),
+    "lease-time": (51, "u32"), "T1": (58, "u32"), "T2": (59, "u32"),
     "tftp-server": (66, "str"), "bootfile-name": (67, "str"), "tftp-server-address": (150, "ips"),
 }
 KINDS_BY_CODE = {code: kind for code, kind in NAMED_OPTIONS.values()}
