@@ -4,8 +4,9 @@
  * name of the network, or PTR for one of its addresses, is turned into the
  * answer in place and sent back through the VM's ingress security groups, as
  * a reply from the server would be. Any other UDP query — other names and
- * types, DNSSEC OK, truncation, malformed ones — is punted to the agent, which
- * relays it to a real resolver (controller/apps/dns.py); TCP and fragments go on
+ * types, DNSSEC OK, truncation, malformed ones — and every TCP segment to port
+ * 53 are punted to the agent, which answers the network's names itself and
+ * relays the rest to a real resolver (controller/apps/dns.py); fragments go on
  * unchanged. Every query is counted by what happened in `dns_stats`. */
 #include "lib/csum.h"
 #include "lib/dns.h"
@@ -264,23 +265,27 @@ int stage_dns(struct xdp_md *ctx)
 	if (!eth || eth->h_proto != ETH_P_IP_BE)
 		return next_stage(ctx, m, STAGE_DNS + 1);
 	ip = (void *)(eth + 1);
+	if (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP)
+		return next_stage(ctx, m, STAGE_DNS + 1);
 	skey.net_key = m->net_key;
 	skey.ip = ip->daddr;
-	srv = bpf_map_lookup_elem(&dns_servers, &skey);
-	if (!srv)
-		return next_stage(ctx, m, STAGE_DNS + 1);  /* not to a DNS server of the network */
-	if (ip->protocol != IPPROTO_UDP) {
-		if (ip->protocol == IPPROTO_TCP)
-			dns_stat(ctx, DNS_PASS_TYPE);
-		return next_stage(ctx, m, STAGE_DNS + 1);
-	}
 	if (ip->ihl != 5 || ip->frag_off & bpf_htons(0x3fff)) {
-		dns_stat(ctx, DNS_PASS_IP);
+		if (bpf_map_lookup_elem(&dns_servers, &skey))
+			dns_stat(ctx, DNS_PASS_IP);
 		return next_stage(ctx, m, STAGE_DNS + 1);
 	}
+	/* the destination port before the server lookup: most traffic is not DNS and
+	 * costs no hash lookup here (UDP and TCP both have it at offset 2) */
 	udp = frame_at(ctx, sizeof(*eth) + sizeof(*ip), sizeof(*udp));
 	if (!udp || udp->dest != bpf_htons(DNS_PORT))
 		return next_stage(ctx, m, STAGE_DNS + 1);
+	srv = bpf_map_lookup_elem(&dns_servers, &skey);
+	if (!srv)
+		return next_stage(ctx, m, STAGE_DNS + 1);  /* not to a DNS server of the network */
+	/* DNS over TCP (a client retrying a truncated answer, or asking so): every
+	 * segment goes to the agent, which holds the connection (controller/dns_tcp.py) */
+	if (ip->protocol == IPPROTO_TCP)
+		return dns_up(ctx, m, DNS_PASS_TCP);
 	s = bpf_map_lookup_elem(&dns_scratch, &zero);
 	if (!s)
 		return next_stage(ctx, m, STAGE_DNS + 1);

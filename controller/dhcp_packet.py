@@ -1,4 +1,4 @@
-"""DHCPv4 messages (RFC 2131, options RFC 2132) as the DHCP app reads and writes them.
+"""DHCPv4 messages (RFC 2131, options RFC 2132, the domain search list RFC 3397) as the DHCP app reads and writes them.
 
 parse_request(frame) takes a punted Ethernet frame apart (IPv4, UDP 68 -> 67,
 BOOTP fixed fields, magic cookie, options) and raises MalformedDhcp for
@@ -25,13 +25,13 @@ ETH_P_IP = 0x0800
 # message types (option 53)
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
 
-# options (RFC 2132; 121 RFC 3442; 249 the same, as Windows asks for it)
+# options (RFC 2132; 119 RFC 3397; 121 RFC 3442; 249 the same, as Windows asks for it)
 OPT_PAD, OPT_END = 0, 255
 OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS_SERVERS, OPT_HOSTNAME, OPT_DOMAIN_NAME = 1, 3, 6, 12, 15
 OPT_INTERFACE_MTU, OPT_BROADCAST_ADDRESS = 26, 28
 OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_OVERLOAD, OPT_MESSAGE_TYPE, OPT_SERVER_ID = 50, 51, 52, 53, 54
 OPT_PARAMETER_LIST, OPT_MESSAGE, OPT_RENEWAL_TIME, OPT_REBINDING_TIME = 55, 56, 58, 59
-OPT_CLASSLESS_ROUTES, OPT_MS_CLASSLESS_ROUTES = 121, 249
+OPT_DOMAIN_SEARCH, OPT_CLASSLESS_ROUTES, OPT_MS_CLASSLESS_ROUTES = 119, 121, 249
 
 
 class MalformedDhcp(ValueError):
@@ -185,12 +185,35 @@ def classless_routes(routes: list[tuple[str, str]]) -> bytes:
     return bytes(out)
 
 
+def domain_search(domains: list[str]) -> bytes:
+    """RFC 3397 option 119: the domains in DNS wire format, one after the other, a suffix an
+    earlier domain already holds written as a compression pointer to it (RFC 1035 4.1.4).
+    ValueError for a name DNS cannot carry."""
+    out, seen = bytearray(), {}
+    for domain in domains:
+        labels = [label for label in domain.rstrip(".").split(".") if label]
+        for i, label in enumerate(labels):
+            suffix = tuple(x.lower() for x in labels[i:])
+            if suffix in seen:
+                out += (0xC000 | seen[suffix]).to_bytes(2, "big")
+                break
+            if not 0 < len(label.encode()) < 64:
+                raise ValueError(f"label {label!r} of {domain!r} is not 1-63 bytes")
+            if len(out) < 0x4000:  # a pointer reaches 14 bits
+                seen[suffix] = len(out)
+            out += bytes([len(label.encode())]) + label.encode()
+        else:
+            out += b"\x00"
+    return bytes(out)
+
+
 # Neutron's extra_dhcp_opts name options as dnsmasq does; the ones a port is likely to set.
-# Value kinds: "ips" (comma-separated IPv4 addresses), "str", "u16", "u32".
+# Value kinds: "ips" (comma-separated IPv4 addresses), "str", "u16", "u32", "domains" (comma-separated).
 NAMED_OPTIONS: dict[str, tuple[int, str]] = {
     "netmask": (1, "ips"), "router": (3, "ips"), "dns-server": (6, "ips"), "log-server": (7, "ips"),
     "hostname": (12, "str"), "domain-name": (15, "str"), "mtu": (26, "u16"), "broadcast": (28, "ips"),
-    "ntp-server": (42, "ips"), "lease-time": (51, "u32"), "T1": (58, "u32"), "T2": (59, "u32"),
+    "ntp-server": (42, "ips"), "domain-search": (OPT_DOMAIN_SEARCH, "domains"),
+    "lease-time": (51, "u32"), "T1": (58, "u32"), "T2": (59, "u32"),
     "tftp-server": (66, "str"), "bootfile-name": (67, "str"), "tftp-server-address": (150, "ips"),
 }
 KINDS_BY_CODE = {code: kind for code, kind in NAMED_OPTIONS.values()}
@@ -217,6 +240,8 @@ def extra_option(name: str, value: str) -> tuple[int, bytes] | tuple[str, str]:
         raise ValueError(f"option {code} is the DHCP protocol's own, not settable")
     if kind == "ips":
         return code, addresses([v.strip() for v in value.split(",")])
+    if kind == "domains":
+        return code, domain_search([v.strip() for v in value.split(",")])
     if kind in ("u16", "u32"):
         number, width = int(value), 2 if kind == "u16" else 4
         if not 0 <= number < 1 << (8 * width):

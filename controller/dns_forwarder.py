@@ -2,9 +2,11 @@
 DNSSEC OK, anything unusual) are relayed to an upstream resolver and its answer
 goes back out of the VM's port as if the network's DNS server had sent it.
 
-One UDP socket serves every query: each relayed query gets an id of our own
+Over UDP one socket serves every query: each relayed query gets an id of our own
 (the client's id is restored on the answer), so answers are matched to the
 query and port they belong to, and unsolicited or late datagrams are ignored.
+A query that came over TCP goes on over TCP (the client asked so, or retries an
+answer truncated for UDP): one connection per query, in a few worker threads.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import random
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +27,8 @@ log = logging.getLogger(__name__)
 DNS_PORT = 53
 TIMEOUT = 5.0           # an unanswered query is forgotten after this (the client retries)
 MAX_PENDING = 4096      # relayed queries waiting at once; more are refused
-RCODE_REFUSED = 5
+RCODE_SERVFAIL, RCODE_REFUSED = 2, 5
+TCP_WORKERS = 4         # TCP relays at once; more wait their turn
 
 
 @dataclass
@@ -45,10 +49,25 @@ def parse_upstream(value: str) -> tuple[str, int]:
     return host, number
 
 
-def refused(query: bytes) -> bytes:
-    """REFUSED for a query with no resolver to relay it to (its id, RD echoed, no sections)."""
+def error_reply(query: bytes, rcode: int) -> bytes:
+    """An answer with `rcode` and no sections (its id, RD echoed)."""
     rd = query[2] & 0x01
-    return query[:2] + bytes([0x80 | rd, 0x80 | RCODE_REFUSED]) + b"\x00" * 8
+    return query[:2] + bytes([0x80 | rd, 0x80 | rcode]) + b"\x00" * 8
+
+
+def refused(query: bytes) -> bytes:
+    """REFUSED for a query with no resolver to relay it to."""
+    return error_reply(query, RCODE_REFUSED)
+
+
+def _receive_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError(f"the resolver closed the connection after {len(data)} of {count} bytes")
+        data += chunk
+    return data
 
 
 def reply_frame(query_frame: bytes, dns_payload: bytes) -> bytes:
@@ -67,6 +86,7 @@ class Forwarder:
         self._lock = threading.Lock()
         self._pending: dict[int, Pending] = {}
         self._sock: socket.socket | None = None
+        self._tcp: ThreadPoolExecutor | None = None
         self.relayed = self.answered = self.dropped = 0
 
     def _start(self) -> socket.socket:
@@ -97,6 +117,30 @@ class Forwarder:
         sock.sendto(qid.to_bytes(2, "big") + query[2:], upstream)
         self.relayed += 1
         return True
+
+    def forward_tcp(self, query: bytes, upstream: tuple[str, int], answer: Callable[[bytes], None]) -> None:
+        """Ask `upstream` over TCP in a worker thread; `answer(reply)` runs with its reply, or with
+        SERVFAIL when it cannot be reached or does not answer in time."""
+        with self._lock:
+            if self._tcp is None:
+                self._tcp = ThreadPoolExecutor(TCP_WORKERS, thread_name_prefix="dns-tcp-relay")
+        self.relayed += 1
+        self._tcp.submit(self._tcp_exchange, query, upstream, answer)
+
+    def _tcp_exchange(self, query: bytes, upstream: tuple[str, int], answer: Callable[[bytes], None]) -> None:
+        try:
+            with socket.create_connection(upstream, timeout=TIMEOUT) as sock:
+                sock.sendall(len(query).to_bytes(2, "big") + query)
+                reply = _receive_exactly(sock, int.from_bytes(_receive_exactly(sock, 2), "big"))
+            self.answered += 1
+        except OSError as exc:
+            log.warning("DNS over TCP to %s:%d failed: %s", *upstream, exc)
+            reply = error_reply(query, RCODE_SERVFAIL)
+        try:
+            answer(reply)
+        except OSError as exc:
+            log.warning("DNS answer not delivered: %s", exc)
+            self.dropped += 1
 
     def _receive(self) -> None:
         assert self._sock is not None

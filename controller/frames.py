@@ -1,4 +1,4 @@
-"""Ethernet/IPv4/UDP frames the agent sends to VMs (answers to punted frames), built
+"""Ethernet/IPv4/UDP and TCP frames the agent sends to VMs (answers to punted frames), built
 with int.to_bytes: struct formats stay out of the controller (the map contract test)."""
 from __future__ import annotations
 
@@ -16,18 +16,40 @@ def ipv4_checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _ipv4_header(protocol: int, src: bytes, dst: bytes, payload_len: int) -> bytes:
+    """IPv4 without options, DF, TTL 64, its checksum computed."""
+    # version/IHL, TOS, length, id, DF, TTL, protocol, checksum (0 for now), addresses
+    header = bytes([0x45, 0]) + _u16(IPV4_HLEN + payload_len) + _u16(0) + _u16(0x4000) + \
+        bytes([64, protocol]) + _u16(0) + src + dst
+    return header[:10] + _u16(ipv4_checksum(header)) + header[12:]
+
+
+def _packed(address: str | bytes) -> bytes:
+    return address if isinstance(address, bytes) else ipaddress.IPv4Address(address).packed
+
+
 def ipv4_udp_frame(src_mac: bytes, dst_mac: bytes, src_ip: str | bytes, dst_ip: str | bytes,
                    sport: int, dport: int, payload: bytes) -> bytes:
     """One frame: IPv4 without options (DF, TTL 64), UDP checksum 0 (optional over IPv4).
     Addresses as text or as 4 packed bytes."""
-    src, dst = (a if isinstance(a, bytes) else ipaddress.IPv4Address(a).packed for a in (src_ip, dst_ip))
-    total = IPV4_HLEN + UDP_HLEN + len(payload)
-    # version/IHL, TOS, length, id, DF, TTL, protocol, checksum (0 for now), addresses
-    header = bytes([0x45, 0]) + _u16(total) + _u16(0) + _u16(0x4000) + bytes([64, socket.IPPROTO_UDP]) + \
-        _u16(0) + src + dst
-    header = header[:10] + _u16(ipv4_checksum(header)) + header[12:]
+    src, dst = _packed(src_ip), _packed(dst_ip)
     udp = _u16(sport) + _u16(dport) + _u16(UDP_HLEN + len(payload)) + _u16(0)
-    return dst_mac + src_mac + ETH_P_IP + header + udp + payload
+    return dst_mac + src_mac + ETH_P_IP + _ipv4_header(socket.IPPROTO_UDP, src, dst, len(udp + payload)) + udp + payload
+
+
+def ipv4_tcp_frame(src_mac: bytes, dst_mac: bytes, src_ip: str | bytes, dst_ip: str | bytes, sport: int,
+                   dport: int, seq: int, ack: int, flags: int, window: int, payload: bytes = b"",
+                   options: bytes = b"") -> bytes:
+    """One TCP segment in a frame, its checksum computed (TCP's is not optional); `options`
+    a multiple of 4 bytes."""
+    src, dst = _packed(src_ip), _packed(dst_ip)
+    offset = (20 + len(options)) // 4
+    tcp = _u16(sport) + _u16(dport) + (seq % 2**32).to_bytes(4, "big") + (ack % 2**32).to_bytes(4, "big") + \
+        bytes([offset << 4, flags]) + _u16(window) + _u16(0) + _u16(0) + options + payload
+    pseudo = src + dst + bytes([0, socket.IPPROTO_TCP]) + _u16(len(tcp))
+    checksum = ipv4_checksum(pseudo + tcp + b"\x00" * (len(tcp) % 2))
+    tcp = tcp[:16] + _u16(checksum) + tcp[18:]
+    return dst_mac + src_mac + ETH_P_IP + _ipv4_header(socket.IPPROTO_TCP, src, dst, len(tcp)) + tcp
 
 
 def _u16(value: int) -> bytes:

@@ -62,7 +62,7 @@ enum dns_stat {
 	DNS_NODATA = 1,          /* a known name without an address of the asked family */
 	DNS_NXDOMAIN = 2,        /* an unknown name under the network's domain */
 	DNS_PASS_UNKNOWN = 3,    /* a name outside the domain, or an address of no port: punted to the relay */
-	DNS_PASS_TYPE = 4,       /* another type or class, or TCP: up */
+	DNS_PASS_TYPE = 4,       /* another type or class: up */
 	DNS_PASS_FLAGS = 5,      /* not a plain query: opcode, TC, DNSSEC OK, EDNS version > 0 */
 	DNS_PASS_IP = 6,         /* IP options or a fragment */
 	DNS_PASS_TOO_BIG = 7,    /* the answer would not fit the client's UDP size */
@@ -74,7 +74,8 @@ enum dns_stat {
 	DNS_BAD_TRAILING = 13,   /* bytes after the question (and OPT) */
 	DNS_BAD_OPT = 14,        /* an additional record that is not one OPT for the root */
 	DNS_HASH_COLLISION = 15, /* the hash found another name: up */
-	DNS_STAT_MAX = 16,
+	DNS_PASS_TCP = 16,       /* a TCP segment to port 53: up to the agent's TCP responder */
+	DNS_STAT_MAX = 17,
 };
 
 #endif

@@ -23,10 +23,13 @@ struct tg_counter {
 };
 
 #define TG_REPLAY_LEN 64    /* every frame the datapath bench replays has this length */
+#define TG_REPLAY_MAX 128   /* the longest frame put back (the DNS bench's queries) */
 
 /* map `tg_replay_frame` (ARRAY, one entry): the frame put back before each run */
 struct tg_replay {
-	__u8 frame[TG_REPLAY_LEN];
+	__u32 len;       /* TG_REPLAY_LEN .. TG_REPLAY_MAX */
+	__u32 at_tail;   /* the program under test grows the frame at its end (an answer written in place) */
+	__u8 frame[TG_REPLAY_MAX];
 };
 
 #endif

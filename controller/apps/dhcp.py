@@ -13,8 +13,9 @@ from the DHCP port's MAC and address (the server identifier, option 54):
 
 Options: mask, broadcast address, router (the gateway), MTU (the network's),
 DNS servers (the subnet's dns_nameservers, else the DHCP port's address, which
-stage_dns answers on), hostname and domain (the port's dns_assignment, else
-host-<ip-dashes> and openstacklocal), lease and its T1/T2, and classless
+stage_dns answers on), hostname, domain and domain search list (option 119:
+the domain, so a VM's resolver completes bare hostnames; from the port's
+dns_assignment, else host-<ip-dashes> and openstacklocal), lease and its T1/T2, and classless
 static routes (121, and 249 for Windows) when the subnet has host routes or
 the network other subnets; then the port's extra_dhcp_opts, which replace the
 option of the same number. Every frame not answered is counted by why.
@@ -194,7 +195,8 @@ class DhcpApp(App):
         if gateway:
             options.append((dhcp.OPT_ROUTER, dhcp.addresses([gateway])))
         options += [(dhcp.OPT_DNS_SERVERS, dhcp.addresses(dns_servers)),
-                    (dhcp.OPT_HOSTNAME, hostname.encode()), (dhcp.OPT_DOMAIN_NAME, domain.encode())]
+                    (dhcp.OPT_HOSTNAME, hostname.encode()), (dhcp.OPT_DOMAIN_NAME, domain.encode()),
+                    (dhcp.OPT_DOMAIN_SEARCH, dhcp.domain_search([domain]))]
         if network.get("mtu"):
             options.append((dhcp.OPT_INTERFACE_MTU, int(network["mtu"]).to_bytes(2, "big")))
         # As Neutron: other subnets of the network are on-link (next hop 0.0.0.0). A client

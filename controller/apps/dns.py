@@ -6,25 +6,35 @@ each IPv4 back to its fqdn. A network's DNS server addresses are its DHCP
 port's (`network:dhcp`), as in Neutron; its domain is the one that port's own
 name is in, so a changed `dns_domain` reaches the datapath with the ports.
 
-What stage_dns does not answer it punts (PUNT_DNS): on_punt relays the query to
-the subnet's first IPv4 `dns_nameservers`, else the agent's `--dns-upstream`,
-and sends the answer out of the VM's port (controller/dns_forwarder.py); with
-neither, the VM gets REFUSED.
+What stage_dns does not answer it punts (PUNT_DNS), and every TCP segment to
+port 53: on_punt holds the TCP connections (controller/dns_tcp.py), answers a
+query for the network's own names itself, from the same names the maps hold
+(controller/dns_zone.py: over TCP, or with DNSSEC OK …), and relays any other
+to the subnet's first IPv4 `dns_nameservers`, else the agent's `--dns-upstream`,
+over the protocol it came by (controller/dns_forwarder.py); with neither, the VM
+gets REFUSED. An answer over UDP larger than the client takes (its EDNS size, 512
+without, or the network's MTU) goes out truncated with TC: the client asks again
+over TCP.
 """
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Iterable
+import socket
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from dfxdp.datapath.libbpf import lib
 
 from ..dns_forwarder import ETH_HLEN, UDP_HLEN, Forwarder, refused, reply_frame
+from ..dns_tcp import TcpResponder
+from ..dns_zone import CLASSIC_UDP, Zone, answer as zone_answer, question, truncated
 from .base import App, Entry, LocalView, Memo, ipv4_be32
 
 if TYPE_CHECKING:
     from ..punt import PuntedPacket
 
 DHCP_OWNER = "network:dhcp"
+IPV4_UDP_HLEN = 28
+DEFAULT_MTU = 1500
 DEFAULT_TTL = 60  # seconds; dnsmasq as Neutron runs it answers its hosts with no TTL (0) or local-ttl
 FNV32_OFFSET, FNV32_PRIME = 2166136261, 16777619
 
@@ -60,6 +70,12 @@ def port_names(port: dict, domain: str) -> dict[str, list[str]]:
     return names
 
 
+def _by_family(addresses: list[str]) -> tuple[list[str], list[str]]:
+    """(IPv4, IPv6) addresses, as many of each as stage_dns answers."""
+    return ([a for a in addresses if ":" not in a][:lib.DNS_ADDRS_MAX],
+            [a for a in addresses if ":" in a][:lib.DNS_ADDRS_MAX])
+
+
 def network_domain(dhcp_port: dict) -> str:
     """The domain the network's names are in, read off its DHCP port's host-<ip> name."""
     for a in dhcp_port.get("dns_assignment") or []:
@@ -79,28 +95,70 @@ class DnsApp(App):
         self.upstream = upstream  # the resolver for subnets without dns_nameservers
         self.memo = Memo()  # per port: its name and reverse entries
         self.forwarder = Forwarder()
+        self.tcp = TcpResponder()
+        self._zones: dict[str, Zone] = {}   # per network, for the view below
+        self._zones_view: LocalView | None = None
 
     def on_punt(self, packet: "PuntedPacket") -> None:
         frame = packet.frame
         if len(frame) < ETH_HLEN + 20 + UDP_HLEN or frame[ETH_HLEN] >> 4 != 4:
-            return  # stage_dns punts only IPv4 UDP; anything else is not ours to answer
+            return  # stage_dns punts only IPv4; anything else is not ours to answer
+        server = ".".join(str(b) for b in frame[ETH_HLEN + 16:ETH_HLEN + 20])
+        net = self._network(packet.view, packet.net_key)
+
+        def resolve(query: bytes, deliver: Callable[[bytes], None], tcp: bool) -> None:
+            local = zone_answer(self._zone(packet.view, net), query) if net else None
+            if local is not None:
+                deliver(local)
+                return
+            upstream = self._upstream_for(packet.view, net, server)
+            if upstream is None:
+                if len(query) >= 12:
+                    deliver(refused(query))
+            elif tcp:
+                self.forwarder.forward_tcp(query, upstream, deliver)
+            else:
+                self.forwarder.forward(query, upstream, deliver)
+
+        if frame[ETH_HLEN + 9] == socket.IPPROTO_TCP:
+            self.tcp.segment(packet.ifindex, frame, packet.reply, lambda query, deliver: resolve(query, deliver, True))
+            return
         ihl = (frame[ETH_HLEN] & 0x0F) * 4
         query = frame[ETH_HLEN + ihl + UDP_HLEN:]
-        server = ".".join(str(b) for b in frame[ETH_HLEN + 16:ETH_HLEN + 20])
-        upstream = self._upstream_for(packet.view, packet.net_key, server)
+        q = question(query)
+        limit = min(q.udp_size if q else CLASSIC_UDP, int((net or {}).get("mtu") or DEFAULT_MTU) - IPV4_UDP_HLEN)
 
         def answer(payload: bytes) -> None:
-            packet.reply(reply_frame(frame, payload))
+            packet.reply(reply_frame(frame, payload if len(payload) <= limit else truncated(payload)))
 
-        if upstream is None:
-            if len(query) >= 12:
-                answer(refused(query))
-            return
-        self.forwarder.forward(query, upstream, answer)
+        resolve(query, answer, False)
 
-    def _upstream_for(self, view: LocalView | None, net_key: int, server: str) -> tuple[str, int] | None:
+    @staticmethod
+    def _network(view: LocalView | None, net_key: int) -> dict | None:
+        return next((n for n in (view.networks.values() if view else ()) if n.get("key") == net_key), None)
+
+    def _zone(self, view: LocalView, net: dict) -> Zone:
+        """The network's names as the maps hold them; built once per view (pass) and network."""
+        if view is not self._zones_view:
+            self._zones, self._zones_view = {}, view
+        if net["id"] not in self._zones:
+            ports = view.ports_on_network(net["id"])
+            dhcp = next((p for p in ports if p.get("device_owner") == DHCP_OWNER), None)
+            domain = network_domain(dhcp) if dhcp else ""
+            zone = Zone(wire_name(domain) if domain else b"", self.ttl)
+            for port in sorted(ports, key=lambda p: p["id"]):
+                for name, addresses in port_names(port, domain).items():
+                    v4, v6 = _by_family(addresses)
+                    for address in v4 + v6:
+                        zone.add(wire_name(name), address)
+                for a in port.get("dns_assignment") or []:
+                    if ":" not in a["ip_address"]:
+                        zone.reverse[ipaddress.IPv4Address(a["ip_address"]).packed] = wire_name(a["fqdn"])
+            self._zones[net["id"]] = zone
+        return self._zones[net["id"]]
+
+    def _upstream_for(self, view: LocalView | None, net: dict | None, server: str) -> tuple[str, int] | None:
         """The first IPv4 dns_nameservers of the subnet the server address is in, else ours."""
-        net = next((n for n in (view.networks.values() if view else ()) if n.get("key") == net_key), None)
         if net is not None:
             address = ipaddress.ip_address(server)
             for subnet in view.subnets_of(net["id"]):
@@ -144,8 +202,8 @@ class DnsApp(App):
     def _port(port: dict, net_key: int, domain: str) -> Iterable[Entry]:
         for name, addresses in port_names(port, domain).items():
             wire = wire_name(name)
-            v4 = [ipv4_be32(a) for a in addresses if ":" not in a][:lib.DNS_ADDRS_MAX]
-            v6 = [ipaddress.IPv6Address(a).packed for a in addresses if ":" in a][:lib.DNS_ADDRS_MAX]
+            v4, v6 = _by_family(addresses)
+            v4, v6 = [ipv4_be32(a) for a in v4], [ipaddress.IPv6Address(a).packed for a in v6]
             yield Entry("dns_names", {"net_key": net_key, "hash": name_hash(wire)}, {
                 "name_len": len(wire), "ipv4_count": len(v4), "ipv6_count": len(v6),
                 "ipv4": v4 + [0] * (lib.DNS_ADDRS_MAX - len(v4)),

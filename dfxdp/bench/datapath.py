@@ -136,9 +136,11 @@ class Replay:
         self.obj = libbpf.BpfObject(object_path("trafficgen_replay")).load()
         self.prog = self.obj.programs["trafficgen_replay"]
 
-    def behind(self, prog, frame: bytes):
+    def behind(self, prog, frame: bytes, at_tail: bool = False):
+        """The replay in front of `prog`, putting `frame` back; `at_tail`: prog grows the frame at its end."""
         libbpf.prog_array_set(self.obj.maps["tg_replay_next"], 0, prog)
-        self.obj.maps["tg_replay_frame"].update(0, {"frame": list(frame)})
+        self.obj.maps["tg_replay_frame"].update(0, {"len": len(frame), "at_tail": int(at_tail),
+                                                    "frame": list(frame.ljust(libbpf.lib.TG_REPLAY_MAX, b"\0"))})
         return self.prog
 
     def close(self) -> None:

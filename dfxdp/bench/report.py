@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
+from . import dns as dns_part  # noqa: E402 - its summary and chart
+
 CONTROL_SERIES = (("write_to_programmed_p50", "NB write → programmed, p50"),
                   ("write_to_programmed_p99", "NB write → programmed, p99"),
                   ("first_packet_p50", "API call → first forwarded packet, p50"),
@@ -55,7 +57,8 @@ def write(out: pathlib.Path, results: dict) -> list[pathlib.Path]:
     """results.json, a chart per part that ran, summary.md."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    charts = {"datapath": _datapath_chart, "throughput": _throughput_chart, "control": _control_chart}
+    charts = {"datapath": _datapath_chart, "throughput": _throughput_chart, "control": _control_chart,
+              "dns": dns_part.chart}
     written = [chart(out, results[name]) for name, chart in charts.items() if name in results]
     (out / "summary.md").write_text(_summary(results))
     return [out / "results.json", *written, out / "summary.md"]
@@ -206,24 +209,12 @@ def _summary(results: dict) -> str:
     if results.get("lb"):
         lines += _lb_section(results["lb"])
     if "dns" in results:
-        lines += _dns_summary(results["dns"])
+        lines += dns_part.summary(results["dns"])
     if "punt" in results:
         lines += [*_punt_summary(results["punt"]), "", *_dhcp_summary(results["dhcp"])]
     if "control" in results:
         lines += _control_section(results["control"])
     return "\n".join(lines)
-
-
-def _dns_summary(d: dict) -> list[str]:
-    return ["## DNS: the XDP responder against dnsmasq (same names)", "",
-            "| | CPU ns per answered query | queries/s | mean latency |", "|---|---:|---:|---:|",
-            f"| XDP, A (whole pipeline, BPF_PROG_TEST_RUN) | {d['xdp_a_ns']:.0f} | | |",
-            f"| XDP, PTR | {d['xdp_ptr_ns']:.0f} | | |",
-            f"| XDP, NXDOMAIN | {d['xdp_nxdomain_ns']:.0f} | | |",
-            f"| dnsmasq under dnsperf (loopback) | {d['dnsmasq_cpu_ns_per_query']:.0f} | "
-            f"{d['dnsmasq_qps']:,.0f} | {d['dnsmasq_latency_ms']:.3f} ms |", "",
-            f"{d['names']:,} names; the empty XDP program costs {d['floor_ns']:.0f} ns. dnsmasq spends "
-            f"{d['ratio']:.1f}× the CPU of the XDP answer per query ({d['dnsmasq_queries']:,} queries).", ""]
 
 
 def _dhcp_summary(d: dict) -> list[str]:

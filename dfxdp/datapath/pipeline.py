@@ -26,7 +26,7 @@ OBJECT_DIR = pathlib.Path(__file__).resolve().parents[1] / "_bpf"
 BPFFS_MOUNT = pathlib.Path("/run/dfxdp/bpffs")
 ENTRY_OBJECT = "pipeline"
 # the bench's floor, generator, sink and replay, the DHCP punt hook: objects that are not stages
-NOT_PIPELINE = {"xdp_pass", "trafficgen", "trafficsink", "trafficgen_replay", "hook_punt_dhcp"}
+NOT_PIPELINE = {"xdp_pass", "trafficgen", "trafficsink", "trafficgen_replay", "hook_punt_dhcp", "dns_reflect"}
 ENTRIES = {"port": "xdp_port", "underlay": "xdp_underlay"}
 
 

@@ -15,18 +15,21 @@ import subprocess
 import time
 
 DHCLIENT_CONF = """option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
-request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name,
+request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, domain-search, host-name,
         interface-mtu, rfc3442-classless-static-routes;
 """
 
-# dhclient-script's job, reduced to the address, MTU and default route of eth0
+# dhclient-script's job, reduced to the address, MTU and default route of eth0, and a
+# resolv.conf (search list, name servers) written to the client's directory, not /etc
 DHCLIENT_SCRIPT = """#!/bin/sh
 case "$reason" in
   PREINIT) ip link set "$interface" up ;;
   BOUND|RENEW|REBIND|REBOOT)
     ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
     [ -n "$new_interface_mtu" ] && ip link set "$interface" mtu "$new_interface_mtu"
-    [ -n "$new_routers" ] && ip route replace default via "${new_routers%% *}" ;;
+    [ -n "$new_routers" ] && ip route replace default via "${new_routers%% *}"
+    { [ -n "$new_domain_search" ] && echo "search $new_domain_search"
+      for server in $new_domain_name_servers; do echo "nameserver $server"; done; } > "$DIR/resolv.conf" ;;
   RELEASE|EXPIRE|STOP) ip addr flush dev "$interface" ;;
 esac
 env | sort > "$DIR/$reason.env"

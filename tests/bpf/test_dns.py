@@ -136,11 +136,15 @@ def test_what_goes_up(world, payload, why):
     passed_up(world, payload)
 
 
-def test_tcp_and_other_destinations_go_on_unpunted(world):
-    frame = Ether(src=world.vm["mac_address"], dst=world.dhcp["mac_address"]) / \
-        IP(src=world.v4(world.vm)[0], dst=world.server_ip) / TCP(sport=40000, dport=53, flags="S")
-    res = run_packet(world.pipeline, frame, ingress_ifindex=world.vm_ifindex)
-    assert res.data == bytes(frame) and res.drop_reason is None
+def test_tcp_to_port_53_is_punted_and_other_destinations_go_on(world):
+    def tcp(dport):
+        return Ether(src=world.vm["mac_address"], dst=world.dhcp["mac_address"]) / \
+            IP(src=world.v4(world.vm)[0], dst=world.server_ip) / TCP(sport=40000, dport=dport, flags="S")
+    res = run_packet(world.pipeline, tcp(53), ingress_ifindex=world.vm_ifindex)
+    assert (res.verdict, res.drop_reason) == ("XDP_DROP", "DROP_PUNTED")  # to the agent's TCP responder
+    assert res.data == bytes(tcp(53))
+    res = run_packet(world.pipeline, tcp(80), ingress_ifindex=world.vm_ifindex)
+    assert res.data == bytes(tcp(80)) and res.drop_reason is None
     res = ask(world, query("web.openstacklocal."), dst=world.v4(world.web)[0])  # not the DNS server
     assert res.data == bytes(world.frame(query("web.openstacklocal."), dst=world.v4(world.web)[0]))
     assert res.drop_reason is None
@@ -186,3 +190,33 @@ def test_outcomes_are_counted_and_scraped(world):
     for outcome in ("DNS_ANSWERED", "DNS_NXDOMAIN", "DNS_PASS_UNKNOWN"):
         assert sample(text, "dfxdp_dns_queries_total", outcome=outcome) == 1
     assert sample(text, "dfxdp_dns_queries_total", outcome="DNS_BAD_LABEL") == 0
+
+
+@pytest.mark.parametrize("differ_at", [0, 1, 7, 8, 9, 15, 16, 23, 24, 31, 32])
+def test_a_hash_collision_is_never_answered(world, differ_at):
+    """A name planted under the hash of the asked one, differing from it in one byte (each side
+    of the compare's 8-byte words, the last byte of the name included), goes up; the
+    same name planted the same way is answered, so the planting is right."""
+    from dfxdp.controller.apps.dns import _padded, name_hash, wire_name
+    from dfxdp.datapath.libbpf import lib
+
+    asked = wire_name("abcdefghijklmnopq.openstacklocal.")  # 34 bytes: the compare's last word is partial
+    assert differ_at < len(asked) - 1
+    names, stats = world.pipeline.maps["dns_names"], world.pipeline.maps["dns_stats"]
+
+    def plant(stored: bytes) -> None:
+        names.update({"net_key": world.net["key"], "hash": name_hash(asked)},
+                     {"name_len": len(stored), "ipv4_count": 1, "ipv6_count": 0, "ipv4": [0x0100000A, 0, 0, 0],
+                      "ipv6": [[0] * 16] * 4, "name": _padded(stored)})
+
+    plant(asked)
+    _, reply = answered(world, query("abcdefghijklmnopq.openstacklocal."))
+    assert rrset_texts(reply) == ["10.0.0.1"]
+    other = bytearray(asked)
+    other[differ_at] = other[differ_at] + 1 if differ_at else other[0]  # a length byte stays a length byte
+    if differ_at == 0:
+        other = bytearray(wire_name("abcdefghijklmnopqr.openstacklocal."))  # one byte longer
+    plant(bytes(other))
+    before = stats.lookup_sum(lib.DNS_HASH_COLLISION).get("packets", 0)
+    passed_up(world, query("abcdefghijklmnopq.openstacklocal."))
+    assert stats.lookup_sum(lib.DNS_HASH_COLLISION).get("packets", 0) == before + 1

@@ -44,14 +44,16 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert dhcp["flood_answered"] > 0 and dhcp["answers_per_second"] > 0
     dns = results["dns"]
     assert min(dns["xdp_a_ns"], dns["xdp_ptr_ns"], dns["xdp_nxdomain_ns"], dns["floor_ns"]) > 0
-    assert dns["dnsmasq_queries"] > 0 and dns["dnsmasq_cpu_ns_per_query"] > 0 and dns["ratio"] > 0
+    assert [r["name"] for r in dns["runs"]] == ["xdp", "dnsperf_ceiling", "dnsmasq", "unbound"]
+    assert all(r["queries"] > 0 and r["qps"] > 0 for r in dns["runs"])
+    assert dns["ratio_dnsmasq"] > 0 and dns["ratio_unbound"] > 0
     control = results["control"]
     assert [p["ports"] for p in control] == [12, 52]  # each size plus the peer VM's port and the DHCP port
     for point in control:
         assert 0 < point["write_to_programmed_p50"] <= point["write_to_programmed_p99"]
         assert point["first_packet_p50"] > 0 and point["resync_seconds"] > 0 and point["agent_rss_mib"] > 10
         assert point["create_per_second"] > 0 and point["list_seconds"] > 0
-    for chart in ("datapath.png", "throughput.png", "control.png"):
+    for chart in ("datapath.png", "throughput.png", "control.png", "dns.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
     assert "| l3_routed |" in summary and "| kernel_iptables | udp | yes |" in summary and "| 52 |" in summary

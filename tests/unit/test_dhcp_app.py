@@ -126,6 +126,7 @@ def test_hostname_and_domain_from_dns_assignment():
     v.ports["p-vm"]["dns_assignment"] = [{"hostname": "web", "ip_address": "10.0.0.5", "fqdn": "web.example.org."}]
     opts = options(answer(client("discover"), v)[1])
     assert opts["hostname"] == b"web" and opts["domain"] == b"example.org"
+    assert opts[119] == b"\x07example\x03org\x00"  # the search list (RFC 3397): the domain
 
 
 def test_extra_dhcp_opts_replace_and_add_options_and_bad_ones_are_skipped():

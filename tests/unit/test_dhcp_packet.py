@@ -120,3 +120,13 @@ def test_extra_dhcp_opts_as_dnsmasq_reads_them(name, value, expected):
 def test_extra_dhcp_opts_that_cannot_be_encoded_are_refused(name, value, why):
     with pytest.raises(ValueError, match=why):
         dhcp.extra_option(name, value)
+
+
+def test_the_domain_search_list_is_rfc_3397s_encoding_with_compression():
+    # RFC 3397 section 2's example, byte for byte
+    assert dhcp.domain_search(["eng.apple.com.", "marketing.apple.com."]) == \
+        b"\x03eng\x05apple\x03com\x00\x09marketing\xc0\x04"
+    assert dhcp.domain_search(["openstacklocal"]) == b"\x0eopenstacklocal\x00"
+    with pytest.raises(ValueError):
+        dhcp.domain_search(["a" * 64 + ".example."])
+    assert dhcp.extra_option("domain-search", "corp.test,test") == (119, b"\x04corp\x04test\x00\xc0\x05")

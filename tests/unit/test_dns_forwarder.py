@@ -69,9 +69,9 @@ def test_the_subnets_nameservers_come_first_then_the_agents_upstream():
                                     "dns_nameservers": ["fd00::53", "192.0.2.53"]},
                               "b": {"id": "b", "network_id": "n", "cidr": "10.0.1.0/24", "dns_nameservers": []}})
     app = DnsApp(upstream=("198.51.100.53", 53))
-    assert app._upstream_for(view, 7, "10.0.0.2") == ("192.0.2.53", 53)
-    assert app._upstream_for(view, 7, "10.0.1.2") == ("198.51.100.53", 53)
-    assert DnsApp()._upstream_for(view, 7, "10.0.1.2") is None
+    assert app._upstream_for(view, view.networks["n"], "10.0.0.2") == ("192.0.2.53", 53)
+    assert app._upstream_for(view, view.networks["n"], "10.0.1.2") == ("198.51.100.53", 53)
+    assert DnsApp()._upstream_for(view, view.networks["n"], "10.0.1.2") is None
 
 
 class FakePunt:
