@@ -18,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from dfxdp.metrics.api import instrument
 from dfxdp.nb import kinds
 from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
-from dfxdp.nb.kinds import NEUTRON, OCTAVIA, Kind
+from dfxdp.nb.kinds import API_PREFIX, NEUTRON, OCTAVIA, Kind
 from dfxdp.nb.service import NBService
 
 from . import agents, body, errors, extensions, listing, openapi, scope
 from .errors import OCTAVIA_PREFIXES
 
-NEUTRON_PREFIX = "/v2.0"
+NEUTRON_PREFIX = API_PREFIX[NEUTRON]
 
 
 def _served(api: str) -> list[Kind]:

@@ -20,7 +20,9 @@ from typing import Any, Callable, Iterable, Protocol
 from . import model
 from .index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
 
-NEUTRON, OCTAVIA = "neutron", "octavia"  # /v2.0/<collection>; /v2/lbaas/<collection> (and /v2.0/lbaas)
+NEUTRON, OCTAVIA = "neutron", "octavia"
+# where each API's collections are (Octavia's also under /v2.0/lbaas: dfxdp/api/errors.py)
+API_PREFIX = {NEUTRON: "/v2.0", OCTAVIA: "/v2/lbaas"}
 ROUTER_PORT_OWNERS = (ROUTER_INTERFACE, ROUTER_GATEWAY)
 
 
@@ -105,6 +107,11 @@ class Kind:
     def plural(self) -> str:
         """The JSON envelope of a list."""
         return self.name + "s"
+
+    @property
+    def path(self) -> str | None:
+        """The collection's URL path (a nested one's: under its parent's, see dfxdp/api/app.py)."""
+        return f"{API_PREFIX[self.api]}/{self.collection}" if self.collection else None
 
     def index(self, name: str) -> Index:
         return next(index for index in self.indexes if index.name == name)
