@@ -222,18 +222,12 @@ class Agent:
     def build_view(self) -> LocalView:
         with self._cache_lock:
             objs = {kind: dict(docs) for kind, docs in self.cache.objects.items()}
-        chassis = {c["name"]: c for c in objs["chassis"].values()}
-        remote_ips = sorted({c["tunnel_ip"] for c in chassis.values() if c["name"] != self.config.chassis})
+        remote_ips = sorted({c["tunnel_ip"] for c in objs["chassis"].values() if c["name"] != self.config.chassis})
         missing = [ip for ip in remote_ips if ip not in self._neighbors]
         if missing:
             self._neighbors.update(resolve_neighbors(missing, self.underlay_ifindex))
         view = LocalView(
-            chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip,
-            networks=objs["network"], subnets=objs["subnet"], ports=objs["port"], routers=objs["router"],
-            floatingips=objs["floatingip"], security_groups=objs["security_group"],
-            security_group_rules=objs["security_group_rule"], chassis_by_name=chassis,
-            loadbalancers=objs["loadbalancer"], listeners=objs["listener"], pools=objs["pool"],
-            members=objs["member"], healthmonitors=objs["healthmonitor"],
+            chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip, objects=objs,
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),

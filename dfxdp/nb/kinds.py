@@ -165,24 +165,25 @@ KINDS: list[Kind] = [
     Kind("chassis", model.Chassis, "chassis_by_name", everywhere),
 ]
 
-MODELS: dict[str, type[model.Resource]] = {}  # kind name -> model, kept with KINDS by register()
+# kept with KINDS by register()
+MODELS: dict[str, type[model.Resource]] = {}  # kind name -> model
 BY_NAME: dict[str, Kind] = {}
+BY_VIEW: dict[str, Kind] = {}  # the local view's attribute -> kind
 
 
 def register(kind: Kind) -> None:
     """List a kind. In this tree every kind is a line of KINDS; a service built outside it
     (and a test's throwaway kind) registers its own before the server or agent starts."""
-    if kind.name in BY_NAME:
-        raise ValueError(f"NB kind {kind.name} is registered already")
+    if kind.name in BY_NAME or kind.view in BY_VIEW:
+        raise ValueError(f"NB kind {kind.name} (view {kind.view}) is registered already")
     if kind not in KINDS:
         KINDS.append(kind)
-    BY_NAME[kind.name] = kind
-    MODELS[kind.name] = kind.model
+    BY_NAME[kind.name], BY_VIEW[kind.view], MODELS[kind.name] = kind, kind, kind.model
 
 
 def unregister(kind: Kind) -> None:
     KINDS.remove(kind)
-    del BY_NAME[kind.name], MODELS[kind.name]
+    del BY_NAME[kind.name], BY_VIEW[kind.view], MODELS[kind.name]
 
 
 for _kind in list(KINDS):
