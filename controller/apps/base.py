@@ -7,9 +7,8 @@ with what the maps hold and applies the difference (add before delete). Only
 after that may an app act on the datapath itself (upkeep), and it may answer
 frames the datapath punts to it (on_punt): see App.
 
-Adding a service: write `controller/apps/<service>.py` with a subclass of App,
-declare its maps in `maps/<service>.h` and its stage in `bpf/stage_<service>.c`,
-and list the app in `controller/apps/__init__.py`.
+Adding a service: docs/architecture.md, "Where to add a new service" (its NB kind,
+maps, stage and app, each one file and one line that lists it).
 """
 from __future__ import annotations
 
