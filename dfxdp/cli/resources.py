@@ -99,6 +99,11 @@ def _resolve(api: Api, res: Resource, ref: str) -> str:
     return ref
 
 
+def resolve(api: Api, kind: str, ref: str) -> str:
+    """An id for `ref` (an id or a unique name) of the NB kind `kind`."""
+    return _resolve(api, _resource(kinds.BY_NAME[kind]), ref)
+
+
 def _key_value(values: tuple[str, ...], what: str) -> dict:
     out = {}
     for item in values:
