@@ -18,7 +18,6 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
 
 from dfxdp.nb import kinds
-from dfxdp.nb.index import ROUTER_INTERFACE
 
 if TYPE_CHECKING:  # only for annotations: punt.py imports this module
     from dfxdp.datapath.libbpf import Map
@@ -94,7 +93,8 @@ class LocalView:
         object.__setattr__(self, name, value)
 
     def find(self, kind: str, index: str, value: Any) -> list[dict]:
-        """The documents of `kind` filed under `value` in its index `index` (dfxdp/nb/kinds.py)."""
+        """The documents of `kind` filed under `value` in its index `index` (dfxdp/nb/kinds.py);
+        the list is the index's own: read it, do not change it."""
         docs = self.objects.get(kind, {})
         built = self._indexes.get((kind, index))
         if built is None or built[0] is not docs:
@@ -115,9 +115,6 @@ class LocalView:
     def ports_of(self, owner: str, device_id: str) -> list[dict]:
         """The ports an NB object owns (device_owner, device_id): a router's interfaces …"""
         return self.find("port", "device", (owner, device_id))
-
-    def router_interface_ports(self, router_id: str) -> list[dict]:
-        return self.ports_of(ROUTER_INTERFACE, router_id)
 
     def tunnel_ip_of(self, port: dict) -> str | None:
         """The tunnel IP of the chassis hosting `port`, None when unknown or unbound."""

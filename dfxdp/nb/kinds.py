@@ -121,10 +121,6 @@ def _owned_by(port: dict) -> tuple:
     return ((port.get("device_owner"), port.get("device_id")),)
 
 
-def _subnets_of_port(port: dict) -> list:
-    return [fixed.get("subnet_id") for fixed in port.get("fixed_ips", [])]
-
-
 KINDS: list[Kind] = [
     Kind("network", model.Network, "networks", _network, "networks", cli="network",
          columns=("id", "name", "provider:segmentation_id", "router:external", "subnets"),
@@ -135,7 +131,7 @@ KINDS: list[Kind] = [
     Kind("port", model.Port, "ports", _port, "ports", cli="port",
          columns=("id", "name", "network_id", "mac_address", "fixed_ips", "binding:host_id", "status"),
          indexes=(field_index("network", "network_id"), field_index("owner", "device_owner"),
-                  Index("device", _owned_by), Index("subnet", _subnets_of_port),
+                  Index("device", _owned_by),
                   Index("security_group", lambda port: port.get("security_groups") or ()))),
     Kind("router", model.Router, "routers", _router, "routers", cli="router",
          columns=("id", "name", "external_gateway_info", "routes")),
@@ -158,8 +154,7 @@ KINDS: list[Kind] = [
     Kind("member", model.Member, "members", everywhere, "members", OCTAVIA, parent=("pool", "pool_id"),
          indexes=(field_index("pool", "pool_id"),)),
     Kind("healthmonitor", model.HealthMonitor, "healthmonitors", everywhere, "healthmonitors", OCTAVIA,
-         cli="healthmonitor", columns=("id", "name", "pool_id", "type", "delay", "timeout", "max_retries"),
-         indexes=(field_index("pool", "pool_id"),)),
+         cli="healthmonitor", columns=("id", "name", "pool_id", "type", "delay", "timeout", "max_retries")),
     # chassis are few and every agent needs every tunnel endpoint; the API shows them as agents
     # (dfxdp/api/agents.py), keyed by name (a chassis' id is its name)
     Kind("chassis", model.Chassis, "chassis_by_name", everywhere),
