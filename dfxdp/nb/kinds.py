@@ -167,8 +167,9 @@ BY_VIEW: dict[str, Kind] = {}  # the local view's attribute -> kind
 
 
 def register(kind: Kind) -> None:
-    """List a kind. In this tree every kind is a line of KINDS; a service built outside it
-    (and a test's throwaway kind) registers its own before the server or agent starts."""
+    """List a kind. In this tree every kind is a line of KINDS; a kind from outside it (a
+    test's throwaway one, tests/example_service) is registered before the API, the CLI or
+    an agent is built, which read the list then."""
     if kind.name in BY_NAME or kind.view in BY_VIEW:
         raise ValueError(f"NB kind {kind.name} (view {kind.view}) is registered already")
     if kind not in KINDS:
