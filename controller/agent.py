@@ -10,12 +10,13 @@ backoff; nothing here is fatal but a bad start-up (no underlay, no bpffs).
 from __future__ import annotations
 
 import logging
+import pathlib
 import threading
 import time
 from dataclasses import dataclass, field
 
 from dfxdp.datapath import libbpf
-from dfxdp.datapath.pipeline import Pipeline
+from dfxdp.datapath.pipeline import Pipeline, pipeline_objects
 from dfxdp.metrics.agent import AgentMetrics
 from dfxdp.metrics.fallback import FallbackMetrics
 from dfxdp.nb.db import StoreError, open_store
@@ -57,6 +58,9 @@ class AgentConfig:
     openflow_listen: str = "127.0.0.1:6653"  # where br-int's controller (this agent) listens
     dns_upstream: tuple[str, int] | None = None  # resolver for subnets without dns_nameservers
     dns_ttl: int = DEFAULT_TTL
+    # stages built outside this tree (a hook slot runs them: docs/architecture.md), loaded with
+    # the pipeline so that their maps are pinned with its own and the apps' reconciler owns them
+    stage_objects: tuple[pathlib.Path, ...] = ()
 
 
 class Agent:
@@ -92,7 +96,7 @@ class Agent:
         self.external_ifindex, self.external_mac = (link_mac(cfg.external_interface)
                                                     if cfg.external_interface else (0, ""))
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
-        self.pipeline = Pipeline(cfg.bpffs).load()
+        self.pipeline = Pipeline(cfg.bpffs).load([*pipeline_objects(), *cfg.stage_objects])
         self.control = build_datapath_control(self.pipeline.maps, options={
             DnsApp: {"ttl": cfg.dns_ttl, "upstream": cfg.dns_upstream},
             DhcpApp: {"on_count": self._count_dhcp}})
@@ -222,18 +226,12 @@ class Agent:
     def build_view(self) -> LocalView:
         with self._cache_lock:
             objs = {kind: dict(docs) for kind, docs in self.cache.objects.items()}
-        chassis = {c["name"]: c for c in objs["chassis"].values()}
-        remote_ips = sorted({c["tunnel_ip"] for c in chassis.values() if c["name"] != self.config.chassis})
+        remote_ips = sorted({c["tunnel_ip"] for c in objs["chassis"].values() if c["name"] != self.config.chassis})
         missing = [ip for ip in remote_ips if ip not in self._neighbors]
         if missing:
             self._neighbors.update(resolve_neighbors(missing, self.underlay_ifindex))
         view = LocalView(
-            chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip,
-            networks=objs["network"], subnets=objs["subnet"], ports=objs["port"], routers=objs["router"],
-            floatingips=objs["floatingip"], security_groups=objs["security_group"],
-            security_group_rules=objs["security_group_rule"], chassis_by_name=chassis,
-            loadbalancers=objs["loadbalancer"], listeners=objs["listener"], pools=objs["pool"],
-            members=objs["member"], healthmonitors=objs["healthmonitor"],
+            chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip, objects=objs,
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),

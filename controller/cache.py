@@ -2,11 +2,13 @@
 
 Interest grows from the ports bound here: their networks, the routers with an
 interface on those networks and the routers' other networks (gateway included),
-the security groups of the local ports and the groups their rules reference,
-floating IPs of local ports, and every chassis (they are few). Objects outside
-that interest are not kept. When an event widens the interest (a port bound
-here on a new network, a router attached to a network we serve), the cache
-rebuilds from a fresh read of the store, since it never kept what it now needs.
+the security groups of the local ports and the groups their rules reference.
+Which documents of each kind the chassis keeps is the kind's relation to that
+interest (dfxdp/nb/kinds.py: floating IPs of local ports, subnets of its networks,
+every chassis …). Objects outside it are not kept. When an event widens the
+interest (a port bound here on a new network, a router attached to a network we
+serve), the cache rebuilds from a fresh read of the store, since it never kept
+what it now needs.
 """
 from __future__ import annotations
 
@@ -14,16 +16,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from dfxdp.nb import kinds
 from dfxdp.nb.db.base import KV, Event
+from dfxdp.nb.kinds import ROUTER_PORT_OWNERS
 from dfxdp.nb.txn import NB
 
-ROUTER_PORT_OWNERS = ("network:router_interface", "network:router_gateway")
-KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "chassis")
-# Octavia's objects (issue 15): few, and their relevance hangs on each other (a member
-# knows only its pool), so every chassis keeps them all, like chassis; the LB app skips
-# load balancers whose VIP network is out of view.
-LB_KINDS = ("loadbalancer", "listener", "pool", "member", "healthmonitor")
-KINDS += LB_KINDS
+
+def _empty() -> dict[str, dict[str, dict]]:
+    """Every kind listed (dfxdp/nb/kinds.py), none held yet."""
+    return {kind.name: {} for kind in kinds.KINDS}
 
 
 def parse_key(key: str) -> tuple[str, str] | None:
@@ -60,31 +61,14 @@ def compute_interest(chassis: str, objects: dict[str, dict[str, dict]]) -> Inter
 
 
 def relevant(kind: str, doc: dict, chassis: str, interest: Interest) -> bool:
-    if kind == "chassis" or kind in LB_KINDS:
-        return True
-    if kind == "network":
-        return doc["id"] in interest.networks
-    if kind == "subnet":
-        return doc.get("network_id") in interest.networks
-    if kind == "port":
-        return (doc.get("binding:host_id") == chassis or doc.get("network_id") in interest.networks or
-                (doc.get("device_owner") in ROUTER_PORT_OWNERS and doc.get("device_id") in interest.routers))
-    if kind == "router":
-        return doc["id"] in interest.routers
-    if kind == "floatingip":
-        return doc.get("port_id") in interest.local_ports
-    if kind == "security_group":
-        return doc["id"] in interest.security_groups
-    if kind == "security_group_rule":
-        # every rule of an interesting group, plus rules that may pull in a remote group
-        return doc.get("security_group_id") in interest.security_groups
-    return False
+    listed = kinds.BY_NAME.get(kind)
+    return listed is not None and listed.relation(doc, chassis, interest)
 
 
 @dataclass
 class SelectiveCache:
     chassis: str
-    objects: dict[str, dict[str, dict]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    objects: dict[str, dict[str, dict]] = field(default_factory=_empty)
     interest: Interest = field(default_factory=Interest)
     revision: int = 0
 
@@ -93,7 +77,7 @@ class SelectiveCache:
 
     def load(self, kvs: Iterable[KV], revision: int) -> None:
         """Rebuild from a full read of the NB prefix."""
-        everything: dict[str, dict[str, dict]] = {k: {} for k in KINDS}
+        everything = _empty()
         for kv in kvs:
             parsed = parse_key(kv.key)
             if parsed and parsed[0] in everything:

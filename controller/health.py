@@ -89,8 +89,8 @@ def member_network(view: LocalView, member: dict) -> str | None:
 
 def local_members(view: LocalView) -> list[tuple[dict, dict, str]]:
     """(member, its pool's health monitor, its network id) for members hosted here."""
-    local_ips = {(p["network_id"], ip) for pid, p in view.ports.items() if pid in view.local_ports
-                 for ip in ipv4_addresses(p)}
+    local = (view.ports.get(pid) for pid in view.local_ports)
+    local_ips = {(p["network_id"], ip) for p in local if p for ip in ipv4_addresses(p)}
     monitors = {hm["pool_id"]: hm for hm in view.healthmonitors.values() if hm.get("admin_state_up", True)}
     out = []
     for member in view.members.values():
@@ -104,9 +104,9 @@ def probe_sources(view: LocalView) -> dict[str, ProbeSource]:
     """network id -> the probe source this chassis needs there."""
     wanted = {net for _, _, net in local_members(view)}
     sources = {}
-    for port in view.ports.values():
+    for port in view.find("port", "owner", HM_PORT_OWNER):
         net = view.networks.get(port.get("network_id", ""))
-        if port.get("device_owner") != HM_PORT_OWNER or not net or net["id"] not in wanted:
+        if not net or net["id"] not in wanted:
             continue
         subnet = view.subnets.get(port.get("device_id", ""))
         if subnet and ipv4_addresses(port):

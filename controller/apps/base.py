@@ -7,16 +7,17 @@ with what the maps hold and applies the difference (add before delete). Only
 after that may an app act on the datapath itself (upkeep), and it may answer
 frames the datapath punts to it (on_punt): see App.
 
-Adding a service: write `controller/apps/<service>.py` with a subclass of App,
-declare its maps in `maps/<service>.h` and its stage in `bpf/stage_<service>.c`,
-and list the app in `controller/apps/__init__.py`.
+Adding a service: docs/architecture.md, "Where to add a new service" (its NB kind,
+maps, stage and app, each one file and one line that lists it).
 """
 from __future__ import annotations
 
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
+
+from dfxdp.nb import kinds
 
 if TYPE_CHECKING:  # only for annotations: punt.py imports this module
     from dfxdp.datapath.libbpf import Map
@@ -36,31 +37,22 @@ class Entry:
     value: Any
 
 
-@dataclass
+@dataclass(init=False)
 class LocalView:
     """The NB objects this chassis needs (selective topology), by id, plus local facts.
 
     Objects are the NB JSON documents as stored under /dfxdp/nb/<kind>/<id>
     (see docs/api.md): every object has `id` and `key` (its datapath integer;
-    a network's key is its VNI).
+    a network's key is its VNI). `objects` holds them by kind; each kind's are
+    also an attribute named as its declaration says (dfxdp/nb/kinds.py: view.ports,
+    view.networks, view.members …), given to the constructor under that name or in
+    `objects`. Lookups the apps make often come from the kinds' indexes:
+    view.find("port", "network", network_id), never a scan of every object.
     """
 
     chassis: str
     tunnel_ip: str
-    networks: dict[str, dict] = field(default_factory=dict)
-    subnets: dict[str, dict] = field(default_factory=dict)
-    ports: dict[str, dict] = field(default_factory=dict)
-    routers: dict[str, dict] = field(default_factory=dict)
-    floatingips: dict[str, dict] = field(default_factory=dict)
-    security_groups: dict[str, dict] = field(default_factory=dict)
-    security_group_rules: dict[str, dict] = field(default_factory=dict)
-    chassis_by_name: dict[str, dict] = field(default_factory=dict)
-    # Octavia (issue 15), every one of them: see controller/cache.py LB_KINDS
-    loadbalancers: dict[str, dict] = field(default_factory=dict)
-    listeners: dict[str, dict] = field(default_factory=dict)
-    pools: dict[str, dict] = field(default_factory=dict)
-    members: dict[str, dict] = field(default_factory=dict)
-    healthmonitors: dict[str, dict] = field(default_factory=dict)
+    objects: dict[str, dict[str, dict]]  # kind -> id -> document
     # probe-source port id (network:lb-hm) -> ifindex of its veth's pipeline end here (controller/health.py)
     lb_probe_ifindex: dict[str, int] = field(default_factory=dict)
     local_ports: dict[str, int] = field(default_factory=dict)  # port id -> ifindex of its tap
@@ -74,17 +66,55 @@ class LocalView:
     ofports: dict[str, int] = field(default_factory=dict)  # br-int's interfaces by name -> OpenFlow port
     # what one pass computes once and several parts use (e.g. compiled security policies)
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # (kind, index) -> (the documents it was built from, key -> documents): rebuilt when a kind's
+    # documents are replaced (the view never edits them in place)
+    _indexes: dict[tuple[str, str], tuple[dict, dict]] = field(init=False, default_factory=dict, repr=False,
+                                                               compare=False)
+
+    def __init__(self, chassis: str, tunnel_ip: str, objects: Mapping[str, dict[str, dict]] | None = None,
+                 **given: Any):
+        self.chassis, self.tunnel_ip, self._indexes = chassis, tunnel_ip, {}
+        self.objects = {kind.name: {} for kind in kinds.KINDS}
+        self.objects.update(objects or {})
+        for kind in kinds.KINDS:
+            object.__setattr__(self, kind.view, self.objects[kind.name])
+        for name, value in given.items():
+            if name not in kinds.BY_VIEW and name not in _FACTS:
+                raise TypeError(f"LocalView has no field {name!r}")
+            setattr(self, name, value)
+        for name, fact in _FACTS.items():
+            if name not in given:
+                setattr(self, name, fact.default_factory() if fact.default is MISSING else fact.default)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        kind = kinds.BY_VIEW.get(name)
+        if kind is not None:  # a kind's documents: `objects` and the attribute are one
+            self.objects[kind.name] = value
+        object.__setattr__(self, name, value)
+
+    def find(self, kind: str, index: str, value: Any) -> list[dict]:
+        """The documents of `kind` filed under `value` in its index `index` (dfxdp/nb/kinds.py);
+        the list is the index's own: read it, do not change it."""
+        docs = self.objects.get(kind, {})
+        built = self._indexes.get((kind, index))
+        if built is None or built[0] is not docs:
+            keys, table = kinds.BY_NAME[kind].index(index).keys, {}
+            for doc in docs.values():
+                for key in keys(doc):
+                    table.setdefault(key, []).append(doc)
+            built = self._indexes[(kind, index)] = (docs, table)
+        return built[1].get(value, [])
 
     # --- lookups shared by the apps ---
     def ports_on_network(self, network_id: str) -> list[dict]:
-        return [p for p in self.ports.values() if p.get("network_id") == network_id]
+        return self.find("port", "network", network_id)
 
     def subnets_of(self, network_id: str) -> list[dict]:
-        return [s for s in self.subnets.values() if s.get("network_id") == network_id]
+        return self.find("subnet", "network", network_id)
 
-    def router_interface_ports(self, router_id: str) -> list[dict]:
-        return [p for p in self.ports.values()
-                if p.get("device_id") == router_id and p.get("device_owner") == "network:router_interface"]
+    def ports_of(self, owner: str, device_id: str) -> list[dict]:
+        """The ports an NB object owns (device_owner, device_id): a router's interfaces …"""
+        return self.find("port", "device", (owner, device_id))
 
     def tunnel_ip_of(self, port: dict) -> str | None:
         """The tunnel IP of the chassis hosting `port`, None when unknown or unbound."""
@@ -93,6 +123,9 @@ class LocalView:
 
     def is_local(self, port: dict) -> bool:
         return port["id"] in self.local_ports
+
+
+_FACTS = {f.name: f for f in fields(LocalView) if f.init and f.name not in ("chassis", "tunnel_ip", "objects")}
 
 
 def mac_bytes(mac: str) -> bytes:

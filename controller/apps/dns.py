@@ -135,7 +135,7 @@ class DnsApp(App):
 
     @staticmethod
     def _network(view: LocalView | None, net_key: int) -> dict | None:
-        return next((n for n in (view.networks.values() if view else ()) if n.get("key") == net_key), None)
+        return next(iter(view.find("network", "key", net_key)), None) if view else None
 
     def _zone(self, view: LocalView, net: dict) -> Zone:
         """The network's names as the maps hold them; built once per view (pass) and network."""
@@ -171,8 +171,8 @@ class DnsApp(App):
     def desired(self, view: LocalView) -> Iterable[Entry]:
         self.memo.new_pass()
         domains: dict[str, str] = {}
-        for port in view.ports.values():
-            if port.get("device_owner") == DHCP_OWNER and port.get("network_id") in view.networks:
+        for port in view.find("port", "owner", DHCP_OWNER):
+            if port.get("network_id") in view.networks:
                 domains[port["network_id"]] = network_domain(port)
                 yield from self._servers(port, view.networks[port["network_id"]])
         seen: set[tuple[int, int]] = set()

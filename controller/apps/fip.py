@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from dfxdp.nb.index import FLOATINGIP_OWNER
+
 from .base import App, Entry, LocalView, ipv4_be32, mac_bytes
 
 
@@ -13,10 +15,9 @@ class FloatingIPApp(App):
     maps = ("fip_dnat", "fip_snat")  # arp_table and router_ports entries are shared with l2/l3
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
-        fip_ports = {p["device_id"]: p for p in view.ports.values() if p.get("device_owner") == "network:floatingip"}
         for fip in view.floatingips.values():
             port, router = view.ports.get(fip.get("port_id") or ""), view.routers.get(fip.get("router_id") or "")
-            own = fip_ports.get(fip["id"])
+            own = next(iter(view.ports_of(FLOATINGIP_OWNER, fip["id"])), None)
             ext = view.networks.get(fip.get("floating_network_id"))
             if not (port and router and own and ext and view.is_local(port) and fip.get("fixed_ip_address")):
                 continue

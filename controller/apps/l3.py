@@ -11,10 +11,9 @@ import ipaddress
 from typing import Iterable
 
 from dfxdp.datapath.libbpf import lib
+from dfxdp.nb.index import ROUTER_GATEWAY, ROUTER_INTERFACE
 
 from .base import App, Entry, LocalView, ipv4_addresses, ipv4_be32, mac_bytes
-
-ROUTER_INTERFACE, ROUTER_GATEWAY = "network:router_interface", "network:router_gateway"
 
 
 def route_key(router_key: int, cidr: str) -> dict:
@@ -35,10 +34,7 @@ class L3App(App):
     def _router(self, view: LocalView, router: dict) -> Iterable[Entry]:
         rkey = router["key"]
         legs = []  # (subnet, port, network, external?)
-        for port in view.ports.values():
-            if port.get("device_id") != router["id"] or port.get("device_owner") not in (ROUTER_INTERFACE,
-                                                                                           ROUTER_GATEWAY):
-                continue
+        for port in view.ports_of(ROUTER_INTERFACE, router["id"]) + view.ports_of(ROUTER_GATEWAY, router["id"]):
             net = view.networks.get(port["network_id"])
             if not net:
                 continue

@@ -15,6 +15,7 @@ import socket
 from typing import Iterable
 
 from dfxdp.datapath.libbpf import lib
+from dfxdp.nb.index import ROUTER_INTERFACE
 
 from ..maglev import Member, maglev_ring, round_robin_ring
 from .base import App, Entry, LocalView, Memo, ipv4_addresses, ipv4_be32, mac_bytes
@@ -56,12 +57,9 @@ class LoadBalancerApp(App):
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         self.memo.new_pass()
-        members_of: dict[str, list[dict]] = {}
-        for member in view.members.values():
-            members_of.setdefault(member.get("pool_id", ""), []).append(member)
-        gateways = self._gateways(view) if view.loadbalancers else {}  # one scan of the ports a pass
+        gateways = self._gateways(view) if view.loadbalancers else {}
         for lb in view.loadbalancers.values():
-            yield from self._loadbalancer(view, lb, members_of, gateways.get(lb.get("vip_subnet_id"), [0] * 6))
+            yield from self._loadbalancer(view, lb, gateways.get(lb.get("vip_subnet_id"), [0] * 6))
         for port_id, ifindex in view.lb_probe_ifindex.items():
             yield from self._probe_source(view, view.ports.get(port_id), ifindex)
 
@@ -78,8 +76,7 @@ class LoadBalancerApp(App):
         yield Entry("fdb", {"net_key": net["key"], "mac": mac},
                     {"ifindex": ifindex, "port_key": port["key"], "flags": lib.FDB_F_LOCAL})
 
-    def _loadbalancer(self, view: LocalView, lb: dict, members_of: dict[str, list[dict]],
-                      gateway_mac: list[int]) -> Iterable[Entry]:
+    def _loadbalancer(self, view: LocalView, lb: dict, gateway_mac: list[int]) -> Iterable[Entry]:
         port = view.ports.get(lb.get("vip_port_id") or "")
         net = view.networks.get(port["network_id"]) if port else None
         if not (port and net and lb.get("admin_state_up", True) and is_ipv4(lb.get("vip_address"))):
@@ -87,12 +84,12 @@ class LoadBalancerApp(App):
         vip = ipv4_be32(lb["vip_address"])
         macs = {"mac": list(mac_bytes(port["mac_address"])), "gw_mac": gateway_mac}
         yield Entry("lb_vips", {"vip": vip, "proto": socket.IPPROTO_ICMP}, {"ring_key": 0, "flags": 0, **macs})
-        for listener in view.listeners.values():
+        for listener in view.find("listener", "loadbalancer", lb["id"]):
             pool = view.pools.get(listener.get("default_pool_id") or "")
-            if listener.get("loadbalancer_id") != lb["id"] or not listener.get("admin_state_up", True) or \
+            if not listener.get("admin_state_up", True) or \
                     listener.get("protocol") not in PROTOCOLS or not pool or not pool.get("admin_state_up", True):
                 continue
-            members = sorted(members_of.get(pool["id"], []), key=lambda m: m["id"])
+            members = sorted(view.find("member", "pool", pool["id"]), key=lambda m: m["id"])
             yield from self.memo.get(pool["id"], (pool, *members), lambda: list(self._pool(pool, members)))
             yield Entry("lb_vips", {"vip": vip, "port": socket.htons(listener["protocol_port"]),
                                     "proto": PROTOCOLS[listener["protocol"]]},
@@ -111,5 +108,5 @@ class LoadBalancerApp(App):
     @staticmethod
     def _gateways(view: LocalView) -> dict[str, list[int]]:
         """subnet id -> its router port's MAC: the next hop from a VIP to members on other networks."""
-        return {fixed["subnet_id"]: list(mac_bytes(port["mac_address"])) for port in view.ports.values()
-                if port.get("device_owner") == "network:router_interface" for fixed in port.get("fixed_ips", [])}
+        return {fixed["subnet_id"]: list(mac_bytes(port["mac_address"]))
+                for port in view.find("port", "owner", ROUTER_INTERFACE) for fixed in port.get("fixed_ips", [])}

@@ -32,12 +32,11 @@ class NetworkMtuApp(App):
     def desired(self, view: LocalView) -> Iterable[Entry]:
         self.memo.new_pass()
         dhcp = dhcp_addresses(view)
-        subnets_by_net: dict[str, list[dict]] = {}
-        for subnet in view.subnets.values():
-            if subnet.get("ip_version", 4) == 4 and subnet.get("network_id") in view.networks:
-                subnets_by_net.setdefault(subnet["network_id"], []).append(subnet)
-        for net_id, subnets in subnets_by_net.items():
-            net, dhcp_sources = view.networks[net_id], tuple(dhcp.get(s["id"]) for s in subnets)
+        for net_id, net in view.networks.items():
+            subnets = [s for s in view.subnets_of(net_id) if s.get("ip_version", 4) == 4]
+            if not subnets:
+                continue
+            dhcp_sources = tuple(dhcp.get(s["id"]) for s in subnets)
             yield from self.memo.get(net_id, (net, *subnets, *dhcp_sources),
                                      lambda: list(self._network(net, subnets, dhcp_sources)))
 
@@ -62,5 +61,5 @@ def _value(net: dict, source: str | None) -> dict:
 def dhcp_addresses(view: LocalView) -> dict[str, str]:
     """subnet id -> the address of its DHCP port."""
     return {fixed["subnet_id"]: fixed["ip_address"]
-            for port in view.ports.values() if port.get("device_owner") == DHCP_OWNER
+            for port in view.find("port", "owner", DHCP_OWNER)
             for fixed in port.get("fixed_ips", []) if fixed.get("subnet_id")}

@@ -30,7 +30,7 @@ class PortsApp(App):
             yield Entry("if_config", view.underlay_ifindex, {
                 "flags": lib.IF_F_UNDERLAY, "ipv4": ipv4_be32(view.tunnel_ip),
                 "mac": list(mac_bytes(view.underlay_mac)) if view.underlay_mac else [0] * 6})
-        external = [n for n in view.networks.values() if n.get("router:external")]
+        external = view.find("network", "external", True)
         if view.external_ifindex and external:
             # One NIC carries the flat external network(s); the first one's key tags its frames.
             yield Entry("if_config", view.external_ifindex, {

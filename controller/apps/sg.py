@@ -39,16 +39,10 @@ class SharedPolicy:
     directions: dict[int, Policy]  # INGRESS / EGRESS
 
 
-def group_members(view: LocalView) -> dict[str, list[Prefix]]:
-    """remote_group_id → the IPv4 addresses (/32) of the ports in that group (as far as this chassis knows)."""
-    members: dict[str, list[Prefix]] = {}
-    for port in view.ports.values():
-        groups = port.get("security_groups")
-        if groups:
-            addresses = [host_prefix(ip) for ip in ipv4_addresses(port)]
-            for group in groups:
-                members.setdefault(group, []).extend(addresses)
-    return members
+def group_members(view: LocalView, groups: Iterable[str]) -> dict[str, list[Prefix]]:
+    """group id → the IPv4 addresses (/32) of the ports in that group (as far as this chassis knows)."""
+    return {group: [host_prefix(ip) for port in view.find("port", "security_group", group)
+                    for ip in ipv4_addresses(port)] for group in groups}
 
 
 def shared_policies(view: LocalView) -> list[SharedPolicy]:
@@ -63,7 +57,8 @@ def shared_policies(view: LocalView) -> list[SharedPolicy]:
             by_groups.setdefault(frozenset(port.get("security_groups") or ()), []).append(port["key"])
     out: list[SharedPolicy] = []
     if by_groups:
-        members, rules = group_members(view), list(view.security_group_rules.values())
+        rules = list(view.security_group_rules.values())
+        members = group_members(view, {r["remote_group_id"] for r in rules if r.get("remote_group_id")})
         taken: set[int] = set()
         for groups in sorted(by_groups, key=sorted):  # a fixed order: collisions resolve the same way each pass
             pid = stable_id(sorted(groups), taken)

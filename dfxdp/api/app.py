@@ -9,7 +9,6 @@ describes it all (dfxdp/api/openapi.py).
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -17,40 +16,27 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from dfxdp.metrics.api import instrument
+from dfxdp.nb import kinds
 from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
-from dfxdp.nb.model import MODELS
+from dfxdp.nb.kinds import API_PREFIX, NEUTRON, OCTAVIA, Kind
 from dfxdp.nb.service import NBService
 
 from . import agents, body, errors, extensions, listing, openapi, scope
 from .errors import OCTAVIA_PREFIXES
 
-NEUTRON = "/v2.0"
+NEUTRON_PREFIX = API_PREFIX[NEUTRON]
 
 
-@dataclass(frozen=True)
-class Collection:
-    path: str      # URL segment
-    kind: str      # NB kind (key segment)
-    singular: str  # JSON envelope of one object
-    plural: str    # JSON envelope of a list
+def _served(api: str) -> list[Kind]:
+    return [kind for kind in kinds.KINDS if kind.collection and kind.api == api]
 
 
-NEUTRON_COLLECTIONS = [
-    Collection("networks", "network", "network", "networks"),
-    Collection("subnets", "subnet", "subnet", "subnets"),
-    Collection("ports", "port", "port", "ports"),
-    Collection("routers", "router", "router", "routers"),
-    Collection("security-groups", "security_group", "security_group", "security_groups"),
-    Collection("security-group-rules", "security_group_rule", "security_group_rule", "security_group_rules"),
-    Collection("floatingips", "floatingip", "floatingip", "floatingips"),
-]
-OCTAVIA_COLLECTIONS = [
-    Collection("loadbalancers", "loadbalancer", "loadbalancer", "loadbalancers"),
-    Collection("listeners", "listener", "listener", "listeners"),
-    Collection("pools", "pool", "pool", "pools"),
-    Collection("healthmonitors", "healthmonitor", "healthmonitor", "healthmonitors"),
-]
-MEMBERS = Collection("members", "member", "member", "members")
+def _collection_path(prefix: str, kind: Kind) -> str:
+    """Where a kind's collection is: under its parent's objects for a nested one."""
+    if kind.parent is None:
+        return f"{prefix}/{kind.collection}"
+    parent = kinds.BY_NAME[kind.parent[0]]
+    return f"{prefix}/{parent.collection}/{{parent_id}}/{kind.collection}"
 
 
 def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
@@ -87,25 +73,25 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
         base = str(request.base_url).rstrip("/")
         return {"version": {"id": "v2.0", "status": "CURRENT", "links": [{"href": f"{base}/v2/", "rel": "self"}]}}
 
-    @app.get(NEUTRON, include_in_schema=False)
-    @app.get(NEUTRON + "/", include_in_schema=False)
+    @app.get(NEUTRON_PREFIX, include_in_schema=False)
+    @app.get(NEUTRON_PREFIX + "/", include_in_schema=False)
     async def resources(request: Request):
         base = str(request.base_url).rstrip("/")
-        return {"resources": [{"name": c.singular, "collection": c.plural,
-                               "links": [{"href": f"{base}{NEUTRON}/{c.path}", "rel": "self"}]}
-                              for c in NEUTRON_COLLECTIONS]}
+        return {"resources": [{"name": k.name, "collection": k.plural,
+                               "links": [{"href": f"{base}{NEUTRON_PREFIX}/{k.collection}", "rel": "self"}]}
+                              for k in _served(NEUTRON)]}
 
-    @app.get(NEUTRON + "/extensions", include_in_schema=False)
+    @app.get(NEUTRON_PREFIX + "/extensions", include_in_schema=False)
     async def list_extensions():
         return extensions.listing()
 
-    @app.get(NEUTRON + "/extensions/{alias}", include_in_schema=False)
+    @app.get(NEUTRON_PREFIX + "/extensions/{alias}", include_in_schema=False)
     async def show_extension(alias: str):
         return extensions.show(alias)
 
-    agents.install(app, service, NEUTRON)
+    agents.install(app, service, NEUTRON_PREFIX)
 
-    collections = [(f"{NEUTRON}/{c.path}", c, None) for c in NEUTRON_COLLECTIONS]
+    collections = [(_collection_path(NEUTRON_PREFIX, k), k) for k in _served(NEUTRON)]
     for prefix in OCTAVIA_PREFIXES:
         @app.delete(prefix + "/loadbalancers/{lb_id}", status_code=204, include_in_schema=False)
         async def delete_loadbalancer(lb_id: str, cascade: bool = False):
@@ -113,28 +99,27 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
             await run_in_threadpool(service.delete_loadbalancer, lb_id, cascade)
             return Response(status_code=204)
 
-        collections += [(f"{prefix}/{c.path}", c, None) for c in OCTAVIA_COLLECTIONS]
-        collections.append((prefix + "/pools/{parent_id}/members", MEMBERS, "pool_id"))
-    for base, coll, parent_field in collections:
-        _crud_routes(app, service, base, coll, parent_field)
+        collections += [(_collection_path(prefix, k), k) for k in _served(OCTAVIA)]
+    for base, kind in collections:
+        _crud_routes(app, service, base, kind)
 
     def router_action(request: Request, router_id: str, action: Callable[[str, dict], dict], obj: dict) -> dict:
         scope.check_change(scope.context(request), "router", service.get("router", router_id), service.list,
                            "update")
         return action(router_id, obj)
 
-    @app.put(NEUTRON + "/routers/{router_id}/add_router_interface", include_in_schema=False)
+    @app.put(NEUTRON_PREFIX + "/routers/{router_id}/add_router_interface", include_in_schema=False)
     async def add_interface(router_id: str, request: Request):
         return await run_in_threadpool(router_action, request, router_id, service.add_router_interface,
                                        await body.json_object(request))
 
-    @app.put(NEUTRON + "/routers/{router_id}/remove_router_interface", include_in_schema=False)
+    @app.put(NEUTRON_PREFIX + "/routers/{router_id}/remove_router_interface", include_in_schema=False)
     async def remove_interface(router_id: str, request: Request):
         return await run_in_threadpool(router_action, request, router_id, service.remove_router_interface,
                                        await body.json_object(request))
 
-    document = openapi.build([(base, coll.singular, coll.plural, MODELS[coll.kind], parent_field)
-                              for base, coll, parent_field in collections], NEUTRON)
+    document = openapi.build([(base, kind.name, kind.plural, kind.model, kind.parent and kind.parent[1])
+                              for base, kind in collections], NEUTRON_PREFIX)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document():
@@ -153,66 +138,65 @@ def _check_project(obj: dict) -> None:
         raise BadRequest("HTTPBadRequest", "'project_id' and 'tenant_id' do not match")
 
 
-def _crud_routes(app: FastAPI, service: NBService, base: str, coll: Collection,
-                 parent_field: str | None = None) -> None:
+def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> None:
     """GET/POST on the collection, GET/PUT/DELETE on one object."""
-    model = MODELS[coll.kind]
-    bulk_plural = coll.plural if coll in NEUTRON_COLLECTIONS else None  # Neutron's bulk create; not Octavia's
+    parent_kind, parent_field = kind.parent or (None, None)
+    bulk_plural = kind.plural if kind.api == NEUTRON else None  # Neutron's bulk create; not Octavia's
 
     def check_parent(doc: dict, parent_id: str | None) -> dict:
         if parent_field and doc.get(parent_field) != parent_id:
-            raise NotFound(f"{coll.singular.capitalize()}NotFound", f"{coll.singular} {doc['id']} is not in {parent_id}")
+            raise NotFound(f"{kind.name.capitalize()}NotFound", f"{kind.name} {doc['id']} is not in {parent_id}")
         return doc
 
     async def list_(request: Request, parent_id: str | None = None):
-        query = listing.parse(request, model)
+        query = listing.parse(request, kind.model)
         if parent_field:
-            await run_in_threadpool(service.get, "pool", parent_id)
+            await run_in_threadpool(service.get, parent_kind, parent_id)
             query.filters[parent_field] = [parent_id]
         ctx = scope.context(request)
 
         def visible_docs() -> list[dict]:
-            return scope.visible(ctx, coll.kind, service.list(coll.kind, query.filters, ctx.project), service.list)
+            return scope.visible(ctx, kind.name, service.list(kind.name, query.filters, ctx.project), service.list)
 
         docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)
-        page = listing.paginate(docs, query, coll.kind)
-        answer = {coll.plural: [listing.select(d, query.fields) for d in page]}
+        page = listing.paginate(docs, query, kind.name)
+        answer = {kind.plural: [listing.select(d, query.fields) for d in page]}
         links = listing.links(request, page, query)
         if links:
-            answer[coll.plural + "_links"] = links
+            answer[kind.plural + "_links"] = links
         return answer
 
     async def create(request: Request, parent_id: str | None = None):
-        objs, bulk = await body.envelopes(request, coll.singular, bulk_plural)
+        objs, bulk = await body.envelopes(request, kind.name, bulk_plural)
         ctx = scope.context(request)
         for obj in objs:
             _check_project(obj)
-        objs = [scope.check_create(ctx, coll.kind, obj) for obj in objs]
+        objs = [scope.check_create(ctx, kind.name, obj) for obj in objs]
         if parent_field:
             objs = [{**obj, parent_field: parent_id} for obj in objs]
-        made = await run_in_threadpool(service.create_many, coll.kind, objs)
-        return errors.NeutronJSON({coll.plural: made} if bulk else {coll.singular: made[0]}, status_code=201)
+        made = await run_in_threadpool(service.create_many, kind.name, objs)
+        return errors.NeutronJSON({kind.plural: made} if bulk else {kind.name: made[0]}, status_code=201)
 
     def visible_one(request: Request, obj_id: str, parent_id: str | None, action: str | None = None) -> dict:
         """The object if the request may see it (and, for an action, change it)."""
-        doc = check_parent(service.get(coll.kind, obj_id), parent_id)
+        doc = check_parent(service.get(kind.name, obj_id), parent_id)
         ctx = scope.context(request)
         if action:
-            scope.check_change(ctx, coll.kind, doc, service.list, action)
-        return scope.check_show(ctx, coll.kind, doc, service.list)
+            scope.check_change(ctx, kind.name, doc, service.list, action)
+        return scope.check_show(ctx, kind.name, doc, service.list)
 
     async def show(obj_id: str, request: Request, parent_id: str | None = None):
         doc = await run_in_threadpool(visible_one, request, obj_id, parent_id)
-        return {coll.singular: listing.select(doc, request.query_params.getlist("fields"))}
+        return {kind.name: listing.select(doc, request.query_params.getlist("fields"))}
 
     async def update(obj_id: str, request: Request, parent_id: str | None = None):
         await run_in_threadpool(visible_one, request, obj_id, parent_id, "update")
-        obj = await body.envelope(request, coll.singular)
-        return {coll.singular: await run_in_threadpool(service.update, coll.kind, obj_id, obj)}
+        obj = await body.envelope(request, kind.name)
+        return {kind.name: await run_in_threadpool(service.update, kind.name, obj_id, obj)}
 
     async def delete(obj_id: str, request: Request, parent_id: str | None = None):
         await run_in_threadpool(visible_one, request, obj_id, parent_id, "delete")
-        await run_in_threadpool(service.delete, coll.kind, obj_id)
+        await run_in_threadpool(service.delete, kind.name, obj_id)
         return Response(status_code=204)
 
     app.add_api_route(base, list_, methods=["GET"], include_in_schema=False)

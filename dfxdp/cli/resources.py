@@ -1,7 +1,8 @@
 """Resource commands (`dfxdp network create …`) talking to the Neutron/Octavia API.
 
-Each resource gets list / show / delete / set from one table; `create` takes the
-options that resource declares. Objects may be named by id or by unique name.
+Every NB kind with a CLI name (dfxdp/nb/kinds.py) gets list / show / delete / set;
+`create` takes the options CREATE_OPTIONS gives the kind, else `--name` and
+`--property FIELD=VALUE`. Objects may be named by id or by unique name.
 Output: rich tables, or JSON with -f json. User mistakes and API errors are one
 line on stderr and a non-zero exit.
 """
@@ -13,6 +14,8 @@ from typing import Any, Callable
 
 import click
 import httpx
+
+from dfxdp.nb import kinds
 
 DEFAULT_URL = "http://127.0.0.1:9696"
 
@@ -37,6 +40,10 @@ class Api:
         return resp.json() if resp.content else None
 
 
+def _drop_unset(opts: dict) -> dict:
+    return {k: v for k, v in opts.items() if v not in (None, (), [])}
+
+
 @dataclass
 class Resource:
     name: str        # CLI group name
@@ -44,7 +51,7 @@ class Resource:
     singular: str    # JSON envelope
     columns: list[str]
     create_options: list[click.Option] = field(default_factory=list)
-    to_body: Callable[[dict], dict] = lambda opts: {k: v for k, v in opts.items() if v not in (None, (), [])}
+    to_body: Callable[[dict], dict] = _drop_unset
 
     @property
     def plural(self) -> str:
@@ -90,6 +97,11 @@ def _resolve(api: Api, res: Resource, ref: str) -> str:
         return items[0]["id"]
     api.call("GET", f"{res.path}/{ref}")  # 404 → a clear error
     return ref
+
+
+def resolve(api: Api, kind: str, ref: str) -> str:
+    """An id for `ref` (an id or a unique name) of the NB kind `kind`."""
+    return _resolve(api, _resource(kinds.BY_NAME[kind]), ref)
 
 
 def _key_value(values: tuple[str, ...], what: str) -> dict:
@@ -181,51 +193,50 @@ def _rule_body(o: dict) -> dict:
             "remote_ip_prefix": o["remote_ip"], "remote_group_id": o["remote_group"]}
 
 
-RESOURCES = [
-    Resource("network", "/v2.0/networks", "network",
-             ["id", "name", "provider:segmentation_id", "router:external", "subnets"],
-             [_opt("--name", default=""), _opt("--external", is_flag=True, help="A flat router:external network."),
-              _opt("--mtu", type=int), _opt("--no-port-security", is_flag=True)], _network_body),
-    Resource("subnet", "/v2.0/subnets", "subnet", ["id", "name", "network_id", "cidr", "gateway_ip"],
-             [_opt("--network", required=True), _opt("--cidr", required=True), _opt("--name", default=""),
-              _opt("--ip-version", type=click.Choice(["4", "6"]), default="4", callback=lambda c, p, v: int(v)),
-              _opt("--gateway"), _opt("--no-gateway", is_flag=True), _opt("--dns", multiple=True)], _subnet_body),
-    Resource("port", "/v2.0/ports", "port",
-             ["id", "name", "network_id", "mac_address", "fixed_ips", "binding:host_id", "status"],
-             [_opt("--network", required=True), _opt("--name", default=""),
+def _generic_body(o: dict) -> dict:
+    return {**_key_value(o.pop("props"), "--property"), **_drop_unset(o)}
+
+
+GENERIC_CREATE = ([_opt("--name", default=""), _opt("--property", "props", multiple=True,
+                                                     help="FIELD=VALUE (VALUE parsed as JSON when it is)")],
+                  _generic_body)
+# kind -> the create options its command takes and how they make the request body
+CREATE_OPTIONS: dict[str, tuple[list[click.Option], Callable[[dict], dict]]] = {
+    "network": ([_opt("--name", default=""), _opt("--external", is_flag=True, help="A flat router:external network."),
+                 _opt("--mtu", type=int), _opt("--no-port-security", is_flag=True)], _network_body),
+    "subnet": ([_opt("--network", required=True), _opt("--cidr", required=True), _opt("--name", default=""),
+                _opt("--ip-version", type=click.Choice(["4", "6"]), default="4", callback=lambda c, p, v: int(v)),
+                _opt("--gateway"), _opt("--no-gateway", is_flag=True), _opt("--dns", multiple=True)], _subnet_body),
+    "port": ([_opt("--network", required=True), _opt("--name", default=""),
               _opt("--fixed-ip", multiple=True, help="IP, or ip_address=IP,subnet_id=ID"), _opt("--mac"),
               _opt("--host", help="binding:host_id: the chassis that hosts it"),
               _opt("--security-group", multiple=True), _opt("--no-port-security", is_flag=True)], _port_body),
-    Resource("router", "/v2.0/routers", "router", ["id", "name", "external_gateway_info", "routes"],
-             [_opt("--name", default=""), _opt("--external-gateway", help="external network id")], _router_body),
-    Resource("security-group", "/v2.0/security-groups", "security_group", ["id", "name", "description"],
-             [_opt("--name", required=True), _opt("--description", default="")]),
-    Resource("security-group-rule", "/v2.0/security-group-rules", "security_group_rule",
-             ["id", "security_group_id", "direction", "protocol", "port_range_min", "port_range_max",
-              "remote_ip_prefix", "remote_group_id"],
-             [_opt("--group", required=True), _opt("--direction", type=click.Choice(["ingress", "egress"]),
-                                                   default="ingress"),
-              _opt("--ethertype", type=click.Choice(["IPv4", "IPv6"]), default="IPv4"), _opt("--protocol"),
-              _opt("--port-range", help="PORT or MIN:MAX (ICMP: TYPE:CODE)", callback=lambda c, p, v: _port_range(v)), _opt("--remote-ip"),
-              _opt("--remote-group")], _rule_body),
-    Resource("floatingip", "/v2.0/floatingips", "floatingip",
-             ["id", "floating_ip_address", "fixed_ip_address", "port_id", "router_id"],
-             [_opt("--network", "floating_network_id", required=True), _opt("--port", "port_id"),
-              _opt("--address", "floating_ip_address")]),
-    Resource("loadbalancer", "/v2/lbaas/loadbalancers", "loadbalancer",
-             ["id", "name", "vip_address", "provisioning_status", "operating_status"],
-             [_opt("--name", default=""), _opt("--subnet", "vip_subnet_id", required=True),
-              _opt("--vip", "vip_address")]),
-    Resource("listener", "/v2/lbaas/listeners", "listener", ["id", "name", "protocol", "protocol_port",
-                                                            "default_pool_id"],
-             [_opt("--name", default=""), _opt("--loadbalancer", "loadbalancer_id", required=True),
-              _opt("--protocol", required=True), _opt("--port", "protocol_port", type=int, required=True)]),
-    Resource("pool", "/v2/lbaas/pools", "pool", ["id", "name", "protocol", "lb_algorithm", "members"],
-             [_opt("--name", default=""), _opt("--listener", "listener_id"), _opt("--loadbalancer", "loadbalancer_id"),
-              _opt("--protocol", required=True), _opt("--algorithm", "lb_algorithm", default="ROUND_ROBIN")]),
-]
+    "router": ([_opt("--name", default=""), _opt("--external-gateway", help="external network id")], _router_body),
+    "security_group": ([_opt("--name", required=True), _opt("--description", default="")], _drop_unset),
+    "security_group_rule": ([_opt("--group", required=True), _opt("--direction", type=click.Choice(
+        ["ingress", "egress"]), default="ingress"), _opt("--ethertype", type=click.Choice(["IPv4", "IPv6"]),
+                                                         default="IPv4"), _opt("--protocol"),
+        _opt("--port-range", help="PORT or MIN:MAX (ICMP: TYPE:CODE)", callback=lambda c, p, v: _port_range(v)),
+        _opt("--remote-ip"), _opt("--remote-group")], _rule_body),
+    "floatingip": ([_opt("--network", "floating_network_id", required=True), _opt("--port", "port_id"),
+                    _opt("--address", "floating_ip_address")], _drop_unset),
+    "loadbalancer": ([_opt("--name", default=""), _opt("--subnet", "vip_subnet_id", required=True),
+                      _opt("--vip", "vip_address")], _drop_unset),
+    "listener": ([_opt("--name", default=""), _opt("--loadbalancer", "loadbalancer_id", required=True),
+                  _opt("--protocol", required=True), _opt("--port", "protocol_port", type=int, required=True)],
+                 _drop_unset),
+    "pool": ([_opt("--name", default=""), _opt("--listener", "listener_id"), _opt("--loadbalancer", "loadbalancer_id"),
+              _opt("--protocol", required=True), _opt("--algorithm", "lb_algorithm", default="ROUND_ROBIN")],
+             _drop_unset),
+}
 
-BY_NAME = {res.name: res for res in RESOURCES}
+
+def _resource(kind: kinds.Kind) -> Resource:
+    options, to_body = CREATE_OPTIONS.get(kind.name, GENERIC_CREATE)
+    # a copy of the options: each command adds the common ones to its own list
+    return Resource(kind.cli, kind.path, kind.name, list(kind.columns), list(options), to_body)
+
+
 # create options that name another object: accepted as id or unique name
 REFERENCES = {"network": "network", "floating_network_id": "network", "external_gateway": "network",
               "port_id": "port", "vip_subnet_id": "subnet", "loadbalancer_id": "loadbalancer",
@@ -233,7 +244,7 @@ REFERENCES = {"network": "network", "floating_network_id": "network", "external_
               "security_group": "security-group"}
 
 
-def _resource_group(res: Resource) -> click.Group:
+def _resource_group(res: Resource, by_name: dict[str, Resource]) -> click.Group:
     @click.group(res.name, help=f"Manage {res.plural.replace('_', ' ')}.")
     def group() -> None:
         pass
@@ -281,9 +292,9 @@ def _resource_group(res: Resource) -> click.Group:
         api = ctx.obj["api"]
         for option, target in REFERENCES.items():
             if isinstance(opts.get(option), str):
-                opts[option] = _resolve(api, BY_NAME[target], opts[option])
+                opts[option] = _resolve(api, by_name[target], opts[option])
             elif isinstance(opts.get(option), tuple):
-                opts[option] = tuple(_resolve(api, BY_NAME[target], v) for v in opts[option])
+                opts[option] = tuple(_resolve(api, by_name[target], v) for v in opts[option])
         body = res.to_body(opts)
         obj = ctx.obj["api"].call("POST", res.path, {res.singular: body})[res.singular]
         _output(ctx, obj, res.columns)
@@ -293,7 +304,7 @@ def _resource_group(res: Resource) -> click.Group:
     return group
 
 
-def _router_interface_commands(router: click.Group) -> None:
+def _router_interface_commands(router: click.Group, by_name: dict[str, Resource]) -> None:
     for action in ("add", "remove"):
         def make(action=action):
             @router.command(f"{action}-interface", help=f"{action.capitalize()} a router interface (subnet or port).")
@@ -305,9 +316,9 @@ def _router_interface_commands(router: click.Group) -> None:
                 if bool(subnet) == bool(port):
                     raise click.UsageError("give exactly one of --subnet or --port")
                 api = ctx.obj["api"]
-                rid = _resolve(api, BY_NAME["router"], router_ref)
-                body = ({"subnet_id": _resolve(api, BY_NAME["subnet"], subnet)} if subnet
-                        else {"port_id": _resolve(api, BY_NAME["port"], port)})
+                rid = _resolve(api, by_name["router"], router_ref)
+                body = ({"subnet_id": _resolve(api, by_name["subnet"], subnet)} if subnet
+                        else {"port_id": _resolve(api, by_name["port"], port)})
                 _output(ctx, api.call("PUT", f"/v2.0/routers/{rid}/{action}_router_interface", body),
                         ["id", "port_id", "subnet_id"])
         make()
@@ -349,10 +360,12 @@ def _with_common_options(cmd: click.Command) -> None:
 
 
 def register(group: click.Group) -> None:
-    for res in RESOURCES:
-        sub = _resource_group(res)
+    """A command group for every kind with a CLI name (those registered by now)."""
+    by_name = {kind.cli: _resource(kind) for kind in kinds.KINDS if kind.cli}
+    for res in by_name.values():
+        sub = _resource_group(res, by_name)
         if res.name == "router":
-            _router_interface_commands(sub)
+            _router_interface_commands(sub, by_name)
         if res.name == "pool":
             _member_commands(sub)
         for cmd in sub.commands.values():

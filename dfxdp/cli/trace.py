@@ -40,11 +40,11 @@ def register(group: click.Group) -> None:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="PACKET") from None
         if ifindex is None or bpffs is None:
-            from dfxdp.cli.resources import BY_NAME, Api, _resolve
+            from dfxdp.cli.resources import Api, resolve
             from dfxdp.controller.binding import tap_name
 
             api = Api(url, None)
-            port_doc = api.call("GET", f"/v2.0/ports/{_resolve(api, BY_NAME['port'], port)}")["port"]
+            port_doc = api.call("GET", f"/v2.0/ports/{resolve(api, 'port', port)}")["port"]
             if ifindex is None:
                 try:
                     ifindex = socket.if_nametoindex(tap_name(port_doc["id"]))

@@ -310,11 +310,3 @@ class Chassis(Resource):
     admin_state_up: Bool = True  # an operator's mark (PUT /v2.0/agents): recorded, nothing is scheduled
     bridge_mappings: dict[str, str] = {}  # physical network -> NIC (`dfxdp agent --bridge-mappings`)
 
-
-# kind (the key segment under /dfxdp/nb/) -> model
-MODELS: dict[str, type[Resource]] = {
-    "network": Network, "subnet": Subnet, "port": Port, "router": Router,
-    "security_group": SecurityGroup, "security_group_rule": SecurityGroupRule,
-    "floatingip": FloatingIP, "loadbalancer": LoadBalancer, "listener": Listener,
-    "pool": Pool, "member": Member, "healthmonitor": HealthMonitor, "chassis": Chassis,
-}

@@ -25,7 +25,8 @@ from .families.networks import Networks
 from .families.ports import Ports
 from .families.routers import Routers
 from .families.security_groups import SecurityGroups
-from .model import DEFAULT_PROJECT, MODELS
+from .kinds import MODELS
+from .model import DEFAULT_PROJECT
 from .txn import KeyAllocator, Txn, now, run_txn
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI

@@ -37,14 +37,15 @@ def test_build_a_topology_from_the_cli(dfxdp):
     sub = js(dfxdp("subnet", "create", "--network", "blue", "--cidr", "10.40.0.0/24", "--name", "blue-sub", "-f", "json"))
     dfxdp("subnet", "create", "--network", "ext", "--cidr", "198.19.40.0/24")
     assert sub["network_id"] == net["id"] and sub["gateway_ip"] == "10.40.0.1"
-    port = js(dfxdp("port", "create", "--network", "blue", "--name", "vm1", "--fixed-ip", "10.40.0.9",
+    # an address beyond the ones the subnet's DHCP port picks its own from (ipam.ALLOCATION_WINDOW)
+    port = js(dfxdp("port", "create", "--network", "blue", "--name", "vm1", "--fixed-ip", "10.40.0.200",
                     "--host", "node1", "-f", "json"))
-    assert port["fixed_ips"][0]["ip_address"] == "10.40.0.9" and port["binding:host_id"] == "node1"
+    assert port["fixed_ips"][0]["ip_address"] == "10.40.0.200" and port["binding:host_id"] == "node1"
     dfxdp("router", "create", "--name", "r1", "--external-gateway", "ext")
     rif = js(dfxdp("router", "add-interface", "r1", "--subnet", "blue-sub", "-f", "json"))
     assert rif["subnet_id"] == sub["id"]
     fip = js(dfxdp("floatingip", "create", "--network", "ext", "--port", "vm1", "-f", "json"))
-    assert fip["fixed_ip_address"] == "10.40.0.9"
+    assert fip["fixed_ip_address"] == "10.40.0.200"
     dfxdp("security-group", "create", "--name", "web")
     rule = js(dfxdp("security-group-rule", "create", "--group", "web", "--protocol", "tcp", "--port-range", "80:90",
                     "-f", "json"))
@@ -52,7 +53,7 @@ def test_build_a_topology_from_the_cli(dfxdp):
     renamed = js(dfxdp("port", "set", "vm1", "--name", "vm1b", "-f", "json"))
     assert renamed["name"] == "vm1b"
     table = dfxdp("port", "list").stdout
-    assert "vm1b" in table and "10.40.0.9" in table
+    assert "vm1b" in table and "10.40.0.200" in table
     listed = js(dfxdp("port", "list", "--filter", "name=vm1b", "-f", "json"))
     assert [p["id"] for p in listed] == [port["id"]]
     dfxdp("floatingip", "delete", fip["id"])
