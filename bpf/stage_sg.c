@@ -9,14 +9,15 @@
 #include "lib/sg.h"
 
 /* Returns 0 when the frame may go on, or why it may not. */
-static __always_inline int sg_verdict(struct xdp_md *ctx, __be16 proto, __u32 port_key, __u32 policy, __u32 dir,
+static __always_inline int sg_verdict(struct xdp_md *ctx, __be16 proto, __u32 port_key, const struct sg_port *port,
+				      __u32 dir,
 				      __u32 deny_reason)
 {
 	int reason;
 
 	switch (proto) {
 	case ETH_P_IP_BE:
-		reason = sg_filter(ctx, port_key, policy, dir, deny_reason);
+		reason = sg_filter(ctx, port_key, port, dir, deny_reason);
 		break;
 	case ETH_P_IPV6_BE:
 		reason = DROP_SG_IPV6; /* no IPv6 rules yet, so none allows it */
@@ -43,7 +44,7 @@ static __always_inline int sg_stage(struct xdp_md *ctx, struct pkt_meta *m, __u3
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 	if (!port || !(port->flags & SG_PORT_FILTERED))
 		return next_stage(ctx, m, stage + 1);
-	reason = sg_verdict(ctx, eth->h_proto, port_key, port->policy, dir, deny_reason);
+	reason = sg_verdict(ctx, eth->h_proto, port_key, port, dir, deny_reason);
 	if (reason)
 		return verdict(ctx, m, XDP_DROP, reason);
 	return next_stage(ctx, m, stage + 1);

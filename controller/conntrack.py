@@ -58,7 +58,7 @@ def maintain(ct: Map, policies: dict[tuple[int, int], Policy], now_ns: int | Non
     """Delete expired entries, and entries of filtered ports whose flow the
     current rules would refuse. Returns (expired, revoked)."""
     # read the clock before the table: entries stamped while we read it are younger than now_ns
-    now_ns = time.monotonic_ns() if now_ns is None else now_ns  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns  # the datapath stamps its coarse twin
     expired = revoked = 0
     for raw_key, raw_value in ct.raw_items().items():
         key, entry = to_dict(ct.decode(ct.key_type, raw_key)), to_dict(ct.decode(ct.value_type, raw_value))

@@ -1,18 +1,21 @@
 """Security group rules → lookup entries, and the same policy evaluated in Python.
 
 Per policy (the rules of one set of groups) and direction:
-- `sg_remote` (LPM on the remote address) gives a class: the set of rules whose
-  remote prefix holds the address. For the longest prefix P matching an address,
-  the rules holding the address are exactly those whose prefix contains P, so one
-  class per distinct prefix is enough. Rules with no remote restriction are class 0
-  and always consulted, so they are never copied into every class. Sibling
-  prefixes of the same class are merged into their parent (route aggregation):
-  a remote group of 1,000 ports with consecutive addresses is a handful of
-  entries, not 1,000.
-- `sg_allow` (LPM on class, protocol, destination port) says yes; a port range
-  becomes its minimal set of aligned prefix blocks (at most 30 for 16 bits), never
-  one entry per port. Per packet: one class lookup and at most four allow lookups,
-  whatever the number of rules.
+- `sg_remote` (exact-match hash, one table per remote prefix length in use) gives a
+  class: the set of rules whose remote prefix holds the address. For the longest
+  prefix P matching an address, the rules holding the address are exactly those
+  whose prefix contains P, so one class per distinct prefix is enough; the datapath
+  probes the policy's prefix lengths longest first and stops at the first hit. Rules
+  with no remote restriction are class 0 and always consulted, so they are never
+  copied into every class. Sibling prefixes of the same class are merged into their
+  parent (route aggregation: a remote group of 1,000 ports with consecutive addresses
+  is a few dozen entries, not 1,000), and a merged prefix is then expanded to the next
+  stride length (every STRIDE bits, or a length a rule names), so merging never adds
+  more lengths to probe than the strides.
+- `sg_l4` gives, per (class, protocol), the allowed destination ports (or ICMP
+  type << 8 | code) as the union of the class's rules: 256-bit sets over 256 chunks of
+  256 values. Per packet: the class lookups, then one or two set lookups for the
+  class and for class 0, whatever the number of rules or how their ranges overlap.
 Addresses are host-order integers; a prefix is (network, length).
 IPv6 rules are not compiled yet: the datapath drops IPv6 to and from filtered ports (DROP_SG_IPV6).
 """
@@ -142,6 +145,85 @@ def compile_rule(rule: dict, group_members: dict[str, list[Prefix]]) -> Rule | N
                 rule.get("id") or json.dumps(rule, sort_keys=True))
 
 
+STRIDE = 4  # merged remote prefixes are expanded to a multiple of this length (or a rule's own)
+CHUNK_BITS = 8  # the l4 value space (16 bits) in chunks of 256 values
+FULL_CHUNK = (1 << (1 << CHUNK_BITS)) - 1
+
+
+def expand(entries: dict[Prefix, int], lengths: set[int]) -> dict[Prefix, int]:
+    """Each prefix whose length is not in `lengths` as the blocks of the next length that is
+    (controlled prefix expansion), a longer prefix winning where they meet, so longest-prefix
+    lookups answer exactly as before over fewer distinct lengths. `lengths` must hold 32 and
+    every length of a prefix that was not merged: then a prefix expands into at most as many
+    blocks as the entries it was merged from."""
+    out: dict[Prefix, int] = {}
+    for (addr, length), class_id in sorted(entries.items(), key=lambda item: item[0][1]):
+        target = min(x for x in lengths if x >= length)
+        for i in range(1 << (target - length)):
+            out[(addr | i << (32 - target), target)] = class_id
+    return out
+
+
+@dataclass(frozen=True)
+class L4Set:
+    """The l4 values (destination ports, or ICMP type << 8 | code) a class allows for one protocol,
+    as the datapath holds them: chunks allowed whole, and the allowed values of the others."""
+
+    whole: int               # bit c: every value of chunk c
+    partial: dict[int, int]  # chunk → bit v & 255 for each allowed v (chunks allowed in part)
+
+    @classmethod
+    def of(cls, blocks) -> "L4Set":
+        allowed, chunks = 0, set()
+        for value, bits in blocks:
+            size = 1 << (16 - bits)
+            allowed |= ((1 << size) - 1) << value
+            chunks.update(range(value >> CHUNK_BITS, ((value + size - 1) >> CHUNK_BITS) + 1))
+        whole, partial = 0, {}
+        for chunk in chunks:
+            part = (allowed >> (chunk << CHUNK_BITS)) & FULL_CHUNK
+            if part == FULL_CHUNK:
+                whole |= 1 << chunk
+            else:
+                partial[chunk] = part
+        return cls(whole, partial)
+
+    def allows(self, value: int) -> bool:
+        chunk = value >> CHUNK_BITS
+        return bool(self.whole >> chunk & 1 or self.partial.get(chunk, 0) >> (value & 0xFF) & 1)
+
+
+@dataclass(frozen=True)
+class RuleClass:
+    """What a set of rules allows: every protocol, or per protocol an L4Set."""
+
+    any_protocol: bool
+    l4: dict[int, L4Set]
+
+    @classmethod
+    def of(cls, rules: list[Rule]) -> "RuleClass":
+        blocks: dict[int, list[tuple[int, int]]] = {}
+        for rule in rules:
+            if rule.proto:
+                blocks.setdefault(rule.proto, []).extend(rule.l4 or ((0, 0),))
+        return cls(any(not rule.proto for rule in rules), {proto: L4Set.of(b) for proto, b in sorted(blocks.items())})
+
+    def allows(self, proto: int, value: int) -> bool:
+        return self.any_protocol or (proto in self.l4 and self.l4[proto].allows(value))
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """One direction of a policy as the datapath looks it up."""
+
+    remote: dict[Prefix, int]        # remote prefix → class id (never ANY_CLASS)
+    classes: dict[int, RuleClass]    # class id → its rules; ANY_CLASS for the rules from anywhere
+
+    @property
+    def remote_lengths(self) -> set[int]:
+        return {length for _, length in self.remote}
+
+
 @dataclass
 class Policy:
     """The rules of one direction of a set of groups, compiled."""
@@ -152,8 +234,7 @@ class Policy:
         addr = host_prefix(remote)[0]
         return any(r.allows(proto, l4) and r.holds(addr) for r in self.rules)
 
-    def entries(self) -> tuple[list[tuple[Prefix, int]], set[tuple[int, int, int, int]]]:
-        """(remote prefix, class) and (class, proto, l4 value, l4 bits) entries."""
+    def compile(self) -> CompiledPolicy:
         by_prefix: dict[Prefix, set[int]] = {}
         for i, r in enumerate(self.rules):
             for prefix in r.remotes:
@@ -161,7 +242,6 @@ class Policy:
         classes: dict[frozenset, int] = {}  # set of rule indexes → class id
         taken: set[int] = set()
         remote_classes: dict[Prefix, int] = {}
-        allow: set[tuple[int, int, int, int]] = set()
         # the rules holding a prefix: those of the prefix itself and of each of its supernets
         # present; integer masks over the few prefix lengths in use keep this linear
         lengths = sorted({length for _, length in by_prefix})
@@ -177,17 +257,13 @@ class Policy:
                 classes[key] = stable_id(sorted(self.rules[i].ident for i in key), taken)
                 taken.add(classes[key])
             remote_classes[prefix] = classes[key]
-        for members, class_id in classes.items():
-            for i in members:
-                allow |= self._allow(class_id, self.rules[i])
-        for rule in self.rules:
-            if not rule.remotes:
-                allow |= self._allow(ANY_CLASS, rule)
-        return sorted(aggregate(remote_classes).items()), allow
-
-    @staticmethod
-    def _allow(class_id: int, rule: Rule) -> set[tuple[int, int, int, int]]:
-        return {(class_id, rule.proto, value, bits) for value, bits in (rule.l4 or ((0, 0),))}
+        rule_classes = {class_id: RuleClass.of([self.rules[i] for i in sorted(members)])
+                        for members, class_id in classes.items()}
+        anywhere = [rule for rule in self.rules if not rule.remotes]
+        if anywhere:
+            rule_classes[ANY_CLASS] = RuleClass.of(anywhere)
+        strides = set(range(STRIDE, 33, STRIDE)) | {32} | set(lengths)
+        return CompiledPolicy(expand(aggregate(remote_classes), strides), rule_classes)
 
 
 def group_policies(groups: set[str], rules: list[dict], group_members: dict[str, list[Prefix]]) -> dict[int, Policy]:

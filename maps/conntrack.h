@@ -42,7 +42,7 @@ struct ct_key {
 };
 
 struct ct_entry {
-	__u64 last_seen_ns;  /* bpf_ktime_get_ns() */
+	__u64 last_seen_ns;  /* bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC, tick resolution */
 	__u64 packets;
 	__u32 state;         /* enum ct_state */
 	__u32 flags;         /* CT_F_* */

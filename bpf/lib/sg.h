@@ -1,4 +1,4 @@
-/* Security group policy: a few LPM lookups, whatever the number of rules. */
+/* Security group policy: a few hash lookups, whatever the number of rules. */
 #ifndef DFXDP_LIB_SG_H
 #define DFXDP_LIB_SG_H
 
@@ -8,28 +8,68 @@
 #define ICMP_TIME_EXCEEDED_T 11
 #define ICMP_PARAM_PROBLEM 12
 
-static __always_inline int sg_allow_lookup(__u32 policy, __u32 dir, __u32 class_id, __u8 proto, __be16 l4)
+/* Bit v (0..255) of a 256-bit set. */
+static __always_inline int sg_bit(const __u32 *set, __u32 v)
 {
-	struct sg_allow_key key = { .prefixlen = SG_ALLOW_PREFIX_BASE + 16, .policy = policy, .direction = dir,
-				    .class_id = class_id, .proto = proto, .l4 = l4 };
-
-	return bpf_map_lookup_elem(&sg_allow, &key) != NULL;
+	return (set[(v >> 5) & 7] >> (v & 31)) & 1;
 }
 
-/* Does the policy's `dir` side allow a new flow f with this remote address? */
-static __always_inline int sg_policy_allows(__u32 policy, __u32 dir, const struct flow *f, __be32 remote)
+/* Does the class allow `proto` to the destination port (or ICMP type << 8 | code) v?
+ * The summary entry answers whole chunks; a chunk's own entry only the others. */
+static __always_inline int sg_l4_allows(__u32 policy, __u32 dir, __u32 class_id, __u8 proto, __u32 v)
 {
-	struct sg_remote_key rkey = { .prefixlen = SG_REMOTE_PREFIX_BASE + 32, .policy = policy, .direction = dir, .addr = remote };
-	struct sg_remote *cls = bpf_map_lookup_elem(&sg_remote, &rkey);
-	__be16 l4 = f->proto == IPPROTO_ICMP ? bpf_htons(((__u16)f->icmp_type << 8) | f->icmp_code) : f->dport;
+	struct sg_l4_key key = { .policy = policy, .class_id = class_id, .direction = dir, .proto = proto,
+				 .chunk = SG_L4_SUMMARY };
+	__u32 chunk = (v >> 8) & 0xff;
+	struct sg_l4_set *s = bpf_map_lookup_elem(&sg_l4, &key);
 
-	if (cls) {
-		if (sg_allow_lookup(policy, dir, cls->class_id, f->proto, l4) ||
-		    sg_allow_lookup(policy, dir, cls->class_id, SG_PROTO_ANY, 0))
-			return 1;
+	if (!s || sg_bit(s->partial, chunk) == 0)
+		return s && sg_bit(s->set, chunk);
+	key.chunk = chunk;
+	s = bpf_map_lookup_elem(&sg_l4, &key);
+	return s && sg_bit(s->set, v & 0xff);
+}
+
+static __always_inline int sg_class_allows(__u32 flags, __u32 policy, __u32 dir, __u32 class_id, __u8 proto, __u32 v)
+{
+	if (flags & SG_CLASS_F_ALL)
+		return 1;
+	return (flags & SG_CLASS_F_L4) && sg_l4_allows(policy, dir, class_id, proto, v);
+}
+
+/* The class of a remote address: one exact lookup per prefix length the policy's
+ * rules use (bit i of `lens`: a /32 - i), longest first, so the first hit is the
+ * longest matching prefix. The cost follows the number of lengths, not of rules. */
+static __always_inline struct sg_class *sg_remote_class(__u32 policy, __u32 dir, __u32 lens, __be32 remote)
+{
+	struct sg_remote_key key = { .policy = policy, .direction = dir };
+	__u32 host = bpf_ntohl(remote);
+
+	for (__u32 i = 0; i < 32 && lens; i++, lens >>= 1) {
+		struct sg_class *cls;
+
+		if (!(lens & 1))
+			continue;
+		key.prefix_len = 32 - i;
+		key.addr = bpf_htonl(host & (0xffffffffu << i));
+		cls = bpf_map_lookup_elem(&sg_remote, &key);
+		if (cls)
+			return cls;
 	}
-	return sg_allow_lookup(policy, dir, SG_CLASS_ANY, f->proto, l4) ||
-	       sg_allow_lookup(policy, dir, SG_CLASS_ANY, SG_PROTO_ANY, 0);
+	return NULL;
+}
+
+/* Does the port's policy, on its `dir` side, allow a new flow f with this remote address? */
+static __always_inline int sg_policy_allows(const struct sg_port *port, __u32 dir, const struct flow *f,
+					    __be32 remote)
+{
+	__u32 v = f->proto == IPPROTO_ICMP ? ((__u32)f->icmp_type << 8) | f->icmp_code : bpf_ntohs(f->dport);
+	struct sg_class *cls;
+
+	if (sg_class_allows(port->any_flags[dir], port->policy, dir, SG_CLASS_ANY, f->proto, v))
+		return 1;
+	cls = sg_remote_class(port->policy, dir, port->remote_lens[dir], remote);
+	return cls && sg_class_allows(cls->flags, port->policy, dir, cls->class_id, f->proto, v);
 }
 
 /* The flow of an IPv4 frame; returns 0 or a DROP_* reason. ICMP echo ids stand in for ports. */
@@ -83,10 +123,13 @@ static __always_inline int icmp_is_error(const struct flow *f)
 
 /* Stateful filtering for one port (its connections) and direction, under its
  * compiled policy; 0 to allow, else a drop reason. */
-static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 policy, __u32 dir, __u32 deny_reason)
+static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, const struct sg_port *rec, __u32 dir,
+				     __u32 deny_reason)
 {
 	__u32 other = dir == SG_INGRESS ? SG_EGRESS : SG_INGRESS;
-	__u64 now = bpf_ktime_get_ns();
+	/* CLOCK_MONOTONIC at tick resolution, plenty for timeouts of seconds: the fine clock
+	 * (a TSC read) cost ~26 ns a packet, as much as the conntrack lookup */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct ct_entry *e;
 	struct ct_key key;
 	struct flow f;
@@ -125,7 +168,7 @@ static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, __u32 polic
 				return 0;
 		}
 	}
-	if (!sg_policy_allows(policy, dir, &f, dir == SG_INGRESS ? f.saddr : f.daddr))
+	if (!sg_policy_allows(rec, dir, &f, dir == SG_INGRESS ? f.saddr : f.daddr))
 		return deny_reason;
 	/* No mid-stream pickup: once a removed rule flushed a flow, its next segment
 	 * (either way) must not quietly open it again. */

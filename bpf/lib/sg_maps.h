@@ -18,23 +18,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sg_ports SEC(".maps");
 
+/* Hashes, not tries: a lookup costs the same whatever the number of rules. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1048576);
 	__type(key, struct sg_remote_key);
-	__type(value, struct sg_remote);
+	__type(value, struct sg_class);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sg_remote SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1048576);
-	__type(key, struct sg_allow_key);
-	__type(value, __u32);
+	__type(key, struct sg_l4_key);
+	__type(value, struct sg_l4_set);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sg_allow SEC(".maps");
+} sg_l4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);

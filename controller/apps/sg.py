@@ -16,18 +16,46 @@ from typing import Iterable, Mapping
 from dfxdp.datapath.libbpf import Map, lib
 
 from .. import conntrack
-from ..sg_compiler import Policy, Prefix, group_policies, host_prefix, stable_id
+from ..sg_compiler import (ANY_CLASS, EGRESS, INGRESS, CompiledPolicy, Policy, Prefix, RuleClass, group_policies,
+                           host_prefix, stable_id)
 from .base import App, Entry, LocalView, ipv4_addresses
-
-
-def be16(value: int) -> int:
-    """A 16-bit number as the __be16 the datapath compares (network order in memory)."""
-    return int.from_bytes(value.to_bytes(2, "big"), sys.byteorder)
 
 
 def be32(addr: int) -> int:
     """A host-order IPv4 integer as the __be32 the datapath compares."""
     return int.from_bytes(addr.to_bytes(4, "big"), sys.byteorder)
+
+
+def words(bits: int) -> list[int]:
+    """A 256-bit set as the eight __u32 of struct sg_l4_set (bit b in word b >> 5)."""
+    return [(bits >> (32 * i)) & 0xFFFFFFFF for i in range(8)]
+
+
+def class_flags(rules: RuleClass | None) -> int:
+    if rules is None:
+        return 0
+    return (lib.SG_CLASS_F_ALL if rules.any_protocol else 0) | (lib.SG_CLASS_F_L4 if rules.l4 else 0)
+
+
+def remote_lengths(compiled: CompiledPolicy) -> int:
+    """The sg_port.remote_lens bits: bit 32 - L for each prefix length L sg_remote holds."""
+    return sum(1 << (32 - length) for length in compiled.remote_lengths)
+
+
+def policy_entries(pid: int, direction: int, compiled: CompiledPolicy) -> Iterable[Entry]:
+    """A compiled direction's sg_l4 and sg_remote entries."""
+    for class_id, rules in compiled.classes.items():
+        for proto, l4 in rules.l4.items():
+            key = {"policy": pid, "class_id": class_id, "direction": direction, "proto": proto}
+            # a chunk's entry before the summary that points to it: a changed set never has a
+            # moment where the summary sends a packet to a chunk entry not written yet
+            for chunk, bits in l4.partial.items():
+                yield Entry("sg_l4", {**key, "chunk": chunk}, {"set": words(bits), "partial": words(0)})
+            yield Entry("sg_l4", {**key, "chunk": lib.SG_L4_SUMMARY},
+                        {"set": words(l4.whole), "partial": words(sum(1 << c for c in l4.partial))})
+    for (addr, length), class_id in compiled.remote.items():
+        yield Entry("sg_remote", {"policy": pid, "direction": direction, "prefix_len": length, "addr": be32(addr)},
+                    {"class_id": class_id, "flags": class_flags(compiled.classes[class_id])})
 
 
 @dataclass
@@ -76,23 +104,20 @@ def local_policies(view: LocalView) -> dict[tuple[int, int], Policy]:
 
 class SecurityGroupApp(App):
     name = "sg"
-    maps = ("sg_remote", "sg_allow", "sg_ports")  # a policy's entries before the ports that use it
+    # a class's port sets before the addresses that lead to it, a policy before the ports that use it
+    maps = ("sg_l4", "sg_remote", "sg_ports")
     datapath_maps = ("conntrack", "sg_stats")  # flows and verdict counters, per port
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         for shared in shared_policies(view):
-            pid = shared.policy_id
-            for direction, policy in shared.directions.items():
-                remote_entries, allow = policy.entries()
-                for (addr, length), class_id in remote_entries:
-                    yield Entry("sg_remote", {"prefixlen": lib.SG_REMOTE_PREFIX_BASE + length, "policy": pid,
-                                              "direction": direction, "addr": be32(addr)}, {"class_id": class_id})
-                for class_id, proto, value, bits in allow:
-                    yield Entry("sg_allow", {"prefixlen": lib.SG_ALLOW_PREFIX_BASE + bits, "policy": pid,
-                                             "direction": direction, "class_id": class_id, "proto": proto,
-                                             "l4": be16(value)}, 1)
+            compiled = {direction: policy.compile() for direction, policy in shared.directions.items()}
+            for direction, policy in compiled.items():
+                yield from policy_entries(shared.policy_id, direction, policy)
+            port = {"flags": lib.SG_PORT_FILTERED, "policy": shared.policy_id,
+                    "remote_lens": [remote_lengths(compiled[d]) for d in (INGRESS, EGRESS)],
+                    "any_flags": [class_flags(compiled[d].classes.get(ANY_CLASS)) for d in (INGRESS, EGRESS)]}
             for port_key in shared.port_keys:
-                yield Entry("sg_ports", port_key, {"flags": lib.SG_PORT_FILTERED, "policy": pid})
+                yield Entry("sg_ports", port_key, port)
 
     def upkeep(self, view: LocalView, maps: Mapping[str, Map]) -> None:
         # after the new rules are in: end the flows they no longer allow, forget expired ones

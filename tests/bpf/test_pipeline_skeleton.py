@@ -95,6 +95,7 @@ def test_test_run_refuses_runt_input_with_a_clear_error(pipeline):
 def test_a_pinned_map_with_an_old_layout_is_recreated_and_goes_live_when_asked(bpffs_dir):
     import subprocess
 
+    from dfxdp.datapath.libbpf import ffi
     from dfxdp.datapath.pipeline import Pipeline
 
     chassis = bpffs_dir / "upgraded"
@@ -104,8 +105,9 @@ def test_a_pinned_map_with_an_old_layout_is_recreated_and_goes_live_when_asked(b
                     "key", "4", "value", "4", "entries", "65536", "name", "sg_ports"], check=True)
     pipe = Pipeline(chassis).load()
     try:
-        assert pipe.replaced_maps == {"sg_ports": "value_size 4 -> 8"} and not pipe.live
-        assert pipe.maps["sg_ports"].info.value_size == 8
+        size = ffi.sizeof("struct sg_port")
+        assert pipe.replaced_maps == {"sg_ports": f"value_size 4 -> {size}"} and not pipe.live
+        assert pipe.maps["sg_ports"].info.value_size == size
         assert not (chassis / "progs" / "xdp_port").exists()  # not live before the maps are filled
         pipe.go_live()
         assert pipe.live and (chassis / "progs" / "xdp_port").exists()

@@ -93,6 +93,36 @@ def test_ingress_rule_kinds(sg, pkt, src, mac, ok):
     assert stats["allowed_packets" if ok else "denied_packets"] >= 1
 
 
+NESTED = [
+    rule("n1", "web", "ingress", "tcp", 250, 1300, prefix="10.0.0.0/24"),  # part of chunk 0, chunks 1-4, part of 5
+    rule("n2", "web", "ingress", None, prefix="10.0.0.32/27"),             # any protocol: the class allows all
+    rule("n3", "web", "ingress", "udp", 7000, 7000, prefix="10.0.0.1/32"),  # inside n1's /24: a class of both
+    rule("n4", "web", "egress"),
+]
+
+
+@pytest.mark.parametrize("src,pkt,ok", [
+    ("10.0.0.1", TCP(dport=250, flags="S"), True), ("10.0.0.1", TCP(dport=249, flags="S"), False),
+    ("10.0.0.1", TCP(dport=512, flags="S"), True), ("10.0.0.1", TCP(dport=1300, flags="S"), True),
+    ("10.0.0.1", TCP(dport=1301, flags="S"), False), ("10.0.0.1", UDP(dport=7000), True),
+    ("10.0.0.1", UDP(dport=7001), False), ("10.0.0.7", UDP(dport=7000), False),
+    ("10.0.0.7", TCP(dport=600, flags="S"), True), ("10.0.0.33", UDP(dport=9), True),
+    ("10.0.0.33", ICMP(type=13), True), ("10.0.0.33", TCP(dport=249, flags="S"), True),
+    ("10.1.0.7", TCP(dport=600, flags="S"), False),
+], ids=["chunk-edge-lo", "below", "whole-chunk", "chunk-edge-hi", "above", "nested-32", "nested-32-other-port",
+        "only-in-24", "in-24", "any-protocol-udp", "any-protocol-icmp", "any-protocol-tcp", "outside-every-prefix"])
+def test_nested_prefixes_and_wide_ranges(pipeline, test_iface, src, pkt, ok):
+    """Prefixes of three lengths (the longest holding the address decides), a class that allows
+    every protocol, and a range cut into whole and partial chunks."""
+    ifs = [test_iface()[1] for _ in range(3)]
+    program(pipeline, make_view(*ifs, rules=NESTED))
+    res = to_b(pipeline, ifs, pkt, src=src)
+    if ok:
+        assert res.verdict == "XDP_REDIRECT" and res.meta["out_ifindex"] == ifs[1]
+    else:
+        assert (res.verdict, res.drop_reason) == ("XDP_DROP", "DROP_SG_INGRESS")
+
+
 def test_egress_only_what_rules_allow(sg):
     pipe, ifs = sg
     ok = send(pipe, ifs[1], MAC_B, MAC_A, IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=2000, dport=5000, flags="S"))
@@ -206,7 +236,7 @@ def test_removed_rule_ends_the_flows_it_allowed(pipeline, test_iface):
 
 
 def sg_entry_count(pipe):
-    return sum(len(pipe.maps[name]) for name in ("sg_remote", "sg_allow"))
+    return sum(len(pipe.maps[name]) for name in ("sg_remote", "sg_l4"))
 
 
 def test_ports_with_the_same_groups_share_one_policy(pipeline, test_iface):

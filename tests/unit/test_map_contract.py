@@ -29,7 +29,6 @@ def test_every_struct_in_maps_headers_is_known_to_python():
 
 
 LPM_KEYS = {"PORTSEC_PREFIX_BASE": ("portsec_key", "addr"), "ROUTE_PREFIX_BASE": ("route_key", "dst"),
-            "SG_REMOTE_PREFIX_BASE": ("sg_remote_key", "addr"), "SG_ALLOW_PREFIX_BASE": ("sg_allow_key", "l4"),
             "NET_MTU_PREFIX_BASE": ("net_mtu_key", "addr")}
 
 
