@@ -4,9 +4,13 @@
  * member from its pool's ring, is pinned to it in `lb_flows` and DNATed; the
  * member's replies are matched in `lb_reverse` and leave as the VIP's. Members
  * may live on any chassis: after DNAT the frame goes on to L3/L2 as any other,
- * and replies from another chassis come back here through the underlay entry. */
+ * and replies from another chassis come back here through the underlay entry.
+ * A floating IP on the VIP's port is balanced at the chassis hosting it (see
+ * maps/lb.h): its members' answers are sent out there, as the floating IP. */
+#include "lib/hop.h"
 #include "lib/icmp.h"
 #include "lib/l2_maps.h"
+#include "lib/l3_maps.h"
 #include "lib/mac.h"
 #include "lib/maglev.h"
 #include "lib/nat.h"
@@ -80,6 +84,8 @@ static __always_inline int lb_new_flow(struct lb_flow_key *flow, const struct lb
 	back.proto = flow->proto;
 	answer_as.addr = flow->daddr;
 	answer_as.port = flow->dport;
+	if (vip->flags & LB_F_FLOATING) /* member -> VIP -> floating IP, composed into one rewrite */
+		answer_as.flags = LB_NAT_F_FLOATING;
 	/* the reverse entry first: the member's first answer must find it */
 	bpf_map_update_elem(&lb_reverse, &back, &answer_as, BPF_ANY);
 	pinned.member = *backend;
@@ -111,6 +117,87 @@ static __always_inline int lb_next_hop(struct xdp_md *ctx, struct pkt_meta *m, c
 		return DROP_NO_ROUTE;
 	__builtin_memcpy(eth->h_dest, vip->gw_mac, 6);
 	return 0;
+}
+
+/* A member's answer as the floating IP its client reached: routed out of the
+ * external NIC here, to the client's next hop as learned from its frames (L3's
+ * ext_neigh). Unknown out interface or next hop: dropped, never leaked. */
+static __always_inline int lb_fip_send_out(struct xdp_md *ctx, struct pkt_meta *m, struct iphdr *ip, __be32 fip)
+{
+	struct lb_fip_out *out = bpf_map_lookup_elem(&lb_fip_out, &fip);
+	struct arp_entry *next;
+	__be32 client = ip->daddr;
+	int err;
+
+	next = bpf_map_lookup_elem(&ext_neigh, &client);
+	if (!out || !next)
+		return verdict(ctx, m, XDP_DROP, DROP_NO_ROUTE);
+	err = forward_hop(ctx, ip, out->mac, next->mac);
+	if (err)
+		return verdict(ctx, m, XDP_DROP, err);
+	m->net_key = out->net_key;
+	m->out_ifindex = out->ifindex;
+	m->dst_port_key = 0;
+	m->flags = (m->flags & ~PKT_F_DST_REMOTE) | PKT_F_ROUTED | PKT_F_DST_LOCAL;
+	return next_stage(ctx, m, STAGE_OUTPUT);
+}
+
+/* Is this frame routed out of the external NIC (the router's own decision, as L3 makes it)? */
+static __always_inline int lb_routed_outside(struct pkt_meta *m, struct ethhdr *eth, struct iphdr *ip)
+{
+	struct router_port_key pkey = { .net_key = m->net_key };
+	struct route_key rkey = { .prefixlen = ROUTE_PREFIX_BASE + 32 };
+	struct fip_snat_key own = { .net_key = m->net_key, .fixed_ip = ip->saddr };
+	struct router_port *rp;
+	struct route *r;
+
+	__builtin_memcpy(pkey.mac, eth->h_dest, 6);
+	rp = bpf_map_lookup_elem(&router_ports, &pkey);
+	if (!rp)
+		return 0;
+	rkey.router_key = rp->router_key;
+	rkey.dst = ip->daddr;
+	r = bpf_map_lookup_elem(&routes, &rkey);
+	/* a member with a floating IP of its own answers through it, as before */
+	return r && (r->flags & ROUTE_F_EXTERNAL) && !bpf_map_lookup_elem(&fip_snat, &own);
+}
+
+/* A member answering an outside client that came through the VIP's floating IP
+ * on another chassis: the flow is known there only, so the answer is tunnelled
+ * there, to the floating IP's MAC on the external network (maps/lb.h). */
+static __always_inline int lb_fip_return_home(struct xdp_md *ctx, struct pkt_meta *m, struct ethhdr *eth,
+					      struct iphdr *ip, const struct lb_flow_key *flow)
+{
+	struct lb_fip_return_key key = { .net_key = m->net_key, .addr = flow->saddr, .port = flow->sport,
+					 .proto = flow->proto };
+	struct lb_fip_return *home = bpf_map_lookup_elem(&lb_fip_return, &key);
+
+	if (!home || !lb_routed_outside(m, eth, ip))
+		return -1;
+	__builtin_memcpy(eth->h_dest, home->mac, 6);
+	m->net_key = home->net_key;
+	m->tunnel_dst = home->tunnel_ip;
+	m->dst_port_key = 0;
+	m->flags = (m->flags & ~PKT_F_DST_LOCAL) | PKT_F_DST_REMOTE;
+	return next_stage(ctx, m, STAGE_OUTPUT);
+}
+
+/* A decapsulated frame bound for the external NIC (a floating IP's MAC): only a
+ * balanced flow's answer goes there, and that was handled before. */
+static __always_inline int to_external_nic(struct pkt_meta *m)
+{
+	struct port_record *out = bpf_map_lookup_elem(&if_config, &m->out_ifindex);
+
+	return out && (out->flags & IF_F_EXTERNAL);
+}
+
+/* Served from this side? A floating IP's entries to frames from the external NIC only, a VIP's to the others. */
+static __always_inline int lb_vip_serves(struct pkt_meta *m, const struct lb_vip *vip)
+{
+	struct port_record *in = bpf_map_lookup_elem(&if_config, &m->in_ifindex);
+	int external = in && (in->flags & IF_F_EXTERNAL);
+
+	return external == !!(vip->flags & LB_F_FLOATING);
 }
 
 SEC("xdp")
@@ -149,8 +236,9 @@ int stage_lb(struct xdp_md *ctx)
 
 		vkey.vip = ip->daddr;
 		vkey.proto = IPPROTO_ICMP;
-		if (!(m->flags & PKT_F_FROM_UNDERLAY) && icmp && icmp->type == ICMP_ECHO_REQUEST &&
-		    bpf_map_lookup_elem(&lb_vips, &vkey)) {
+		vip = bpf_map_lookup_elem(&lb_vips, &vkey);
+		if (!(m->flags & PKT_F_FROM_UNDERLAY) && icmp && icmp->type == ICMP_ECHO_REQUEST && vip &&
+		    lb_vip_serves(m, vip)) {
 			err = icmp_echo_reply(ctx);
 			if (err)
 				return verdict(ctx, m, XDP_DROP, err);
@@ -176,16 +264,24 @@ int stage_lb(struct xdp_md *ctx)
 		err = lb_nat(ctx, ip, 0, &chosen);
 		if (err)
 			return verdict(ctx, m, XDP_DROP, err);
+		if (chosen.flags & LB_NAT_F_FLOATING)
+			return lb_fip_send_out(ctx, m, ip, chosen.addr);
 		return next_stage(ctx, m, after);
 	}
-	if (m->flags & PKT_F_FROM_UNDERLAY)
+	if (m->flags & PKT_F_FROM_UNDERLAY) {
+		if (to_external_nic(m))
+			return verdict(ctx, m, XDP_DROP, DROP_LB_NO_FLOW);
 		return next_stage(ctx, m, after);
+	}
+	err = lb_fip_return_home(ctx, m, eth, ip, &flow);
+	if (err >= 0)
+		return err;
 
 	vkey.vip = flow.daddr;
 	vkey.port = flow.dport;
 	vkey.proto = flow.proto;
 	vip = bpf_map_lookup_elem(&lb_vips, &vkey);
-	if (!vip)
+	if (!vip || !lb_vip_serves(m, vip))
 		return next_stage(ctx, m, after);
 	established = lb_established(ctx, ip, &flow);
 	if (established) {
@@ -200,6 +296,8 @@ int stage_lb(struct xdp_md *ctx)
 		err = lb_next_hop(ctx, m, vip, chosen.addr);
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);
+	if (vip->flags & LB_F_FLOATING)
+		m->flags |= PKT_F_LB_DNAT; /* sent to the floating IP's MAC: L3 routes it in, as a floating IP's */
 	return next_stage(ctx, m, after);
 }
 
