@@ -132,6 +132,8 @@ static __always_inline int lb_fip_send_out(struct xdp_md *ctx, struct pkt_meta *
 	next = bpf_map_lookup_elem(&ext_neigh, &client);
 	if (!out || !next)
 		return verdict(ctx, m, XDP_DROP, DROP_NO_ROUTE);
+	if (ip->ttl <= 1) /* this is a routing hop: nothing leaves with a TTL of 0 */
+		return verdict(ctx, m, XDP_DROP, DROP_TTL_EXCEEDED);
 	err = forward_hop(ctx, ip, out->mac, next->mac);
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);

@@ -150,6 +150,14 @@ def test_answer_without_a_known_next_hop_is_dropped(home):
     assert res.verdict == "XDP_DROP" and res.drop_reason == "DROP_NO_ROUTE"
 
 
+def test_answer_whose_ttl_runs_out_is_dropped(home):
+    sport = first_flow_to(home, M_LOCAL)
+    frame = answer(M_LOCAL, M_LOCAL_MAC, sport)
+    frame[IP].ttl = 1
+    res = run(home, Ether(bytes(frame)), "member")
+    assert res.verdict == "XDP_DROP" and res.drop_reason == "DROP_TTL_EXCEEDED"
+
+
 def test_floating_ip_is_balanced_for_outside_frames_only(home):
     pipe = home[0]
     inside = Ether(src=CLIENT_MAC, dst=RIF_B) / IP(src=CLIENT, dst=FIP) / TCP(sport=22000, dport=80, flags="S")
