@@ -184,13 +184,19 @@ static __always_inline int lb_fip_return_home(struct xdp_md *ctx, struct pkt_met
 	return next_stage(ctx, m, STAGE_OUTPUT);
 }
 
-/* A decapsulated frame bound for the external NIC (a floating IP's MAC): only a
- * balanced flow's answer goes there, and that was handled before. */
-static __always_inline int to_external_nic(struct pkt_meta *m)
+/* On to the next stage. A decapsulated frame only gets its reverse NAT here, then
+ * the client's security groups; one bound for the external NIC (a floating IP's
+ * MAC) must have been a balanced flow's answer, sent out before: dropped. */
+static __always_inline int lb_pass(struct xdp_md *ctx, struct pkt_meta *m)
 {
-	struct port_record *out = bpf_map_lookup_elem(&if_config, &m->out_ifindex);
+	struct port_record *out;
 
-	return out && (out->flags & IF_F_EXTERNAL);
+	if (!(m->flags & PKT_F_FROM_UNDERLAY))
+		return next_stage(ctx, m, STAGE_LB + 1);
+	out = bpf_map_lookup_elem(&if_config, &m->out_ifindex);
+	if (out && (out->flags & IF_F_EXTERNAL))
+		return verdict(ctx, m, XDP_DROP, DROP_LB_NO_FLOW);
+	return next_stage(ctx, m, STAGE_SG_INGRESS);
 }
 
 /* Served from this side? A floating IP's entries to frames from the external NIC only, a VIP's to the others. */
@@ -214,24 +220,21 @@ int stage_lb(struct xdp_md *ctx)
 	struct iphdr *ip;
 	struct lb_vip *vip;
 	__be16 *ports;
-	__u32 after;
 	int err;
 
 	if (!m)
 		return XDP_ABORTED;
 	stage_enter(ctx, m, STAGE_LB);
-	/* decapsulated frames only get their reverse NAT, then the client's security groups */
-	after = (m->flags & PKT_F_FROM_UNDERLAY) ? STAGE_SG_INGRESS : STAGE_LB + 1;
 	eth = frame_at(ctx, 0, sizeof(*eth));
 	if (!eth)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 	if (eth->h_proto != ETH_P_IP_BE)
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	ip = frame_at(ctx, sizeof(*eth), sizeof(*ip));
 	if (!ip)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 	if (ip->frag_off & bpf_htons(0x1fff))
-		return next_stage(ctx, m, after); /* later fragments carry no ports */
+		return lb_pass(ctx, m); /* later fragments carry no ports */
 
 	if (ip->protocol == IPPROTO_ICMP) {
 		struct icmp_hdr *icmp = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, sizeof(*icmp));
@@ -246,10 +249,10 @@ int stage_lb(struct xdp_md *ctx)
 				return verdict(ctx, m, XDP_DROP, err);
 			return reply_to_sender(ctx, m);
 		}
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	ports = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, 4); /* source and destination port, TCP and UDP alike */
 	if (!ports)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
@@ -268,13 +271,10 @@ int stage_lb(struct xdp_md *ctx)
 			return verdict(ctx, m, XDP_DROP, err);
 		if (chosen.flags & LB_NAT_F_FLOATING)
 			return lb_fip_send_out(ctx, m, ip, chosen.addr);
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	}
-	if (m->flags & PKT_F_FROM_UNDERLAY) {
-		if (to_external_nic(m))
-			return verdict(ctx, m, XDP_DROP, DROP_LB_NO_FLOW);
-		return next_stage(ctx, m, after);
-	}
+	if (m->flags & PKT_F_FROM_UNDERLAY)
+		return lb_pass(ctx, m);
 	err = lb_fip_return_home(ctx, m, eth, ip, &flow);
 	if (err >= 0)
 		return err;
@@ -284,7 +284,7 @@ int stage_lb(struct xdp_md *ctx)
 	vkey.proto = flow.proto;
 	vip = bpf_map_lookup_elem(&lb_vips, &vkey);
 	if (!vip || !lb_vip_serves(m, vip))
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	established = lb_established(ctx, ip, &flow);
 	if (established) {
 		chosen = established->member; /* it keeps its member, whatever the ring says now */
@@ -300,7 +300,7 @@ int stage_lb(struct xdp_md *ctx)
 		return verdict(ctx, m, XDP_DROP, err);
 	if (vip->flags & LB_F_FLOATING)
 		m->flags |= PKT_F_LB_DNAT; /* sent to the floating IP's MAC: L3 routes it in, as a floating IP's */
-	return next_stage(ctx, m, after);
+	return lb_pass(ctx, m);
 }
 
 char _license[] SEC("license") = "GPL";

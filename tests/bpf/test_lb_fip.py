@@ -138,9 +138,10 @@ def test_remote_member_answer_comes_home_and_leaves_as_the_floating_ip(home):
 
 
 def test_tunnelled_frame_for_the_external_nic_without_a_flow_is_dropped(home):
-    back = tunnelled(answer(M_REMOTE, M_REMOTE_MAC, 5555, dmac=FIP_MAC), EXT["key"])
-    res = run(home, back, "underlay", entry="underlay")
-    assert res.verdict == "XDP_DROP" and res.drop_reason == "DROP_LB_NO_FLOW"
+    pinged = Ether(src=M_REMOTE_MAC, dst=FIP_MAC) / IP(src=M_REMOTE, dst=OUTSIDE) / ICMP(id=4, seq=1)
+    for frame in (answer(M_REMOTE, M_REMOTE_MAC, 5555, dmac=FIP_MAC), pinged):  # no flow; not TCP/UDP
+        res = run(home, tunnelled(frame, EXT["key"]), "underlay", entry="underlay")
+        assert res.verdict == "XDP_DROP" and res.drop_reason == "DROP_LB_NO_FLOW"
 
 
 def test_answer_without_a_known_next_hop_is_dropped(home):
