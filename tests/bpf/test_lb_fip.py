@@ -172,6 +172,8 @@ def test_floating_ip_is_balanced_for_outside_frames_only(home):
     assert "STAGE_LB" in res.stages and res.verdict != "XDP_REDIRECT"
     assert pipe.maps["lb_flows"].lookup({"saddr": be(OUTSIDE), "daddr": be(VIP), "sport": socket.htons(22001),
                                          "dport": socket.htons(80), "proto": socket.IPPROTO_TCP}) is None
+    ping = Ether(src=OUTSIDE_MAC, dst=VIP_MAC) / IP(src=OUTSIDE, dst=VIP) / ICMP(id=5, seq=1)
+    assert run(home, ping, "external").verdict == "XDP_PASS"  # not answered by the VIP either
 
 
 def test_member_answer_to_an_outside_client_goes_home(member_chassis):
