@@ -98,7 +98,7 @@ class Hosts:
     client: str
     server: str
     helpers: tuple[int, ...] = ()  # processes doing the router's work (their CPU time counts)
-    router: str | None = None      # the router's namespace, when the router is one (kernel, OVS)
+    router: str | None = None      # kernel_iptables: the router's namespace (for more rules in it)
 
 
 def _hosts(topo: Topology, router_ns: str, client_link: str, server_link: str) -> Hosts:
