@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 APT_PACKAGES := clang llvm libbpf-dev bpftool iproute2 ethtool etcd-server etcd-client \
 	openvswitch-switch iptables iperf3 tcpdump iputils-ping traceroute netcat-openbsd nmap dnsutils \
 	curl dnsmasq-base dnsperf unbound isc-dhcp-client busybox prometheus linux-libc-dev libelf-dev pkg-config gcc \
-	python3-venv python3-dev
+	python3-venv python3-dev haproxy nginx-light wrk
 
 .PHONY: all deps venv bpf test demo clean
 
@@ -23,7 +23,7 @@ deps:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	@# Debian's packages start daemons on install where systemd runs; our tests start their own.
-	-@systemctl stop etcd openvswitch-switch prometheus unbound 2>/dev/null || true
+	-@systemctl stop etcd openvswitch-switch prometheus unbound haproxy nginx 2>/dev/null || true
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)

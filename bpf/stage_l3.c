@@ -4,6 +4,7 @@
  * local or remote; the router answers ping and sends "time exceeded";
  * floating IPs are DNATed/SNATed on the chassis hosting their port. */
 #include "lib/arp.h"
+#include "lib/hop.h"
 #include "lib/icmp.h"
 #include "lib/l3_maps.h"
 #include "lib/nat.h"
@@ -18,20 +19,6 @@ static __always_inline struct arp_entry *next_hop_mac(__u32 net_key, __be32 ip, 
 	if (!mac && external)
 		mac = bpf_map_lookup_elem(&ext_neigh, &ip);
 	return mac;
-}
-
-/* One routing hop: new MACs, TTL - 1 with the checksum updated incrementally. */
-static __always_inline int forward_hop(struct xdp_md *ctx, struct iphdr *ip, const __u8 *smac, const __u8 *dmac)
-{
-	struct ethhdr *eth = frame_at(ctx, 0, sizeof(*eth));
-
-	if (!eth)
-		return DROP_TRUNCATED;
-	__builtin_memcpy(eth->h_source, smac, 6);
-	__builtin_memcpy(eth->h_dest, dmac, 6);
-	ip->check = csum_replace2(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
-	ip->ttl--;
-	return 0;
 }
 
 SEC("xdp")
@@ -79,12 +66,14 @@ int stage_l3(struct xdp_md *ctx)
 		__builtin_memcpy(learned.mac, eth->h_source, 6);
 		bpf_map_update_elem(&ext_neigh, &ip->saddr, &learned, BPF_ANY);
 		dnat = bpf_map_lookup_elem(&fip_dnat, &ip->daddr);
-		if (!dnat)
+		if (dnat) {
+			router = dnat->router_key;
+			err = nat_rewrite(ctx, ip, &ip->daddr, dnat->fixed_ip);
+			if (err)
+				return verdict(ctx, m, XDP_DROP, err);
+		} else if (!(m->flags & PKT_F_LB_DNAT)) { /* a VIP's floating IP: the LB stage DNATed it */
 			return verdict(ctx, m, XDP_PASS, DROP_NONE);
-		router = dnat->router_key;
-		err = nat_rewrite(ctx, ip, &ip->daddr, dnat->fixed_ip);
-		if (err)
-			return verdict(ctx, m, XDP_DROP, err);
+		}
 	} else {
 		ikey.router_key = router;
 		ikey.ip = ip->daddr;

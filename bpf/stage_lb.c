@@ -4,9 +4,13 @@
  * member from its pool's ring, is pinned to it in `lb_flows` and DNATed; the
  * member's replies are matched in `lb_reverse` and leave as the VIP's. Members
  * may live on any chassis: after DNAT the frame goes on to L3/L2 as any other,
- * and replies from another chassis come back here through the underlay entry. */
+ * and replies from another chassis come back here through the underlay entry.
+ * A floating IP on the VIP's port is balanced at the chassis hosting it (see
+ * maps/lb.h): its members' answers are sent out there, as the floating IP. */
+#include "lib/hop.h"
 #include "lib/icmp.h"
 #include "lib/l2_maps.h"
+#include "lib/l3_maps.h"
 #include "lib/mac.h"
 #include "lib/maglev.h"
 #include "lib/nat.h"
@@ -80,6 +84,8 @@ static __always_inline int lb_new_flow(struct lb_flow_key *flow, const struct lb
 	back.proto = flow->proto;
 	answer_as.addr = flow->daddr;
 	answer_as.port = flow->dport;
+	if (vip->flags & LB_F_FLOATING) /* member -> VIP -> floating IP, composed into one rewrite */
+		answer_as.flags = LB_NAT_F_FLOATING;
 	/* the reverse entry first: the member's first answer must find it */
 	bpf_map_update_elem(&lb_reverse, &back, &answer_as, BPF_ANY);
 	pinned.member = *backend;
@@ -113,6 +119,95 @@ static __always_inline int lb_next_hop(struct xdp_md *ctx, struct pkt_meta *m, c
 	return 0;
 }
 
+/* A member's answer as the floating IP its client reached: routed out of the
+ * external NIC here, to the client's next hop as learned from its frames (L3's
+ * ext_neigh). Unknown out interface or next hop: dropped, never leaked. */
+static __always_inline int lb_fip_send_out(struct xdp_md *ctx, struct pkt_meta *m, struct iphdr *ip, __be32 fip)
+{
+	struct lb_fip_out *out = bpf_map_lookup_elem(&lb_fip_out, &fip);
+	struct arp_entry *next;
+	__be32 client = ip->daddr;
+	int err;
+
+	next = bpf_map_lookup_elem(&ext_neigh, &client);
+	if (!out || !next)
+		return verdict(ctx, m, XDP_DROP, DROP_NO_ROUTE);
+	if (ip->ttl <= 1) /* this is a routing hop: nothing leaves with a TTL of 0 */
+		return verdict(ctx, m, XDP_DROP, DROP_TTL_EXCEEDED);
+	err = forward_hop(ctx, ip, out->mac, next->mac);
+	if (err)
+		return verdict(ctx, m, XDP_DROP, err);
+	m->net_key = out->net_key;
+	m->out_ifindex = out->ifindex;
+	m->dst_port_key = 0;
+	m->flags = (m->flags & ~PKT_F_DST_REMOTE) | PKT_F_ROUTED | PKT_F_DST_LOCAL;
+	return next_stage(ctx, m, STAGE_OUTPUT);
+}
+
+/* Is this frame routed out of the external NIC (the router's own decision, as L3 makes it)? */
+static __always_inline int lb_routed_outside(struct pkt_meta *m, struct ethhdr *eth, struct iphdr *ip)
+{
+	struct router_port_key pkey = { .net_key = m->net_key };
+	struct route_key rkey = { .prefixlen = ROUTE_PREFIX_BASE + 32 };
+	struct fip_snat_key own = { .net_key = m->net_key, .fixed_ip = ip->saddr };
+	struct router_port *rp;
+	struct route *r;
+
+	__builtin_memcpy(pkey.mac, eth->h_dest, 6);
+	rp = bpf_map_lookup_elem(&router_ports, &pkey);
+	if (!rp)
+		return 0;
+	rkey.router_key = rp->router_key;
+	rkey.dst = ip->daddr;
+	r = bpf_map_lookup_elem(&routes, &rkey);
+	/* a member with a floating IP of its own answers through it, as before */
+	return r && (r->flags & ROUTE_F_EXTERNAL) && !bpf_map_lookup_elem(&fip_snat, &own);
+}
+
+/* A member answering an outside client that came through the VIP's floating IP
+ * on another chassis: the flow is known there only, so the answer is tunnelled
+ * there, to the floating IP's MAC on the external network (maps/lb.h). */
+static __always_inline int lb_fip_return_home(struct xdp_md *ctx, struct pkt_meta *m, struct ethhdr *eth,
+					      struct iphdr *ip, const struct lb_flow_key *flow)
+{
+	struct lb_fip_return_key key = { .net_key = m->net_key, .addr = flow->saddr, .port = flow->sport,
+					 .proto = flow->proto };
+	struct lb_fip_return *home = bpf_map_lookup_elem(&lb_fip_return, &key);
+
+	if (!home || !lb_routed_outside(m, eth, ip))
+		return -1;
+	__builtin_memcpy(eth->h_dest, home->mac, 6);
+	m->net_key = home->net_key;
+	m->tunnel_dst = home->tunnel_ip;
+	m->dst_port_key = 0;
+	m->flags = (m->flags & ~PKT_F_DST_LOCAL) | PKT_F_DST_REMOTE;
+	return next_stage(ctx, m, STAGE_OUTPUT);
+}
+
+/* On to the next stage. A decapsulated frame only gets its reverse NAT here, then
+ * the client's security groups; one bound for the external NIC (a floating IP's
+ * MAC) must have been a balanced flow's answer, sent out before: dropped. */
+static __always_inline int lb_pass(struct xdp_md *ctx, struct pkt_meta *m)
+{
+	struct port_record *out;
+
+	if (!(m->flags & PKT_F_FROM_UNDERLAY))
+		return next_stage(ctx, m, STAGE_LB + 1);
+	out = bpf_map_lookup_elem(&if_config, &m->out_ifindex);
+	if (out && (out->flags & IF_F_EXTERNAL))
+		return verdict(ctx, m, XDP_DROP, DROP_LB_NO_FLOW);
+	return next_stage(ctx, m, STAGE_SG_INGRESS);
+}
+
+/* Served from this side? A floating IP's entries to frames from the external NIC only, a VIP's to the others. */
+static __always_inline int lb_vip_serves(struct pkt_meta *m, const struct lb_vip *vip)
+{
+	struct port_record *in = bpf_map_lookup_elem(&if_config, &m->in_ifindex);
+	int external = in && (in->flags & IF_F_EXTERNAL);
+
+	return external == !!(vip->flags & LB_F_FLOATING);
+}
+
 SEC("xdp")
 int stage_lb(struct xdp_md *ctx)
 {
@@ -125,41 +220,39 @@ int stage_lb(struct xdp_md *ctx)
 	struct iphdr *ip;
 	struct lb_vip *vip;
 	__be16 *ports;
-	__u32 after;
 	int err;
 
 	if (!m)
 		return XDP_ABORTED;
 	stage_enter(ctx, m, STAGE_LB);
-	/* decapsulated frames only get their reverse NAT, then the client's security groups */
-	after = (m->flags & PKT_F_FROM_UNDERLAY) ? STAGE_SG_INGRESS : STAGE_LB + 1;
 	eth = frame_at(ctx, 0, sizeof(*eth));
 	if (!eth)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 	if (eth->h_proto != ETH_P_IP_BE)
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	ip = frame_at(ctx, sizeof(*eth), sizeof(*ip));
 	if (!ip)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 	if (ip->frag_off & bpf_htons(0x1fff))
-		return next_stage(ctx, m, after); /* later fragments carry no ports */
+		return lb_pass(ctx, m); /* later fragments carry no ports */
 
 	if (ip->protocol == IPPROTO_ICMP) {
 		struct icmp_hdr *icmp = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, sizeof(*icmp));
 
 		vkey.vip = ip->daddr;
 		vkey.proto = IPPROTO_ICMP;
-		if (!(m->flags & PKT_F_FROM_UNDERLAY) && icmp && icmp->type == ICMP_ECHO_REQUEST &&
-		    bpf_map_lookup_elem(&lb_vips, &vkey)) {
+		vip = bpf_map_lookup_elem(&lb_vips, &vkey);
+		if (!(m->flags & PKT_F_FROM_UNDERLAY) && icmp && icmp->type == ICMP_ECHO_REQUEST && vip &&
+		    lb_vip_serves(m, vip)) {
 			err = icmp_echo_reply(ctx);
 			if (err)
 				return verdict(ctx, m, XDP_DROP, err);
 			return reply_to_sender(ctx, m);
 		}
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
 	ports = frame_at(ctx, sizeof(*eth) + ip->ihl * 4, 4); /* source and destination port, TCP and UDP alike */
 	if (!ports)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
@@ -176,17 +269,22 @@ int stage_lb(struct xdp_md *ctx)
 		err = lb_nat(ctx, ip, 0, &chosen);
 		if (err)
 			return verdict(ctx, m, XDP_DROP, err);
-		return next_stage(ctx, m, after);
+		if (chosen.flags & LB_NAT_F_FLOATING)
+			return lb_fip_send_out(ctx, m, ip, chosen.addr);
+		return lb_pass(ctx, m);
 	}
 	if (m->flags & PKT_F_FROM_UNDERLAY)
-		return next_stage(ctx, m, after);
+		return lb_pass(ctx, m);
+	err = lb_fip_return_home(ctx, m, eth, ip, &flow);
+	if (err >= 0)
+		return err;
 
 	vkey.vip = flow.daddr;
 	vkey.port = flow.dport;
 	vkey.proto = flow.proto;
 	vip = bpf_map_lookup_elem(&lb_vips, &vkey);
-	if (!vip)
-		return next_stage(ctx, m, after);
+	if (!vip || !lb_vip_serves(m, vip))
+		return lb_pass(ctx, m);
 	established = lb_established(ctx, ip, &flow);
 	if (established) {
 		chosen = established->member; /* it keeps its member, whatever the ring says now */
@@ -200,7 +298,9 @@ int stage_lb(struct xdp_md *ctx)
 		err = lb_next_hop(ctx, m, vip, chosen.addr);
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);
-	return next_stage(ctx, m, after);
+	if (vip->flags & LB_F_FLOATING)
+		m->flags |= PKT_F_LB_DNAT; /* sent to the floating IP's MAC: L3 routes it in, as a floating IP's */
+	return lb_pass(ctx, m);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -4,7 +4,7 @@ Interest grows from the ports bound here: their networks, the routers with an
 interface on those networks and the routers' other networks (gateway included),
 the security groups of the local ports and the groups their rules reference.
 Which documents of each kind the chassis keeps is the kind's relation to that
-interest (dfxdp/nb/kinds.py: floating IPs of local ports, subnets of its networks,
+interest (dfxdp/nb/kinds.py: floating IPs of local ports and of routers served, subnets of its networks,
 every chassis …). Objects outside it are not kept. When an event widens the
 interest (a port bound here on a new network, a router attached to a network we
 serve), the cache rebuilds from a fresh read of the store, since it never kept

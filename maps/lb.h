@@ -12,6 +12,7 @@
 
 #define LB_F_HASH_SRC_IP 1   /* the client's address alone picks the slot (SOURCE_IP, persistence) */
 #define LB_F_ROUND_ROBIN 2   /* new flows take successive slots of a round-robin ring */
+#define LB_F_FLOATING 4      /* a floating IP on the VIP's port: served to frames from the external NIC only */
 
 /* map `lb_vips`: what a VIP serves. {vip, 0, IPPROTO_ICMP} marks an address
  * that answers ping; {vip, port, TCP|UDP} a listener. */
@@ -40,8 +41,10 @@ struct lb_vip {
 struct lb_nat {
 	__be32 addr;
 	__be16 port;
-	__u16 pad;
+	__u16 flags;         /* LB_NAT_F_*, in `lb_reverse` */
 };
+
+#define LB_NAT_F_FLOATING 1  /* answer as a floating IP: routed out of the external NIC here (lb_fip_out) */
 
 /* map `lb_flows` (LRU): a client's flow to a VIP -> the member it was given. */
 struct lb_flow {
@@ -56,6 +59,37 @@ struct lb_flow_key {
 	__be16 dport;
 	__u8 proto;
 	__u8 pad[3];
+};
+
+/* A VIP reached from outside through a floating IP (docs/load-balancer.md). One
+ * chassis hosts the floating IP: it answers ARP for it, balances with lb_vips
+ * entries {floating IP, port, proto} (LB_F_FLOATING) and sends the members'
+ * answers out itself.
+ *
+ * map `lb_fip_out` (that chassis): floating IP -> how its answers leave. */
+struct lb_fip_out {
+	__u32 net_key;       /* the external network */
+	__u32 ifindex;       /* the external NIC */
+	__u8 mac[6];         /* the floating IP's own MAC */
+	__u16 pad;
+};
+
+/* map `lb_fip_return` (chassis hosting members): a member's service socket ->
+ * where its answers to outside clients go, when this chassis holds no flow for
+ * them: tunnelled to the floating IP's chassis, to its MAC on the external network. */
+struct lb_fip_return_key {
+	__u32 net_key;       /* the member's network */
+	__be32 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct lb_fip_return {
+	__be32 tunnel_ip;    /* the floating IP's chassis */
+	__u32 net_key;       /* the external network (the VNI of the tunnelled frame) */
+	__u8 mac[6];         /* the floating IP's MAC: that chassis delivers it to its external NIC */
+	__u16 pad;
 };
 
 #endif

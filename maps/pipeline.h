@@ -64,7 +64,8 @@ enum dfxdp_drop_reason {
 	DROP_PUNT_QUEUE_FULL = 22, /* the agent's punt ring is full: the agent is slow or not running */
 	DROP_PUNT_TOO_BIG = 23,    /* longer than PUNT_FRAME_MAX: not worth handing up */
 	DROP_LB_NO_MEMBER = 24,    /* a new flow to a VIP whose pool has no member up */
-	DROP_REASON_MAX = 25,
+	DROP_LB_NO_FLOW = 25,      /* a member's answer sent to a floating IP's chassis that holds no flow for it */
+	DROP_REASON_MAX = 26,
 };
 
 /* Flags in pkt_meta.flags. */
@@ -72,6 +73,7 @@ enum dfxdp_drop_reason {
 #define PKT_F_ROUTED 2          /* passed through the distributed router */
 #define PKT_F_DST_LOCAL 8       /* out_ifindex is a port on this chassis */
 #define PKT_F_DST_REMOTE 16     /* tunnel_dst is the chassis hosting the destination */
+#define PKT_F_LB_DNAT 32        /* the LB stage DNATed a floating IP to a member: L3 routes it in */
 
 /* Per-packet state handed from stage to stage (per-CPU scratch: XDP runs a
  * frame to completion on one CPU, tail calls included). */

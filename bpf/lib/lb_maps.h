@@ -55,6 +55,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_reverse SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __be32);
+	__type(value, struct lb_fip_out);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_fip_out SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lb_fip_return_key);
+	__type(value, struct lb_fip_return);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_fip_return SEC(".maps");
+
 /* A per-CPU new-flow counter: ROUND_ROBIN's position in its ring. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -12,12 +12,13 @@ from .igmp import IgmpApp
 from .l2 import L2App
 from .l3 import L3App
 from .lb import LoadBalancerApp
+from .lb_fip import LoadBalancerFloatingIPApp
 from .mtu import NetworkMtuApp
 from .ports import PortsApp
 from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
 
 APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, LoadBalancerApp,
-                         DnsApp, DhcpApp, PortsApp, FloodApp, IgmpApp]
+                         LoadBalancerFloatingIPApp, DnsApp, DhcpApp, PortsApp, FloodApp, IgmpApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

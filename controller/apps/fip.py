@@ -28,6 +28,10 @@ class FloatingIPApp(App):
             mac = list(mac_bytes(own["mac_address"]))
             yield Entry("fip_dnat", floating, {"fixed_ip": fixed, "router_key": router["key"]})
             yield Entry("fip_snat", {"net_key": net["key"], "fixed_ip": fixed}, {"floating_ip": floating, "mac": mac})
-            yield Entry("arp_table", {"net_key": ext["key"], "ip": floating}, {"mac": mac})
-            yield Entry("router_ports", {"net_key": ext["key"], "mac": mac},
-                        {"router_key": router["key"], "ip": floating})
+            yield from on_external_network(ext, floating, mac, router)
+
+
+def on_external_network(ext: dict, floating: int, mac: list[int], router: dict) -> Iterable[Entry]:
+    """A floating IP hosted here: answered for on the external network (ARP) and routed by its router."""
+    yield Entry("arp_table", {"net_key": ext["key"], "ip": floating}, {"mac": mac})
+    yield Entry("router_ports", {"net_key": ext["key"], "mac": mac}, {"router_key": router["key"], "ip": floating})

@@ -45,6 +45,15 @@ def member_in_service(member: dict) -> bool:
     return member.get("admin_state_up", True) and member.get("operating_status") not in DOWN
 
 
+def served_listeners(view: LocalView, lb: dict) -> Iterable[tuple[dict, dict]]:
+    """(listener, its default pool) for each listener of `lb` the datapath balances."""
+    for listener in view.find("listener", "loadbalancer", lb["id"]):
+        pool = view.pools.get(listener.get("default_pool_id") or "")
+        if listener.get("admin_state_up", True) and \
+                listener.get("protocol") in PROTOCOLS and pool and pool.get("admin_state_up", True):
+            yield listener, pool
+
+
 class LoadBalancerApp(App):
     name = "lb"
     # a VIP entry only once its ring and members are in; the probe sources' if_config and fdb
@@ -84,11 +93,7 @@ class LoadBalancerApp(App):
         vip = ipv4_be32(lb["vip_address"])
         macs = {"mac": list(mac_bytes(port["mac_address"])), "gw_mac": gateway_mac}
         yield Entry("lb_vips", {"vip": vip, "proto": socket.IPPROTO_ICMP}, {"ring_key": 0, "flags": 0, **macs})
-        for listener in view.find("listener", "loadbalancer", lb["id"]):
-            pool = view.pools.get(listener.get("default_pool_id") or "")
-            if not listener.get("admin_state_up", True) or \
-                    listener.get("protocol") not in PROTOCOLS or not pool or not pool.get("admin_state_up", True):
-                continue
+        for listener, pool in served_listeners(view, lb):
             members = sorted(view.find("member", "pool", pool["id"]), key=lambda m: m["id"])
             yield from self.memo.get(pool["id"], (pool, *members), lambda: list(self._pool(pool, members)))
             yield Entry("lb_vips", {"vip": vip, "port": socket.htons(listener["protocol_port"]),

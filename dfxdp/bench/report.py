@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 from . import dns as dns_part  # noqa: E402 - its summary and chart
+from . import lb_compare  # noqa: E402
 
 CONTROL_SERIES = (("write_to_programmed_p50", "NB write → programmed, p50"),
                   ("write_to_programmed_p99", "NB write → programmed, p99"),
@@ -58,7 +59,7 @@ def write(out: pathlib.Path, results: dict) -> list[pathlib.Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     charts = {"datapath": _datapath_chart, "throughput": _throughput_chart, "control": _control_chart,
-              "dns": dns_part.chart}
+              "dns": dns_part.chart, "lb_compare": lb_compare.chart}
     written = [chart(out, results[name]) for name, chart in charts.items() if name in results]
     (out / "summary.md").write_text(_summary(results))
     return [out / "results.json", *written, out / "summary.md"]
@@ -207,7 +208,7 @@ def _summary(results: dict) -> str:
     if "throughput" in results:
         lines += [*_throughput_section(results["throughput"]), *_tcp_section(results["tcp"])]
     if results.get("lb"):
-        lines += _lb_section(results["lb"])
+        lines += [*_lb_section(results["lb"]), *lb_compare.section(results["lb_compare"])]
     if "dns" in results:
         lines += dns_part.summary(results["dns"])
     if "punt" in results:

@@ -43,6 +43,7 @@ from typing import Callable, ContextManager, Iterator
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from dfxdp.controller.apps import LocalView
 from dfxdp.datapath import libbpf
 from dfxdp.datapath.pipeline import Pipeline, default_bpffs
 from dfxdp.testing.netns import Topology, ifindex, inside, run
@@ -97,6 +98,7 @@ class Hosts:
     client: str
     server: str
     helpers: tuple[int, ...] = ()  # processes doing the router's work (their CPU time counts)
+    router: str | None = None      # kernel_iptables: the router's namespace (for more rules in it)
 
 
 def _hosts(topo: Topology, router_ns: str, client_link: str, server_link: str) -> Hosts:
@@ -114,10 +116,11 @@ def _hosts(topo: Topology, router_ns: str, client_link: str, server_link: str) -
 
 
 @contextlib.contextmanager
-def dfxdp_xdp(topo: Topology, filtered: tuple[str, ...] = ("c",), policy: dict = SERVER_POLICY) -> Iterator[Hosts]:
+def dfxdp_xdp(topo: Topology, filtered: tuple[str, ...] = ("c",), policy: dict = SERVER_POLICY,
+              extend: Callable[[LocalView], None] = lambda world: None) -> Iterator[Hosts]:
     """The taps in a chassis namespace, the pipeline attached to both; the `filtered`
     ports (a: client, c: server) in the security group whose rules are `policy`, the
-    others with port security off."""
+    others with port security off; `extend` adds to the world (e.g. a load balancer)."""
     chassis = topo.netns("chassis")
     hosts = _hosts(topo, chassis, "tapc", "taps")
     taps = {"a": ifindex("tapc", chassis), "c": ifindex("taps", chassis)}  # the bench world's ports
@@ -125,6 +128,7 @@ def dfxdp_xdp(topo: Topology, filtered: tuple[str, ...] = ("c",), policy: dict =
     for port in taps:
         world.ports[port].update(port_security_enabled=port in filtered,
                                  security_groups=["bench"] if port in filtered else [])
+    extend(world)
     pipe = Pipeline(default_bpffs(f"bench-{topo.suffix}")).load()
     try:
         program(pipe, world)
@@ -151,6 +155,7 @@ def kernel_iptables(topo: Topology, security_groups: bool = True) -> Iterator[Ho
     rule at all, so conntrack never starts in the namespace)."""
     router = topo.netns("router")
     hosts = _hosts(topo, router, "rc", "rs")
+    hosts.router = router
     topo.ip(router, f"addr add {CLIENT_GW}/24 dev rc")
     topo.ip(router, f"addr add {SERVER_GW}/24 dev rs")
     run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], ns=router)

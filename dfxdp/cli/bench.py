@@ -69,13 +69,13 @@ def register(group: click.Group) -> None:
     def bench(quick: bool, parts: tuple[str, ...], ports: tuple[int, ...] | None, large: bool, out_dir: str) -> None:
         """Measure datapath cost, end-to-end packets per second from a live-frames generator
         through dfxdp, kernel routing + iptables and OVS, TCP through security groups, the load
-        balancer, the DNS responder against dnsmasq, the punt
+        balancer (and through its VIP against haproxy and iptables DNAT), the DNS responder against dnsmasq, the punt
         path with DHCP answers, and the control plane on a real etcd; write results.json, charts and summary.md."""
         if (ports or large) and "control" not in parts:
             raise click.ClickException("--ports and --large size the control part, which --parts leaves out")
         from rich.progress import Progress
 
-        from dfxdp.bench import control, datapath, dns, lb, punt, report, throughput
+        from dfxdp.bench import control, datapath, dns, lb, lb_compare, punt, report, throughput
 
         from .interrupt import clean_exit_on_signals
 
@@ -99,8 +99,10 @@ def register(group: click.Group) -> None:
                 results["datapath"] = [asdict(c) for c in datapath.measure(sizes.datapath_samples, step)]
                 progress.update(task, description="datapath: done")
             if "lb" in parts:
-                task, step = part("lb", 5)
+                task, step = part("lb", 5 + len(lb_compare.PEERS))
                 results["lb"] = [asdict(c) for c in lb.measure(sizes.datapath_samples, step)]
+                results["lb_compare"] = [asdict(r) for r in lb_compare.measure(sizes.throughput_seconds,
+                                                                               sizes.throughput_runs, step)]
                 progress.update(task, description="lb: done")
             if "dns" in parts:
                 task, step = part("dns", dns.STEPS)

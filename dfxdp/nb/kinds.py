@@ -49,11 +49,6 @@ def on_networks(field: str) -> Relation:
     return lambda doc, chassis, interest: doc.get(field) in interest.networks
 
 
-def of_local_ports(field: str) -> Relation:
-    """Objects whose `field` names a port bound to the chassis."""
-    return lambda doc, chassis, interest: doc.get(field) in interest.local_ports
-
-
 def _network(doc: dict, chassis: str, interest: Interest) -> bool:
     return doc["id"] in interest.networks
 
@@ -66,6 +61,12 @@ def _port(doc: dict, chassis: str, interest: Interest) -> bool:
 
 def _router(doc: dict, chassis: str, interest: Interest) -> bool:
     return doc["id"] in interest.routers
+
+
+def _floatingip(doc: dict, chassis: str, interest: Interest) -> bool:
+    """A local port's, or one of a router served here: a load balancer's VIP port is bound
+    nowhere, and a chassis of its router may host its floating IP (docs/load-balancer.md)."""
+    return doc.get("port_id") in interest.local_ports or doc.get("router_id") in interest.routers
 
 
 def _security_group(doc: dict, chassis: str, interest: Interest) -> bool:
@@ -140,7 +141,7 @@ KINDS: list[Kind] = [
     Kind("security_group_rule", model.SecurityGroupRule, "security_group_rules", _rule, "security-group-rules",
          cli="security-group-rule", columns=("id", "security_group_id", "direction", "protocol", "port_range_min",
                                              "port_range_max", "remote_ip_prefix", "remote_group_id")),
-    Kind("floatingip", model.FloatingIP, "floatingips", of_local_ports("port_id"), "floatingips", cli="floatingip",
+    Kind("floatingip", model.FloatingIP, "floatingips", _floatingip, "floatingips", cli="floatingip",
          columns=("id", "floating_ip_address", "fixed_ip_address", "port_id", "router_id")),
     # Octavia's: few, and their relevance hangs on each other (a member knows only its pool), so
     # every chassis keeps them all; the LB app skips load balancers whose VIP network is out of view

@@ -84,3 +84,29 @@ class Programmer:
     def __call__(self, view: LocalView) -> None:
         result = self.reconciler.apply(e for a in self.apps for e in a.desired(view))
         assert not result.errors, result.errors
+
+
+# The VIP's floating IP (the external network, the router's gateway on it, the floating IP and its port).
+EXT = {"id": "ext", "key": 30, "router:external": True}
+FIP, FIP_MAC, RGW_MAC, OUTSIDE, OUTSIDE_MAC = "198.19.0.50", "fa:16:3e:00:03:50", "fa:16:3e:00:03:01", \
+    "198.19.0.100", "02:00:00:00:0e:01"
+
+
+def with_floating_ip(view: LocalView, external_if: int) -> LocalView:
+    """`view` with a floating IP on the VIP's port; the first chassis hosting a member (ch1) hosts it."""
+    view.networks["ext"] = EXT
+    view.subnets["se"] = {"id": "se", "cidr": "198.19.0.0/24", "gateway_ip": "198.19.0.1"}
+    view.ports["rgw"] = port("rgw", 9, EXT, RGW_MAC, "198.19.0.2", "se", owner="network:router_gateway", device="r1")
+    view.ports["fip-port"] = port("fip-port", 10, EXT, FIP_MAC, FIP, "se", owner="network:floatingip", device="fip1")
+    view.floatingips = {"fip1": {"id": "fip1", "floating_ip_address": FIP, "floating_network_id": "ext",
+                                 "port_id": "vip", "router_id": "r1", "fixed_ip_address": VIP}}
+    view.external_ifindex, view.external_mac = external_if, "02:00:00:00:00:03"
+    return view
+
+
+def as_chassis_2(view: LocalView, member_if: int, underlay_if: int) -> LocalView:
+    """The same world seen from ch2, which hosts only the member M_REMOTE."""
+    view.chassis, view.tunnel_ip = "ch2", TUNNEL_REMOTE
+    view.local_ports = {"m-remote": member_if}
+    view.underlay_ifindex, view.underlay_neighbors = underlay_if, {TUNNEL_LOCAL: UNDERLAY_PEER_MAC}
+    return view

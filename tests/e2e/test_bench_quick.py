@@ -39,6 +39,10 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert [r["name"] for r in results["lb"]] == ["floor", "l2_local", "lb_new_flow", "lb_established_flow",
                                                   "maglev_build_1000_members", "ring_swap_65537_slots"]
     assert all(r["value"] > 0 for r in results["lb"])
+    assert [r["name"] for r in results["lb_compare"]] == ["dfxdp_xdp", "iptables_statistic", "haproxy"]
+    assert all(r["requests"] > 0 and r["requests_per_second"] > 0 and r["request_packets_per_second"] > 0
+               for r in results["lb_compare"])
+    assert [r["name"] for r in results["lb_compare"] if r["udp_pps_per_cpu"]] == ["dfxdp_xdp", "iptables_statistic"]
     dhcp = results["dhcp"]
     assert dhcp["discovers"] + dhcp["lost"] == 50 and dhcp["discovers"] > 0 and dhcp["offer_us_p50"] > 0
     assert dhcp["flood_answered"] > 0 and dhcp["answers_per_second"] > 0
@@ -53,12 +57,13 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
         assert 0 < point["write_to_programmed_p50"] <= point["write_to_programmed_p99"]
         assert point["first_packet_p50"] > 0 and point["resync_seconds"] > 0 and point["agent_rss_mib"] > 10
         assert point["create_per_second"] > 0 and point["list_seconds"] > 0
-    for chart in ("datapath.png", "throughput.png", "control.png", "dns.png"):
+    for chart in ("datapath.png", "throughput.png", "control.png", "dns.png", "lb_compare.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
     assert "| l3_routed |" in summary and "| kernel_iptables | udp | yes |" in summary and "| 52 |" in summary
     assert "write → programmed p50 / max" in summary  # 5 samples have no p99
     assert "| dfxdp_security_groups |" in summary and "| lb_established_flow |" in summary
+    assert "| haproxy |" in summary and "| iptables_statistic |" in summary
     assert "## Punt path" in summary and "## DHCP" in summary and "## DNS" in summary
 
 

@@ -2,7 +2,8 @@
 three members (one on the client's chassis, two on the other), each a real HTTP
 server answering its own name; curl from a VM through the VIP reaches every
 member; SOURCE_IP keeps one client on one member; a long download survives a
-fourth member joining; a UDP listener balances a UDP echo service."""
+fourth member joining; a UDP listener balances a UDP echo service; the outside
+host reaches every member through a floating IP on the VIP's port."""
 import collections
 import subprocess
 import sys
@@ -36,6 +37,11 @@ def balanced(tmp_path_factory):
             c = cl.connect()
             net = c.network.create_network(name="blue")
             cl.subnet = c.network.create_subnet(network_id=net.id, cidr="10.0.0.0/24", ip_version=4)
+            ext = c.network.create_network(name="ext", is_router_external=True)
+            c.network.create_subnet(network_id=ext.id, cidr="198.19.0.0/24", ip_version=4, gateway_ip="198.19.0.1",
+                                    allocation_pools=[{"start": "198.19.0.10", "end": "198.19.0.99"}])
+            router = c.network.create_router(name="r", external_gateway_info={"network_id": ext.id})
+            c.network.add_interface_to_router(router, subnet_id=cl.subnet.id)
             cl.vm, cl.ports, cl.roots = {}, {}, {}
             # the members' group lets in the health monitors' probes (from the subnet's probe-source port)
             default = next(c.network.security_groups(name="default"))
@@ -43,6 +49,9 @@ def balanced(tmp_path_factory):
                 c.network.create_security_group_rule(security_group_id=default.id, direction="ingress",
                                                      protocol=protocol, port_range_min=number, port_range_max=number,
                                                      remote_ip_prefix="10.0.0.0/24")
+            c.network.create_security_group_rule(security_group_id=default.id, direction="ingress", protocol="tcp",
+                                                 port_range_min=80, port_range_max=80,
+                                                 remote_ip_prefix="198.19.0.0/24")  # the outside host
             for name, chassis in (("client", 1), ("m1", 1), ("m2", 2), ("m3", 2), ("m4", 1)):
                 port = c.network.create_port(network_id=net.id, binding_host_id=f"ch{chassis}", name=name)
                 cl.ports[name], cl.vm[name] = port, cl.plug(port, cl.chassis[chassis - 1], name=name)
@@ -76,6 +85,7 @@ def balanced(tmp_path_factory):
             cl.monitor = c.load_balancer.create_health_monitor(
                 pool_id=cl.pools[80].id, type="HTTP", http_method="GET", url_path="/", expected_codes="200",
                 delay=1, timeout=1, max_retries=1, max_retries_down=2)
+            cl.fip = c.network.create_ip(floating_network_id=ext.id, port_id=lb.vip_port_id).floating_ip_address
             # every change left it PENDING_UPDATE: the agents report it programmed
             c.load_balancer.wait_for_load_balancer(lb.id, status="ACTIVE", failures=["ERROR"], interval=0.3, wait=60)
             yield cl
@@ -116,6 +126,21 @@ def test_source_ip_sends_one_client_to_one_member(balanced):
     wait_served(balanced, 81)
     answers = {curl(balanced, f"http://{balanced.vip}:81/").stdout for _ in range(30)}
     assert len(answers) == 1 and answers <= {"m1", "m2", "m3"}, answers
+
+
+def test_vip_answers_from_the_outside_host_through_a_floating_ip(balanced):
+    """Balanced at the floating IP's chassis (ch1) over m1 (there) and m2, m3 (on ch2, whose
+    answers are tunnelled back to ch1): each answer leaves as the floating IP, or curl fails."""
+    outside = (lambda: run(["curl", "-s", "--max-time", "5", f"http://{balanced.fip}/"], ns=balanced.outside,
+                           check=False).stdout)
+    deadline = time.monotonic() + 30  # the agents converge in the background
+    while not outside().startswith("m"):
+        assert time.monotonic() < deadline, f"floating IP {balanced.fip} never answered; logs in {balanced.logdir}"
+        time.sleep(0.3)
+    answers = collections.Counter(outside() for _ in range(150))
+    assert set(answers) == {"m1", "m2", "m3"}, answers  # every member, no failed request ("")
+    assert all(n >= 20 for n in answers.values()), answers
+    assert balanced.ping(balanced.outside, balanced.fip)
 
 
 def test_udp_listener_balances_an_echo_service(balanced):
