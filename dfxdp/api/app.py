@@ -21,7 +21,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.kinds import API_PREFIX, NEUTRON, OCTAVIA, Kind
 from dfxdp.nb.service import NBService
 
-from . import agents, body, errors, extensions, listing, openapi, scope
+from . import agents, body, errors, extensions, listing, openapi, scope, tags
 from .errors import OCTAVIA_PREFIXES
 
 NEUTRON_PREFIX = API_PREFIX[NEUTRON]
@@ -102,6 +102,8 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
         collections += [(_collection_path(prefix, k), k) for k in _served(OCTAVIA)]
     for base, kind in collections:
         _crud_routes(app, service, base, kind)
+    for kind in _served(NEUTRON):
+        tags.install(app, service, _collection_path(NEUTRON_PREFIX, kind), kind.name)
 
     def router_action(request: Request, router_id: str, action: Callable[[str, dict], dict], obj: dict) -> dict:
         scope.check_change(scope.context(request), "router", service.get("router", router_id), service.list,

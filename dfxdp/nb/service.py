@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import dns
+from . import dns, tags
 from .db.base import Store
 from .errors import BadRequest, NotFound, not_found
 from .families.base import Hooks
@@ -33,6 +33,7 @@ KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
 DEFAULT_KEY_LIMIT = 1 << 31
 # Neutron makes sure a project has its default group when it creates these
 NEEDS_DEFAULT_GROUP = {"network", "port", "security_group"}
+IP_SUBSTRING = "ip_address_substr"  # Neutron's ip-substring-filtering in fixed_ips filters
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -104,7 +105,10 @@ class NBService:
             self.ensure_default_security_group(projects[0] or None)
         docs = self._decorate(kind, Txn(self.store).list(kind))
         for field, wanted in (filters or {}).items():
-            docs = [d for d in docs if _matches(d.get(field), wanted)]
+            if field in tags.FILTERS:
+                docs = [d for d in docs if tags.matches(d, field, wanted)]
+            else:
+                docs = [d for d in docs if _matches(d.get(field), wanted)]
         return sorted(docs, key=lambda d: (d.get("created_at", ""), d["id"]))
 
     def _decorate(self, kind: str, docs: list[dict]) -> list[dict]:
@@ -115,6 +119,7 @@ class NBService:
         for doc in docs:
             if "project_id" in doc:
                 doc["tenant_id"] = doc["project_id"]
+            doc.setdefault("tags", [])  # stored before tags existed
         return docs
 
     def create(self, kind: str, body: dict, project_id: str | None = None) -> dict:
@@ -179,6 +184,20 @@ class NBService:
 
         return self._decorate(kind, [run_txn(self.store, body_fn)])[0]
 
+    def set_tags(self, kind: str, obj_id: str, change: Callable[[list[str]], list[str]]) -> list[str]:
+        """An object's tags replaced by change(its tags), its revision bumped (standard-attr-tag)."""
+        self._model(kind)
+
+        def body_fn(txn: Txn) -> list[str]:
+            doc = txn.require(kind, obj_id)
+            new_tags = change(list(doc.get("tags") or []))
+            if new_tags != doc.get("tags"):
+                doc.update(tags=new_tags, revision_number=doc["revision_number"] + 1, updated_at=now())
+                txn.put(kind, doc)
+            return new_tags
+
+        return run_txn(self.store, body_fn)
+
     def delete(self, kind: str, obj_id: str) -> None:
         self._model(kind)
 
@@ -239,11 +258,18 @@ def _matches(value: Any, wanted: list[str]) -> bool:
 
 def _matches_items(items: list[dict], wanted: list[str]) -> bool:
     """Neutron's `fixed_ips=ip_address=X&fixed_ips=subnet_id=Y`: one item has every key asked
-    for (any of the values given for that key)."""
+    for (any of the values given for that key); `ip_address_substr=S` (ip-substring-filtering)
+    asks for an ip_address containing S."""
     by_key: dict[str, set[str]] = {}
     for item in wanted:
         key, sep, value = item.partition("=")
         if not sep:
             return False
         by_key.setdefault(key, set()).add(value)
-    return any(all(str(it.get(k)) in values for k, values in by_key.items()) for it in items)
+
+    def has(item: dict, key: str, values: set[str]) -> bool:
+        if key == IP_SUBSTRING:
+            return any(v in str(item.get("ip_address")) for v in values)
+        return str(item.get(key)) in values
+
+    return any(all(has(it, k, values) for k, values in by_key.items()) for it in items)
