@@ -21,7 +21,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.kinds import API_PREFIX, NEUTRON, OCTAVIA, Kind
 from dfxdp.nb.service import NBService
 
-from . import agents, body, errors, extensions, listing, openapi, scope, tags
+from . import agents, body, errors, extensions, listing, openapi, quotas, scope, tags
 from .errors import OCTAVIA_PREFIXES
 
 NEUTRON_PREFIX = API_PREFIX[NEUTRON]
@@ -90,6 +90,7 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
         return extensions.show(alias)
 
     agents.install(app, service, NEUTRON_PREFIX)
+    quotas.install(app, service, NEUTRON_PREFIX)
 
     collections = [(_collection_path(NEUTRON_PREFIX, k), k) for k in _served(NEUTRON)]
     for prefix in OCTAVIA_PREFIXES:
@@ -176,7 +177,7 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         objs = [scope.check_create(ctx, kind.name, obj) for obj in objs]
         if parent_field:
             objs = [{**obj, parent_field: parent_id} for obj in objs]
-        made = await run_in_threadpool(service.create_many, kind.name, objs)
+        made = await run_in_threadpool(service.create_many, kind.name, objs, None, True)
         return errors.NeutronJSON({kind.plural: made} if bulk else {kind.name: made[0]}, status_code=201)
 
     def visible_one(request: Request, obj_id: str, parent_id: str | None, action: str | None = None) -> dict:

@@ -49,6 +49,10 @@ EXTENSIONS = [
     Extension("tag", "Tag support", "Tags on networks (the older alias of standard-attr-tag)."),
     Extension("ip-substring-filtering", "IP address substring filtering",
               "fixed_ips=ip_address_substr=<part of an address> in port lists."),
+    Extension("quotas", "Quota management support", "Per-project limits on networks, subnets, ports, "
+              "routers, floating IPs, security groups and rules, enforced on create (/v2.0/quotas)."),
+    Extension("quota_details", "Quota details extension", "Limit, used and reserved per resource "
+              "(/v2.0/quotas/<project>/details)."),
     Extension("pagination", "Pagination support", "limit, marker and page_reverse on lists."),
     Extension("sorting", "Sorting support", "sort_key and sort_dir on lists."),
 ]

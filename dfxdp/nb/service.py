@@ -27,6 +27,7 @@ from .families.routers import Routers
 from .families.security_groups import SecurityGroups
 from .kinds import MODELS
 from .model import DEFAULT_PROJECT
+from .quotas import Quotas
 from .txn import KeyAllocator, Txn, now, run_txn
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
@@ -46,8 +47,10 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 class NBService:
-    def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT, dns_domain: str = dns.DEFAULT_DOMAIN):
+    def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT, dns_domain: str = dns.DEFAULT_DOMAIN,
+                 quota_defaults: dict[str, int] | None = None):
         self.store = store
+        self.quotas = Quotas(store, quota_defaults)
         self.default_project = default_project
         dns.check_domain(dns_domain)
         self.dns_domain = dns_domain  # the server-wide default of networks' dns_domain
@@ -122,15 +125,23 @@ class NBService:
             doc.setdefault("tags", [])  # stored before tags existed
         return docs
 
-    def create(self, kind: str, body: dict, project_id: str | None = None) -> dict:
-        return self.create_many(kind, [body], project_id)[0]
+    def create(self, kind: str, body: dict, project_id: str | None = None, enforce_quota: bool = False) -> dict:
+        return self.create_many(kind, [body], project_id, enforce_quota)[0]
 
-    def create_many(self, kind: str, bodies: list[dict], project_id: str | None = None) -> list[dict]:
+    def create_many(self, kind: str, bodies: list[dict], project_id: str | None = None,
+                    enforce_quota: bool = False) -> list[dict]:
         """Neutron's bulk create: every object or none, in one NB transaction (each checked
-        against the store and the ones before it, as if created one after the other)."""
+        against the store and the ones before it, as if created one after the other). With
+        enforce_quota (the API's creates, as Neutron's API enforces them), each project's
+        quota must hold the whole bulk."""
         docs = [self._new_document(kind, body, project_id) for body in bodies]
+        per_project: dict[str, int] = {}
+        for doc in docs:
+            per_project[doc["project_id"]] = per_project.get(doc["project_id"], 0) + 1
 
         def body_fn(txn: Txn) -> list[dict]:
+            for project, count in per_project.items() if enforce_quota else ():
+                self.quotas.check(txn, kind, project, count)
             return [self._insert(txn, kind, doc) for doc in docs]
 
         return self._decorate(kind, run_txn(self.store, body_fn))

@@ -22,7 +22,7 @@ from typing import Callable, TypeVar
 
 from .db.base import KV, Compare, Delete, Put, Store, StoreError
 from .errors import Conflict, not_found
-from .index import index_key, index_keys_of, references
+from .index import index_key, index_keys_of, ownership_writes, references
 
 NB = "/dfxdp/nb/"
 ALLOC = "/dfxdp/alloc/"
@@ -120,6 +120,13 @@ class Txn:
         docs = (json.loads(value) for value in found.values() if value is not None)
         return [doc for doc in docs if (parent_kind, parent_id) in references(kind, doc)]
 
+    def count_guarded(self, prefix: str, idx: str) -> int:
+        """How many keys are under prefix, guarded as a list by the index key idx (every write
+        that adds or removes one rewrites idx): the commit fails if the count changed since."""
+        _kvs, revision = self._range(prefix)
+        self._unchanged_since[idx] = min(revision, self._unchanged_since.get(idx, revision))
+        return len(self.keys_under(prefix))
+
     def keys_under(self, prefix: str) -> set[str]:
         keys = {kv.key for kv in self._range(prefix)[0]}
         keys |= {k for k, v in self._writes.items() if k.startswith(prefix) and v is not None}
@@ -174,6 +181,7 @@ class Txn:
             new = json.loads(value) if value is not None else None
             for parent_kind, parent_id in references(kind, old) | references(kind, new):
                 writes[index_key(parent_kind, parent_id, kind)] = obj_id.encode()
+            writes.update(ownership_writes(kind, old, new))
             if before and value is None:
                 gone += index_keys_of(kind, obj_id)
         writes.update(dict.fromkeys(gone))
