@@ -53,6 +53,10 @@ EXTENSIONS = [
               "routers, floating IPs, security groups and rules, enforced on create (/v2.0/quotas)."),
     Extension("quota_details", "Quota details extension", "Limit, used and reserved per resource "
               "(/v2.0/quotas/<project>/details)."),
+    Extension("subnet_allocation", "Subnet Allocation", "Subnet pools (/v2.0/subnetpools); subnets allocated "
+              "from one by subnetpool_id and prefixlen (no address scopes)."),
+    Extension("default-subnetpools", "Default Subnetpools", "is_default on subnet pools and "
+              "use_default_subnetpool on subnets."),
     Extension("pagination", "Pagination support", "limit, marker and page_reverse on lists."),
     Extension("sorting", "Sorting support", "sort_key and sort_dir on lists."),
 ]

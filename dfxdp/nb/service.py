@@ -25,6 +25,7 @@ from .families.networks import Networks
 from .families.ports import Ports
 from .families.routers import Routers
 from .families.security_groups import SecurityGroups
+from .families.subnetpools import SubnetPools
 from .kinds import MODELS
 from .model import DEFAULT_PROJECT
 from .quotas import Quotas
@@ -61,8 +62,10 @@ class NBService:
         self.security_groups = SecurityGroups(self)
         self.loadbalancers = LoadBalancers(self)
         self.chassis = Chassis(self)
+        self.subnetpools = SubnetPools(self)
         self._hooks: dict[str, Hooks] = {}
-        for family in (self.networks, self.ports, self.routers, self.security_groups, self.loadbalancers):
+        for family in (self.networks, self.ports, self.routers, self.security_groups, self.loadbalancers,
+                       self.subnetpools):
             self._hooks.update(family.hooks())
 
     # ------------------------------------------------------------------ shared by the families

@@ -233,7 +233,8 @@ EXTENSION_ATTRIBUTES = {
     "pagination": (None, None), "sorting": (None, None), "agent": (None, None),
     "dns-integration": ("ports", "dns_assignment"), "extra_dhcp_opt": ("ports", "extra_dhcp_opts"),
     "standard-attr-tag": ("subnets", "tags"), "tag": ("networks", "tags"), "ip-substring-filtering": (None, None),
-    "quotas": (None, None), "quota_details": (None, None),
+    "quotas": (None, None), "quota_details": (None, None), "subnet_allocation": ("subnets", "subnetpool_id"),
+    "default-subnetpools": (None, None),
 }
 
 

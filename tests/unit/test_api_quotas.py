@@ -44,8 +44,10 @@ def test_only_admins_change_quotas_and_projects_see_their_own(client):
     assert client.get("/v2.0/quotas/p1", headers=MEMBER).json()["quota"]["network"] == 100
 
 
-@pytest.mark.parametrize("quota,words", [({"network": -2}, "not in range -1"), ({"network": "many"}, "not an integer"),
-                                         ({"bogus": 1}, "Unrecognized attribute"), ({"network": True}, "not an integer")])
+@pytest.mark.parametrize("quota,words", [({"network": -2}, "not in range -1"),
+                                         ({"network": "many"}, "not an integer"),
+                                         ({"bogus": 1}, "Unrecognized attribute"),
+                                         ({"network": True}, "not an integer")])
 def test_bad_limits_are_refused(client, quota, words):
     r = client.put("/v2.0/quotas/p1", json={"quota": quota}, headers=ADMIN)
     assert r.status_code == 400 and words in r.json()["NeutronError"]["message"]
@@ -68,7 +70,8 @@ def test_creates_past_the_limit_are_over_quota(client):
     r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"]}] * 4}, headers=MEMBER)
     assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "OverQuota"
     assert client.get("/v2.0/ports", headers=MEMBER).json()["ports"] == []
-    assert client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"]}] * 3}, headers=MEMBER).status_code == 201
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net["id"]}] * 3}, headers=MEMBER)
+    assert r.status_code == 201
     details = client.get("/v2.0/quotas/p1/details", headers=MEMBER).json()["quota"]
     assert details["network"] == {"limit": 2, "used": 2, "reserved": 0}
     assert details["port"] == {"limit": 3, "used": 3, "reserved": 0}
