@@ -9,7 +9,7 @@ here; what each kind checks and writes besides is its family's
 """
 from __future__ import annotations
 
-import copy
+import json
 import uuid
 from typing import Any, Callable
 
@@ -160,7 +160,9 @@ class NBService:
         return self.validate(kind, {**body, "project_id": project})
 
     def _insert(self, txn: Txn, kind: str, doc: dict) -> dict:
-        new = copy.deepcopy(doc)  # hooks fill nested fields; a retried transaction starts anew
+        # hooks fill nested fields; a retried transaction starts anew (a JSON document: copied
+        # through JSON, several times faster than deepcopy in a bulk of thousands)
+        new = json.loads(json.dumps(doc))
         new["id"] = str(uuid.uuid4())
         new["created_at"] = new["updated_at"] = now()
         new["revision_number"] = 1
