@@ -30,7 +30,7 @@ def build_app(store, auth_token: str | None, dns_domain: str = DEFAULT_DNS_DOMAI
     from dfxdp.nb.service import NBService
 
     try:
-        service = NBService(store, dns_domain=dns_domain, quota_defaults=quotas)
+        service = NBService(store, dns_domain=dns_domain, quota_defaults=quotas, mirror=True)
     except NBError as exc:
         raise click.ClickException(f"[dns] domain: {exc.message}") from None
     return create_app(service, auth_token=auth_token)

@@ -27,6 +27,7 @@ from .families.routers import Routers
 from .families.security_groups import SecurityGroups
 from .families.subnetpools import SubnetPools
 from .kinds import MODELS
+from .mirror import Mirror
 from .model import DEFAULT_PROJECT
 from .quotas import Quotas
 from .txn import KeyAllocator, Txn, now, run_txn
@@ -49,8 +50,10 @@ def _validation_message(exc: ValidationError) -> str:
 
 class NBService:
     def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT, dns_domain: str = dns.DEFAULT_DOMAIN,
-                 quota_defaults: dict[str, int] | None = None):
+                 quota_defaults: dict[str, int] | None = None, mirror: bool = False):
         self.store = store
+        # an API server lists from a watched copy of the NB objects (dfxdp/nb/mirror.py)
+        self.mirror = Mirror(store) if mirror else None
         self.quotas = Quotas(store, quota_defaults)
         self.default_project = default_project
         dns.check_domain(dns_domain)
@@ -109,7 +112,8 @@ class NBService:
         if kind == "security_group":  # Neutron: a project's listing shows its default group
             projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [project]
             self.ensure_default_security_group(projects[0] or None)
-        docs = self._decorate(kind, Txn(self.store).list(kind))
+        found = self.mirror.list(kind) if self.mirror else None
+        docs = self._decorate(kind, Txn(self.store).list(kind) if found is None else found)
         for field, wanted in (filters or {}).items():
             if field in tags.FILTERS:
                 docs = [d for d in docs if tags.matches(d, field, wanted)]
