@@ -2,13 +2,13 @@
 
 Listing a kind from the store reads and parses every object of it on every request: at
 100,000 ports that is seconds of etcd range and JSON. A server instead keeps every NB
-object parsed in memory, fed by a watch (dfxdp/nb/watcher.py: a snapshot, then every change
-in order, a new snapshot after a compaction). A list is never older than the request: it
-first asks the store for its current revision (one small read) and waits until the copy has
-applied every change up to it. The watch covers all of /dfxdp/, whose every write advances
-the revision the copy has reached, and the revision is the store's; should the copy not catch
-up within WAIT_SECONDS (the watch broken, or a write outside /dfxdp/), the list is read from
-the store as before.
+object in memory, fed by a watch (dfxdp/nb/watcher.py: a snapshot, then every change in
+order, a new snapshot after a compaction). A list is never older than the request: it first
+reads the revision of the last NB change (the mod revision of NB_REVISION, which every
+transaction writing NB objects rewrites: one small read) and waits until the copy has applied
+every transaction up to it; should it not catch up within WAIT_SECONDS (a broken watch), the
+list is read from the store as before. Objects are kept as stored and parsed when first
+listed after a change, so following the writes costs the server little.
 """
 from __future__ import annotations
 
@@ -17,24 +17,23 @@ import logging
 import threading
 
 from .db.base import Store
-from .txn import NB
+from .txn import NB, NB_REVISION
 from .watcher import Snapshot, Watcher
 
 log = logging.getLogger(__name__)
 
-ROOT = "/dfxdp/"
+WATCHED = NB.rstrip("/")  # the objects, and NB_REVISION
 WAIT_SECONDS = 2.0
-# a prefix no key has: its (empty) range answers with the store's current revision
-REVISION_PROBE = f"{NB}~revision/"
 
 
 class Mirror:
     def __init__(self, store: Store):
         self.store = store
-        self._docs: dict[str, dict[str, dict]] = {}  # kind -> id -> object
-        self._revision = 0
+        self._raw: dict[str, dict[str, bytes]] = {}  # kind -> id -> the object as stored
+        self._parsed: dict[str, dict[str, dict]] = {}  # kind -> id -> the object, once listed
+        self._revision = 0  # every transaction up to this one is applied
         self._changed = threading.Condition()
-        self._watcher = Watcher(store, ROOT)
+        self._watcher = Watcher(store, WATCHED)
         self._thread = threading.Thread(target=self._follow, name="nb-mirror", daemon=True)
         self._thread.start()
 
@@ -43,7 +42,7 @@ class Mirror:
             for item in self._watcher:
                 with self._changed:
                     if isinstance(item, Snapshot):
-                        self._docs = {}
+                        self._raw, self._parsed = {}, {}
                         for kv in item.kvs:
                             self._apply(kv.key, kv.value)
                         self._revision = item.revision
@@ -60,20 +59,26 @@ class Mirror:
         if not key.startswith(NB):
             return
         kind, obj_id = key[len(NB):].split("/", 1)
+        self._parsed.get(kind, {}).pop(obj_id, None)
         if value is None:
-            self._docs.get(kind, {}).pop(obj_id, None)
+            self._raw.get(kind, {}).pop(obj_id, None)
         else:
-            self._docs.setdefault(kind, {})[obj_id] = json.loads(value)
+            self._raw.setdefault(kind, {})[obj_id] = value
 
     def list(self, kind: str) -> list[dict] | None:
         """Every object of kind as of now (copies: callers add derived fields), or None when
         the copy could not catch up with the store."""
-        _kvs, revision = self.store.range(REVISION_PROBE)
+        marker = self.store.get(NB_REVISION)
+        revision = marker.mod_revision if marker else 0
         with self._changed:
             if not self._changed.wait_for(lambda: self._revision >= revision, timeout=WAIT_SECONDS):
-                log.warning("NB mirror at revision %d, store at %d: listing from the store", self._revision, revision)
+                log.warning("NB mirror at revision %d, NB at %d: listing from the store", self._revision, revision)
                 return None
-            return [dict(doc) for doc in self._docs.get(kind, {}).values()]
+            parsed = self._parsed.setdefault(kind, {})
+            for obj_id, value in self._raw.get(kind, {}).items():
+                if obj_id not in parsed:
+                    parsed[obj_id] = json.loads(value)
+            return [dict(doc) for doc in parsed.values()]
 
     def close(self) -> None:
         self._watcher.cancel()

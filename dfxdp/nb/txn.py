@@ -25,6 +25,9 @@ from .errors import Conflict, not_found
 from .index import index_key, index_keys_of, ownership_writes, references
 
 NB = "/dfxdp/nb/"
+# rewritten by every transaction that writes NB objects: its mod revision is the store's as of
+# the last NB change (what a copy of the NB objects must have applied, dfxdp/nb/mirror.py)
+NB_REVISION = "/dfxdp/nb-revision"
 ALLOC = "/dfxdp/alloc/"
 MAX_ATTEMPTS = 20
 KEY_BLOCK = 64
@@ -229,6 +232,8 @@ class Txn:
 
     def commit(self) -> int | None:
         writes = {**self._writes, **self._index_writes()}
+        if any(key.startswith(NB) for key in self._writes):
+            writes[NB_REVISION] = b""
         ops = [Put(k, v) if v is not None else Delete(k) for k, v in writes.items()]
         revision = self._settle(self.store.txn(self._guards(), ops))
         if revision is not None:
