@@ -8,13 +8,16 @@ reads the revision of the last NB change (the mod revision of NB_REVISION, which
 transaction writing NB objects rewrites: one small read) and waits until the copy has applied
 every transaction up to it; should it not catch up within WAIT_SECONDS (a broken watch), the
 list is read from the store as before. Objects are kept as stored and parsed when first
-listed after a change, so following the writes costs the server little.
+listed after a change, so following the writes costs the server little; what a list makes of
+them (sorted, derived fields filled) is kept until the next change, so the pages of a large
+list cost a copy each, not a derivation.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from typing import Callable
 
 from .db.base import Store
 from .txn import NB, NB_REVISION
@@ -32,6 +35,7 @@ class Mirror:
         self._raw: dict[str, dict[str, bytes]] = {}  # kind -> id -> the object as stored
         self._parsed: dict[str, dict[str, dict]] = {}  # kind -> id -> the object, once listed
         self._revision = 0  # every transaction up to this one is applied
+        self._shown: dict[str, tuple[int, list[dict]]] = {}  # kind -> (revision, what shown() made)
         self._changed = threading.Condition()
         self._watcher = Watcher(store, WATCHED)
         self._thread = threading.Thread(target=self._follow, name="nb-mirror", daemon=True)
@@ -65,20 +69,25 @@ class Mirror:
         else:
             self._raw.setdefault(kind, {})[obj_id] = value
 
-    def list(self, kind: str) -> list[dict] | None:
-        """Every object of kind as of now (copies: callers add derived fields), or None when
-        the copy could not catch up with the store."""
+    def list(self, kind: str, shown: Callable[[list[dict]], list[dict]]) -> list[dict] | None:
+        """shown(every object of kind as of now), made once per change (shallow copies of its
+        objects: callers may set fields), or None when the copy could not catch up with the
+        store. shown may read the store: NB objects it reads change the revision too."""
         marker = self.store.get(NB_REVISION)
         revision = marker.mod_revision if marker else 0
         with self._changed:
             if not self._changed.wait_for(lambda: self._revision >= revision, timeout=WAIT_SECONDS):
                 log.warning("NB mirror at revision %d, NB at %d: listing from the store", self._revision, revision)
                 return None
-            parsed = self._parsed.setdefault(kind, {})
-            for obj_id, value in self._raw.get(kind, {}).items():
-                if obj_id not in parsed:
-                    parsed[obj_id] = json.loads(value)
-            return [dict(doc) for doc in parsed.values()]
+            made = self._shown.get(kind)
+            if made is None or made[0] != self._revision:
+                parsed = self._parsed.setdefault(kind, {})
+                for obj_id, value in self._raw.get(kind, {}).items():
+                    if obj_id not in parsed:
+                        parsed[obj_id] = json.loads(value)
+                made = self._revision, shown([dict(doc) for doc in parsed.values()])
+                self._shown[kind] = made
+            return [dict(doc) for doc in made[1]]
 
     def close(self) -> None:
         self._watcher.cancel()

@@ -112,14 +112,18 @@ class NBService:
         if kind == "security_group":  # Neutron: a project's listing shows its default group
             projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [project]
             self.ensure_default_security_group(projects[0] or None)
-        found = self.mirror.list(kind) if self.mirror else None
-        docs = self._decorate(kind, Txn(self.store).list(kind) if found is None else found)
+        def shown(found: list[dict]) -> list[dict]:  # in creation order, derived fields filled
+            return sorted(self._decorate(kind, found), key=lambda d: (d.get("created_at", ""), d["id"]))
+
+        docs = self.mirror.list(kind, shown) if self.mirror else None
+        if docs is None:
+            docs = shown(Txn(self.store).list(kind))
         for field, wanted in (filters or {}).items():
             if field in tags.FILTERS:
                 docs = [d for d in docs if tags.matches(d, field, wanted)]
             else:
                 docs = [d for d in docs if _matches(d.get(field), wanted)]
-        return sorted(docs, key=lambda d: (d.get("created_at", ""), d["id"]))
+        return docs
 
     def _decorate(self, kind: str, docs: list[dict]) -> list[dict]:
         """Fill fields derived from other objects (Neutron shows them, we do not store them)."""

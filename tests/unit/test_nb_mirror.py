@@ -30,7 +30,7 @@ def test_lists_through_the_mirror_show_every_committed_write(store):
         writer.delete("network", net["id"])
         assert net["id"] not in {n["id"] for n in service.list("network")}
         writer.quotas.update("p1", {"port": 1})  # a write outside NB objects: lists need not wait for it
-        assert len(service.list("network")) == 4 and service.mirror.list("network") is not None
+        assert len(service.list("network")) == 4 and service.mirror.list("network", list) is not None
         listed = service.list("network")
         listed[0]["name"] = "changed by a caller"
         assert "changed by a caller" not in {n["name"] for n in service.list("network")}  # callers get copies
@@ -38,15 +38,38 @@ def test_lists_through_the_mirror_show_every_committed_write(store):
         service.mirror.close()
 
 
+def test_what_a_list_makes_is_kept_until_the_next_change():
+    store = open_store("memory://")
+    mirror = Mirror(store)
+    made = []
+
+    def shown(docs):
+        made.append(len(docs))
+        return sorted(docs, key=lambda d: d["name"])
+
+    try:
+        service = NBService(store)
+        service.create("network", {"name": "b"})
+        service.create("network", {"name": "a"})
+        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b"]
+        first = mirror.list("network", shown)
+        first[0]["name"] = "changed by a caller"
+        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b"] and made == [2]
+        service.create("network", {"name": "c"})
+        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b", "c"] and made == [2, 3]
+    finally:
+        mirror.close()
+
+
 def test_a_mirror_that_cannot_catch_up_answers_none(monkeypatch):
     store = open_store("memory://")
     mirror = Mirror(store)
     try:
-        assert mirror.list("network") == []
+        assert mirror.list("network", list) == []
         monkeypatch.setattr("dfxdp.nb.mirror.WAIT_SECONDS", 0.05)
         marker = KV(NB_REVISION, b"", 1, mirror._revision + 1000)  # ahead of every event
         monkeypatch.setattr(store, "get", lambda key: marker)
-        assert mirror.list("network") is None
+        assert mirror.list("network", list) is None
     finally:
         mirror.close()
 
