@@ -167,7 +167,7 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         links = listing.links(request, page, query)
         if links:
             answer[kind.plural + "_links"] = links
-        return answer
+        return errors.NeutronJSON(answer)  # as it is: FastAPI would walk every value of a large list first
 
     async def create(request: Request, parent_id: str | None = None):
         objs, bulk = await body.envelopes(request, kind.name, bulk_plural)
