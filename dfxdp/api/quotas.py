@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -41,20 +43,18 @@ def install(app: FastAPI, service: NBService, prefix: str) -> None:
         found = await run_in_threadpool(service.quotas.projects)
         return {"quotas": [_shown(project, limits) for project, limits in sorted(found.items())]}
 
-    @app.get(base + "/{project}", include_in_schema=False)
-    async def show(project: str, request: Request):
-        may_read(request, project)
-        return {"quota": await run_in_threadpool(service.quotas.limits, project)}
+    def reader(what: Callable[[str], dict]):
+        """A GET of one project's quota, shown as what(project)."""
+        async def read(project: str, request: Request):
+            may_read(request, project)
+            return {"quota": await run_in_threadpool(what, project)}
+        return read
 
-    @app.get(base + "/{project}/default", include_in_schema=False)
-    async def defaults(project: str, request: Request):
-        may_read(request, project)
-        return {"quota": dict(service.quotas.defaults)}
-
-    @app.get(base + "/{project}/details", include_in_schema=False)
-    async def details(project: str, request: Request):
-        may_read(request, project)
-        return {"quota": await run_in_threadpool(service.quotas.details, project)}
+    app.add_api_route(base + "/{project}", reader(service.quotas.limits), methods=["GET"], include_in_schema=False)
+    app.add_api_route(base + "/{project}/default", reader(lambda _project: dict(service.quotas.defaults)),
+                      methods=["GET"], include_in_schema=False)
+    app.add_api_route(base + "/{project}/details", reader(service.quotas.details), methods=["GET"],
+                      include_in_schema=False)
 
     @app.put(base + "/{project}", include_in_schema=False)
     async def update(project: str, request: Request):
