@@ -21,7 +21,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
 from dfxdp.nb.kinds import API_PREFIX, NEUTRON, OCTAVIA, Kind
 from dfxdp.nb.service import NBService
 
-from . import agents, body, errors, extensions, listing, openapi, scope
+from . import agents, body, errors, extensions, listing, openapi, quotas, scope, tags
 from .errors import OCTAVIA_PREFIXES
 
 NEUTRON_PREFIX = API_PREFIX[NEUTRON]
@@ -90,6 +90,7 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
         return extensions.show(alias)
 
     agents.install(app, service, NEUTRON_PREFIX)
+    quotas.install(app, service, NEUTRON_PREFIX)
 
     collections = [(_collection_path(NEUTRON_PREFIX, k), k) for k in _served(NEUTRON)]
     for prefix in OCTAVIA_PREFIXES:
@@ -102,6 +103,8 @@ def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
         collections += [(_collection_path(prefix, k), k) for k in _served(OCTAVIA)]
     for base, kind in collections:
         _crud_routes(app, service, base, kind)
+    for kind in _served(NEUTRON):
+        tags.install(app, service, _collection_path(NEUTRON_PREFIX, kind), kind.name)
 
     def router_action(request: Request, router_id: str, action: Callable[[str, dict], dict], obj: dict) -> dict:
         scope.check_change(scope.context(request), "router", service.get("router", router_id), service.list,
@@ -164,7 +167,7 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         links = listing.links(request, page, query)
         if links:
             answer[kind.plural + "_links"] = links
-        return answer
+        return errors.NeutronJSON(answer)  # as it is: FastAPI would walk every value of a large list first
 
     async def create(request: Request, parent_id: str | None = None):
         objs, bulk = await body.envelopes(request, kind.name, bulk_plural)
@@ -174,7 +177,7 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         objs = [scope.check_create(ctx, kind.name, obj) for obj in objs]
         if parent_field:
             objs = [{**obj, parent_field: parent_id} for obj in objs]
-        made = await run_in_threadpool(service.create_many, kind.name, objs)
+        made = await run_in_threadpool(service.create_many, kind.name, objs, None, True)
         return errors.NeutronJSON({kind.plural: made} if bulk else {kind.name: made[0]}, status_code=201)
 
     def visible_one(request: Request, obj_id: str, parent_id: str | None, action: str | None = None) -> dict:

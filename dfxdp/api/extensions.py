@@ -43,6 +43,20 @@ EXTENSIONS = [
     Extension("project-id", "project_id field enabled", "project_id (and tenant_id) on every resource."),
     Extension("agent", "agent", "Each dfxdp agent (one per chassis) as a Neutron agent: list, show, update "
                                 "admin_state_up and description, delete."),
+    Extension("standard-attr-tag", "Tag support for resources with standard attribute",
+              "Tags on networks, subnets, ports, routers, floating IPs, security groups and their rules: "
+              "the …/tags sub-resource and the tags, tags-any, not-tags, not-tags-any list filters."),
+    Extension("tag", "Tag support", "Tags on networks (the older alias of standard-attr-tag)."),
+    Extension("ip-substring-filtering", "IP address substring filtering",
+              "fixed_ips=ip_address_substr=<part of an address> in port lists."),
+    Extension("quotas", "Quota management support", "Per-project limits on networks, subnets, ports, "
+              "routers, floating IPs, security groups and rules, enforced on create (/v2.0/quotas)."),
+    Extension("quota_details", "Quota details extension", "Limit, used and reserved per resource "
+              "(/v2.0/quotas/<project>/details)."),
+    Extension("subnet_allocation", "Subnet Allocation", "Subnet pools (/v2.0/subnetpools); subnets allocated "
+              "from one by subnetpool_id and prefixlen (no address scopes)."),
+    Extension("default-subnetpools", "Default Subnetpools", "is_default on subnet pools and "
+              "use_default_subnetpool on subnets."),
     Extension("pagination", "Pagination support", "limit, marker and page_reverse on lists."),
     Extension("sorting", "Sorting support", "sort_key and sort_dir on lists."),
 ]

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from pydantic import BaseModel
 
+from dfxdp.nb import tags
 from dfxdp.nb.errors import BadRequest, not_found
 
 RESERVED = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
@@ -56,7 +57,7 @@ def parse(request: Request, model: type[BaseModel]) -> ListQuery:
     known = attributes(model)
     query = ListQuery(fields=[f for f in params.getlist("fields") if f])
     for key, value in params.multi_items():
-        if key in known and key not in RESERVED:
+        if (key in known and key not in RESERVED) or key in tags.FILTERS:
             query.filters.setdefault("project_id" if key == "tenant_id" else key, []).append(value)
     keys, dirs = [k for k in params.getlist("sort_key") if k], [d for d in params.getlist("sort_dir") if d]
     if len(keys) != len(dirs):

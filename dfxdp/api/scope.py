@@ -57,6 +57,8 @@ def visible(ctx: Context, kind: str, docs: list[dict], lookup: Callable[[str], l
     own = [d for d in docs if d.get("project_id") == ctx.project]
     if kind == "agent":  # Neutron's policy: agents are the admin's alone
         return []
+    if kind == "subnetpool":
+        return [d for d in docs if d.get("project_id") == ctx.project or d.get("shared")]
     if kind == "network":
         public = _public_networks(docs)
         return [d for d in docs if d.get("project_id") == ctx.project or d["id"] in public]

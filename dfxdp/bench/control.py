@@ -33,6 +33,7 @@ import requests
 from dfxdp.controller.apps.base import mac_bytes
 from dfxdp.datapath.libbpf import Map
 from dfxdp.nb.db import open_store
+from dfxdp.nb.model import DEFAULT_PROJECT
 from dfxdp.nb.service import NBService
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run
@@ -116,6 +117,8 @@ class ControlBench:
             # a resolved next hop, as a live chassis would have: tunnel endpoints get programmed too
             cluster.topo.ip(self.chassis.ns, f"neigh replace {tunnel_ip} lladdr 02:00:00:00:01:{i:02x} "
                                              f"dev und0 nud permanent")
+        # the bench fills one project far past Neutron's default quotas
+        self.api.put(f"quotas/{DEFAULT_PROJECT}", {"quota": {"network": -1, "subnet": -1, "port": -1}})
         self.router = self.api.create("routers", "router", {"name": "bench"})
         self.networks: list[dict] = []
         self.bound = 0  # ports with a binding: each has an fdb entry on the real chassis

@@ -9,14 +9,28 @@ from dfxdp.nb.dns import DEFAULT_DOMAIN as DEFAULT_DNS_DOMAIN
 from .options import parse_listen, read_config
 
 
-def build_app(store, auth_token: str | None, dns_domain: str = DEFAULT_DNS_DOMAIN):
+def quota_defaults(config) -> dict[str, int]:
+    """[quotas] quota_<resource> = N (Neutron's option names; -1 unlimited)."""
+    from dfxdp.nb.errors import NBError
+    from dfxdp.nb.quotas import check_limits
+
+    section = dict(config.items("quotas")) if config.has_section("quotas") else {}
+    wanted = {key.removeprefix("quota_"): value for key, value in section.items()}
+    try:
+        return check_limits({"quota": wanted})
+    except NBError as exc:
+        raise click.ClickException(f"[quotas]: {exc.message}") from None
+
+
+def build_app(store, auth_token: str | None, dns_domain: str = DEFAULT_DNS_DOMAIN,
+              quotas: dict[str, int] | None = None):
     """The ASGI app on an NB store."""
     from dfxdp.api.app import create_app
     from dfxdp.nb.errors import NBError
     from dfxdp.nb.service import NBService
 
     try:
-        service = NBService(store, dns_domain=dns_domain)
+        service = NBService(store, dns_domain=dns_domain, quota_defaults=quotas, mirror=True)
     except NBError as exc:
         raise click.ClickException(f"[dns] domain: {exc.message}") from None
     return create_app(service, auth_token=auth_token)
@@ -44,7 +58,8 @@ def register(group: click.Group) -> None:
     @click.option("--listen", default=None, help="HOST:PORT to serve on (default 127.0.0.1:9696).")
     @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                   help="INI file: [api] listen, auth_token; [db] url; [dns] domain "
-                       f"(networks' default dns_domain, {DEFAULT_DNS_DOMAIN}).")
+                       f"(networks' default dns_domain, {DEFAULT_DNS_DOMAIN}); [quotas] quota_<resource> "
+                       "(default limits, -1 unlimited).")
     @click.option("--auth-token", envvar="DFXDP_AUTH_TOKEN", default=None,
                   help="Require this X-Auth-Token on every request (env DFXDP_AUTH_TOKEN).")
     @click.option("--agent", "with_agent", is_flag=True,
@@ -68,7 +83,8 @@ def register(group: click.Group) -> None:
             store = open_store(db_url)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
-        app = build_app(store, auth_token, config.get("dns", "domain", fallback=DEFAULT_DNS_DOMAIN))
+        app = build_app(store, auth_token, config.get("dns", "domain", fallback=DEFAULT_DNS_DOMAIN),
+                        quota_defaults(config))
         if with_agent:
             start_local_agent(store, db_url, agent_args)
         click.echo(f"dfxdp server: Neutron API on http://{host}:{port} (db {db_url})", err=True)

@@ -110,7 +110,7 @@ def claim_names(txn: Txn, port: dict, previous: list[dict]) -> None:
     after = {a["fqdn"].lower() for a in port["dns_assignment"]}
     for fqdn in sorted(after - before):
         key = name_key(port["network_id"], fqdn)
-        if not txn.reserve(key, port["id"]):
+        if not txn.reserve_unread_first(key, port["id"]):
             holder = (txn.get_raw(key) or b"").decode()
             raise Conflict("DuplicateRecordSet", f"Name {fqdn} is duplicated in network {port['network_id']}: "
                                                  f"port {holder} has it")

@@ -33,5 +33,6 @@ class Conflict(NBError):
 
 def not_found(kind: str, obj_id: str) -> NotFound:
     label = "".join(part.capitalize() for part in kind.split("_"))
-    label = {"Floatingip": "FloatingIP", "Healthmonitor": "HealthMonitor", "Loadbalancer": "LoadBalancer"}.get(label, label)
+    label = {"Floatingip": "FloatingIP", "Subnetpool": "SubnetPool", "Healthmonitor": "HealthMonitor",
+             "Loadbalancer": "LoadBalancer"}.get(label, label)
     return NotFound(f"{label}NotFound", f"{label} {obj_id} could not be found.")

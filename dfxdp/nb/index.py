@@ -14,6 +14,12 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 IDX = "/dfxdp/idx/"
+OWN = "/dfxdp/own/"
+# kinds whose objects are counted per project (quotas, dfxdp/nb/quotas.py): each has an ownership
+# key /dfxdp/own/<project>/<kind>/<id> while it exists, and every create or delete of one rewrites
+# the index key /dfxdp/idx/project/<project>/<kind>, which a quota check guards
+COUNTED_KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule",
+                 "subnetpool")
 
 ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
@@ -27,7 +33,7 @@ def _owned_by(*owners: str) -> Callable[[dict], list]:
 
 # child kind -> parent kind -> the parent ids a child document names
 REFERENCES: dict[str, dict[str, Callable[[dict], Iterable[str | None]]]] = {
-    "subnet": {"network": lambda s: [s["network_id"]]},
+    "subnet": {"network": lambda s: [s["network_id"]], "subnetpool": lambda s: [s.get("subnetpool_id")]},
     "port": {
         "network": lambda p: [p["network_id"]],
         "subnet": lambda p: [f["subnet_id"] for f in p["fixed_ips"]],
@@ -65,3 +71,18 @@ def references(kind: str, doc: dict | None) -> set[tuple[str, str]]:
 def index_keys_of(kind: str, obj_id: str) -> list[str]:
     """Every index key an object of `kind` may be the parent of."""
     return [index_key(kind, obj_id, child) for child in CHILD_KINDS.get(kind, [])]
+
+
+def owned_prefix(project: str, kind: str) -> str:
+    return f"{OWN}{project}/{kind}/"
+
+
+def ownership_writes(kind: str, old: dict | None, new: dict | None) -> dict[str, bytes | None]:
+    """The ownership key and project index key a created (old None) or deleted (new None)
+    object of a counted kind writes; nothing for an update or an uncounted kind."""
+    if kind not in COUNTED_KINDS or (old is None) == (new is None):
+        return {}
+    doc = new or old
+    project, obj_id = doc.get("project_id") or "", doc["id"]
+    return {owned_prefix(project, kind) + obj_id: b"1" if new else None,
+            index_key("project", project, kind): obj_id.encode()}

@@ -76,12 +76,21 @@ def in_subnet(subnet: dict, address: str) -> bool:
     return ipaddress.ip_address(address) in ipaddress.ip_network(subnet["cidr"])
 
 
-def _pool_addresses(subnet: dict) -> Iterator[str]:
+def _pool_addresses(subnet: dict, first: int) -> Iterator[int]:
+    """The subnet's pool addresses from `first` on, as integers."""
     for pool in subnet["allocation_pools"]:
-        addr, end = ipaddress.ip_address(pool["start"]), ipaddress.ip_address(pool["end"])
-        while addr <= end:
-            yield str(addr)
-            addr += 1
+        start, end = int(ipaddress.ip_address(pool["start"])), int(ipaddress.ip_address(pool["end"]))
+        yield from range(max(start, first), end + 1)
+
+
+def _used(txn: Txn, subnet_id: str) -> set[int]:
+    """The subnet's addresses in use (as integers), read once per transaction and kept up to
+    date by this module's reservations and releases in it (a bulk create allocates many)."""
+    memo = ("ip-used", subnet_id)
+    if memo not in txn.memo:
+        txn.memo[memo] = {int(ipaddress.ip_address(k.rsplit("/", 1)[1]))
+                          for k in txn.keys_under(f"{ALLOC}ip/{subnet_id}/")}
+    return txn.memo[memo]
 
 
 def reserve(txn: Txn, subnet: dict, address: str, owner: str) -> None:
@@ -91,21 +100,32 @@ def reserve(txn: Txn, subnet: dict, address: str, owner: str) -> None:
     if not txn.reserve(ip_key(subnet["id"], address), owner):
         raise Conflict("IpAddressAlreadyAllocated",
                        f"IP address {address} already allocated in subnet {subnet['id']}")
+    _used(txn, subnet["id"]).add(int(ipaddress.ip_address(address)))
 
 
 def allocate(txn: Txn, subnet: dict, owner: str) -> str:
     """A free pool address of the subnet, reserved for owner.
 
     Picked at random among the first ALLOCATION_WINDOW free ones (as Neutron
-    does): concurrent creates on one subnet then rarely want the same address."""
-    used = {k.rsplit("/", 1)[1] for k in txn.keys_under(f"{ALLOC}ip/{subnet['id']}/")}
-    candidates = list(itertools.islice((a for a in _pool_addresses(subnet) if a not in used), ALLOCATION_WINDOW))
+    does): concurrent creates on one subnet then rarely want the same address.
+    Within a transaction the search resumes where the last one found its first free
+    address: every address before it was in use then (a release in between is only
+    skipped, never handed out twice)."""
+    used = _used(txn, subnet["id"])
+    resume = ("ip-resume", subnet["id"])
+    candidates = list(itertools.islice((n for n in _pool_addresses(subnet, txn.memo.get(resume, 0)) if n not in used),
+                                       ALLOCATION_WINDOW))
+    if candidates:
+        txn.memo[resume] = candidates[0]
     random.shuffle(candidates)
-    for address in candidates:
+    for number in candidates:
+        address = str(ipaddress.ip_address(number))
         if txn.reserve(ip_key(subnet["id"], address), owner):
+            used.add(number)
             return address
     raise Conflict("IpAddressGenerationFailure", f"no more IP addresses available in subnet {subnet['id']}")
 
 
 def release(txn: Txn, subnet_id: str, address: str) -> None:
     txn.release(ip_key(subnet_id, address))
+    _used(txn, subnet_id).discard(int(ipaddress.ip_address(address)))

@@ -49,6 +49,11 @@ def on_networks(field: str) -> Relation:
     return lambda doc, chassis, interest: doc.get(field) in interest.networks
 
 
+def nowhere(doc: dict, chassis: str, interest: Interest) -> bool:
+    """Objects of the API alone (subnet pools): no datapath reads them."""
+    return False
+
+
 def _network(doc: dict, chassis: str, interest: Interest) -> bool:
     return doc["id"] in interest.networks
 
@@ -129,6 +134,7 @@ KINDS: list[Kind] = [
     Kind("subnet", model.Subnet, "subnets", on_networks("network_id"), "subnets", cli="subnet",
          columns=("id", "name", "network_id", "cidr", "gateway_ip"),
          indexes=(field_index("network", "network_id"),)),
+    Kind("subnetpool", model.SubnetPool, "subnetpools", nowhere, "subnetpools"),
     Kind("port", model.Port, "ports", _port, "ports", cli="port",
          columns=("id", "name", "network_id", "mac_address", "fixed_ips", "binding:host_id", "status"),
          indexes=(field_index("network", "network_id"), field_index("owner", "device_owner"),

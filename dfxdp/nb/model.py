@@ -36,9 +36,10 @@ class Resource(Strict):
     key: int = 0
     created_at: str = ""
     updated_at: str = ""
+    tags: list[str] = []  # standard-attr-tag: changed through …/tags only (dfxdp/nb/tags.py)
 
     # Fields a client may set at create time / change later (service-owned ones excluded).
-    SERVER_OWNED: ClassVar[set[str]] = {"id", "revision_number", "key", "created_at", "updated_at"}
+    SERVER_OWNED: ClassVar[set[str]] = {"id", "revision_number", "key", "created_at", "updated_at", "tags"}
     IMMUTABLE: ClassVar[set[str]] = set()
 
 
@@ -86,19 +87,40 @@ class AllocationPool(Strict):
 
 class Subnet(Resource):
     network_id: str
-    cidr: SubnetCIDR
+    cidr: Optional[SubnetCIDR] = None  # none: allocated from its subnet pool (dfxdp/nb/families/subnetpools.py)
     ip_version: Literal[4, 6] = 4
+    subnetpool_id: Optional[str] = None
+    # create-only requests of subnet_allocation, dropped once the cidr is allocated
+    prefixlen: Optional[int] = Field(None, ge=0, le=128)
+    use_default_subnetpool: Bool = False
     gateway_ip: Optional[IP] | Literal[""] = ""  # "" = default (first address), None = no gateway
     allocation_pools: list[AllocationPool] = []
     dns_nameservers: list[IP] = []
     host_routes: list[Route] = []
     enable_dhcp: Bool = True
-    IMMUTABLE: ClassVar[set[str]] = {"network_id", "cidr", "ip_version"}
+    IMMUTABLE: ClassVar[set[str]] = {"network_id", "cidr", "ip_version", "subnetpool_id", "prefixlen",
+                                     "use_default_subnetpool"}
 
     @model_validator(mode="after")
     def _same_version(self) -> "Subnet":
-        validate.check_subnet_fields(self.model_dump())
+        if self.cidr is not None:  # else checked once its pool gave it one
+            validate.check_subnet_fields(self.model_dump())
         return self
+
+
+class SubnetPool(Resource):
+    """Neutron's subnet_allocation: prefixes subnets are allocated from (dfxdp/nb/families/subnetpools.py)."""
+
+    prefixes: Annotated[list[Prefix], Field(min_length=1)]
+    ip_version: int = 4  # of its prefixes
+    default_prefixlen: Optional[int] = Field(None, ge=0, le=128)  # none: min_prefixlen
+    min_prefixlen: Optional[int] = Field(None, ge=0, le=128)      # none: 8 (IPv4), 64 (IPv6)
+    max_prefixlen: Optional[int] = Field(None, ge=0, le=128)      # none: 32, 128
+    default_quota: Optional[int] = Field(None, ge=0)  # per project, in /32s (IPv4) or /64s (IPv6)
+    shared: Bool = False
+    is_default: Bool = False
+    address_scope_id: Optional[str] = None  # address scopes are not implemented: none exists
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"ip_version"}
 
 
 class FixedIP(Strict):

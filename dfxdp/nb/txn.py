@@ -22,9 +22,12 @@ from typing import Callable, TypeVar
 
 from .db.base import KV, Compare, Delete, Put, Store, StoreError
 from .errors import Conflict, not_found
-from .index import index_key, index_keys_of, references
+from .index import index_key, index_keys_of, ownership_writes, references
 
 NB = "/dfxdp/nb/"
+# rewritten by every transaction that writes NB objects: its mod revision is the store's as of
+# the last NB change (what a copy of the NB objects must have applied, dfxdp/nb/mirror.py)
+NB_REVISION = "/dfxdp/nb-revision"
 ALLOC = "/dfxdp/alloc/"
 MAX_ATTEMPTS = 20
 KEY_BLOCK = 64
@@ -42,11 +45,18 @@ def now() -> str:
 
 
 class Txn:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, attempt: int = 0):
         self.store = store
+        self.attempt = attempt  # of run_txn: 0 first, then each retry
+        # what modules derive from this txn's reads and keep up to date for the rest of it
+        # (e.g. a subnet's addresses in use, dfxdp/nb/ipam.py), so a bulk derives it once
+        self.memo: dict = {}
         self._compares: dict[str, int] = {}  # key -> the mod revision it must still have (0: absent)
         self._unchanged_since: dict[str, int] = {}  # index key -> a revision it must not be written after
         self._writes: dict[str, bytes | None] = {}  # None = delete
+        # the same writes by directory (a key up to its last "/"): the lists and key sets
+        # below apply this txn's writes under a prefix without scanning all of them
+        self._writes_in: dict[str, dict[str, bytes | None]] = {}
         self._committed: list[Callable[[int], None]] = []
         self._conflicted: list[Callable[[], None]] = []
         # Everything this txn read (None: absent) and every prefix it read whole with the
@@ -96,12 +106,26 @@ class Txn:
             raise not_found(kind, obj_id or "(none)")
         return doc
 
+    def _write(self, key: str, value: bytes | None) -> None:
+        self._writes[key] = value
+        self._writes_in.setdefault(key[:key.rindex("/") + 1], {})[key] = value
+
+    def _written_under(self, prefix: str) -> dict[str, bytes | None]:
+        """This txn's writes of keys under prefix."""
+        found: dict[str, bytes | None] = {}
+        for directory, writes in self._writes_in.items():
+            if directory.startswith(prefix):
+                found.update(writes)
+            elif prefix.startswith(directory):
+                found.update((k, v) for k, v in writes.items() if k.startswith(prefix))
+        return found
+
     def list(self, kind: str) -> list[dict]:
         """Every object of a kind, with this txn's own writes applied. Not guarded as a
         list: for views; a check that decides a write reads `children` instead."""
         prefix = f"{NB}{kind}/"
         found = {kv.key: kv.value for kv in self._range(prefix)[0]}
-        found.update((key, value) for key, value in self._writes.items() if key.startswith(prefix))
+        found.update(self._written_under(prefix))
         return [json.loads(v) for v in found.values() if v]
 
     def children(self, kind: str, parent_kind: str, parent_id: str) -> list[dict]:
@@ -116,41 +140,58 @@ class Txn:
         idx = index_key(parent_kind, parent_id, kind)
         self._unchanged_since[idx] = min(revision, self._unchanged_since.get(idx, revision))
         found = {kv.key: kv.value for kv in kvs}
-        found.update((key, value) for key, value in self._writes.items() if key.startswith(prefix))
+        found.update(self._written_under(prefix))
         docs = (json.loads(value) for value in found.values() if value is not None)
         return [doc for doc in docs if (parent_kind, parent_id) in references(kind, doc)]
 
+    def count_guarded(self, prefix: str, idx: str) -> int:
+        """How many keys are under prefix, guarded as a list by the index key idx (every write
+        that adds or removes one rewrites idx): the commit fails if the count changed since."""
+        _kvs, revision = self._range(prefix)
+        self._unchanged_since[idx] = min(revision, self._unchanged_since.get(idx, revision))
+        return len(self.keys_under(prefix))
+
     def keys_under(self, prefix: str) -> set[str]:
         keys = {kv.key for kv in self._range(prefix)[0]}
-        keys |= {k for k, v in self._writes.items() if k.startswith(prefix) and v is not None}
-        return keys - {k for k, v in self._writes.items() if v is None}
+        written = self._written_under(prefix)
+        keys |= {k for k, v in written.items() if v is not None}
+        return keys - {k for k, v in written.items() if v is None}
 
     def put(self, kind: str, obj: dict) -> None:
         """Store obj: an update if this txn read it, else a new object."""
-        self._writes[obj_key(kind, obj["id"])] = json.dumps(obj, sort_keys=True).encode()
+        self._write(obj_key(kind, obj["id"]), json.dumps(obj, sort_keys=True).encode())
 
     def delete(self, kind: str, obj_id: str) -> None:
         self.get_raw(obj_key(kind, obj_id))  # guard: it must not change under us
-        self._writes[obj_key(kind, obj_id)] = None
+        self._write(obj_key(kind, obj_id), None)
 
     def reserve(self, key: str, owner: str) -> bool:
         """Claim `key` for owner; False when someone holds it already."""
         if self.get_raw(key) is not None:
             return False
-        self._writes[key] = owner.encode()
+        self._write(key, owner.encode())
         return True
+
+    def reserve_unread_first(self, key: str, owner: str) -> bool:
+        """reserve(), but on a transaction's first attempt without reading the key: it is
+        claimed (guarded as absent), so a taken one fails the commit, and the retry reads
+        it and answers. For keys rarely taken (a port's DNS names), one round trip fewer."""
+        if self.attempt == 0 and key not in self._seen and key not in self._writes:
+            self.claim(key, owner)
+            return True
+        return self.reserve(key, owner)
 
     def claim(self, key: str, owner: str) -> None:
         """Reserve a key believed free (a random MAC) without reading it first: if
         someone holds it, the commit fails and run_txn starts over with a fresh pick."""
         self._compares.setdefault(key, 0)
-        self._writes[key] = owner.encode()
+        self._write(key, owner.encode())
 
     def release(self, key: str) -> None:
-        self._writes[key] = None
+        self._write(key, None)
 
     def set_raw(self, key: str, value: bytes) -> None:
-        self._writes[key] = value
+        self._write(key, value)
 
     def on_commit(self, callback: Callable[[int], None]) -> None:
         """Run callback(revision) once this transaction's writes are in the store."""
@@ -174,6 +215,7 @@ class Txn:
             new = json.loads(value) if value is not None else None
             for parent_kind, parent_id in references(kind, old) | references(kind, new):
                 writes[index_key(parent_kind, parent_id, kind)] = obj_id.encode()
+            writes.update(ownership_writes(kind, old, new))
             if before and value is None:
                 gone += index_keys_of(kind, obj_id)
         writes.update(dict.fromkeys(gone))
@@ -190,6 +232,8 @@ class Txn:
 
     def commit(self) -> int | None:
         writes = {**self._writes, **self._index_writes()}
+        if any(key.startswith(NB) for key in self._writes):
+            writes[NB_REVISION] = b""
         ops = [Put(k, v) if v is not None else Delete(k) for k, v in writes.items()]
         revision = self._settle(self.store.txn(self._guards(), ops))
         if revision is not None:
@@ -213,7 +257,7 @@ def run_txn(store: Store, body: Callable[[Txn], T]) -> T:
     Writers that collided back off for a random, growing moment, so they do
     not collide again in lockstep."""
     for attempt in range(MAX_ATTEMPTS):
-        txn = Txn(store)
+        txn = Txn(store, attempt)
         try:
             result = body(txn)
         except StoreError:

@@ -10,7 +10,7 @@ import json
 from collections import Counter
 
 from dfxdp.nb.db.base import Store
-from dfxdp.nb.index import IDX, references
+from dfxdp.nb.index import COUNTED_KINDS, IDX, OWN, owned_prefix, references
 from dfxdp.nb.txn import ALLOC, NB
 
 RULE_IDENTITY = ("security_group_id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
@@ -40,6 +40,7 @@ def problems(store: Store) -> list[str]:
     found += _duplicate_rules(objects)
     found += _reservations(objects, other)
     found += _stale_index_keys(objects, other)
+    found += _ownership(objects, other)
     return found
 
 
@@ -113,6 +114,15 @@ def _stale_index_keys(objects: dict, other: dict) -> list[str]:
     for key in other:
         if key.startswith(IDX):
             parent_kind, parent_id, _child = key[len(IDX):].split("/")
-            if parent_id not in objects.get(parent_kind, {}):
+            if parent_kind != "project" and parent_id not in objects.get(parent_kind, {}):  # projects: Keystone's
                 found.append(f"index key {key} outlived its object")
     return found
+
+
+def _ownership(objects: dict, other: dict) -> list[str]:
+    """Every object of a counted kind has its ownership key (quotas), and every key its object."""
+    expected = {owned_prefix(doc.get("project_id") or "", kind) + doc["id"]
+                for kind in COUNTED_KINDS for doc in objects.get(kind, {}).values()}
+    held = {key for key in other if key.startswith(OWN)}
+    return [f"{key}: no ownership key" for key in sorted(expected - held)] + \
+        [f"{key}: ownership key of no object" for key in sorted(held - expected)]

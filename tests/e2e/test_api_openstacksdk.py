@@ -156,3 +156,35 @@ def test_token_protects_the_api(tmp_path):
         assert ok.status_code == 200 and ok.json() == {"networks": []}
     finally:
         srv.close()
+
+
+def test_tags_quotas_and_subnet_pools_through_openstacksdk(server):
+    c = server.connect()
+    net = c.network.create_network(name="tagged")
+    c.network.set_tags(net, ["red", "blue"])
+    net.add_tag(c.network, "green")
+    assert set(c.network.get_network(net.id).tags) == {"red", "blue", "green"}
+    assert net.check_tag(c.network, "red")
+    net.remove_tag(c.network, "red")
+    assert [n.name for n in c.network.networks(tags="blue,green")] == ["tagged"]
+    assert [n.name for n in c.network.networks(any_tags="red")] == []
+    assert [n.name for n in c.network.networks(not_tags="blue")] == []
+
+    c.network.update_quota("p1", networks=1)
+    assert c.network.get_quota("p1").networks == 1
+    details = c.network.get_quota("p1", details=True)
+    assert details.networks == {"limit": 1, "used": 0, "reserved": 0}
+    c.network.create_network(name="one", project_id="p1")
+    with pytest.raises(openstack.exceptions.ConflictException, match="Quota exceeded for resources"):
+        c.network.create_network(name="two", project_id="p1")
+    c.network.delete_quota("p1")
+    assert c.network.get_quota("p1").networks == 100
+
+    pool = c.network.create_subnet_pool(name="pool", prefixes=["10.140.0.0/16"], default_prefixlen=24)
+    assert pool.minimum_prefix_length == 8 and pool.ip_version == 4
+    subnet = c.network.create_subnet(network_id=net.id, subnet_pool_id=pool.id, prefixlen=25, ip_version=4)
+    assert subnet.cidr == "10.140.0.0/25" and subnet.subnet_pool_id == pool.id
+    ports = c.network.ports(fixed_ips=["ip_address_substr=10.140.0."])
+    assert [p.device_owner for p in ports] == ["network:dhcp"]
+    c.network.delete_subnet(subnet)
+    c.network.delete_subnet_pool(pool)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from dfxdp.nb.db import open_store
+from dfxdp.nb.quotas import DEFAULTS as DEFAULT_QUOTAS
 from dfxdp.testing.nb_integrity import load, problems
 from tests.fixtures.etcd import etcd  # noqa: F401 - fixture
 from tests.fixtures.server import ServerProcess
@@ -84,6 +85,9 @@ def race(request, tmp_path):
     try:
         servers += [ServerProcess(url), ServerProcess(url)]
         r = Race(url, servers)
+        # the rounds make more routers, groups and rules than Neutron's default quotas allow
+        status, _ = r.setup.call("PUT", "/quotas/dfxdp", {"quota": {kind: -1 for kind in DEFAULT_QUOTAS}})
+        assert status == 200
         yield r
         r.close()
     finally:

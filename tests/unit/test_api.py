@@ -152,6 +152,24 @@ def test_fixed_ips_filters(client):
     assert client.get("/v2.0/ports?fixed_ips=ip_address=10.3.0.9").json()["ports"] == []
 
 
+def test_ip_substring_filtering(client):
+    net = client.post("/v2.0/networks", json={"network": {}}).json()["network"]
+    sub = client.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.4.0.0/24",
+                                                        "enable_dhcp": False}}).json()["subnet"]
+    for address in ("10.4.0.17", "10.4.0.71", "10.4.0.5"):
+        client.post("/v2.0/ports", json={"port": {"network_id": net["id"], "name": address,
+                                                  "fixed_ips": [{"ip_address": address}]}})
+
+    def names(*params) -> list[str]:
+        return sorted(p["name"] for p in client.get("/v2.0/ports", params=list(params)).json()["ports"])
+
+    assert names(("fixed_ips", "ip_address_substr=7")) == ["10.4.0.17", "10.4.0.71"]
+    assert names(("fixed_ips", "ip_address_substr=.71")) == ["10.4.0.71"]
+    assert names(("fixed_ips", "ip_address_substr=10.4"), ("fixed_ips", f"subnet_id={sub['id']}")) == \
+        ["10.4.0.17", "10.4.0.5", "10.4.0.71"]
+    assert names(("fixed_ips", "ip_address_substr=10.5")) == []
+
+
 def test_a_string_stored_before_bodies_were_checked_still_renders(client):
     """A name with a lone surrogate (stored by an older server) must not break every list."""
     net = client.post("/v2.0/networks", json={"network": {"name": "x"}}).json()["network"]
@@ -214,6 +232,9 @@ EXTENSION_ATTRIBUTES = {
     "standard-attr-revisions": ("routers", "revision_number"), "project-id": ("security-groups", "project_id"),
     "pagination": (None, None), "sorting": (None, None), "agent": (None, None),
     "dns-integration": ("ports", "dns_assignment"), "extra_dhcp_opt": ("ports", "extra_dhcp_opts"),
+    "standard-attr-tag": ("subnets", "tags"), "tag": ("networks", "tags"), "ip-substring-filtering": (None, None),
+    "quotas": (None, None), "quota_details": (None, None), "subnet_allocation": ("subnets", "subnetpool_id"),
+    "default-subnetpools": (None, None),
 }
 
 

@@ -29,10 +29,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 REFERENCES = {"network_id": "network", "floating_network_id": "network", "subnet_id": "subnet",
               "vip_subnet_id": "subnet", "security_group_id": "security_group", "remote_group_id": "security_group",
               "port_id": "port", "router_id": "router", "loadbalancer_id": "loadbalancer",
-              "listener_id": "listener", "pool_id": "pool", "default_pool_id": "pool"}
+              "listener_id": "listener", "pool_id": "pool", "default_pool_id": "pool", "subnetpool_id": "subnetpool"}
 # a collection's URL segment -> its kind
-KINDS = {"networks": "network", "subnets": "subnet", "ports": "port", "routers": "router",
-         "security-groups": "security_group", "security-group-rules": "security_group_rule",
+KINDS = {"networks": "network", "subnets": "subnet", "subnetpools": "subnetpool", "ports": "port",
+         "routers": "router", "security-groups": "security_group", "security-group-rules": "security_group_rule",
          "floatingips": "floatingip", "loadbalancers": "loadbalancer", "listeners": "listener", "pools": "pool",
          "members": "member", "healthmonitors": "healthmonitor"}
 
@@ -42,6 +42,7 @@ def _seed() -> None:
     ext = SERVICE.create("network", {"name": "ext", "router:external": True})
     SERVICE.create("subnet", {"network_id": ext["id"], "cidr": "198.51.100.0/24"})
     net = SERVICE.create("network", {"name": "net"})
+    SERVICE.create("subnetpool", {"name": "pool", "prefixes": ["10.200.0.0/16"], "default_prefixlen": 24})
     subnet = SERVICE.create("subnet", {"network_id": net["id"], "cidr": "10.20.0.0/24"})
     router = SERVICE.create("router", {"external_gateway_info": {"network_id": ext["id"]}})
     SERVICE.add_router_interface(router["id"], {"subnet_id": subnet["id"]})

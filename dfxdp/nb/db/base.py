@@ -10,6 +10,7 @@ above (NB service, agent cache) never know which backend they talk to.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator, Literal, Sequence, Union
 
@@ -40,6 +41,16 @@ class Event:
     key: str
     value: bytes | None  # None for deletes
     revision: int
+    # no more events of this revision follow (a transaction's writes share one revision):
+    # what a consumer has applied up to here is the store as of `revision`
+    complete: bool = True
+
+
+def mark_complete(events: list[Event]) -> list[Event]:
+    """Events of whole transactions, in order, each marked complete if it is the last of its
+    revision."""
+    return [dataclasses.replace(ev, complete=i + 1 == len(events) or events[i + 1].revision != ev.revision)
+            for i, ev in enumerate(events)]
 
 
 @dataclass(frozen=True)

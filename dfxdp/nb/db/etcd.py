@@ -17,12 +17,13 @@ from etcd3gw import exceptions as etcd_exc
 from etcd3gw.client import Etcd3Client
 from etcd3gw.utils import _decode, _encode, _increment_last_byte
 
-from .base import KV, CompactedError, Compare, Event, Op, Put, Store, StoreError, Watch
+from .base import KV, CompactedError, Compare, Event, Op, Put, Store, StoreError, Watch, mark_complete
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10
 RECONNECT_BACKOFF_MAX = 2.0
+WATCH_CHUNK_BYTES = 1 << 16  # at most this much read at once; a chunked stream yields each chunk as it comes
 
 
 def parse_endpoints(url: str) -> list[tuple[str, int]]:
@@ -47,6 +48,33 @@ def _kv(raw: dict) -> KV:
     value = raw.get("value")  # the gateway omits empty values
     return KV(_decode(raw["key"]).decode(), _decode(value) if value else b"",
               int(raw.get("create_revision", 0)), int(raw.get("mod_revision", 0)))
+
+
+def _event(raw: dict) -> Event:
+    kv = raw["kv"]
+    revision = int(kv["mod_revision"])
+    if raw.get("type") == "DELETE":  # PUT is the default, omitted in JSON
+        return Event("delete", _decode(kv["key"]).decode(), None, revision)
+    parsed = _kv(kv)
+    return Event("put", parsed.key, parsed.value, revision)
+
+
+def _lines(resp: requests.Response) -> Iterator[bytes]:
+    """The stream's lines (one watch response each), as they arrive. Linear in a line's size:
+    requests' iter_lines joins every chunk to what is pending, quadratic in a large line (the
+    events of a bulk transaction, megabytes), so a watcher would fall behind for minutes."""
+    parts: list[bytes] = []
+    for chunk in resp.iter_content(chunk_size=WATCH_CHUNK_BYTES):
+        while True:
+            end = chunk.find(b"\n")
+            if end < 0:
+                parts.append(chunk)
+                break
+            parts.append(chunk[:end])
+            yield b"".join(parts)
+            parts, chunk = [], chunk[end + 1:]
+    if parts:
+        yield b"".join(parts)
 
 
 class _EtcdWatch(Watch):
@@ -85,21 +113,14 @@ class _EtcdWatch(Watch):
                 resp.close()
                 return
             try:
-                for line in resp.iter_lines():
+                for line in _lines(resp):
                     if not line.strip():
                         continue
                     result = json.loads(line).get("result", {})
                     if int(result.get("compact_revision", 0)):
                         raise CompactedError(int(result["compact_revision"]) - 1)
-                    for raw in result.get("events", []):
-                        kv = raw["kv"]
-                        rev = int(kv["mod_revision"])
-                        if raw.get("type") == "DELETE":  # PUT is the default, omitted in JSON
-                            event = Event("delete", _decode(kv["key"]).decode(), None, rev)
-                        else:
-                            parsed = _kv(kv)
-                            event = Event("put", parsed.key, parsed.value, rev)
-                        self._next = rev + 1
+                    for event in mark_complete([_event(raw) for raw in result.get("events", [])]):
+                        self._next = event.revision + 1
                         backoff = 0.05
                         yield event
             except (requests.RequestException, ValueError, AttributeError) as exc:

@@ -5,7 +5,7 @@ import bisect
 import threading
 from typing import Iterator, Sequence
 
-from .base import KV, CompactedError, Compare, Delete, Event, Op, Put, Store, Watch
+from .base import KV, CompactedError, Compare, Delete, Event, Op, Put, Store, Watch, mark_complete
 
 
 class _MemoryWatch(Watch):
@@ -28,7 +28,7 @@ class _MemoryWatch(Watch):
                     store._cond.wait()
                 if self._cancelled:
                     return
-            for ev in pending:
+            for ev in mark_complete(pending):
                 self._next = ev.revision + 1
                 yield ev
 

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from typing import Iterator, Sequence
 
-from .base import KV, CompactedError, Compare, Delete, Event, Op, Put, Store, StoreError, Watch
+from .base import KV, CompactedError, Compare, Delete, Event, Op, Put, Store, StoreError, Watch, mark_complete
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL,
@@ -46,11 +46,11 @@ class _SqliteWatch(Watch):
                 rows = conn.execute(
                     "SELECT rev, type, key, value FROM events WHERE rev >= ? AND key >= ? AND key < ?"
                     " ORDER BY rev, seq", (self._next, self._prefix, _prefix_end(self._prefix))).fetchall()
-                for rev, kind, key, value in rows:
+                for event in mark_complete([Event(kind, key, value, rev) for rev, kind, key, value in rows]):
                     if self._cancelled.is_set():
                         return
-                    self._next = rev + 1
-                    yield Event(kind, key, value, rev)
+                    self._next = event.revision + 1
+                    yield event
                 if not rows:
                     self._store._changed.wait(POLL_INTERVAL)
         finally:

@@ -8,6 +8,7 @@ from .. import dns, ipam, segments, validate
 from ..errors import Conflict
 from ..index import FLOATINGIP_OWNER
 from ..txn import Txn, now
+from . import subnetpools
 from .base import Family, Hooks
 from .ports import DHCP_OWNER
 
@@ -63,6 +64,8 @@ class Networks(Family):
 
     def _create_subnet(self, txn: Txn, subnet: dict) -> None:
         txn.require("network", subnet["network_id"])
+        subnetpools.allocate(txn, subnet, txn.children("subnet", "network", subnet["network_id"]))
+        validate.check_subnet_fields(subnet)
         net = ipaddress.ip_network(subnet["cidr"])
         if subnet["gateway_ip"] == "":
             subnet["gateway_ip"] = ipam.default_gateway(subnet["cidr"]) if net.num_addresses > 2 else None
@@ -74,6 +77,8 @@ class Networks(Family):
         self.nb.ports.sync_dhcp_port(txn, subnet["network_id"], subnet["project_id"])
 
     def _update_subnet(self, txn: Txn, old: dict, new: dict) -> None:
+        for create_only in ("prefixlen", "use_default_subnetpool"):  # requests of subnet_allocation
+            new.pop(create_only, None)
         if new["gateway_ip"] == "":
             new["gateway_ip"] = old["gateway_ip"]
         validate.check_gateway(new, old, lambda address: (txn.get_raw(ipam.ip_key(new["id"], address))

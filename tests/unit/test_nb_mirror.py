@@ -1,0 +1,95 @@
+"""The API server's watched copy of the NB objects (dfxdp/nb/mirror.py): a list through it
+shows every write that committed before the request, on the memory and sqlite stores."""
+import pytest
+
+from dfxdp.nb.db import open_store
+from dfxdp.nb.db.base import KV
+from dfxdp.nb.mirror import Mirror
+from dfxdp.nb.service import NBService
+from dfxdp.nb.txn import NB_REVISION
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    return open_store("memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/nb.db")
+
+
+def test_lists_through_the_mirror_show_every_committed_write(store):
+    service = NBService(store, mirror=True)
+    try:
+        writer = NBService(store)  # another server's writes reach it through the store
+        names = []
+        for i in range(5):
+            net = (service if i % 2 else writer).create("network", {"name": f"n{i}"})
+            names.append(net["name"])
+            assert sorted(n["name"] for n in service.list("network")) == names  # at once, not eventually
+        writer.update("network", net["id"], {"name": "renamed"})
+        assert service.list("network", {"id": [net["id"]]})[0]["name"] == "renamed"
+        writer.set_tags("network", net["id"], lambda _tags: ["t"])
+        assert service.list("network", {"tags": ["t"]})[0]["id"] == net["id"]
+        writer.delete("network", net["id"])
+        assert net["id"] not in {n["id"] for n in service.list("network")}
+        writer.quotas.update("p1", {"port": 1})  # a write outside NB objects: lists need not wait for it
+        assert len(service.list("network")) == 4 and service.mirror.list("network", list) is not None
+        listed = service.list("network")
+        listed[0]["name"] = "changed by a caller"
+        assert "changed by a caller" not in {n["name"] for n in service.list("network")}  # callers get copies
+    finally:
+        service.mirror.close()
+
+
+def test_what_a_list_makes_is_kept_until_the_next_change():
+    store = open_store("memory://")
+    mirror = Mirror(store)
+    made = []
+
+    def shown(docs):
+        made.append(len(docs))
+        return sorted(docs, key=lambda d: d["name"])
+
+    try:
+        service = NBService(store)
+        service.create("network", {"name": "b"})
+        service.create("network", {"name": "a"})
+        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b"]
+        first = mirror.list("network", shown)
+        first[0]["name"] = "changed by a caller"
+        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b"] and made == [2]
+        service.create("network", {"name": "c"})
+        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b", "c"] and made == [2, 3]
+    finally:
+        mirror.close()
+
+
+def test_a_mirror_that_cannot_catch_up_answers_none(monkeypatch):
+    store = open_store("memory://")
+    mirror = Mirror(store)
+    try:
+        assert mirror.list("network", list) == []
+        monkeypatch.setattr("dfxdp.nb.mirror.WAIT_SECONDS", 0.05)
+        marker = KV(NB_REVISION, b"", 1, mirror._revision + 1000)  # ahead of every event
+        monkeypatch.setattr(store, "get", lambda key: marker)
+        assert mirror.list("network", list) is None
+    finally:
+        mirror.close()
+
+
+def test_etcd_watch_lines_are_split_wherever_chunks_end():
+    from dfxdp.nb.db.etcd import _lines
+
+    class Response:
+        def __init__(self, chunks):
+            self.chunks = chunks
+
+        def iter_content(self, chunk_size):
+            return iter(self.chunks)
+
+    big = b"x" * 300000
+    chunks = [b'{"a":', b'1}\n{"b"', b":2}\n", big[:1000], big[1000:] + b"\n\n", b'{"c":3}']
+    assert list(_lines(Response(chunks))) == [b'{"a":1}', b'{"b":2}', big, b"", b'{"c":3}']
+
+
+def test_events_of_one_transaction_are_complete_only_at_their_last():
+    from dfxdp.nb.db.base import Event, mark_complete
+    events = mark_complete([Event("put", "/a", b"1", 5), Event("put", "/b", b"2", 5), Event("delete", "/c", None, 6)])
+    assert [e.complete for e in events] == [False, True, True]
