@@ -3,6 +3,7 @@
 #define DFXDP_LIB_PIPELINE_H
 
 #include "stats.h"
+#include "vlan.h"
 
 static __always_inline struct pkt_meta *pkt_meta_get(void)
 {
@@ -30,11 +31,16 @@ static __always_inline void stage_enter(struct xdp_md *ctx, struct pkt_meta *m, 
 		m->stages_seen |= 1u << stage;
 }
 
-/* Send the (rewritten) frame back where it came from. Not XDP_TX: on a veth,
+/* Send the (rewritten) frame back where it came from (with the VLAN tag it
+ * came with, bpf/lib/vlan.h). Not XDP_TX: on a veth,
  * XDP_TX only reaches the peer when the peer runs an XDP program itself, while
  * a redirect needs just NAPI (GRO) there — measured on 6.18. */
 static __always_inline int reply_to_sender(struct xdp_md *ctx, struct pkt_meta *m)
 {
+	int err = (m->flags & PKT_F_VLAN) ? vlan_push(ctx, m->in_ifindex, m->net_key) : 0;
+
+	if (err)
+		return verdict(ctx, m, XDP_DROP, err);
 	m->out_ifindex = m->in_ifindex;
 	return verdict(ctx, m, bpf_redirect(m->in_ifindex, 0), DROP_REDIRECT_FAILED);
 }
