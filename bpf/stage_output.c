@@ -73,7 +73,9 @@ int stage_output(struct xdp_md *ctx)
 	stage_enter(ctx, m, STAGE_OUTPUT);
 	if (m->flags & PKT_F_DST_LOCAL) {
 		/* routed out by an external NIC into a VLAN network: tagged (bpf/lib/vlan.h) */
-		err = (m->flags & PKT_F_ROUTED) ? vlan_push(ctx, m->out_ifindex, m->net_key) : 0;
+		__u32 *vid = (m->flags & PKT_F_ROUTED) ? vlan_of(m->out_ifindex, m->net_key) : NULL;
+
+		err = vid ? vlan_push(ctx, *vid) : 0;
 		if (err)
 			return verdict(ctx, m, XDP_DROP, err);
 		return verdict(ctx, m, bpf_redirect(m->out_ifindex, 0), DROP_REDIRECT_FAILED);

@@ -65,7 +65,7 @@ enum dfxdp_drop_reason {
 	DROP_PUNT_TOO_BIG = 23,    /* longer than PUNT_FRAME_MAX: not worth handing up */
 	DROP_LB_NO_MEMBER = 24,    /* a new flow to a VIP whose pool has no member up */
 	DROP_LB_NO_FLOW = 25,      /* a member's answer sent to a floating IP's chassis that holds no flow for it */
-	DROP_VLAN_UNKNOWN = 26,    /* 802.1Q/802.1ad-tagged on an external NIC, no network of that VLAN here */
+	DROP_VLAN_UNKNOWN = 26,    /* 802.1Q/802.1ad-tagged on an external NIC, no network of that VLAN here (bpf/lib/vlan.h) */
 	DROP_REASON_MAX = 27,
 };
 

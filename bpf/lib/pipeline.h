@@ -15,6 +15,12 @@ static __always_inline struct pkt_meta *pkt_meta_get(void)
 /* Every frame leaves the pipeline through here, so verdicts are always counted. */
 static __always_inline int verdict(struct xdp_md *ctx, struct pkt_meta *m, int action, __u32 reason)
 {
+	/* the kernel gets a frame of a VLAN network as it came: tagged */
+	if (action == XDP_PASS && m && (m->flags & PKT_F_VLAN)) {
+		reason = vlan_retag(ctx, m);
+		if (reason)
+			action = XDP_DROP;
+	}
 	if (action == XDP_DROP || action == XDP_ABORTED) {
 		count(&drop_stats, reason, ctx);
 		if (m)
@@ -37,7 +43,7 @@ static __always_inline void stage_enter(struct xdp_md *ctx, struct pkt_meta *m, 
  * a redirect needs just NAPI (GRO) there — measured on 6.18. */
 static __always_inline int reply_to_sender(struct xdp_md *ctx, struct pkt_meta *m)
 {
-	int err = (m->flags & PKT_F_VLAN) ? vlan_push(ctx, m->in_ifindex, m->net_key) : 0;
+	int err = (m->flags & PKT_F_VLAN) ? vlan_retag(ctx, m) : 0;
 
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);

@@ -30,9 +30,9 @@ struct vlan_tag {
 };
 
 /* A frame that entered by an external NIC: an untagged one stays in the NIC's
- * flat network (m->net_key); a tagged one (802.1Q, or an 802.1ad outer tag)
- * moves to the network of its VLAN, untagged, or is dropped when no network
- * here claims that VLAN (fail closed: it is no network's). 0 or a drop reason. */
+ * flat network (m->net_key); an 802.1Q-tagged one moves to the network of its
+ * VLAN, untagged, or is dropped when no network here claims that VLAN (fail
+ * closed: it is no network's), as is any 802.1ad one. 0 or a drop reason. */
 static __always_inline int vlan_pop(struct xdp_md *ctx, struct pkt_meta *m)
 {
 	struct ext_vlan_key key = { .ifindex = m->in_ifindex };
@@ -44,7 +44,9 @@ static __always_inline int vlan_pop(struct xdp_md *ctx, struct pkt_meta *m)
 	eth = frame_at(ctx, 0, sizeof(*eth));
 	if (!eth)
 		return DROP_TRUNCATED;
-	if (eth->h_proto != bpf_htons(ETH_P_8021Q) && eth->h_proto != bpf_htons(ETH_P_8021AD))
+	if (eth->h_proto == bpf_htons(ETH_P_8021AD))
+		return DROP_VLAN_UNKNOWN; /* an 802.1ad service tag: networks are 802.1Q VLANs */
+	if (eth->h_proto != bpf_htons(ETH_P_8021Q))
 		return 0;
 	eth = frame_at(ctx, 0, sizeof(*eth) + sizeof(*tag));
 	if (!eth)
@@ -67,20 +69,21 @@ static __always_inline int vlan_pop(struct xdp_md *ctx, struct pkt_meta *m)
 	return 0;
 }
 
-/* A frame about to leave by `ifindex` in network `net_key`: the network's tag
- * pushed when it is a VLAN network of that NIC, else untouched (flat networks,
- * taps). 0 or a drop reason. */
-static __always_inline int vlan_push(struct xdp_md *ctx, __u32 ifindex, __u32 net_key)
+/* The VLAN id network `net_key` has on NIC `ifindex`, NULL for flat networks and taps. */
+static __always_inline __u32 *vlan_of(__u32 ifindex, __u32 net_key)
 {
 	struct ext_vlan_key key = { .ifindex = ifindex, .id = net_key };
+
+	return bpf_map_lookup_elem(&ext_vlan_out, &key);
+}
+
+/* Push an 802.1Q tag with VLAN id `vid` in front of the frame's ethertype. 0 or a drop reason. */
+static __always_inline int vlan_push(struct xdp_md *ctx, __u32 vid)
+{
 	struct vlan_tag *tag;
 	struct ethhdr *eth;
 	__u8 macs[12];
-	__u32 *vid;
 
-	vid = bpf_map_lookup_elem(&ext_vlan_out, &key);
-	if (!vid)
-		return 0;
 	eth = frame_at(ctx, 0, sizeof(*eth));
 	if (!eth)
 		return DROP_TRUNCATED;
@@ -94,8 +97,21 @@ static __always_inline int vlan_push(struct xdp_md *ctx, __u32 ifindex, __u32 ne
 	__builtin_memcpy(eth, macs, sizeof(macs));
 	eth->h_proto = bpf_htons(ETH_P_8021Q);
 	tag = (void *)(eth + 1);
-	tag->tci = bpf_htons(*vid & VLAN_VID_MASK);
+	tag->tci = bpf_htons(vid & VLAN_VID_MASK);
 	return 0;
+}
+
+/* A frame that came tagged (PKT_F_VLAN) going back out of its NIC, or to the
+ * kernel: it gets its network's tag again. One whose network is no VLAN of
+ * that NIC any more (routed on, or the mapping just went) is dropped rather
+ * than handed over untagged, into the flat network. 0 or a drop reason. */
+static __always_inline int vlan_retag(struct xdp_md *ctx, struct pkt_meta *m)
+{
+	__u32 *vid = vlan_of(m->in_ifindex, m->net_key);
+
+	if (!vid)
+		return DROP_VLAN_UNKNOWN;
+	return vlan_push(ctx, *vid);
 }
 
 #endif
