@@ -39,6 +39,15 @@ int xdp_port(struct xdp_md *ctx)
 		return verdict(ctx, m, XDP_PASS, DROP_NONE);
 	m->net_key = port->net_key;
 	m->src_port_key = port->port_key;
+	if (port->flags & IF_F_EXTERNAL) {
+		err = vlan_pop(ctx, m);
+		if (err)
+			return verdict(ctx, m, XDP_DROP, err);
+		if (!m->net_key) /* untagged on a NIC without a flat network: the kernel's */
+			return verdict(ctx, m, XDP_PASS, DROP_NONE);
+		if ((m->flags & PKT_F_VLAN) && (err = parse_frame(ctx, &v))) /* what the tag carried */
+			return verdict(ctx, m, XDP_DROP, err);
+	}
 	return next_stage(ctx, m, 0);
 }
 

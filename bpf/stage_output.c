@@ -71,8 +71,15 @@ int stage_output(struct xdp_md *ctx)
 	if (!m)
 		return XDP_ABORTED;
 	stage_enter(ctx, m, STAGE_OUTPUT);
-	if (m->flags & PKT_F_DST_LOCAL)
+	if (m->flags & PKT_F_DST_LOCAL) {
+		/* routed out by an external NIC into a VLAN network: tagged (bpf/lib/vlan.h) */
+		__u32 *vid = (m->flags & PKT_F_ROUTED) ? vlan_of(m->out_ifindex, m->net_key) : NULL;
+
+		err = vid ? vlan_push(ctx, *vid) : 0;
+		if (err)
+			return verdict(ctx, m, XDP_DROP, err);
 		return verdict(ctx, m, bpf_redirect(m->out_ifindex, 0), DROP_REDIRECT_FAILED);
+	}
 	if (m->flags & PKT_F_DST_REMOTE) {
 		ep = bpf_map_lookup_elem(&tunnel_endpoints, &m->tunnel_dst);
 		if (!ep)

@@ -50,8 +50,7 @@ class AgentConfig:
     underlay: str
     db_url: str
     bpffs: str
-    external_interface: str | None = None  # the NIC of bridge_mappings (the datapath carries one)
-    bridge_mappings: dict[str, str] = field(default_factory=dict)  # physnet -> NIC, shown on /v2.0/agents
+    bridge_mappings: dict[str, str] = field(default_factory=dict)  # physnet -> NIC of its external networks
     metrics_listen: str | None = None
     xdp_mode: str = "native"
     ovsdb: str | None = None  # the OVS fallback's database; None: no fallback
@@ -93,8 +92,7 @@ class Agent:
     def start(self) -> None:
         cfg = self.config
         self.underlay_ifindex, self.underlay_mac = link_mac(cfg.underlay)
-        self.external_ifindex, self.external_mac = (link_mac(cfg.external_interface)
-                                                    if cfg.external_interface else (0, ""))
+        self.bridges = {physnet: link_mac(nic) for physnet, nic in cfg.bridge_mappings.items()}
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
         self.pipeline = Pipeline(cfg.bpffs).load([*pipeline_objects(), *cfg.stage_objects])
         self.control = build_datapath_control(self.pipeline.maps, options={
@@ -115,8 +113,8 @@ class Agent:
         if not self.pipeline.live:
             self._refill_replaced_maps()
         self._attach(self.underlay_ifindex, "underlay")
-        if self.external_ifindex:
-            self._attach(self.external_ifindex, "port")
+        for ifindex in sorted({ifindex for ifindex, _ in self.bridges.values()}):
+            self._attach(ifindex, "port")
         self.punt = PuntService(self.pipeline.maps, self.control.apps,
                                 on_count=lambda outcome: self.metrics.punt_records.labels(outcome).inc()).start()
         self.watcher = Watcher(self.store, NB)
@@ -235,7 +233,7 @@ class Agent:
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),
-            external_ifindex=self.external_ifindex, external_mac=self.external_mac)
+            bridges=dict(self.bridges))
         if self.health:
             view.lb_probe_ifindex = self.health.update(view)
         return view

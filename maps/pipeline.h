@@ -65,12 +65,14 @@ enum dfxdp_drop_reason {
 	DROP_PUNT_TOO_BIG = 23,    /* longer than PUNT_FRAME_MAX: not worth handing up */
 	DROP_LB_NO_MEMBER = 24,    /* a new flow to a VIP whose pool has no member up */
 	DROP_LB_NO_FLOW = 25,      /* a member's answer sent to a floating IP's chassis that holds no flow for it */
-	DROP_REASON_MAX = 26,
+	DROP_VLAN_UNKNOWN = 26,    /* 802.1Q/802.1ad-tagged on an external NIC, no network of that VLAN here (bpf/lib/vlan.h) */
+	DROP_REASON_MAX = 27,
 };
 
 /* Flags in pkt_meta.flags. */
 #define PKT_F_FROM_UNDERLAY 1   /* arrived VXLAN-encapsulated from another chassis */
 #define PKT_F_ROUTED 2          /* passed through the distributed router */
+#define PKT_F_VLAN 4            /* arrived 802.1Q-tagged on an external NIC: replies get the tag back */
 #define PKT_F_DST_LOCAL 8       /* out_ifindex is a port on this chassis */
 #define PKT_F_DST_REMOTE 16     /* tunnel_dst is the chassis hosting the destination */
 #define PKT_F_LB_DNAT 32        /* the LB stage DNATed a floating IP to a member: L3 routes it in */

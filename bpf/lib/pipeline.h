@@ -3,6 +3,7 @@
 #define DFXDP_LIB_PIPELINE_H
 
 #include "stats.h"
+#include "vlan.h"
 
 static __always_inline struct pkt_meta *pkt_meta_get(void)
 {
@@ -14,6 +15,12 @@ static __always_inline struct pkt_meta *pkt_meta_get(void)
 /* Every frame leaves the pipeline through here, so verdicts are always counted. */
 static __always_inline int verdict(struct xdp_md *ctx, struct pkt_meta *m, int action, __u32 reason)
 {
+	/* the kernel gets a frame of a VLAN network as it came: tagged */
+	if (action == XDP_PASS && m && (m->flags & PKT_F_VLAN)) {
+		reason = vlan_retag(ctx, m);
+		if (reason)
+			action = XDP_DROP;
+	}
 	if (action == XDP_DROP || action == XDP_ABORTED) {
 		count(&drop_stats, reason, ctx);
 		if (m)
@@ -30,11 +37,16 @@ static __always_inline void stage_enter(struct xdp_md *ctx, struct pkt_meta *m, 
 		m->stages_seen |= 1u << stage;
 }
 
-/* Send the (rewritten) frame back where it came from. Not XDP_TX: on a veth,
+/* Send the (rewritten) frame back where it came from (with the VLAN tag it
+ * came with, bpf/lib/vlan.h). Not XDP_TX: on a veth,
  * XDP_TX only reaches the peer when the peer runs an XDP program itself, while
  * a redirect needs just NAPI (GRO) there — measured on 6.18. */
 static __always_inline int reply_to_sender(struct xdp_md *ctx, struct pkt_meta *m)
 {
+	int err = (m->flags & PKT_F_VLAN) ? vlan_retag(ctx, m) : 0;
+
+	if (err)
+		return verdict(ctx, m, XDP_DROP, err);
 	m->out_ifindex = m->in_ifindex;
 	return verdict(ctx, m, bpf_redirect(m->in_ifindex, 0), DROP_REDIRECT_FAILED);
 }

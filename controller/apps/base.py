@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
 
 from dfxdp.nb import kinds
+from dfxdp.nb.segments import DEFAULT_PHYSNET
 
 if TYPE_CHECKING:  # only for annotations: punt.py imports this module
     from dfxdp.datapath.libbpf import Map
@@ -61,8 +62,8 @@ class LocalView:
     underlay_mtu: int = 0  # the underlay NIC's MTU, what outer packets may reach; 0: unknown, not checked
     # next-hop MAC on the underlay for each remote chassis' tunnel IP, resolved by the agent
     underlay_neighbors: dict[str, str] = field(default_factory=dict)
-    external_ifindex: int = 0  # NIC of the flat external (router:external) networks, 0 if none
-    external_mac: str = ""
+    # physical network -> (ifindex, MAC) of the NIC its external networks go by (`--bridge-mappings`)
+    bridges: dict[str, tuple[int, str]] = field(default_factory=dict)
     ofports: dict[str, int] = field(default_factory=dict)  # br-int's interfaces by name -> OpenFlow port
     # what one pass computes once and several parts use (e.g. compiled security policies)
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -123,6 +124,11 @@ class LocalView:
 
     def is_local(self, port: dict) -> bool:
         return port["id"] in self.local_ports
+
+    def external_nic(self, net: dict) -> int:
+        """The ifindex of the NIC an external network's frames go by here, 0 if its physical
+        network is not mapped on this chassis."""
+        return self.bridges.get(net.get("provider:physical_network") or DEFAULT_PHYSNET, (0, ""))[0]
 
 
 _FACTS = {f.name: f for f in fields(LocalView) if f.init and f.name not in ("chassis", "tunnel_ip", "objects")}

@@ -48,7 +48,7 @@ class L3App(App):
                         {"router_key": rkey, "ip": ipv4_be32(address)})
             yield Entry("router_ips", {"router_key": rkey, "ip": ipv4_be32(address)}, 1)
             flags = lib.ROUTE_F_CONNECTED | (lib.ROUTE_F_EXTERNAL if external else 0)
-            out = view.external_ifindex if external else 0
+            out = view.external_nic(net) if external else 0
             yield Entry("routes", route_key(rkey, subnet["cidr"]), self._route(net, 0, mac, flags, address, out))
             if external and subnet.get("gateway_ip"):
                 yield Entry("routes", route_key(rkey, "0.0.0.0/0"),
@@ -60,7 +60,7 @@ class L3App(App):
                     flags = lib.ROUTE_F_EXTERNAL if external else 0
                     yield Entry("routes", route_key(rkey, static["destination"]),
                                 self._route(net, ipv4_be32(str(hop)), list(mac_bytes(port["mac_address"])), flags,
-                                            address, view.external_ifindex if external else 0))
+                                            address, view.external_nic(net) if external else 0))
                     break
 
     @staticmethod

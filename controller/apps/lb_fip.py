@@ -68,13 +68,14 @@ class LoadBalancerFloatingIPApp(App):
     def _home(view: LocalView, address: int, mac: list[int], ext: dict, router: dict, own: dict,
               served: list[tuple[dict, dict]]) -> Iterable[Entry]:
         """The floating IP's chassis: it answers for it and balances what reaches it."""
-        if not view.external_ifindex:
+        nic = view.external_nic(ext)
+        if not nic:
             return
         yield from on_external_network(ext, address, mac, router)
-        yield Entry("lb_fip_out", address, {"net_key": ext["key"], "ifindex": view.external_ifindex, "mac": mac})
+        yield Entry("lb_fip_out", address, {"net_key": ext["key"], "ifindex": nic, "mac": mac})
         # the other chassis' answers arrive tunnelled to the floating IP's MAC: delivered to the LB stage here
         yield Entry("fdb", {"net_key": ext["key"], "mac": mac},
-                    {"ifindex": view.external_ifindex, "port_key": own["key"], "flags": lib.FDB_F_LOCAL})
+                    {"ifindex": nic, "port_key": own["key"], "flags": lib.FDB_F_LOCAL})
         nowhere = {"mac": [0] * 6, "gw_mac": [0] * 6}  # L3 routes the DNATed frame in, as any floating IP's
         yield Entry("lb_vips", {"vip": address, "proto": socket.IPPROTO_ICMP},
                     {"ring_key": 0, "flags": lib.LB_F_FLOATING, **nowhere})

@@ -1,4 +1,5 @@
-"""if_config: what each interface of this chassis is (bound port, underlay, external NIC)."""
+"""if_config: what each interface of this chassis is (bound port, underlay, external NIC), and the
+VLANs of the external NICs (ext_vlan_in, ext_vlan_out)."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -11,7 +12,7 @@ from dfxdp.datapath.libbpf import lib
 
 class PortsApp(App):
     name = "ports"
-    maps = ("if_config",)
+    maps = ("ext_vlan_in", "ext_vlan_out", "if_config")  # a NIC's VLANs before its record sends it frames
     # the pipeline these interfaces' frames enter: its per-CPU scratch and counters
     datapath_maps = ("pkt_scratch", "stage_stats", "verdict_stats", "drop_stats")
 
@@ -30,9 +31,27 @@ class PortsApp(App):
             yield Entry("if_config", view.underlay_ifindex, {
                 "flags": lib.IF_F_UNDERLAY, "ipv4": ipv4_be32(view.tunnel_ip),
                 "mac": list(mac_bytes(view.underlay_mac)) if view.underlay_mac else [0] * 6})
-        external = view.find("network", "external", True)
-        if view.external_ifindex and external:
-            # One NIC carries the flat external network(s); the first one's key tags its frames.
-            yield Entry("if_config", view.external_ifindex, {
-                "net_key": sorted(external, key=lambda n: n["key"])[0]["key"], "flags": lib.IF_F_EXTERNAL,
-                "mac": list(mac_bytes(view.external_mac)) if view.external_mac else [0] * 6})
+        yield from self._external_nics(view)
+
+    @staticmethod
+    def _external_nics(view: LocalView) -> Iterable[Entry]:
+        """Each NIC of the bridge mappings: untagged frames are its flat external network's (the
+        lowest key's when several share it, as they share the NIC; 0, none: the kernel's), tagged
+        ones their VLAN's network's, both ways (bpf/lib/vlan.h)."""
+        flat: dict[int, int] = {}
+        vlans: dict[tuple[int, int], int] = {}
+        for net in sorted(view.find("network", "external", True), key=lambda n: n["key"]):
+            ifindex = view.external_nic(net)
+            if not ifindex:
+                continue
+            if net.get("provider:network_type") == "vlan":
+                # one network per tag: two physical networks mapped to one NIC may not both claim it
+                vlans.setdefault((ifindex, net["provider:segmentation_id"]), net["key"])
+            else:
+                flat.setdefault(ifindex, net["key"])
+        for ifindex, mac in {nic: mac for nic, mac in view.bridges.values()}.items():
+            yield Entry("if_config", ifindex, {"net_key": flat.get(ifindex, 0), "flags": lib.IF_F_EXTERNAL,
+                                               "mac": list(mac_bytes(mac)) if mac else [0] * 6})
+        for (ifindex, vid), net_key in vlans.items():
+            yield Entry("ext_vlan_in", {"ifindex": ifindex, "id": vid}, net_key)
+            yield Entry("ext_vlan_out", {"ifindex": ifindex, "id": net_key}, vid)

@@ -115,7 +115,7 @@ def view(ifs: dict[str, int], rules: int = 0, policy: dict[str, dict] | None = N
         chassis_by_name={"ch2": {"tunnel_ip": "198.18.0.12"}},
         local_ports={p: ifs[p] for p in ("a", "b", "c") if p in ifs}, underlay_ifindex=ifs.get("und", 0),
         underlay_mac="02:00:00:00:00:01", underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"},
-        external_ifindex=ifs.get("ext", 0), external_mac="02:00:00:00:00:03")
+        bridges={"provider": (ifs["ext"], "02:00:00:00:00:03")} if "ext" in ifs else {})
 
 
 def program(pipe: Pipeline, v: LocalView) -> None:

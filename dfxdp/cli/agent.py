@@ -18,8 +18,8 @@ AGENT_OPTIONS = [
     click.Option(["--tunnel-ip"], required=True, help="This node's VXLAN tunnel endpoint IPv4 address."),
     click.Option(["--underlay"], required=True, help="The NIC carrying VXLAN to other chassis."),
     click.Option(["--bridge-mappings"], default=None,
-                 help="PHYSNET:IFACE: the NIC of a physical network's flat router:external networks "
-                      "(Neutron's bridge_mappings; the datapath carries one NIC yet)."),
+                 help="PHYSNET:IFACE[,PHYSNET:IFACE...]: the NIC of each physical network's router:external "
+                      "networks, flat untagged, vlan 802.1Q-tagged (Neutron's bridge_mappings)."),
     click.Option(["--external-interface"], default=None,
                  help=f"Shorthand for --bridge-mappings {DEFAULT_PHYSNET}:IFACE."),
     click.Option(["--bpffs"], default=None, help="Where to pin maps and programs (default /run/dfxdp/bpffs/CHASSIS)."),
@@ -51,9 +51,6 @@ def parse_bridge_mappings(value: str | None, external_interface: str | None) -> 
             raise click.BadParameter(f"maps {DEFAULT_PHYSNET} to another NIC than --bridge-mappings",
                                      param_hint="--external-interface")
         mappings[DEFAULT_PHYSNET] = external_interface
-    if len(mappings) > 1:  # one external NIC in the datapath's if_config and routes (controller/apps)
-        raise click.BadParameter("the datapath carries one external NIC yet: map one physical network",
-                                 param_hint="--bridge-mappings")
     return mappings
 
 
@@ -79,7 +76,6 @@ def agent_config(db_url: str, chassis, tunnel_ip, underlay, bridge_mappings, ext
     mappings = parse_bridge_mappings(bridge_mappings, external_interface)
     return AgentConfig(chassis=chassis, tunnel_ip=tunnel_ip, underlay=underlay, db_url=db_url,
                        bpffs=bpffs or str(default_bpffs(chassis)), bridge_mappings=mappings,
-                       external_interface=next(iter(mappings.values()), None),
                        metrics_listen=metrics_listen, xdp_mode=xdp_mode,
                        ovsdb=None if ovsdb == "none" else ovsdb, dns_upstream=upstream, dns_ttl=dns_ttl)
 

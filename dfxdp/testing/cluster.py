@@ -60,13 +60,14 @@ class Chassis:
         if cluster.with_ovs:
             self.ovs = OvsServer(ns=self.ns).start()
 
-    def start_agent(self) -> None:
+    def start_agent(self, *extra_args: str) -> None:
+        """`dfxdp agent` for this chassis; `extra_args` (e.g. more --bridge-mappings) appended."""
         self.log = open(self.cluster.logdir / f"agent-{self.name}.log", "ab")
         self.proc = self.cluster.topo.popen(
             [sys.executable, "-m", "dfxdp.cli.main", "agent", "--db", self.cluster.db_url, "--chassis", self.name,
              "--tunnel-ip", self.tunnel_ip, "--underlay", "und0", "--external-interface", "ext0",
              "--bpffs", str(self.bpffs), "--metrics-listen", f"{self.tunnel_ip}:9870",
-             "--ovsdb", self.ovs.db_url if self.ovs else "none"],
+             "--ovsdb", self.ovs.db_url if self.ovs else "none", *extra_args],
             ns=self.ns, stdout=self.log, stderr=subprocess.STDOUT, env=self.cluster.env)
 
     def stop_agent(self, kill: bool = False) -> None:

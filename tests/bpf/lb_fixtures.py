@@ -100,7 +100,7 @@ def with_floating_ip(view: LocalView, external_if: int) -> LocalView:
     view.ports["fip-port"] = port("fip-port", 10, EXT, FIP_MAC, FIP, "se", owner="network:floatingip", device="fip1")
     view.floatingips = {"fip1": {"id": "fip1", "floating_ip_address": FIP, "floating_network_id": "ext",
                                  "port_id": "vip", "router_id": "r1", "fixed_ip_address": VIP}}
-    view.external_ifindex, view.external_mac = external_if, "02:00:00:00:00:03"
+    view.bridges = {"provider": (external_if, "02:00:00:00:00:03")}
     return view
 
 

@@ -46,8 +46,7 @@ def routed(pipeline, test_iface):
                               "port_id": "vm-b", "fixed_ip_address": "10.0.0.5", "router_id": "r1"}},
         chassis_by_name={"ch2": {"tunnel_ip": "198.18.0.12"}},
         local_ports={"vm-b": vm_b, "vm-g": vm_g}, underlay_ifindex=underlay, underlay_mac="02:00:00:00:00:01",
-        underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"}, external_ifindex=external,
-        external_mac="02:00:00:00:00:03")
+        underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"}, bridges={"provider": (external, "02:00:00:00:00:03")})
     result = build_datapath_control(pipeline.maps).apply(view)
     assert not result.errors
     return pipeline, vm_b, vm_g, external

@@ -70,8 +70,7 @@ def world(ifs: dict, underlay_mtu: int = UNDERLAY_MTU) -> LocalView:
         security_group_rules=GUARDED_RULES, chassis_by_name={"ch2": {"tunnel_ip": "198.18.0.12"}},
         local_ports={name: ifs[name] for name in ("vm", "open", "vm-s", "vm-s2", "vm-x")},
         underlay_ifindex=ifs["underlay"], underlay_mac="02:00:00:00:00:01", underlay_mtu=underlay_mtu,
-        underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"}, external_ifindex=ifs["external"],
-        external_mac="02:00:00:00:00:03")
+        underlay_neighbors={"198.18.0.12": "02:00:00:00:00:02"}, bridges={"provider": (ifs["external"], "02:00:00:00:00:03")})
 
 
 def program(pipe, view: LocalView) -> None:
