@@ -60,10 +60,15 @@ setup(
         "matplotlib>=3.7",
         "rich>=13",
         "scapy>=2.5",
+        "keystonemiddleware>=10",  # --auth keystone
+        "oslo.config>=9",
+        "oslo.policy>=4",
     ],
     extras_require={
         "test": ["pytest>=8", "openstacksdk>=3", "scapy>=2.5", "schemathesis>=4.0", "python-openstackclient>=6",
-                 "python-octaviaclient>=3", "dnspython>=2.4"],
+                 "python-octaviaclient>=3", "dnspython>=2.4",
+                 # Tempest's network API tests against a real Keystone (tests/e2e/test_tempest.py)
+                 "keystone>=25", "gunicorn>=21", "tempest>=40"],
     },
     entry_points={"console_scripts": ["dfxdp=dfxdp.cli.main:main"]},
     cmdclass={"build_py": BuildWithKernels},

@@ -8,7 +8,6 @@ describes it all (dfxdp/api/openapi.py).
 """
 from __future__ import annotations
 
-import hmac
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -17,11 +16,13 @@ from starlette.concurrency import run_in_threadpool
 
 from dfxdp.metrics.api import instrument
 from dfxdp.nb import kinds
-from dfxdp.nb.errors import BadRequest, NBError, NotFound, Unauthorized
+from dfxdp.nb.errors import BadRequest, NBError, NotFound
 from dfxdp.nb.kinds import API_PREFIX, NEUTRON, OCTAVIA, Kind
 from dfxdp.nb.service import NBService
 
 from . import agents, body, errors, extensions, listing, openapi, quotas, scope, tags
+from .auth import Authenticator
+from .policy import Policy
 from .errors import OCTAVIA_PREFIXES
 
 NEUTRON_PREFIX = API_PREFIX[NEUTRON]
@@ -39,21 +40,22 @@ def _collection_path(prefix: str, kind: Kind) -> str:
     return f"{prefix}/{parent.collection}/{{parent_id}}/{kind.collection}"
 
 
-def create_app(service: NBService, auth_token: str | None = None) -> FastAPI:
+def create_app(service: NBService, auth: Authenticator | None = None, policy: Policy | None = None) -> FastAPI:
+    """The API; `auth` checks each request's credentials (dfxdp/api/auth.py), None: nobody's;
+    `policy` what each may do (dfxdp/api/policy.py), Neutron's defaults unless given."""
     app = FastAPI(title="dfxdp Neutron API", docs_url=None, redoc_url=None, openapi_url=None,
                   default_response_class=errors.NeutronJSON)
     app.state.service = service
+    app.state.policy = policy or Policy()
 
     instrument(app)
     errors.install(app)
 
     @app.middleware("http")
     async def checks(request: Request, call_next):
-        if auth_token is not None and request.url.path != "/metrics":  # Prometheus scrapes without a token
-            given = request.headers.get("x-auth-token", "")
-            if not hmac.compare_digest(given.encode(), auth_token.encode()):
-                return errors.error_response(Unauthorized("Unauthorized",
-                                                          "Authentication required: missing or wrong X-Auth-Token"))
+        refused = auth and await auth(request)
+        if refused:
+            return refused
         try:
             body.check_request(request)
         except NBError as exc:
@@ -174,18 +176,20 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         ctx = scope.context(request)
         for obj in objs:
             _check_project(obj)
-        objs = [scope.check_create(ctx, kind.name, obj) for obj in objs]
         if parent_field:
             objs = [{**obj, parent_field: parent_id} for obj in objs]
-        made = await run_in_threadpool(service.create_many, kind.name, objs, None, True)
+        objs = await run_in_threadpool(lambda: [scope.check_create(ctx, kind.name, obj, service.list) for obj in objs])
+        made = [scope.shown(ctx, kind.name, doc)
+                for doc in await run_in_threadpool(service.create_many, kind.name, objs, None, True)]
         return errors.NeutronJSON({kind.plural: made} if bulk else {kind.name: made[0]}, status_code=201)
 
-    def visible_one(request: Request, obj_id: str, parent_id: str | None, action: str | None = None) -> dict:
-        """The object if the request may see it (and, for an action, change it)."""
+    def visible_one(request: Request, obj_id: str, parent_id: str | None, action: str | None = None,
+                    changes: dict | None = None) -> dict:
+        """The object if the request may see it (and, for an action, change it so)."""
         doc = check_parent(service.get(kind.name, obj_id), parent_id)
         ctx = scope.context(request)
         if action:
-            scope.check_change(ctx, kind.name, doc, service.list, action)
+            scope.check_change(ctx, kind.name, doc, service.list, action, changes)
         return scope.check_show(ctx, kind.name, doc, service.list)
 
     async def show(obj_id: str, request: Request, parent_id: str | None = None):
@@ -193,9 +197,10 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         return {kind.name: listing.select(doc, request.query_params.getlist("fields"))}
 
     async def update(obj_id: str, request: Request, parent_id: str | None = None):
-        await run_in_threadpool(visible_one, request, obj_id, parent_id, "update")
         obj = await body.envelope(request, kind.name)
-        return {kind.name: await run_in_threadpool(service.update, kind.name, obj_id, obj)}
+        await run_in_threadpool(visible_one, request, obj_id, parent_id, "update", obj)
+        updated = await run_in_threadpool(service.update, kind.name, obj_id, obj)
+        return {kind.name: scope.shown(scope.context(request), kind.name, updated)}
 
     async def delete(obj_id: str, request: Request, parent_id: str | None = None):
         await run_in_threadpool(visible_one, request, obj_id, parent_id, "delete")

@@ -29,13 +29,11 @@ def install(app: FastAPI, service: NBService, prefix: str) -> None:
     base = prefix + "/quotas"
 
     def may_read(request: Request, project: str) -> None:
-        ctx = scope.context(request)
-        if not ctx.unrestricted and ctx.project != project:
-            raise scope.Forbidden("PolicyNotAuthorized", "(rule:get_quota) is disallowed by policy")
+        scope.context(request).enforce("get_quota", {"project_id": project})
 
     def may_change(request: Request, action: str) -> None:
-        if not scope.context(request).unrestricted:
-            raise scope.Forbidden("PolicyNotAuthorized", f"(rule:{action}_quota) is disallowed by policy")
+        """An action on every project's quotas (no target project: admins only, by the rules)."""
+        scope.context(request).enforce(f"{action}_quota", {})
 
     @app.get(base, include_in_schema=False)
     async def list_quotas(request: Request):

@@ -55,6 +55,14 @@ Bool = Annotated[bool, BeforeValidator(validate.boolean), WithJsonSchema({"anyOf
     {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|0|1)$"}]}, mode="validation")]
 
 
+def _none_is_empty(value):
+    """Neutron's convert_none_to_empty_list: null clears a list attribute."""
+    return [] if value is None else value
+
+
+NoneIsEmpty = BeforeValidator(_none_is_empty)
+
+
 class Network(Resource):
     admin_state_up: Bool = True
     mtu: int = Field(1450, ge=68, le=9000)
@@ -95,8 +103,8 @@ class Subnet(Resource):
     use_default_subnetpool: Bool = False
     gateway_ip: Optional[IP] | Literal[""] = ""  # "" = default (first address), None = no gateway
     allocation_pools: list[AllocationPool] = []
-    dns_nameservers: list[IP] = []
-    host_routes: list[Route] = []
+    dns_nameservers: Annotated[Optional[list[IP]], NoneIsEmpty] = []
+    host_routes: Annotated[Optional[list[Route]], NoneIsEmpty] = []
     enable_dhcp: Bool = True
     IMMUTABLE: ClassVar[set[str]] = {"network_id", "cidr", "ip_version", "subnetpool_id", "prefixlen",
                                      "use_default_subnetpool"}
@@ -168,7 +176,7 @@ class Port(Resource):
     status: str = "DOWN"
     security_groups: Optional[list[str]] = None
     port_security_enabled: Optional[Bool] = None
-    allowed_address_pairs: list[AddressPair] = []
+    allowed_address_pairs: Annotated[Optional[list[AddressPair]], NoneIsEmpty] = []
     dns_name: str = ""
     dns_assignment: list[dict[str, str]] = []  # computed by the service (dfxdp/nb/dns.py)
     extra_dhcp_opts: list[ExtraDhcpOpt] = []
@@ -201,7 +209,7 @@ class Router(Resource):
     admin_state_up: Bool = True
     status: str = "ACTIVE"
     external_gateway_info: Annotated[Optional[GatewayInfo | NoGateway], AfterValidator(_no_gateway)] = None
-    routes: list[Route] = []
+    routes: Annotated[Optional[list[Route]], NoneIsEmpty] = []
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status"}
 
 

@@ -83,6 +83,7 @@ class Routers(Family):
                     raise BadRequest("BadRequest", f"Router already has a port on subnet {subnet['id']}")
                 if not subnet["gateway_ip"]:
                     raise BadRequest("BadRequest", f"Subnet {subnet['id']} has no gateway IP")
+                _check_router_subnets(txn, attached, [subnet["id"]])
                 port = self.nb.child(txn, "port", {
                     "network_id": subnet["network_id"], "device_owner": ROUTER_INTERFACE, "device_id": router_id,
                     "fixed_ips": [{"subnet_id": subnet["id"], "ip_address": subnet["gateway_ip"]}]},
@@ -95,9 +96,12 @@ class Routers(Family):
                     raise BadRequest("BadRequest", f"Port {port['id']} has no fixed IP")
                 if attached & {f["subnet_id"] for f in port["fixed_ips"]}:
                     raise BadRequest("BadRequest", "Router already has a port on that subnet")
+                _check_router_subnets(txn, attached, [f["subnet_id"] for f in port["fixed_ips"]])
                 port.update(device_owner=ROUTER_INTERFACE, device_id=router_id, security_groups=[],
                             revision_number=port["revision_number"] + 1, updated_at=now())
-                txn.put("port", port)
+            # a distributed router's interface is up wherever the router is: on every chassis
+            port["status"] = "ACTIVE"
+            txn.put("port", port)
             return _interface_info(router, port)
 
         return run_txn(self.nb.store, body_fn)
@@ -178,6 +182,17 @@ class Routers(Family):
     def _delete_floatingip(self, txn: Txn, fip: dict) -> None:
         for port in txn.children("port", "floatingip", fip["id"]):
             self.nb.ports.remove_owned(txn, port)
+
+
+def _check_router_subnets(txn: Txn, attached: set[str], new: list[str]) -> None:
+    """Neutron: a router's subnets do not overlap (it could not tell where to route)."""
+    for new_id in new:
+        cidr = ipaddress.ip_network(txn.require("subnet", new_id)["cidr"])
+        for old_id in attached:
+            old = ipaddress.ip_network(txn.require("subnet", old_id)["cidr"])
+            if old.version == cidr.version and old.overlaps(cidr):
+                raise BadRequest("BadRequest", f"Bad router request: Cidr {cidr} of subnet {new_id} overlaps with "
+                                               f"cidr {old} of subnet {old_id}.")
 
 
 def _interface_info(router: dict, port: dict) -> dict:
