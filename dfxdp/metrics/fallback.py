@@ -17,6 +17,9 @@ class FallbackMetrics:
                               registry=r)
         self.igmp_groups = Gauge("dfxdp_fallback_igmp_groups", "IPv4 multicast groups with a member on this "
                                  "chassis (IGMP snooping)", ["network"], registry=r)
+        self.packet_ins = Counter("dfxdp_fallback_packet_ins", "Frames br-int's flows sent to the agent, by "
+                                  "outcome: handled, or rate_limited (over the port's packet-in limit)",
+                                  ["outcome"], registry=r)
         self.errors = Counter("dfxdp_fallback_sync_errors", "Fallback passes that failed (OVSDB, ovs-vswitchd "
                               "or a refused flow)", registry=r)
 
