@@ -23,6 +23,7 @@ from dfxdp.controller.ovs.flows import DROP, Flow, goto, output, set_field, writ
 from dfxdp.controller.ovs.tunnels import TUNNEL_PORT
 
 from .base import App, LocalView
+from .snat import ROUTER_INTERFACE, TABLE_SNAT_INGRESS, TABLE_SNAT_OUT
 
 TABLE_INGRESS = 0   # which network a frame belongs to: the tap it came from, or the tunnel's VNI
 TABLE_L2 = 10       # known destination MACs of the network
@@ -48,8 +49,11 @@ class FloodApp(App):
                               [write_metadata(view.networks[port["network_id"]]["key"]), goto(TABLE_L2)])
         for net_id, taps in sorted(local.items()):
             yield from self._network(view, view.networks[net_id], taps, tunnel)
+        # Table 0 leaves what it does not know (the external NIC, tunnel frames for a network
+        # without local ports) to the snat app, which drops what it does not want either.
+        defaults = {TABLE_INGRESS: [goto(TABLE_SNAT_INGRESS)], TABLE_L2: [goto(TABLE_FLOOD)]}
         for table in self.tables:
-            yield Flow.of(table, 0, {}, [goto(TABLE_FLOOD)] if table == TABLE_L2 else DROP)
+            yield Flow.of(table, 0, {}, defaults.get(table, DROP))
 
     @staticmethod
     def _network(view: LocalView, net: dict, taps: dict[int, bool], tunnel: int | None) -> Iterable[Flow]:
@@ -68,8 +72,10 @@ class FloodApp(App):
             elif tunnel is not None and tunnel_ip and tunnel_ip != view.tunnel_ip:
                 remotes.add(tunnel_ip)
                 actions = [set_field("tun_ipv4_dst", tunnel_ip), set_field("tunnel_id", key), output(tunnel)]
+            elif port.get("device_owner") == ROUTER_INTERFACE:
+                actions = [goto(TABLE_SNAT_OUT)]  # what XDP did not route: the snat app's (or dropped there)
             else:
-                actions = DROP  # a router or DHCP port, or a port bound nowhere yet
+                actions = DROP  # a DHCP port or a gateway, or a port bound nowhere yet
             yield Flow.of(TABLE_L2, 100, match, actions)
         yield Flow.of(TABLE_L2, 50, {"metadata": key, "eth_dst": MULTICAST}, [goto(TABLE_MULTICAST)])
         every = [output(p) for p in taps]

@@ -69,7 +69,7 @@ class Fallback:
         self.metrics.packet_ins.labels("handled").inc()
         port_id = next((pid for pid in view.local_ports if view.ofports.get(tap_name(pid)) == in_port), None)
         app = next((a for a in self.apps if a.flow_cookie == cookie >> DIGEST_BITS), None)
-        if port_id is not None and app is not None and app.on_packet_in(view, port_id, frame):
+        if app is not None and app.on_packet_in(view, port_id, frame):
             self.on_change()
 
     def _switch_changed(self, dpid: int, connected: bool) -> None:
@@ -135,19 +135,33 @@ class Fallback:
             errors += result.errors
         for app in self.apps:
             app.fallback_upkeep(view)
+        self._observe_snat()
         if errors:
             raise OvsError(f"{len(errors)} flows refused, first: {errors[0]}")
 
     def _sync_ports(self, view: LocalView) -> None:
         """Bound taps in br-int, gone ones out (OVS keeps a port whose device vanished)."""
         want = {tap_name(pid): pid for pid in view.local_ports}
-        have = {p for p in self.ovsdb.ports(INTEGRATION_BRIDGE) if p.startswith(TAP_PREFIX)}
+        ports = self.ovsdb.ports(INTEGRATION_BRIDGE)
+        if view.external_interface and view.external_interface not in ports:
+            # XDP stays on it too: OVS gets what XDP passes (default SNAT, controller/apps/snat.py)
+            self.ovsdb.add_port(INTEGRATION_BRIDGE, view.external_interface)
+            log.info("%s added to %s", view.external_interface, INTEGRATION_BRIDGE)
+        have = {p for p in ports if p.startswith(TAP_PREFIX)}
         for name in sorted(want.keys() - have):
             self.ovsdb.add_port(INTEGRATION_BRIDGE, name, f"external_ids:iface-id={want[name]}")
             log.info("%s added to %s", name, INTEGRATION_BRIDGE)
         for name in sorted(have - want.keys()):
             self.ovsdb.del_port(INTEGRATION_BRIDGE, name)
             log.info("%s removed from %s", name, INTEGRATION_BRIDGE)
+
+    def _observe_snat(self) -> None:
+        """SNAT sessions: the connections OVS tracks in each zone this chassis SNATs in."""
+        self.metrics.snat_sessions.clear()  # a router SNATed elsewhere now has no series here
+        for app in self.apps:
+            for router_id, zone in app.snat_zones().items():
+                entries = self.ovsdb.appctl("dpctl/dump-conntrack", f"zone={zone}").splitlines()
+                self.metrics.snat_sessions.labels(router_id).set(sum(1 for line in entries if line.strip()))
 
     def _observe(self, bridge: str, result: FlowResult) -> None:
         if result.added or result.removed:

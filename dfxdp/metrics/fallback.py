@@ -17,6 +17,8 @@ class FallbackMetrics:
                               registry=r)
         self.igmp_groups = Gauge("dfxdp_fallback_igmp_groups", "IPv4 multicast groups with a member on this "
                                  "chassis (IGMP snooping)", ["network"], registry=r)
+        self.snat_sessions = Gauge("dfxdp_fallback_snat_sessions", "Connections OVS tracks for a router this "
+                                   "chassis does default SNAT for (its conntrack zone)", ["router"], registry=r)
         self.packet_ins = Counter("dfxdp_fallback_packet_ins", "Frames br-int's flows sent to the agent, by "
                                   "outcome: handled, or rate_limited (over the port's packet-in limit)",
                                   ["outcome"], registry=r)
