@@ -78,6 +78,11 @@ def goto(table: int) -> tuple:
     return ("goto", table)
 
 
+def output_reg(register: str) -> tuple:
+    """Output to the OpenFlow port held in a register (e.g. "reg6")."""
+    return ("output_reg", register)
+
+
 def dec_ttl() -> tuple:
     """IPv4 TTL - 1 (a routing hop); OVS drops what reaches 0."""
     return ("dec_ttl",)

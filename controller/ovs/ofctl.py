@@ -174,10 +174,12 @@ def flow_mod(dp, cookie: int, flow: Flow):
             actions.append(parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER))
         elif kind == "set_field":
             actions.append(parser.OFPActionSetField(**{action[1]: action[2]}))
+        elif kind == "output_reg":
+            actions.append(parser.NXActionOutputReg(ofs_nbits=nicira_ext.ofs_nbits(0, 31), src=action[1], max_len=0))
         elif kind == "dec_ttl":
             actions.append(parser.OFPActionDecNwTtl())
         elif kind == "resubmit":
-            actions.append(parser.NXActionResubmitTable(in_port=ofp.OFPP_IN_PORT, table_id=action[1]))
+            actions.append(parser.NXActionResubmitTable(table_id=action[1]))  # in_port: the frame's own
         elif kind == "ct":
             _, commit, zone, table, snat_to = action
             nat = (parser.NXActionNAT(flags=NX_NAT_F_SRC, range_ipv4_min=snat_to, range_ipv4_max=snat_to)
