@@ -67,7 +67,9 @@ class FloodApp(App):
             ofport = view.ofports.get(tap_name(port["id"])) if view.is_local(port) else None
             tunnel_ip = view.tunnel_ip_of(port)
             if ofport and ofport in taps and taps[ofport].get("port_security_enabled"):
-                yield from _guarded(TABLE_L2, 100, match, [output(ofport)], deliver(view, port, ofport))
+                # Known unicast: XDP forwards a port's IPv4 itself (through its ingress rules); what
+                # reaches OVS for it comes through the tunnel from a chassis that decided (SNAT replies).
+                yield from _guarded(TABLE_L2, 100, match, [output(ofport)])
                 continue
             if ofport:
                 actions = [output(ofport)]
@@ -95,10 +97,10 @@ class FloodApp(App):
         yield from _by_ethertype(50, {"metadata": key}, every + replicate, ipv4 + replicate, unguarded + replicate)
 
 
-def _guarded(table: int, priority: int, match: dict, arp: list, ipv4: list) -> Iterable[Flow]:
-    """`arp` for ARP, `ipv4` for IPv4; anything else matching is dropped."""
-    yield Flow.of(table, priority, {**match, "eth_type": ETH_P_ARP}, arp)
-    yield Flow.of(table, priority, {**match, "eth_type": ETH_P_IP}, ipv4)
+def _guarded(table: int, priority: int, match: dict, actions: list) -> Iterable[Flow]:
+    """`actions` for ARP and IPv4 only; anything else matching is dropped."""
+    for ethertype in (ETH_P_ARP, ETH_P_IP):
+        yield Flow.of(table, priority, {**match, "eth_type": ethertype}, actions)
     yield Flow.of(table, priority - 10, match, DROP)
 
 

@@ -157,11 +157,12 @@ class Fallback:
 
     def _observe_snat(self) -> None:
         """SNAT sessions: the connections OVS tracks in each zone this chassis SNATs in."""
-        self.metrics.snat_sessions.clear()  # a router SNATed elsewhere now has no series here
+        sessions = {}
         for app in self.apps:
             for router_id, zone in app.snat_zones().items():
                 entries = self.ovsdb.appctl("dpctl/dump-conntrack", f"zone={zone}").splitlines()
-                self.metrics.snat_sessions.labels(router_id).set(sum(1 for line in entries if line.strip()))
+                sessions[router_id] = sum(1 for line in entries if line.strip())
+        self.metrics.observe_snat(sessions)
 
     def _observe(self, bridge: str, result: FlowResult) -> None:
         if result.added or result.removed:

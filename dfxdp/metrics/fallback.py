@@ -25,6 +25,15 @@ class FallbackMetrics:
         self.errors = Counter("dfxdp_fallback_sync_errors", "Fallback passes that failed (OVSDB, ovs-vswitchd "
                               "or a refused flow)", registry=r)
 
+    def observe_snat(self, sessions_by_router: dict[str, int]) -> None:
+        """Set every router's count, then drop the series of routers SNATed elsewhere now (never
+        cleared first: a scrape in between would find none)."""
+        for router, count in sessions_by_router.items():
+            self.snat_sessions.labels(router).set(count)
+        for labels in list(self.snat_sessions._metrics):  # prometheus_client keeps the label tuples there
+            if labels[0] not in sessions_by_router:
+                self.snat_sessions.remove(*labels)
+
     def observe_igmp(self, groups_by_network: dict[str, list[str]]) -> None:
         self.igmp_groups.clear()  # a network without members any more has no series
         for network, groups in groups_by_network.items():

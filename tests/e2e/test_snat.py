@@ -133,8 +133,12 @@ def test_enable_snat_false_leaves_no_way_out(world):
     c.network.update_router(world.router, external_gateway_info={"network_id": world.ext.id, "enable_snat": False})
     try:
         wait_for(lambda: not snat_chassis(world), "router without SNAT chassis")
+        # Every chassis' agent has taken its SNAT flows out (a restarted agent included: until it
+        # runs, its OVS keeps what it had, fail_mode=secure): no new connection gets out.
+        wait_for(lambda: not any("nat(src=" in f or "tun_dst" in f and "table=30" in f
+                                 for ch in world.chassis for f in ch.ovs.ofctl("dump-flows", "br-int")
+                                 .stdout.splitlines()), "SNAT flows gone from every chassis")
         before = len(clients(world))
-        # Every chassis has reconciled (their records say so): no new connection gets out.
         for vm in ("ch1", "ch2", "ch3"):
             assert fetch(world, vm, attempts_for=8) is None, f"the VM on {vm} still reaches the outside"
         assert len(clients(world)) == before
