@@ -305,9 +305,13 @@ def test_trace_follows_a_broadcast_into_br_int(flooding):
               ns=ch1.ns, env=flooding.env).stdout
     assert "verdict: XDP_PASS" in out and "the fallback path (OVS)" in out
     story = out[out.index("fallback: OVS br-int"):]
-    b2_tap = f"tap{flooding.vm['b2'][1].id[:11]}"
-    b2_ofport = ch1.ovs.vsctl("get", "interface", b2_tap, "ofport").stdout.strip()
-    assert "goto_table:20" in story and f"output:{b2_ofport}" in story
+    b2_tap, b5_tap = (f"tap{flooding.vm[name][1].id[:11]}" for name in ("b2", "b5"))
+    b2_ofport, b5_ofport = (ch1.ovs.vsctl("get", "interface", tap, "ofport").stdout.strip() for tap in (b2_tap, b5_tap))
+    assert "goto_table:20" in story and f"output:{b5_ofport}" in story, story  # no port security: straight out
+    # b2 has port security: through its ingress rules (table 25), which allow its group's members
+    assert f"set_field:{int(b2_ofport):#x}->reg6" in story and "resubmit(,25)" in story, story
+    assert re.search(r"25\. ip,reg7=\S+ priority 100.*\n\s+output:NXM_NX_REG6\[\]\n\s+-> output port is "
+                     rf"{b2_ofport}\n", story), story
     assert re.search(r"Datapath actions: .*tnl_push", story), story  # and one copy to ch2
 
 
