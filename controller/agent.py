@@ -233,7 +233,7 @@ class Agent:
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),
-            bridges=dict(self.bridges))
+            bridges=dict(self.bridges), bridge_mappings=dict(self.config.bridge_mappings))
         if self.health:
             view.lb_probe_ifindex = self.health.update(view)
         return view

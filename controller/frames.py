@@ -54,3 +54,25 @@ def ipv4_tcp_frame(src_mac: bytes, dst_mac: bytes, src_ip: str | bytes, dst_ip: 
 
 def _u16(value: int) -> bytes:
     return value.to_bytes(2, "big")
+
+
+ETH_P_ARP = b"\x08\x06"
+ARP_REQUEST, ARP_REPLY = 1, 2
+BROADCAST = b"\xff" * 6
+
+
+def arp_frame(op: int, sender_mac: bytes, sender_ip: str, target_mac: bytes, target_ip: str,
+              dst_mac: bytes | None = None) -> bytes:
+    """An ARP request or reply for IPv4 over Ethernet (a request goes to broadcast)."""
+    body = b"\x00\x01" + ETH_P_IP + bytes([6, 4]) + _u16(op) + sender_mac + ipaddress.IPv4Address(sender_ip).packed + \
+        target_mac + ipaddress.IPv4Address(target_ip).packed
+    return (dst_mac or (BROADCAST if op == ARP_REQUEST else target_mac)) + sender_mac + ETH_P_ARP + body
+
+
+def parse_arp(frame: bytes) -> tuple[int, bytes, str, str] | None:
+    """(op, sender MAC, sender IP, target IP) of an ARP frame for IPv4 over Ethernet, else None."""
+    if len(frame) < ETH_HLEN + 28 or frame[12:14] != ETH_P_ARP or frame[14:20] != b"\x00\x01" + ETH_P_IP + bytes([6, 4]):
+        return None
+    body = frame[ETH_HLEN:]
+    return (int.from_bytes(body[6:8], "big"), body[8:14], str(ipaddress.IPv4Address(body[14:18])),
+            str(ipaddress.IPv4Address(body[24:28])))

@@ -2,10 +2,11 @@
 (security groups, port security) before what makes a port reachable (fdb,
 routes) and before if_config, which makes a tap's frames enter the pipeline:
 a new port is never reachable unfiltered, not even for one pass. Apps that own
-OpenFlow tables (flood, igmp) program the OVS fallback's br-int instead (controller/ovs/)."""
+OpenFlow tables (flood, igmp, snat, fallback_sg) program the OVS fallback's br-int instead (controller/ovs/)."""
 from .base import App, Entry, LocalView
 from .dhcp import DhcpApp
 from .dns import DnsApp
+from .fallback_sg import FallbackSecurityApp
 from .fip import FloatingIPApp
 from .flood import FloodApp
 from .igmp import IgmpApp
@@ -17,8 +18,10 @@ from .mtu import NetworkMtuApp
 from .ports import PortsApp
 from .portsec import PortSecurityApp
 from .sg import SecurityGroupApp
+from .snat import SnatApp
 
 APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, LoadBalancerApp,
-                         LoadBalancerFloatingIPApp, DnsApp, DhcpApp, PortsApp, FloodApp, IgmpApp]
+                         LoadBalancerFloatingIPApp, DnsApp, DhcpApp, PortsApp, FloodApp, IgmpApp, SnatApp,
+                         FallbackSecurityApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

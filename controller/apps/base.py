@@ -64,6 +64,7 @@ class LocalView:
     underlay_neighbors: dict[str, str] = field(default_factory=dict)
     # physical network -> (ifindex, MAC) of the NIC its external networks go by (`--bridge-mappings`)
     bridges: dict[str, tuple[int, str]] = field(default_factory=dict)
+    bridge_mappings: dict[str, str] = field(default_factory=dict)  # physical network -> its NIC\'s name
     ofports: dict[str, int] = field(default_factory=dict)  # br-int's interfaces by name -> OpenFlow port
     # what one pass computes once and several parts use (e.g. compiled security policies)
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -205,13 +206,17 @@ class App:
         declaring entries (end flows its new rules refuse, sweep what expired).
         `maps` are the pipeline's maps by name; the default does nothing."""
 
-    def on_packet_in(self, view: LocalView, port_id: str, frame: bytes) -> bool:
+    def on_packet_in(self, view: LocalView, port_id: str | None, frame: bytes) -> bool:
         """A frame one of the app's flows sent to the controller from local port `port_id`
-        (os-ken's thread; `view` is the last pass'). True: what the app wants changed, run a pass."""
+        (None: from another br-int port, the tunnel or the external NIC) (os-ken's thread; `view` is the last pass'). True: what the app wants changed, run a pass."""
         return False
 
     def fallback_upkeep(self, view: LocalView) -> None:
         """After the OVS fallback reconciled the flows (only where it runs): e.g. send queries."""
+
+    def snat_zones(self) -> dict[str, int]:
+        """Router id -> the OVS conntrack zone where this chassis SNATs for it (the sessions metric)."""
+        return {}
 
     def chassis_facts(self, view: LocalView) -> dict:
         """What this chassis publishes in its NB record for the other chassis (e.g. IGMP groups)."""

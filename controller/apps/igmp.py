@@ -35,6 +35,7 @@ from dfxdp.controller.binding import tap_name
 from dfxdp.controller.ovs.flows import DROP, Flow, goto, output, set_field, to_controller
 from dfxdp.controller.ovs.tunnels import TUNNEL_PORT
 
+from .fallback_sg import deliver
 from .base import App, LocalView
 from .flood import TABLE_FLOOD, TABLE_MULTICAST
 
@@ -255,9 +256,10 @@ class IgmpApp(App):
                                                                     str(LINK_LOCAL.netmask))}, [goto(TABLE_FLOOD)])
             groups = sorted({g for n, g in members if n == net_id} | {g for n, g in remote if n == net_id})
             for group in groups:
-                taps = sorted(view.ofports[tap_name(p)] for p in members.get((net_id, group), ())
-                              if tap_name(p) in view.ofports)
-                locally = [output(t) for t in taps]
+                taps = sorted((view.ofports[tap_name(p)], p) for p in members.get((net_id, group), ())
+                              if tap_name(p) in view.ofports and p in view.ports)
+                # through the member's ingress rules when it has port security (fallback_sg.py)
+                locally = [a for ofport, p in taps for a in deliver(view, view.ports[p], ofport)]
                 if tunnel is None:
                     yield Flow.of(TABLE_MULTICAST, 100, {**ip, "ipv4_dst": group}, locally)
                     continue

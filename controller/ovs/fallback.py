@@ -20,6 +20,7 @@ from dfxdp.metrics.fallback import FallbackMetrics
 
 from .bridge import INTEGRATION_BRIDGE, Ovsdb, OvsError
 from .flows import DIGEST_BITS, FlowReconciler, FlowResult, Owner
+from .packet_in import PacketInLimiter
 from .tunnels import UNDERLAY_BRIDGE, Tunnels
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Fallback:
         self._dpids: dict[str, int] = {}
         self._reachable: bool | None = None
         self._view: LocalView | None = None  # the last pass', with br-int's ports: what packet-ins are read with
+        self.packet_in_limit = PacketInLimiter()
 
     def start(self) -> None:
         from .ofctl import OpenFlowController  # os-ken only where the fallback runs
@@ -56,13 +58,18 @@ class Fallback:
 
     def _packet_in(self, dpid: int, cookie: int, in_port: int, frame: bytes) -> None:
         """A frame a flow sent to the controller: to the app owning the flow (by its cookie),
-        with the port it came from; a change it reports triggers a pass."""
+        with the port it came from, within the port's packet-in limit; a change it reports
+        triggers a pass."""
         view = self._view
         if view is None or dpid != self._dpids.get(INTEGRATION_BRIDGE):
             return
+        if not self.packet_in_limit.allow(in_port):
+            self.metrics.packet_ins.labels("rate_limited").inc()
+            return
+        self.metrics.packet_ins.labels("handled").inc()
         port_id = next((pid for pid in view.local_ports if view.ofports.get(tap_name(pid)) == in_port), None)
         app = next((a for a in self.apps if a.flow_cookie == cookie >> DIGEST_BITS), None)
-        if port_id is not None and app is not None and app.on_packet_in(view, port_id, frame):
+        if app is not None and app.on_packet_in(view, port_id, frame):
             self.on_change()
 
     def _switch_changed(self, dpid: int, connected: bool) -> None:
@@ -113,6 +120,7 @@ class Fallback:
         remote_ips = {c["tunnel_ip"] for c in view.chassis_by_name.values() if c.get("tunnel_ip") != view.tunnel_ip}
         self.tunnels.ensure_routes({ip: mac for ip, mac in view.underlay_neighbors.items() if ip in remote_ips})
         ofports = self.ovsdb.ofports()
+        self.packet_in_limit.forget(set(ofports.values()))
         view = self._view = dataclasses.replace(view, ofports=ofports)
         wanted = {INTEGRATION_BRIDGE: {app.name: list(app.flows(view)) for app in self.apps},
                   UNDERLAY_BRIDGE: {UNDERLAY_OWNER.name: self.tunnels.underlay_flows(ofports)}}
@@ -127,19 +135,34 @@ class Fallback:
             errors += result.errors
         for app in self.apps:
             app.fallback_upkeep(view)
+        self._observe_snat()
         if errors:
             raise OvsError(f"{len(errors)} flows refused, first: {errors[0]}")
 
     def _sync_ports(self, view: LocalView) -> None:
         """Bound taps in br-int, gone ones out (OVS keeps a port whose device vanished)."""
         want = {tap_name(pid): pid for pid in view.local_ports}
-        have = {p for p in self.ovsdb.ports(INTEGRATION_BRIDGE) if p.startswith(TAP_PREFIX)}
+        ports = self.ovsdb.ports(INTEGRATION_BRIDGE)
+        for nic in sorted(set(view.bridge_mappings.values()) - set(ports)):
+            # XDP stays on it too: OVS gets what XDP passes (default SNAT, controller/apps/snat.py)
+            self.ovsdb.add_port(INTEGRATION_BRIDGE, nic)
+            log.info("%s added to %s", nic, INTEGRATION_BRIDGE)
+        have = {p for p in ports if p.startswith(TAP_PREFIX)}
         for name in sorted(want.keys() - have):
             self.ovsdb.add_port(INTEGRATION_BRIDGE, name, f"external_ids:iface-id={want[name]}")
             log.info("%s added to %s", name, INTEGRATION_BRIDGE)
         for name in sorted(have - want.keys()):
             self.ovsdb.del_port(INTEGRATION_BRIDGE, name)
             log.info("%s removed from %s", name, INTEGRATION_BRIDGE)
+
+    def _observe_snat(self) -> None:
+        """SNAT sessions: the connections OVS tracks in each zone this chassis SNATs in."""
+        sessions = {}
+        for app in self.apps:
+            for router_id, zone in app.snat_zones().items():
+                entries = self.ovsdb.appctl("dpctl/dump-conntrack", f"zone={zone}").splitlines()
+                sessions[router_id] = sum(1 for line in entries if line.strip())
+        self.metrics.observe_snat(sessions)
 
     def _observe(self, bridge: str, result: FlowResult) -> None:
         if result.added or result.removed:

@@ -78,6 +78,29 @@ def goto(table: int) -> tuple:
     return ("goto", table)
 
 
+def output_reg(register: str) -> tuple:
+    """Output to the OpenFlow port held in a register (e.g. "reg6")."""
+    return ("output_reg", register)
+
+
+def dec_ttl() -> tuple:
+    """IPv4 TTL - 1 (a routing hop); OVS drops what reaches 0."""
+    return ("dec_ttl",)
+
+
+def resubmit(table: int) -> tuple:
+    """Run `table` on the frame as it is now and come back (OVS's resubmit): unlike goto,
+    the actions after it still apply, and the table may be an earlier one."""
+    return ("resubmit", table)
+
+
+def conntrack(zone: int, table: int, commit: bool = False, snat_to: str | None = None) -> tuple:
+    """Through OVS's connection tracker in `zone`, then on in `table` (recirculated: nothing after
+    it in this action list). `snat_to`: commit with the source translated to that address;
+    without it, a tracked connection's translation is undone on its replies (OVS's `nat`)."""
+    return ("ct", commit, zone, table, snat_to)
+
+
 DROP: tuple[tuple, ...] = ()  # no actions: the flow drops (and counts) what it matches
 
 

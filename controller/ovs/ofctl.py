@@ -24,6 +24,7 @@ from os_ken import cfg  # noqa: E402
 from os_ken.base import app_manager  # noqa: E402
 from os_ken.controller import ofp_event, ofp_handler  # noqa: E402
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls  # noqa: E402
+from os_ken.ofproto import nicira_ext  # noqa: E402
 from os_ken.ofproto import ofproto_v1_3 as ofp  # noqa: E402
 from os_ken.ofproto import ofproto_v1_3_parser as parser  # noqa: E402
 
@@ -32,6 +33,7 @@ from .flows import ALL_ONES, Flow, Installed  # noqa: E402
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 10.0
+NX_NAT_F_SRC = 1  # OVS's nicira-ext.h (os-ken names the ct flags, not the nat ones)
 _MAX_PENDING_MODS = 200  # flow mods sent before waiting for a barrier (os-ken's send queue holds 16)
 
 
@@ -172,6 +174,18 @@ def flow_mod(dp, cookie: int, flow: Flow):
             actions.append(parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER))
         elif kind == "set_field":
             actions.append(parser.OFPActionSetField(**{action[1]: action[2]}))
+        elif kind == "output_reg":
+            actions.append(parser.NXActionOutputReg(ofs_nbits=nicira_ext.ofs_nbits(0, 31), src=action[1], max_len=0))
+        elif kind == "dec_ttl":
+            actions.append(parser.OFPActionDecNwTtl())
+        elif kind == "resubmit":
+            actions.append(parser.NXActionResubmitTable(table_id=action[1]))  # in_port: the frame's own
+        elif kind == "ct":
+            _, commit, zone, table, snat_to = action
+            nat = (parser.NXActionNAT(flags=NX_NAT_F_SRC, range_ipv4_min=snat_to, range_ipv4_max=snat_to)
+                   if snat_to else parser.NXActionNAT(flags=0))
+            actions.append(parser.NXActionCT(flags=nicira_ext.NX_CT_F_COMMIT if commit else 0, zone_src="", zone_ofs_nbits=zone,
+                                             recirc_table=table, alg=0, actions=[nat]))
         elif kind == "metadata":
             instructions.append(parser.OFPInstructionWriteMetadata(action[1], ALL_ONES))
         elif kind == "goto":

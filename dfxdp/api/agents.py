@@ -47,7 +47,8 @@ def agent(chassis: dict, now: float) -> dict:
             "created_at": chassis["created_at"].replace("T", " ").rstrip("Z"),
             "started_at": chassis["created_at"].replace("T", " ").rstrip("Z"),
             "configurations": {"tunnel_ip": chassis["tunnel_ip"], "tunnel_types": ["vxlan"],
-                               "bridge_mappings": chassis.get("bridge_mappings", {})},
+                               "bridge_mappings": chassis.get("bridge_mappings", {}),
+                               "snat_routers": chassis.get("snat_routers", [])},
             "availability_zone": None, "resources_synced": None}
 
 

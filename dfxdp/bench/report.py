@@ -213,9 +213,29 @@ def _summary(results: dict) -> str:
         lines += dns_part.summary(results["dns"])
     if "punt" in results:
         lines += [*_punt_summary(results["punt"]), "", *_dhcp_summary(results["dhcp"])]
+    if "bum" in results:
+        lines += [*_bum_summary(results["bum"]), *_snat_summary(results["snat"])]
     if "control" in results:
         lines += _control_section(results["control"])
     return "\n".join(lines)
+
+
+def _bum_summary(rows: list[dict]) -> list[str]:
+    return ["## BUM replication in the OVS fallback (ovs-vswitchd CPU, userspace datapath)", "",
+            "| local taps | other chassis | broadcasts | copies | CPU µs per broadcast | CPU µs per copy |",
+            "|---:|---:|---:|---:|---:|---:|",
+            *(f"| {r['local_taps']} | {r['remote_chassis']} | {r['broadcasts']:,} | {r['copies']:,} | "
+              f"{r['cpu_us_per_broadcast']:.1f} | {r['cpu_us_per_copy']:.2f} |" for r in rows), "",
+            "One broadcast into br-int, the flood app's action list: an output per local tap, then "
+            "tunnel destination, VNI and vxlan0 per other chassis (head-end replication).", ""]
+
+
+def _snat_summary(rows: list[dict]) -> list[str]:
+    return ["## Default SNAT in the OVS fallback (ct(commit, nat) in br-int, ovs-vswitchd CPU)", "",
+            "| frames | translated | CPU µs per frame | per CPU second | sessions tracked |", "|---|---:|---:|---:|---:|",
+            *(f"| {r['kind']} | {r['frames']:,} | {r['cpu_us_per_frame']:.1f} | {r['per_cpu_second']:,.0f} | "
+              f"{r['tracked_sessions']:,} |" for r in rows), "",
+            "new: every frame another UDP source port (a session each); established: one flow.", ""]
 
 
 def _dhcp_summary(d: dict) -> list[str]:

@@ -21,12 +21,13 @@ class Sizes:
     punt_round_trips: int
     punt_flood: int               # frames per punt flood (and per DHCP flood)
     dns_seconds: float            # each dnsperf run (XDP, its ceiling, dnsmasq, unbound)
+    fallback_frames: int          # broadcasts per replication fan-out, and SNAT frames (new, established)
 
 
-QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1)
-FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10)
+QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1, 1000)
+FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10, 20000)
 LARGE_PORTS = 100000
-PARTS = ("datapath", "lb", "dns", "throughput", "punt", "control")
+PARTS = ("datapath", "lb", "dns", "throughput", "punt", "fallback", "control")
 MAX_PORTS = 1_000_000
 
 
@@ -70,12 +71,13 @@ def register(group: click.Group) -> None:
         """Measure datapath cost, end-to-end packets per second from a live-frames generator
         through dfxdp, kernel routing + iptables and OVS, TCP through security groups, the load
         balancer (and through its VIP against haproxy and iptables DNAT), the DNS responder against dnsmasq, the punt
-        path with DHCP answers, and the control plane on a real etcd; write results.json, charts and summary.md."""
+        path with DHCP answers, the OVS fallback (BUM replication, default SNAT), and the control plane on a real
+        etcd; write results.json, charts and summary.md."""
         if (ports or large) and "control" not in parts:
             raise click.ClickException("--ports and --large size the control part, which --parts leaves out")
         from rich.progress import Progress
 
-        from dfxdp.bench import control, datapath, dns, lb, lb_compare, punt, report, throughput
+        from dfxdp.bench import control, datapath, dns, fallback, lb, lb_compare, punt, report, throughput
 
         from .interrupt import clean_exit_on_signals
 
@@ -121,6 +123,11 @@ def register(group: click.Group) -> None:
                 results["punt"] = asdict(punt.measure(sizes.punt_round_trips, sizes.punt_flood, step))
                 results["dhcp"] = asdict(punt.measure_dhcp(sizes.punt_round_trips, sizes.punt_flood, step))
                 progress.update(task, description="punt: done")
+            if "fallback" in parts:
+                task, step = part("fallback", len(fallback.REPLICATION) + 2)
+                results["bum"] = [asdict(c) for c in fallback.measure_replication(sizes.fallback_frames, step)]
+                results["snat"] = [asdict(c) for c in fallback.measure_snat(sizes.fallback_frames, step)]
+                progress.update(task, description="fallback: done")
             if "control" in parts:
                 task, _ = part("control", None)
                 points = control.measure(list(sizes_run), sizes.control_samples, sizes.first_packet_samples,

@@ -339,4 +339,8 @@ class Chassis(Resource):
     igmp_groups: dict[str, list[IP]] = {}
     admin_state_up: Bool = True  # an operator's mark (PUT /v2.0/agents): recorded, nothing is scheduled
     bridge_mappings: dict[str, str] = {}  # physical network -> NIC (`dfxdp agent --bridge-mappings`)
+    # default SNAT (controller/apps/snat.py): the physical networks it can SNAT to (its fallback runs,
+    # their NIC is mapped), and the routers it SNATs for now
+    snat_physnets: list[str] = []
+    snat_routers: list[str] = []
 

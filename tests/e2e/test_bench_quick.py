@@ -13,7 +13,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["parts"] == ["datapath", "lb", "dns", "throughput", "punt", "control"]
+    assert results["parts"] == ["datapath", "lb", "dns", "throughput", "punt", "fallback", "control"]
     assert set(results["load"]) == set(results["parts"])
     assert results["machine"]["clocksource"] and results["machine"]["cpu_model"]
     verdicts = {r["name"]: r["verdict"] for r in results["datapath"]}
@@ -51,6 +51,12 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert [r["name"] for r in dns["runs"]] == ["xdp", "dnsperf_ceiling", "dnsmasq", "unbound"]
     assert all(r["queries"] > 0 and r["qps"] > 0 for r in dns["runs"])
     assert dns["ratio_dnsmasq"] > 0 and dns["ratio_unbound"] > 0
+    for row in results["bum"]:  # copies arrived, locally and through the tunnel (a rare one lost on the way in)
+        wanted = row["broadcasts"] * (row["local_taps"] + row["remote_chassis"])
+        assert 0.9 * wanted <= row["copies"] <= wanted
+    snat = {r["kind"]: r for r in results["snat"]}
+    assert snat["new"]["frames"] > 0 and snat["new"]["tracked_sessions"] >= snat["new"]["frames"] * 0.9
+    assert snat["established"]["frames"] > 0 and snat["established"]["tracked_sessions"] > 0
     control = results["control"]
     assert [p["ports"] for p in control] == [12, 52]  # each size plus the peer VM's port and the DHCP port
     for point in control:
@@ -65,6 +71,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert "| dfxdp_security_groups |" in summary and "| lb_established_flow |" in summary
     assert "| haproxy |" in summary and "| iptables_statistic |" in summary
     assert "## Punt path" in summary and "## DHCP" in summary and "## DNS" in summary
+    assert "## BUM replication" in summary and "## Default SNAT" in summary
 
 
 def test_bench_chosen_parts_and_sizes_only(tmp_path):

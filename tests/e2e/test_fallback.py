@@ -305,9 +305,13 @@ def test_trace_follows_a_broadcast_into_br_int(flooding):
               ns=ch1.ns, env=flooding.env).stdout
     assert "verdict: XDP_PASS" in out and "the fallback path (OVS)" in out
     story = out[out.index("fallback: OVS br-int"):]
-    b2_tap = f"tap{flooding.vm['b2'][1].id[:11]}"
-    b2_ofport = ch1.ovs.vsctl("get", "interface", b2_tap, "ofport").stdout.strip()
-    assert "goto_table:20" in story and f"output:{b2_ofport}" in story
+    b2_tap, b5_tap = (f"tap{flooding.vm[name][1].id[:11]}" for name in ("b2", "b5"))
+    b2_ofport, b5_ofport = (ch1.ovs.vsctl("get", "interface", tap, "ofport").stdout.strip() for tap in (b2_tap, b5_tap))
+    assert "goto_table:20" in story and f"output:{b5_ofport}" in story, story  # no port security: straight out
+    # b2 has port security: through its ingress rules (table 25), which allow its group's members
+    assert f"set_field:{int(b2_ofport):#x}->reg6" in story and "resubmit(,25)" in story, story
+    assert re.search(r"25\. ip,reg7=\S+ priority 100.*\n\s+output:NXM_NX_REG6\[\]\n\s+-> output port is "
+                     rf"{b2_ofport}\n", story), story
     assert re.search(r"Datapath actions: .*tnl_push", story), story  # and one copy to ch2
 
 
@@ -331,3 +335,44 @@ def test_what_xdp_forwards_never_reaches_ovs(flooding):
     send_broadcast(flooding, "b1", tok)          # while a broadcast from the same tap does
     received(flooding, tok, BLUE_OTHERS)
     assert tap_packets(ch1, tap) == before + 1
+
+
+PORT_SENDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+s.sendto(sys.argv[1].encode(), ("255.255.255.255", int(sys.argv[2])))
+"""
+
+
+def broadcast_to_port(cl, name: str, port: int) -> str:
+    tok = token()
+    run([sys.executable, "-c", PORT_SENDER, tok, str(port)], ns=cl.vm[name][0])
+    return tok
+
+
+def test_broadcast_to_ports_with_security_groups_passes_their_ingress_rules(flooding):
+    """b4 has no port security and is in no group: the default group's ingress rules (from its
+    members only) refuse its broadcast to b1, b2 (ch1) and b3 (ch2), while b5 gets it; once a
+    rule allows UDP 5001 from anywhere, a broadcast to 5001 reaches them all, and one to 5000
+    still does not."""
+    tok = broadcast_to_port(flooding, "b4", 5000)
+    assert received(flooding, tok, {"b5"}) == {**NOBODY, "b5": 1}
+    conn = flooding.connect()
+    default = next(conn.network.security_groups(name="default"))
+    rule = conn.network.create_security_group_rule(security_group_id=default.id, direction="ingress",
+                                                   protocol="udp", port_range_min=5001, port_range_max=5001,
+                                                   remote_ip_prefix="0.0.0.0/0")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the rule reaches both chassis' flows
+            tok = broadcast_to_port(flooding, "b4", 5001)
+            got = received(flooding, tok, {"b1", "b2", "b3", "b5"}, timeout=5)
+            if all(got[n] for n in ("b1", "b2", "b3")) or time.monotonic() > deadline:
+                break
+        assert got == {**NOBODY, "b1": 1, "b2": 1, "b3": 1, "b5": 1}
+        tok = broadcast_to_port(flooding, "b4", 5000)
+        assert received(flooding, tok, {"b5"}) == {**NOBODY, "b5": 1}
+    finally:
+        conn.network.delete_security_group_rule(rule)

@@ -19,7 +19,7 @@ def test_ports_are_sorted_and_deduplicated():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--parts", "datapath,bogus"], "--parts: unknown part 'bogus'; choose from datapath, lb, dns, throughput, punt, control"),
+    (["--parts", "datapath,bogus"], "--parts: unknown part 'bogus'; choose from datapath, lb, dns, throughput, punt, fallback, control"),
     (["--parts", "datapath,"], "--parts: unknown part ''"),
     (["--ports", "10,ten"], "--ports: 'ten' is not a whole number of ports"),
     (["--ports", "-5"], "--ports: '-5' is not a whole number of ports"),
