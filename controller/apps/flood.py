@@ -34,6 +34,7 @@ GUARDED_ETHERTYPES = (0x0806, 0x0800)  # what a port with port security may rece
 
 class FloodApp(App):
     name = "flood"
+    depends = ()  # no map entries: nothing a pass derives
     tables = (TABLE_INGRESS, TABLE_L2, TABLE_FLOOD)
     flow_cookie = 1
 

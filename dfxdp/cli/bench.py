@@ -21,10 +21,11 @@ class Sizes:
     punt_round_trips: int
     punt_flood: int               # frames per punt flood (and per DHCP flood)
     dns_seconds: float            # each dnsperf run (XDP, its ceiling, dnsmasq, unbound)
+    router_subnets: int           # the control part's router on a new chassis
 
 
-QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1)
-FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10)
+QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1, 5)
+FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10, 200)
 LARGE_PORTS = 100000
 PARTS = ("datapath", "lb", "dns", "throughput", "punt", "control")
 MAX_PORTS = 1_000_000
@@ -125,7 +126,10 @@ def register(group: click.Group) -> None:
                 task, _ = part("control", None)
                 points = control.measure(list(sizes_run), sizes.control_samples, sizes.first_packet_samples,
                                          lambda label: progress.update(task, description=label))
-                progress.update(task, total=1, completed=1, description="control plane: done")
                 results["control"] = control.as_dicts(points)
+                router = control.measure_router(sizes.router_subnets, lambda label: progress.update(task,
+                                                                                                   description=label))
+                progress.update(task, total=1, completed=1, description="control plane: done")
+                results["control_router"] = asdict(router)
         for path in report.write(pathlib.Path(out_dir), results):
             click.echo(f"wrote {path}")
