@@ -51,7 +51,7 @@ SIMULATED_CHASSIS = 4
 PORTS_PER_NETWORK = 800           # of the 1021 addresses of a /22: room left for the samples in network 0
 NETWORKS_FROM = ipaddress.ip_address("10.128.0.0")
 API_WORKERS = 4                   # concurrent API clients while growing the NB
-BULK = 20                         # ports per bulk create: ~5 etcd ops each, within etcd's 128 per transaction
+BULK = 400                        # ports per bulk create (~5 etcd ops a port: dfxdp/testing/etcd.py allows that)
 WAIT_LIMIT = 600.0                # seconds before a measurement is declared stuck
 
 
