@@ -30,6 +30,7 @@ from .apps.dhcp import DhcpApp
 from .apps.dns import DEFAULT_TTL, DnsApp
 from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
+from .desired import LOCAL_PORT, Change
 from .health import HealthChecker
 from .ovs.fallback import Fallback
 from .punt import PuntService
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 10.0
 RESYNC_INTERVAL = 5.0  # a pass also runs this often: neighbour resolution, retries
 MAX_BACKOFF = 5.0
+# What apps let wait (DesiredState.settle: a remote group's new members) is derived once no event
+# came for SETTLE_IDLE seconds, and at the latest SETTLE_WITHIN seconds after it was put off.
+SETTLE_IDLE, SETTLE_WITHIN = 0.25, 2.0
 
 
 @dataclass
@@ -87,6 +91,9 @@ class Agent:
         self._looping = False
         self.fallback: Fallback | None = None
         self.health: HealthChecker | None = None
+        self._last_local: dict[str, int] = {}  # the last pass' local ports
+        self._last_facts: tuple | None = None  # the last pass' own facts of this chassis
+        self._unsettled_since: float | None = None  # when apps first put off what is still waiting
 
     # ---- start / stop ----------------------------------------------------------
     def start(self) -> None:
@@ -152,7 +159,9 @@ class Agent:
     def _loop(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            self._dirty.wait(RESYNC_INTERVAL)
+            unsettled = self.control is not None and self.control.unsettled
+            if not self._dirty.wait(SETTLE_IDLE if unsettled else RESYNC_INTERVAL) and unsettled:
+                self._unsettled_since = 0.0  # idle: now is the time for what apps put off
             if self._stop.is_set():
                 break
             self._dirty.clear()
@@ -217,13 +226,16 @@ class Agent:
 
     # ---- one pass -------------------------------------------------------------
     def local_ports(self, ports: dict[str, dict]) -> dict[str, int]:
+        """Ports bound here whose tap is up: port id -> ifindex."""
         links = self.links.snapshot() if self.links else {}
-        return {pid: links[tap_name(pid)] for pid, p in ports.items()
-                if p.get("binding:host_id") == self.config.chassis and tap_name(pid) in links}
+        mine = self.cache.port_index.ids("binding:host_id", self.config.chassis)
+        return {pid: links[tap_name(pid)] for pid in sorted(mine) if pid in ports and tap_name(pid) in links}
 
     def build_view(self) -> LocalView:
-        with self._cache_lock:
-            objs = {kind: dict(docs) for kind, docs in self.cache.objects.items()}
+        """The view of this pass over the cache's own dicts (no copy: 100,000 ports). The caller
+        holds the cache lock while apps read it; afterwards only copying lookups are safe
+        (the punt thread's, apps/base.py)."""
+        objs = self.cache.objects
         remote_ips = sorted({c["tunnel_ip"] for c in objs["chassis"].values() if c["name"] != self.config.chassis})
         missing = [ip for ip in remote_ips if ip not in self._neighbors]
         if missing:
@@ -233,34 +245,72 @@ class Agent:
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),
-            bridges=dict(self.bridges), bridge_mappings=dict(self.config.bridge_mappings))
+            bridges=dict(self.bridges), bridge_mappings=dict(self.config.bridge_mappings),
+            index=self.cache.port_index)
         if self.health:
             view.lb_probe_ifindex = self.health.update(view)
         return view
+
+    def _changes(self, view: LocalView) -> list[Change] | None:
+        """What changed since the last pass (None: derive everything): the cache's changed
+        objects and the taps that came, went or changed; a change of this chassis' own
+        facts (underlay, neighbours, probe sources) asks for a full pass."""
+        changes = self.cache.take_changes()
+        facts = (view.tunnel_ip, view.underlay_ifindex, view.underlay_mac, view.underlay_mtu,
+                 tuple(sorted(view.underlay_neighbors.items())), tuple(sorted(view.bridges.items())),
+                 tuple(sorted(view.lb_probe_ifindex.items())))
+        last_local, self._last_local = self._last_local, view.local_ports
+        if changes is None or facts != self._last_facts:
+            self._last_facts = facts
+            return None
+        changes += [Change(LOCAL_PORT, pid, last_local.get(pid), view.local_ports.get(pid))
+                    for pid in last_local.keys() | view.local_ports.keys()
+                    if last_local.get(pid) != view.local_ports.get(pid)]
+        return changes
 
     def sync_once(self) -> LocalView:
         started, event_at, self._event_at = time.monotonic(), self._event_at, None
         if self.links:
             self.links.refresh()
-        view = self.build_view()
-        result = self.control.apply(view)
-        self.passes += 1
-        # Maps first, then attach: a tap's first frame already finds its port record.
-        for ifindex in [*view.local_ports.values(), *view.lb_probe_ifindex.values()]:
-            self._attach(ifindex, "port")
-        self._report_status(view)
-        if not result.errors:
-            self._report_loadbalancers(view)
-        for app in self.control.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
-            app.upkeep(view, self.pipeline.maps)
+        with self._cache_lock:  # the view is the cache's own dicts: the watch thread waits
+            view = self.build_view()
+            result = self.control.apply(view, changes=self._changes(view))
+            self.passes += 1
+            # Maps first, then attach: a tap's first frame already finds its port record.
+            for ifindex in [*view.local_ports.values(), *view.lb_probe_ifindex.values()]:
+                self._attach(ifindex, "port")
+            self._report_status(view)
+            if not result.errors:
+                self._report_loadbalancers(view)
+            for app in self.control.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
+                app.upkeep(view, self.pipeline.maps)
+            settled = self._settle(view)
         self.punt.view = view
         self._observe(view, started, event_at)
         if self.fallback:  # after XDP is attached: OVS only ever sees what XDP passes
             self.fallback.sync(view)
             self._publish_facts(view)
-        if result.errors:
-            raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
+        errors = result.errors + (settled.errors if settled else [])
+        if errors:
+            raise OSError(f"{len(errors)} map updates failed, first: {errors[0]}")
         return view
+
+    def _settle(self, view: LocalView):
+        """What apps put off (a remote group's new members): once no event came for SETTLE_IDLE
+        (the loop), at the latest SETTLE_WITHIN after it was first put off."""
+        if not self.control.unsettled:
+            self._unsettled_since = None
+            return None
+        now = time.monotonic()
+        if self._unsettled_since is None:
+            self._unsettled_since = now
+        if now - self._unsettled_since < SETTLE_WITHIN:
+            return None  # events keep coming: theirs first
+        self._unsettled_since = None
+        result = self.control.settle(view)
+        for app in self.control.apps:
+            app.upkeep(view, self.pipeline.maps)
+        return result
 
     def _publish_facts(self, view: LocalView) -> None:
         """The apps' facts about this chassis into its NB record, when they changed."""
@@ -291,9 +341,8 @@ class Agent:
         log.info("attached %s to ifindex %d", entry.name, ifindex)
 
     def _report_status(self, view: LocalView) -> None:
-        for pid, port in view.ports.items():
-            if port.get("binding:host_id") != self.config.chassis:
-                continue
+        for port in view.ports_by("binding:host_id", self.config.chassis):
+            pid = port["id"]
             status = "ACTIVE" if pid in view.local_ports else "DOWN"
             if port.get("status") != status and self._status.get(pid) != status:
                 self.nb.set_port_status(pid, status)
@@ -302,7 +351,7 @@ class Agent:
 
     def _report_loadbalancers(self, view: LocalView) -> None:
         """Load balancers this pass programmed (their VIP's network is in view) leave PENDING_*."""
-        for lb in view.loadbalancers.values():
+        for lb in list(view.loadbalancers.values()):
             port = view.ports.get(lb.get("vip_port_id") or "")
             if str(lb.get("provisioning_status")).startswith("PENDING_") and port and \
                     port["network_id"] in view.networks and self._lb_reported.get(lb["id"]) != lb["revision_number"]:

@@ -9,10 +9,19 @@ every chassis …). Objects outside it are not kept. When an event widens the
 interest (a port bound here on a new network, a router attached to a network we
 serve), the cache rebuilds from a fresh read of the store, since it never kept
 what it now needs.
+
+Lean: a document keeps only what the apps read (LEFT_OUT: timestamps, descriptions,
+binding details), its repeated strings interned, so 100,000 ports fit in the agent.
+Change tracking: every object put or dropped since the last pass is remembered
+with its document before (take_changes), so a pass recomputes only what those
+objects touch (controller/desired.py); a reload or a narrowed interest asks for a
+full pass instead. The ports are indexed by network, device, chassis and group
+(controller/port_index.py), kept up to date with every change.
 """
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -22,9 +31,47 @@ from dfxdp.nb.kinds import ROUTER_PORT_OWNERS
 from dfxdp.nb.txn import NB
 
 
+from .desired import Change
+from .port_index import PortIndex
+
+
 def _empty() -> dict[str, dict[str, dict]]:
     """Every kind listed (dfxdp/nb/kinds.py), none held yet."""
     return {kind.name: {} for kind in kinds.KINDS}
+
+
+# Fields of the bulky kinds no app reads: dropped as a document enters the cache.
+LEFT_OUT = frozenset({"description", "project_id", "tenant_id", "created_at", "updated_at", "tags", "revision_number",
+                      "admin_state_up", "binding:vnic_type", "binding:vif_type", "binding:vif_details",
+                      "binding:profile"})
+# Fields apps read with a default (port.get(name) or its like): left out when empty, as most are
+LEFT_OUT_EMPTY = frozenset({"name", "dns_name", "allowed_address_pairs", "extra_dhcp_opts", "device_id",
+                            "device_owner", "binding:host_id"})
+LEAN_KINDS = frozenset({"port", "network", "subnet"})
+# string fields shared by many documents (ids of a port's network, chassis, groups): one copy each
+INTERNED = ("network_id", "binding:host_id", "device_owner", "device_id", "subnet_id", "status")
+
+
+def lean(kind: str, doc: dict) -> dict:
+    """What the cache keeps of a document: apps see the same fields, minus LEFT_OUT."""
+    if kind not in LEAN_KINDS:
+        return doc
+    out = {}
+    for name, value in doc.items():
+        if name in LEFT_OUT or name in LEFT_OUT_EMPTY and not value:
+            continue
+        out[sys.intern(name)] = sys.intern(value) if name in INTERNED and type(value) is str else value
+    if kind == "port":
+        addresses = {}
+        for fixed in out.get("fixed_ips") or ():
+            if type(fixed.get("subnet_id")) is str:
+                fixed["subnet_id"] = sys.intern(fixed["subnet_id"])
+            addresses[fixed.get("ip_address")] = fixed.get("ip_address")
+        for assignment in out.get("dns_assignment") or ():  # the same address: one string
+            assignment["ip_address"] = addresses.get(assignment.get("ip_address"), assignment.get("ip_address"))
+        if out.get("security_groups"):
+            out["security_groups"] = [sys.intern(g) for g in out["security_groups"]]
+    return out
 
 
 def parse_key(key: str) -> tuple[str, str] | None:
@@ -71,9 +118,50 @@ class SelectiveCache:
     objects: dict[str, dict[str, dict]] = field(default_factory=_empty)
     interest: Interest = field(default_factory=Interest)
     revision: int = 0
+    port_index: PortIndex = field(default_factory=PortIndex)
+    # (kind, id) -> the document before the first change since the last pass; None: new
+    _changed: dict[tuple[str, str], dict | None] = field(default_factory=dict)
+    _full: bool = True  # the next pass must derive everything (first pass, reload, narrowed interest)
 
     def size(self) -> int:
         return sum(len(v) for v in self.objects.values())
+
+    def take_changes(self) -> list[Change] | None:
+        """What changed since the last call, each object once with its document before and
+        now; None when the next pass must be a full one."""
+        changed, full = self._changed, self._full
+        self._changed, self._full = {}, False
+        if full:
+            return None
+        out = []
+        for (kind, obj_id), old in changed.items():
+            new = self.objects[kind].get(obj_id)
+            if new is not old:
+                out.append(Change(kind, obj_id, old, new))
+        return out
+
+    def _put(self, kind: str, obj_id: str, doc: dict) -> None:
+        old = self.objects[kind].get(obj_id)
+        self._changed.setdefault((kind, obj_id), old)
+        if kind == "port":
+            if old is not None:
+                self.port_index.remove(old)
+            self.port_index.add(doc)
+        self.objects[kind][obj_id] = doc
+
+    def _drop(self, kind: str, obj_id: str) -> None:
+        old = self.objects[kind].pop(obj_id, None)
+        if old is not None:
+            self._changed.setdefault((kind, obj_id), old)
+            if kind == "port":
+                self.port_index.remove(old)
+
+    def _restrict(self, everything: dict[str, dict[str, dict]]) -> None:
+        """Keep what the interest covers; the next pass is a full one."""
+        self.objects = {kind: {i: d for i, d in docs.items() if relevant(kind, d, self.chassis, self.interest)}
+                        for kind, docs in everything.items()}
+        self.port_index = PortIndex.of(self.objects["port"])
+        self._changed, self._full = {}, True
 
     def load(self, kvs: Iterable[KV], revision: int) -> None:
         """Rebuild from a full read of the NB prefix."""
@@ -81,7 +169,7 @@ class SelectiveCache:
         for kv in kvs:
             parsed = parse_key(kv.key)
             if parsed and parsed[0] in everything:
-                everything[parsed[0]][parsed[1]] = json.loads(kv.value)
+                everything[parsed[0]][parsed[1]] = lean(parsed[0], json.loads(kv.value))
         # interest is a fixpoint: groups referenced by rules need the rules first
         interest = compute_interest(self.chassis, everything)
         while True:
@@ -93,8 +181,7 @@ class SelectiveCache:
             interest = Interest(interest.local_ports | wider.local_ports, interest.networks | wider.networks,
                                 interest.routers | wider.routers, interest.security_groups | wider.security_groups)
         self.interest = interest
-        self.objects = {kind: {i: d for i, d in docs.items() if relevant(kind, d, self.chassis, interest)}
-                        for kind, docs in everything.items()}
+        self._restrict(everything)
         self.revision = revision
 
     def apply(self, event: Event) -> bool:
@@ -106,20 +193,30 @@ class SelectiveCache:
             return False
         kind, obj_id = parsed
         old = self.objects[kind].get(obj_id)
-        doc = json.loads(event.value) if event.type != "delete" else None
+        doc = lean(kind, json.loads(event.value)) if event.type != "delete" else None
         if not (self._steers_interest(kind, old) or self._steers_interest(kind, doc)):
             # most events (a port on a network we serve, elsewhere): the interest stays as it is,
             # so no O(size) recomputation per event
             if doc is not None and relevant(kind, doc, self.chassis, self.interest):
-                self.objects[kind][obj_id] = doc
+                self._put(kind, obj_id, doc)
             else:
-                self.objects[kind].pop(obj_id, None)
+                self._drop(kind, obj_id)
+            return False
+        if doc is not None and self._covered(kind, doc):
+            # a new VM on a network and in groups we already serve, a router leg we already know:
+            # only the set of local ports can change, and the event tells how
+            local = set(self.interest.local_ports)
+            local.discard(obj_id)
+            if kind == "port" and doc.get("binding:host_id") == self.chassis:
+                local.add(obj_id)
+            self.interest = Interest(frozenset(local), self.interest.networks, self.interest.routers,
+                                     self.interest.security_groups)
+            self._put(kind, obj_id, doc)
             return False
         if doc is None:
-            self.objects[kind].pop(obj_id, None)
+            self._drop(kind, obj_id)
             self.interest = compute_interest(self.chassis, self.objects)
-            self.objects = {k: {i: d for i, d in docs.items() if relevant(k, d, self.chassis, self.interest)}
-                            for k, docs in self.objects.items()}
+            self._restrict(self.objects)
             return False
         trial = {**self.objects, kind: {**self.objects[kind], obj_id: doc}}
         wider = compute_interest(self.chassis, trial)
@@ -131,10 +228,23 @@ class SelectiveCache:
         self.interest = Interest(wider.local_ports, self.interest.networks, self.interest.routers,
                                  self.interest.security_groups)
         if relevant(kind, doc, self.chassis, self.interest):
-            self.objects[kind][obj_id] = doc
+            self._put(kind, obj_id, doc)
         else:
-            self.objects[kind].pop(obj_id, None)  # e.g. a port that moved to a network we do not serve
+            self._drop(kind, obj_id)  # e.g. a port that moved to a network we do not serve
         return False
+
+    def _covered(self, kind: str, doc: dict) -> bool:
+        """Does the interest already hold everything this document pulls in (no O(size) recomputation)?"""
+        i = self.interest
+        if kind == "security_group_rule":
+            return not doc.get("remote_group_id") or doc["remote_group_id"] in i.security_groups
+        if kind != "port":
+            return False
+        if doc.get("device_owner") in ROUTER_PORT_OWNERS:
+            # the router and the network both served, or neither: nothing to pull in
+            return (doc.get("device_id") in i.routers) == (doc.get("network_id") in i.networks) and \
+                doc.get("binding:host_id") != self.chassis
+        return doc.get("network_id") in i.networks and set(doc.get("security_groups") or ()) <= i.security_groups
 
     def _steers_interest(self, kind: str, doc: dict | None) -> bool:
         """Can this document, added or removed, change what the chassis needs?"""

@@ -89,8 +89,10 @@ def member_network(view: LocalView, member: dict) -> str | None:
 
 def local_members(view: LocalView) -> list[tuple[dict, dict, str]]:
     """(member, its pool's health monitor, its network id) for members hosted here."""
-    local = (view.ports.get(pid) for pid in view.local_ports)
-    local_ips = {(p["network_id"], ip) for p in local if p for ip in ipv4_addresses(p)}
+    if not view.members:
+        return []
+    local_ips = {(p["network_id"], ip) for p in map(view.ports.get, view.local_ports) if p
+                 for ip in ipv4_addresses(p)}
     monitors = {hm["pool_id"]: hm for hm in view.healthmonitors.values() if hm.get("admin_state_up", True)}
     out = []
     for member in view.members.values():
@@ -104,7 +106,7 @@ def probe_sources(view: LocalView) -> dict[str, ProbeSource]:
     """network id -> the probe source this chassis needs there."""
     wanted = {net for _, _, net in local_members(view)}
     sources = {}
-    for port in view.find("port", "owner", HM_PORT_OWNER):
+    for port in view.ports_by("device_owner", HM_PORT_OWNER) if wanted else ():
         net = view.networks.get(port.get("network_id", ""))
         if not net or net["id"] not in wanted:
             continue

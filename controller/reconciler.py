@@ -87,29 +87,27 @@ class Reconciler:
         if percpu:  # their read-back holds one value per CPU: never equal to what an app wants
             raise ValueError(f"per-CPU maps cannot be app-owned (declare them datapath-written): {', '.join(percpu)}")
         self.audit_interval = audit_interval
+        self.owned = {*self.managed, *self.datapath_written}
         self._known: dict[str, dict[bytes, bytes]] = {name: {} for name in self.datapath_written}
         self._audited_at: float | None = None  # never: the first pass reads every owned map
-        self._encoded: dict[int, tuple[Entry, bytes, bytes]] = {}
+        # keys whose last write or removal failed, by map: a pass that compares only the keys
+        # its events touched tries these again too
+        self._failed: dict[str, set[bytes]] = {}
+
+    def encode(self, entry: Entry) -> tuple[bytes, bytes]:
+        """An entry's key and value as its map stores them."""
+        m = self.maps.get(entry.map)
+        if m is None or entry.map not in self.owned:  # before any write: a bad pass changes nothing
+            raise ValueError(f"an entry for map {entry.map}, which no app declares")
+        return m.encode_key(entry.key), m.encode_value(entry.value)
 
     def desired_bytes(self, entries: Iterable[Entry]) -> dict[str, dict[bytes, bytes]]:
+        """Entries by map as bytes; where several entries share a key, the first one holds it
+        (as controller/desired.py decides it)."""
         desired: dict[str, dict[bytes, bytes]] = {name: {} for name in self.managed + self.datapath_written}
-        # An app that hands out the same Entry objects again (apps/base.py Memo) is not encoded
-        # again: keyed by id(), safe because this dict keeps last pass' entries alive.
-        encoded: dict[int, tuple[Entry, bytes, bytes]] = {}
         for entry in entries:
-            hit = self._encoded.get(id(entry))
-            if hit is None or hit[0] is not entry:
-                want = desired.get(entry.map)
-                if want is None:  # before any write: a bad pass changes nothing
-                    raise ValueError(f"an entry for map {entry.map}, which no app declares")
-                m = self.maps[entry.map]
-                hit = (entry, m.encode_key(entry.key), m.encode_value(entry.value))
-            encoded[id(entry)] = hit
-            desired[entry.map][hit[1]] = hit[2]
-        self._encoded = encoded
-        for name in self.managed:
-            if self.maps[name].is_array:
-                desired[name] = _in_use(desired[name])
+            key, value = self.encode(entry)
+            desired[entry.map].setdefault(key, value)
         return desired
 
     def _actual(self, audit: bool, result: ReconcileResult) -> dict[str, dict[bytes, bytes]]:
@@ -117,34 +115,65 @@ class Reconciler:
         to date entry by entry as the kernel accepts them, so it is updated in place)."""
         if audit or self._audited_at is None or time.monotonic() - self._audited_at >= self.audit_interval:
             result.audited = True
-            self._audited_at = time.monotonic()
             for name in self.managed:
                 items = self.maps[name].raw_items()
                 self._known[name] = _in_use(items) if self.maps[name].is_array else items
         return self._known
 
     def apply(self, entries: Iterable[Entry], audit: bool = False) -> ReconcileResult:
+        """Bring the maps to exactly these entries."""
+        return self.apply_wanted(self.desired_bytes(entries), audit=audit)
+
+    def apply_wanted(self, wanted: Mapping[str, Mapping[bytes, bytes]], touched: Mapping[str, set[bytes]] | None = None,
+                     audit: bool = False, steps: Iterable[set[str]] | None = None) -> ReconcileResult:
+        """Bring the maps to `wanted` (map -> key -> value). With `touched` (map -> keys), only
+        those keys (and those that failed last time) can differ from what the maps hold: only
+        they are compared, unless an audit is due, which compares everything. `steps` (without
+        `touched`): `wanted` is being filled, and each step names maps complete so far, written
+        then (in the maps' order), before the next step fills more (DesiredState.rebuild_steps)."""
         started = time.monotonic()
         result = ReconcileResult()
-        desired = self.desired_bytes(entries)
         actual = self._actual(audit, result)
+        if result.audited or touched is None:
+            keys = None
+        else:
+            keys = {name: touched.get(name, set()) | self._failed.get(name, set())
+                    for name in self.managed + self.datapath_written}
+        self._failed = {}
+        order = self.managed + self.datapath_written
         # Phase 1: add and update everywhere.
-        for name, want in desired.items():
-            have = actual[name]
-            changed = {key: value for key, value in want.items() if have.get(key) != value}
-            for key in self._batched(result, "write", name, list(changed), list(changed.values())):
-                have[key] = changed[key]
+        for step in ([order] if steps is None or keys is not None else steps):
+            for name in [name for name in order if name in step]:
+                self._write(result, name, wanted.get(name, {}), actual.setdefault(name, {}), keys)
+        if steps is not None and keys is None:  # the maps no step named: stale entries only, below
+            for name in order:
+                actual.setdefault(name, {})
         # Phase 2: only then remove what nobody wants any more.
-        for name, want in desired.items():
-            have = actual[name]
-            stale = [key for key in have if key not in want]
+        for name in order:
+            want, have = wanted.get(name, {}), actual[name]
+            candidates = have if keys is None else [key for key in keys[name] if key in have]
+            stale = [key for key in candidates if key not in want or self.maps[name].is_array and not any(want[key])]
             # an ARRAY slot cannot be deleted: it is written back to zero
             zeros = [bytes(len(have[key])) for key in stale] if self.maps[name].is_array else None
             for key in self._batched(result, "remove", name, stale, zeros):
                 del have[key]
         # failed writes and removals stay as they were in self._known: the next pass retries them
+        if result.audited:  # the interval counts from the end: a long full pass is not followed by an audit
+            self._audited_at = time.monotonic()
         result.duration = time.monotonic() - started
         return result
+
+    def _write(self, result: ReconcileResult, name: str, want: Mapping[bytes, bytes], have: dict[bytes, bytes],
+               keys: Mapping[str, set[bytes]] | None) -> None:
+        """Phase 1 for one map: what is new or changed (of `keys` only, when given)."""
+        if self.maps[name].is_array:
+            want = _in_use(want) if keys is None else want
+        if keys is None:
+            changed = {key: value for key, value in want.items() if have.get(key) != value}
+        else:
+            changed = {key: want[key] for key in keys[name] if key in want and have.get(key) != want[key]}
+        for key in self._batched(result, "write", name, list(changed), list(changed.values())):
+            have[key] = changed[key]
 
     def _batched(self, result: ReconcileResult, action: str, name: str, keys: list[bytes],
                  values: list[bytes] | None) -> list[bytes]:
@@ -175,6 +204,7 @@ class Reconciler:
                 if values is None and exc.errno == errno.ENOENT:
                     applied.append(keys[failed])  # already gone: what we wanted
                 else:
+                    self._failed.setdefault(name, set()).add(keys[failed])
                     key, why = keys[failed].hex(), os.strerror(exc.errno)
                     result.errors.append(f"{action} in {name}, key {key}: {why}")
                     log.warning("reconcile: %s in %s failed for key %s: %s", action, name, key, why)

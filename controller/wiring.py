@@ -2,10 +2,11 @@
 for the agent, the bench and the tests."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
 from .apps import APPS, App, Entry, LocalView
+from .desired import Change, DesiredState
 from .reconciler import AUDIT_INTERVAL, MapLike, ReconcileResult, Reconciler
 
 
@@ -13,13 +14,37 @@ from .reconciler import AUDIT_INTERVAL, MapLike, ReconcileResult, Reconciler
 class DatapathControl:
     apps: list[App]
     reconciler: Reconciler
+    state: DesiredState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = DesiredState(self.apps, self.reconciler.encode)
+        self._complete = False  # the state holds every scope's entries (no pass failed half-way)
 
     def desired(self, view: LocalView) -> Iterator[Entry]:
         return (entry for app in self.apps for entry in app.desired(view))
 
-    def apply(self, view: LocalView, audit: bool = False) -> ReconcileResult:
-        """Bring the maps to what the apps derive from `view`."""
-        return self.reconciler.apply(self.desired(view), audit=audit)
+    def apply(self, view: LocalView, audit: bool = False, changes: Iterable[Change] | None = None) -> ReconcileResult:
+        """Bring the maps to what the apps derive from `view`: everything (changes None), or
+        after `changes` only what they touch (controller/desired.py)."""
+        complete, self._complete = self._complete, False
+        if changes is None or not complete:  # app by app: a port is reachable before the DNS names are derived
+            result = self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=self.state.rebuild_steps(view))
+        else:
+            result = self.reconciler.apply_wanted(self.state.wanted, self.state.update(view, changes), audit=audit)
+        self._complete = True
+        return result
+
+    def settle(self, view: LocalView) -> ReconcileResult:
+        """Bring in what the last passes put off (DesiredState.settle)."""
+        complete, self._complete = self._complete, False
+        result = self.reconciler.apply_wanted(self.state.wanted, self.state.settle(view)) if complete else \
+            self.reconciler.apply_wanted(self.state.wanted, steps=self.state.rebuild_steps(view))
+        self._complete = True
+        return result
+
+    @property
+    def unsettled(self) -> bool:
+        return any(self.state.pending)
 
 
 def build_datapath_control(maps: Mapping[str, MapLike], apps: Iterable[type[App]] = APPS,

@@ -15,7 +15,9 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Mapping, TypeVar
+
+from ..port_index import PortIndex
 
 from dfxdp.nb import kinds
 from dfxdp.nb.segments import DEFAULT_PHYSNET
@@ -23,7 +25,10 @@ from dfxdp.nb.segments import DEFAULT_PHYSNET
 if TYPE_CHECKING:  # only for annotations: punt.py imports this module
     from dfxdp.datapath.libbpf import Map
 
+    from ..desired import Change
     from ..punt import PuntedPacket
+
+WHOLE = "whole"  # the one scope of an app that derives its entries all at once
 
 T = TypeVar("T")
 
@@ -101,22 +106,35 @@ class LocalView:
         built = self._indexes.get((kind, index))
         if built is None or built[0] is not docs:
             keys, table = kinds.BY_NAME[kind].index(index).keys, {}
-            for doc in docs.values():
+            for doc in list(docs.values()):  # a copy: the agent's cache may change while the punt thread reads
                 for key in keys(doc):
                     table.setdefault(key, []).append(doc)
             built = self._indexes[(kind, index)] = (docs, table)
         return built[1].get(value, [])
 
+    # ports by network, device, chassis and group, kept by the agent's cache (controller/cache.py);
+    # None: built from `ports` when first asked
+    index: PortIndex | None = field(default=None, repr=False, compare=False)
+
     # --- lookups shared by the apps ---
+    def port_index(self) -> PortIndex:
+        if self.index is None:
+            self.index = PortIndex.of(self.ports)
+        return self.index
+
+    def ports_by(self, name: str, value: Any) -> list[dict]:
+        """The ports whose `name` (a PortIndex field) is, or holds, `value`, ordered by id."""
+        return [p for p in map(self.ports.get, sorted(self.port_index().ids(name, value))) if p is not None]
+
     def ports_on_network(self, network_id: str) -> list[dict]:
-        return self.find("port", "network", network_id)
+        return self.ports_by("network_id", network_id)
 
     def subnets_of(self, network_id: str) -> list[dict]:
         return self.find("subnet", "network", network_id)
 
     def ports_of(self, owner: str, device_id: str) -> list[dict]:
         """The ports an NB object owns (device_owner, device_id): a router's interfaces …"""
-        return self.find("port", "device", (owner, device_id))
+        return [p for p in self.ports_by("device_id", device_id) if p.get("device_owner") == owner]
 
     def tunnel_ip_of(self, port: dict) -> str | None:
         """The tunnel IP of the chassis hosting `port`, None when unknown or unbound."""
@@ -187,6 +205,8 @@ class App:
     """
 
     name = "app"
+    # NB kinds (and "local_port") whose changes touch the app's entries; None: every change
+    depends: tuple[str, ...] | None = None
     maps: tuple[str, ...] = ()  # every map the app owns entries of (stale ones there get removed)
     punt_reasons: tuple[int, ...] = ()  # enum dfxdp_punt_reason values this app answers
     # maps of its service the datapath writes itself (learned entries, conntrack, counters): never
@@ -196,6 +216,26 @@ class App:
     flow_cookie = 0  # the app's id in the top 16 bits of its flows' cookies (1..65535 when it owns tables)
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
+        return ()
+
+    # --- scopes (controller/desired.py): an app derives its entries per scope; a pass after
+    # events derives again only the scopes they touch. The default: one scope, the whole app,
+    # derived again whenever a kind in `depends` changed.
+    def scopes(self, view: LocalView) -> Iterable[Hashable]:
+        """Every scope that may have entries (a full pass derives them all)."""
+        return (WHOLE,)
+
+    def scope_entries(self, view: LocalView, scope: Hashable) -> Iterable[Entry]:
+        """The entries of one scope: pure, like desired()."""
+        return self.desired(view)
+
+    def affected(self, view: LocalView, change: "Change") -> Iterable[Hashable]:
+        """The scopes one change touches (`view` is the view after it)."""
+        return (WHOLE,) if self.depends is None or change.kind in self.depends else ()
+
+    def later(self, view: LocalView, change: "Change") -> Iterable[Hashable]:
+        """Scopes the change touches that may wait until no event does (DesiredState.settle):
+        none by default."""
         return ()
 
     def flows(self, view: LocalView) -> Iterable:
@@ -226,3 +266,12 @@ class App:
         """A punted frame for one of `punt_reasons`:
         answer with packet.reply(frame). Runs in the punt reader thread, beside the
         agent's passes: read packet.view (the last pass), keep no state a pass writes."""
+
+
+class ScopedApp(App):
+    """An app whose entries are those of many small scopes (a port, a network, a router):
+    it implements scopes(), scope_entries() and affected(); desired() is their union."""
+
+    def desired(self, view: LocalView) -> Iterable[Entry]:
+        for scope in self.scopes(view):
+            yield from self.scope_entries(view, scope)

@@ -78,6 +78,7 @@ def extra_options(port: dict) -> tuple[dict[int, bytes], str]:
 
 class DhcpApp(App):
     name = "dhcp"
+    depends = ()  # no map entries: nothing a pass derives
     punt_reasons = (lib.PUNT_DHCP,)
 
     def __init__(self, lease: int = DEFAULT_LEASE, on_count: Callable[[str], None] = lambda outcome: None) -> None:

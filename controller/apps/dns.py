@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
 from dfxdp.datapath.libbpf import lib
 
 from ..dns_forwarder import ETH_HLEN, UDP_HLEN, Forwarder, refused, reply_frame
 from ..dns_tcp import TcpResponder
 from ..dns_zone import CLASSIC_UDP, Zone, answer as zone_answer, question, truncated
-from .base import App, Entry, LocalView, Memo, ipv4_be32
+from ..desired import Change
+from .base import Entry, LocalView, ScopedApp, ipv4_be32
 
 if TYPE_CHECKING:
     from ..punt import PuntedPacket
@@ -84,7 +85,7 @@ def network_domain(dhcp_port: dict) -> str:
     return ""
 
 
-class DnsApp(App):
+class DnsApp(ScopedApp):
     name = "dns"
     maps = ("dns_servers", "dns_names", "dns_reverse")
     datapath_maps = ("dns_scratch", "dns_stats")  # per-CPU scratch and counters, written by stage_dns
@@ -93,7 +94,6 @@ class DnsApp(App):
     def __init__(self, ttl: int = DEFAULT_TTL, upstream: tuple[str, int] | None = None) -> None:
         self.ttl = ttl
         self.upstream = upstream  # the resolver for subnets without dns_nameservers
-        self.memo = Memo()  # per port: its name and reverse entries
         self.forwarder = Forwarder()
         self.tcp = TcpResponder()
         self._zones: dict[str, Zone] = {}   # per network, for the view below
@@ -168,27 +168,39 @@ class DnsApp(App):
                         return v4[0], 53
         return self.upstream
 
-    def desired(self, view: LocalView) -> Iterable[Entry]:
-        self.memo.new_pass()
-        domains: dict[str, str] = {}
-        for port in view.find("port", "owner", DHCP_OWNER):
-            if port.get("network_id") in view.networks:
-                domains[port["network_id"]] = network_domain(port)
-                yield from self._servers(port, view.networks[port["network_id"]])
-        seen: set[tuple[int, int]] = set()
-        for port in sorted(view.ports.values(), key=lambda p: p["id"]):
-            net = view.networks.get(port.get("network_id"))
-            if not net or not port.get("dns_assignment"):
-                continue
-            domain = domains.get(net["id"], "")
-            for entry in self.memo.get(port["id"], (port, net, domain),
-                                       lambda: list(self._port(port, net["key"], domain))):
-                if entry.map == "dns_names":
-                    key = (entry.key["net_key"], entry.key["hash"])
-                    if key in seen:
-                        continue  # a 32-bit hash shared by two names: the first keeps it, the datapath passes the other up
-                    seen.add(key)
-                yield entry
+    def scopes(self, view: LocalView) -> Iterable[Hashable]:
+        return list(view.ports)  # scopes are port ids: a DHCP port's servers, a port's names
+
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        if change.kind == "port":
+            if any(doc.get("device_owner") == DHCP_OWNER for doc in change.docs()):  # the network's domain
+                return {i for doc in change.docs() for i in view.port_index().ids("network_id", doc["network_id"])} \
+                    | {change.obj_id}
+            return (change.obj_id,)
+        if change.kind == "network":
+            return view.port_index().ids("network_id", change.obj_id)
+        return ()
+
+    def scope_entries(self, view: LocalView, port_id: Hashable) -> Iterable[Entry]:
+        port = view.ports.get(port_id)
+        net = view.networks.get(port.get("network_id")) if port else None
+        if not net:
+            return
+        if port.get("device_owner") == DHCP_OWNER:
+            yield from self._servers(port, net)
+        if port.get("dns_assignment"):
+            # a 32-bit hash two names share: the first port to want it keeps it (controller/desired.py),
+            # the datapath passes queries for the other up
+            yield from self._port(port, net["key"], self._domain(view, net["id"]))
+
+    @staticmethod
+    def _domain(view: LocalView, network_id: str) -> str:
+        """The network's domain, read off its DHCP port; the same for all its ports in one pass."""
+        domains = view.derived.setdefault("dns_domains", {})
+        if network_id not in domains:
+            dhcp = [p for p in view.ports_by("device_owner", DHCP_OWNER) if p.get("network_id") == network_id]
+            domains[network_id] = network_domain(dhcp[-1]) if dhcp else ""
+        return domains[network_id]
 
     def _servers(self, dhcp_port: dict, net: dict) -> Iterable[Entry]:
         domain = wire_name(network_domain(dhcp_port)) if network_domain(dhcp_port) else b""

@@ -37,6 +37,7 @@ ETH_P_ARP, ETH_P_IP = 0x0806, 0x0800  # all a port with port security may receiv
 
 class FloodApp(App):
     name = "flood"
+    depends = ()  # no map entries: nothing a pass derives
     tables = (TABLE_INGRESS, TABLE_L2, TABLE_FLOOD)
     flow_cookie = 1
 

@@ -209,6 +209,7 @@ def groups_by_network(members: Mapping[tuple[str, str], set[str]]) -> dict[str, 
 
 class IgmpApp(App):
     name = "igmp"
+    depends = ()  # no map entries: nothing a pass derives
     tables = (TABLE_MULTICAST,)
     flow_cookie = 2
 

@@ -1,33 +1,54 @@
 """fdb, arp_table and tunnel_endpoints: where every port of the local networks lives."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Hashable, Iterable
 
 from dfxdp.datapath.libbpf import lib
 
-from .base import App, Entry, LocalView, Memo, ipv4_addresses, ipv4_be32, mac_bytes
+from ..desired import LOCAL_PORT, Change
+from .base import Entry, LocalView, ScopedApp, ipv4_addresses, ipv4_be32, mac_bytes
+
+ENDPOINTS = ("tunnel_endpoints",)  # the scope of the remote chassis' endpoints; every other scope is a port id
 
 
-class L2App(App):
+class L2App(ScopedApp):
     name = "l2"
     maps = ("tunnel_endpoints", "fdb", "arp_table")  # endpoints first: remote fdb entries use them
 
-    def __init__(self) -> None:
-        self.memo = Memo()  # per port: the entries of every port in view, 100,000 on a big chassis
+    def scopes(self, view: LocalView) -> Iterable[Hashable]:
+        return [ENDPOINTS, *view.ports]
 
-    def desired(self, view: LocalView) -> Iterable[Entry]:
-        self.memo.new_pass()
-        remote_chassis = set()
-        for port in view.ports.values():
-            net = view.networks.get(port.get("network_id"))
-            if not net or not port.get("mac_address"):
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        if change.kind in ("port", LOCAL_PORT):
+            return (change.obj_id, ENDPOINTS)
+        if change.kind == "network":
+            return (ENDPOINTS, *view.port_index().ids("network_id", change.obj_id))
+        if change.kind == "chassis":
+            if len({doc.get("tunnel_ip") for doc in change.docs()}) == 1 and len(change.docs()) == 2:
+                return ()  # a heartbeat: where its ports are did not change
+            name = change.obj_id
+            return (ENDPOINTS, *{i for doc in change.docs() for i in view.port_index().ids("binding:host_id",
+                                                                                         doc.get("name", name))})
+        return ()
+
+    def scope_entries(self, view: LocalView, scope: Hashable) -> Iterable[Entry]:
+        if scope == ENDPOINTS:
+            return self._endpoints(view)
+        port = view.ports.get(scope)
+        net = view.networks.get(port.get("network_id")) if port else None
+        if not net or not port.get("mac_address"):
+            return ()
+        return self._port(port, net, view.local_ports.get(port["id"]), view.tunnel_ip_of(port), view.tunnel_ip)
+
+    @staticmethod
+    def _endpoints(view: LocalView) -> Iterable[Entry]:
+        """A tunnel endpoint for every other chassis hosting a port of a network in view."""
+        by_host = view.port_index().by["binding:host_id"]
+        for name, chassis in sorted(view.chassis_by_name.items(), key=lambda c: c[1].get("tunnel_ip") or ""):
+            tunnel_ip = chassis.get("tunnel_ip")
+            if not tunnel_ip or tunnel_ip == view.tunnel_ip or not any(
+                    _in_view(view, view.ports.get(pid)) for pid in by_host.get(name, ())):
                 continue
-            ifindex, tunnel_ip = view.local_ports.get(port["id"]), view.tunnel_ip_of(port)
-            if ifindex is None and tunnel_ip and tunnel_ip != view.tunnel_ip:
-                remote_chassis.add(tunnel_ip)
-            yield from self.memo.get(port["id"], (port, net, ifindex, tunnel_ip, view.tunnel_ip),
-                                     lambda: list(self._port(port, net, ifindex, tunnel_ip, view.tunnel_ip)))
-        for tunnel_ip in sorted(remote_chassis):
             neighbor = view.underlay_neighbors.get(tunnel_ip)
             if neighbor and view.underlay_ifindex:
                 yield Entry("tunnel_endpoints", ipv4_be32(tunnel_ip), {
@@ -47,3 +68,8 @@ class L2App(App):
         elif tunnel_ip and tunnel_ip != own_tunnel_ip:
             yield Entry("fdb", {"net_key": net["key"], "mac": mac}, {
                 "tunnel_ip": ipv4_be32(tunnel_ip), "port_key": port["key"], "flags": lib.FDB_F_REMOTE})
+
+
+def _in_view(view: LocalView, port: dict | None) -> bool:
+    return bool(port and port.get("mac_address") and port.get("network_id") in view.networks
+                and port["id"] not in view.local_ports)

@@ -8,12 +8,13 @@ external NIC, where only floating IPs are NATed in XDP).
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Hashable, Iterable
 
 from dfxdp.datapath.libbpf import lib
 from dfxdp.nb.index import ROUTER_GATEWAY, ROUTER_INTERFACE
 
-from .base import App, Entry, LocalView, ipv4_addresses, ipv4_be32, mac_bytes
+from ..desired import Change
+from .base import Entry, LocalView, ScopedApp, ipv4_addresses, ipv4_be32, mac_bytes
 
 
 def route_key(router_key: int, cidr: str) -> dict:
@@ -22,19 +23,34 @@ def route_key(router_key: int, cidr: str) -> dict:
             "dst": ipv4_be32(str(net.network_address))}
 
 
-class L3App(App):
+class L3App(ScopedApp):
     name = "l3"
     maps = ("router_ports", "router_ips", "routes")
     datapath_maps = ("ext_neigh",)  # external hosts' MACs, learned from what the external NIC receives
 
-    def desired(self, view: LocalView) -> Iterable[Entry]:
-        for router in view.routers.values():
-            yield from self._router(view, router)
+    def scopes(self, view: LocalView) -> Iterable[Hashable]:
+        return list(view.routers)  # scopes are router ids
+
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        if change.kind == "router":
+            return (change.obj_id,)
+        if change.kind == "port":
+            return {doc.get("device_id") for doc in change.docs()
+                    if doc.get("device_owner") in (ROUTER_INTERFACE, ROUTER_GATEWAY)}
+        if change.kind in ("network", "subnet"):  # a leg's network key or CIDR: routers are few
+            return list(view.routers)
+        return ()
+
+    def scope_entries(self, view: LocalView, router_id: Hashable) -> Iterable[Entry]:
+        router = view.routers.get(router_id)
+        return self._router(view, router) if router else ()
 
     def _router(self, view: LocalView, router: dict) -> Iterable[Entry]:
         rkey = router["key"]
         legs = []  # (subnet, port, network, external?)
-        for port in view.ports_of(ROUTER_INTERFACE, router["id"]) + view.ports_of(ROUTER_GATEWAY, router["id"]):
+        for port in view.ports_by("device_id", router["id"]):
+            if port.get("device_owner") not in (ROUTER_INTERFACE, ROUTER_GATEWAY):
+                continue
             net = view.networks.get(port["network_id"])
             if not net:
                 continue

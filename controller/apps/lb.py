@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Iterable
+from typing import Hashable, Iterable
 
 from dfxdp.datapath.libbpf import lib
+from dfxdp.nb import kinds
 from dfxdp.nb.index import ROUTER_INTERFACE
 
 from ..maglev import Member, maglev_ring, round_robin_ring
-from .base import App, Entry, LocalView, Memo, ipv4_addresses, ipv4_be32, mac_bytes
+from ..desired import Change
+from .base import WHOLE, App, Entry, LocalView, Memo, ipv4_addresses, ipv4_be32, mac_bytes
 
 PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP}
 DOWN = ("ERROR", "OFFLINE")  # operating states that keep a member out of its ring
+GATEWAY_OWNERS = (ROUTER_INTERFACE, "network:lb-hm")  # a VIP's next hop, a probe source
+OCTAVIA_KINDS = frozenset(kind.name for kind in kinds.KINDS if kind.api == kinds.OCTAVIA)
 
 
 def is_ipv4(address: str | None) -> bool:
@@ -63,6 +67,18 @@ class LoadBalancerApp(App):
 
     def __init__(self) -> None:
         self.memo = Memo()  # per pool: its ring, rebuilt only when the pool or its members change
+
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        """Load balancers are derived whole (one scope, few objects): again when an Octavia object
+        changes, or, while there are any, a network, a subnet, a router leg or a VIP port."""
+        if change.kind in OCTAVIA_KINDS:
+            return (WHOLE,)
+        if not view.loadbalancers or change.kind not in ("network", "subnet", "port"):
+            return ()
+        if change.kind != "port" or any(doc.get("device_owner") in GATEWAY_OWNERS for doc in change.docs()) or \
+                any(lb.get("vip_port_id") == change.obj_id for lb in view.loadbalancers.values()):
+            return (WHOLE,)
+        return ()
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
         self.memo.new_pass()
@@ -114,4 +130,5 @@ class LoadBalancerApp(App):
     def _gateways(view: LocalView) -> dict[str, list[int]]:
         """subnet id -> its router port's MAC: the next hop from a VIP to members on other networks."""
         return {fixed["subnet_id"]: list(mac_bytes(port["mac_address"]))
-                for port in view.find("port", "owner", ROUTER_INTERFACE) for fixed in port.get("fixed_ips", [])}
+                for port in view.ports_by("device_owner", ROUTER_INTERFACE)
+                for fixed in port.get("fixed_ips", [])}

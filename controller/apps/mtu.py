@@ -13,32 +13,38 @@ app: the underlay's MTU)."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Hashable, Iterable
 
 from dfxdp.datapath.libbpf import lib
 
-from .base import App, Entry, LocalView, Memo, ipv4_be32
+from ..desired import Change
+from .base import Entry, LocalView, ScopedApp, ipv4_be32
 
 DHCP_OWNER = "network:dhcp"
 
 
-class NetworkMtuApp(App):
+class NetworkMtuApp(ScopedApp):
     name = "mtu"
     maps = ("net_mtu",)
 
-    def __init__(self) -> None:
-        self.memo = Memo()  # per network: its entries, reused while it, its subnets and DHCP ports stay
+    def scopes(self, view: LocalView) -> Iterable[Hashable]:
+        return list(view.networks)  # scopes are network ids
 
-    def desired(self, view: LocalView) -> Iterable[Entry]:
-        self.memo.new_pass()
-        dhcp = dhcp_addresses(view)
-        for net_id, net in view.networks.items():
-            subnets = [s for s in view.subnets_of(net_id) if s.get("ip_version", 4) == 4]
-            if not subnets:
-                continue
-            dhcp_sources = tuple(dhcp.get(s["id"]) for s in subnets)
-            yield from self.memo.get(net_id, (net, *subnets, *dhcp_sources),
-                                     lambda: list(self._network(net, subnets, dhcp_sources)))
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        if change.kind == "network":
+            return (change.obj_id,)
+        if change.kind == "subnet" or change.kind == "port" and any(
+                doc.get("device_owner") == DHCP_OWNER for doc in change.docs()):
+            return {doc.get("network_id") for doc in change.docs()}
+        return ()
+
+    def scope_entries(self, view: LocalView, net_id: Hashable) -> Iterable[Entry]:
+        net = view.networks.get(net_id)
+        subnets = [s for s in view.subnets_of(net_id) if s.get("ip_version", 4) == 4] if net else []
+        if not subnets:
+            return ()
+        dhcp = dhcp_addresses(view, net_id)
+        return self._network(net, subnets, tuple(dhcp.get(s["id"]) for s in subnets))
 
     @staticmethod
     def _network(net: dict, subnets: list[dict], dhcp_sources: tuple) -> Iterable[Entry]:
@@ -58,8 +64,8 @@ def _value(net: dict, source: str | None) -> dict:
     return {"mtu": net.get("mtu") or 0, "icmp_src": ipv4_be32(source) if source else 0}
 
 
-def dhcp_addresses(view: LocalView) -> dict[str, str]:
-    """subnet id -> the address of its DHCP port."""
+def dhcp_addresses(view: LocalView, network_id: str) -> dict[str, str]:
+    """subnet id -> the address of its DHCP port, for the subnets of one network."""
     return {fixed["subnet_id"]: fixed["ip_address"]
-            for port in view.find("port", "owner", DHCP_OWNER)
+            for port in view.ports_by("device_owner", DHCP_OWNER) if port.get("network_id") == network_id
             for fixed in port.get("fixed_ips", []) if fixed.get("subnet_id")}

@@ -2,22 +2,27 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Hashable, Iterable
 
 from dfxdp.datapath.libbpf import lib
 
-from .base import App, Entry, LocalView, ipv4_be32, mac_bytes
+from ..desired import LOCAL_PORT, Change
+from .base import Entry, LocalView, ScopedApp, ipv4_be32, mac_bytes
 
 
-class PortSecurityApp(App):
+class PortSecurityApp(ScopedApp):
     name = "portsec"
     maps = ("portsec",)
 
-    def desired(self, view: LocalView) -> Iterable[Entry]:
-        for port_id, ifindex in view.local_ports.items():
-            port = view.ports.get(port_id)
-            if not port or not port.get("port_security_enabled"):
-                continue
+    def scopes(self, view: LocalView) -> Iterable[Hashable]:
+        return list(view.local_ports)  # scopes are local port ids
+
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        return (change.obj_id,) if change.kind in ("port", LOCAL_PORT) else ()
+
+    def scope_entries(self, view: LocalView, port_id: Hashable) -> Iterable[Entry]:
+        port, ifindex = view.ports.get(port_id), view.local_ports.get(port_id)
+        if port and ifindex is not None and port.get("port_security_enabled"):
             mac = list(mac_bytes(port["mac_address"]))
             sources = [(f["ip_address"] + "/32", mac) for f in port.get("fixed_ips", [])]
             for pair in port.get("allowed_address_pairs", []):

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Hashable, Iterable, Mapping
 
 from dfxdp.datapath.libbpf import Map, lib
 
 from .. import conntrack
 from ..sg_compiler import (ANY_CLASS, EGRESS, INGRESS, CompiledPolicy, Policy, Prefix, RuleClass, group_policies,
                            host_prefix, stable_id)
-from .base import App, Entry, LocalView, ipv4_addresses
+from ..desired import LOCAL_PORT, Change
+from .base import WHOLE, App, Entry, LocalView, ipv4_addresses
 
 
 def be32(addr: int) -> int:
@@ -69,8 +70,13 @@ class SharedPolicy:
 
 def group_members(view: LocalView, groups: Iterable[str]) -> dict[str, list[Prefix]]:
     """group id → the IPv4 addresses (/32) of the ports in that group (as far as this chassis knows)."""
-    return {group: [host_prefix(ip) for port in view.find("port", "security_group", group)
+    return {group: [host_prefix(ip) for port in view.ports_by("security_groups", group)
                     for ip in ipv4_addresses(port)] for group in groups}
+
+
+def remote_groups(view: LocalView) -> set[str]:
+    """The groups some rule in view names as its remote group."""
+    return {r["remote_group_id"] for r in view.security_group_rules.values() if r.get("remote_group_id")}
 
 
 def shared_policies(view: LocalView) -> list[SharedPolicy]:
@@ -86,7 +92,7 @@ def shared_policies(view: LocalView) -> list[SharedPolicy]:
     out: list[SharedPolicy] = []
     if by_groups:
         rules = list(view.security_group_rules.values())
-        members = group_members(view, {r["remote_group_id"] for r in rules if r.get("remote_group_id")})
+        members = group_members(view, remote_groups(view))
         taken: set[int] = set()
         for groups in sorted(by_groups, key=sorted):  # a fixed order: collisions resolve the same way each pass
             pid = stable_id(sorted(groups), taken)
@@ -98,7 +104,11 @@ def shared_policies(view: LocalView) -> list[SharedPolicy]:
 
 def local_policies(view: LocalView) -> dict[tuple[int, int], Policy]:
     """(port key, direction) → Policy for every filtered local port."""
-    return {(port_key, direction): policy for shared in shared_policies(view)
+    return by_port(shared_policies(view))
+
+
+def by_port(policies: list[SharedPolicy]) -> dict[tuple[int, int], Policy]:
+    return {(port_key, direction): policy for shared in policies
             for port_key in shared.port_keys for direction, policy in shared.directions.items()}
 
 
@@ -108,8 +118,29 @@ class SecurityGroupApp(App):
     maps = ("sg_l4", "sg_remote", "sg_ports")
     datapath_maps = ("conntrack", "sg_stats")  # flows and verdict counters, per port
 
+    def __init__(self) -> None:
+        self._policies: list[SharedPolicy] | None = None  # what the last pass that derived them compiled
+
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        """The policies compile whole (one scope, O(members)): again when groups or rules change,
+        a local port comes, goes or changes, or a remote group loses a member (address or group)."""
+        if change.kind in ("security_group", "security_group_rule", LOCAL_PORT) or \
+                change.kind == "port" and change.obj_id in view.local_ports:
+            return (WHOLE,)
+        return (WHOLE,) if change.kind == "port" and _memberships(view, change.old) - _memberships(
+            view, change.new) else ()
+
+    def later(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        """A remote group's new member (a port, or a new address or group of one): compiled again
+        once no event waits (DesiredState.settle). Until then the datapath refuses it where its
+        group is the remote one (fails closed), and no pass waits for the compile (O(members))."""
+        if change.kind != "port" or change.obj_id in view.local_ports:
+            return ()
+        return (WHOLE,) if _memberships(view, change.new) - _memberships(view, change.old) else ()
+
     def desired(self, view: LocalView) -> Iterable[Entry]:
-        for shared in shared_policies(view):
+        self._policies = shared_policies(view)
+        for shared in self._policies:
             compiled = {direction: policy.compile() for direction, policy in shared.directions.items()}
             for direction, policy in compiled.items():
                 yield from policy_entries(shared.policy_id, direction, policy)
@@ -120,5 +151,15 @@ class SecurityGroupApp(App):
                 yield Entry("sg_ports", port_key, port)
 
     def upkeep(self, view: LocalView, maps: Mapping[str, Map]) -> None:
-        # after the new rules are in: end the flows they no longer allow, forget expired ones
-        conntrack.maintain(maps["conntrack"], local_policies(view))
+        # after the new rules are in: end the flows they no longer allow, forget expired ones. The
+        # policies compiled when they last changed (a pass that did not touch them leaves them)
+        policies = self._policies if self._policies is not None else shared_policies(view)
+        conntrack.maintain(maps["conntrack"], by_port(policies))
+
+
+def _memberships(view: LocalView, port: dict | None) -> set[tuple[str, str]]:
+    """(remote group, address) pairs a port gives the filtered local ports' policies."""
+    if not port or not view.local_ports or not port.get("security_groups"):
+        return set()
+    groups = set(port["security_groups"]) & remote_groups(view)
+    return {(group, address) for group in groups for address in ipv4_addresses(port)} if groups else set()

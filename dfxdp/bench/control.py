@@ -14,8 +14,17 @@ which is also the create-throughput measurement); at each size:
   VM plugged (tap veth, as Nova's VIF plug does), until a ping from it to a peer
   VM gets its answer;
 - full resync: the agent restarted with its pins removed, until every port's
-  fdb entry is back; then its resident memory;
+  fdb entry is back;
+- its resident memory (RSS) after the samples above;
 - API list: one GET of every port.
+
+The NB grows by Neutron's bulk create (BULK ports a request, four clients), so
+100,000 ports take minutes, not the half hour one create a request took.
+
+Apart from the sizes, `measure_router`: a router with 200 subnets, and a new
+chassis with one port on one of them; from its agent's start until every
+subnet's route is in its pinned `routes` map (Dragonflow published 30 s for
+this on a new host).
 """
 from __future__ import annotations
 
@@ -42,13 +51,14 @@ SIMULATED_CHASSIS = 4
 PORTS_PER_NETWORK = 800           # of the 1021 addresses of a /22: room left for the samples in network 0
 NETWORKS_FROM = ipaddress.ip_address("10.128.0.0")
 API_WORKERS = 4                   # concurrent API clients while growing the NB
+BULK = 400                        # ports per bulk create (~5 etcd ops a port: dfxdp/testing/etcd.py allows that)
 WAIT_LIMIT = 600.0                # seconds before a measurement is declared stuck
 
 
 @dataclass
 class ControlPoint:
     ports: int                    # ports in NB at this size
-    create_per_second: float      # API port creates per second while growing to this size
+    create_per_second: float      # ports created per second (bulk creates) while growing to this size
     list_seconds: float           # one GET /v2.0/ports of every port
     write_to_programmed_p50: float
     write_to_programmed_p99: float  # the maximum when there are fewer than 100 samples
@@ -84,6 +94,16 @@ class Api:
 
     def create(self, collection: str, singular: str, body: dict) -> dict:
         return self._check(self._session().post(f"{self.url}/v2.0/{collection}", json={singular: body}))[singular]
+
+    def create_bulk(self, collection: str, bodies: list[dict]) -> list[dict]:
+        """Neutron's bulk create: every object or none; again, as a client would, while the
+        server answers that concurrent creates on the same network collided (409)."""
+        deadline = time.monotonic() + WAIT_LIMIT
+        while True:
+            response = self._session().post(f"{self.url}/v2.0/{collection}", json={collection: bodies})
+            if response.status_code != 409 or time.monotonic() > deadline:
+                return self._check(response)[collection]
+            time.sleep(0.01)
 
     def put(self, path: str, body: dict) -> dict:
         return self._check(self._session().put(f"{self.url}/v2.0/{path}", json=body))
@@ -154,18 +174,18 @@ class ControlBench:
             self._add_network()
         started = time.monotonic()
 
-        def create(i: int) -> None:
-            n = self.bound + i
-            self.api.create("ports", "port", {"network_id": self.networks[n // PORTS_PER_NETWORK]["id"],
-                                              "binding:host_id": self.simulated[n % SIMULATED_CHASSIS]})
+        def create(first: int) -> int:
+            batch = range(self.bound + first, self.bound + min(first + BULK, todo))
+            self.api.create_bulk("ports", [{"network_id": self.networks[n // PORTS_PER_NETWORK]["id"],
+                                            "binding:host_id": self.simulated[n % SIMULATED_CHASSIS]} for n in batch])
+            return len(batch)
 
         pool = concurrent.futures.ThreadPoolExecutor(API_WORKERS)
         try:
-            for done, future in enumerate(concurrent.futures.as_completed(
-                    [pool.submit(create, i) for i in range(todo)]), start=1):
-                future.result()
-                if done % 50 == 0 or done == todo:
-                    progress(done)
+            done = 0
+            for future in concurrent.futures.as_completed([pool.submit(create, i) for i in range(0, todo, BULK)]):
+                done += future.result()
+                progress(done)
         finally:
             # on a failed create or an interrupt, do not work through the remaining thousands first
             pool.shutdown(cancel_futures=True)
@@ -246,7 +266,6 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
                 list_s, ports = bench.list_seconds()
                 progress(f"control plane, {size} ports: full resync")
                 resync = bench.resync()
-                rss = bench.agent_rss_mib()
                 writes = []
                 for i in range(samples):
                     progress(f"control plane, {size} ports: write → programmed {i + 1}/{samples}")
@@ -255,6 +274,7 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
                 for i in range(first_packet_samples):
                     progress(f"control plane, {size} ports: first packet {i + 1}/{first_packet_samples}")
                     firsts.append(bench.first_packet())
+                rss = bench.agent_rss_mib()  # settled: after the full pass and the samples' passes
                 points.append(ControlPoint(
                     ports=ports, create_per_second=rate, list_seconds=list_s,
                     write_to_programmed_p50=statistics.median(writes),
@@ -264,6 +284,47 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
         finally:
             cluster.close()
     return points
+
+
+@dataclass
+class RouterPoint:
+    subnets: int                  # the router's subnets, each on its own network
+    routable_seconds: float       # the new chassis' agent started → every subnet's route in its datapath
+
+
+def measure_router(subnets: int, progress: Callable[[str], None] = lambda _: None) -> RouterPoint:
+    """A router with `subnets` subnets; a new chassis with one port on one of them: seconds from
+    its agent's start until its datapath routes to every subnet."""
+    with Topology("brt") as topo:
+        cluster = Cluster(topo, chassis=1, db="etcd", start_agents=False)
+        try:
+            api, chassis = Api(cluster.api_url), cluster.chassis[0]
+            progress(f"control plane: a router with {subnets} subnets")
+            router = api.create("routers", "router", {"name": "bench-200"})
+            nets = [net for first in range(0, subnets, BULK) for net in api.create_bulk(
+                "networks", [{"name": f"r{i}"} for i in range(first, min(first + BULK, subnets))])]
+            for i, net in enumerate(nets):  # one at a time: a subnet brings its DHCP port
+                subnet = api.create("subnets", "subnet", {"network_id": net["id"], "ip_version": 4,
+                                                          "cidr": f"{NETWORKS_FROM + i * 256}/24"})
+                api.put(f"routers/{router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
+            api.create("ports", "port", {"network_id": nets[0]["id"], "binding:host_id": chassis.name})
+            progress(f"control plane: a new chassis routes {subnets} subnets")
+            started = time.monotonic()
+            chassis.start_agent()
+            routes_path = chassis.bpffs / "maps" / "routes"
+            _wait("the new agent's pinned routes map", routes_path.exists, poll=0.005)
+
+            def routable() -> bool:
+                routes = Map.pinned(routes_path)
+                try:
+                    return len(routes) >= subnets
+                finally:
+                    routes.close()
+
+            _wait(f"routes to {subnets} subnets", routable, poll=0.005)
+            return RouterPoint(subnets, time.monotonic() - started)
+        finally:
+            cluster.close()
 
 
 def as_dicts(points: list[ControlPoint]) -> list[dict]:

@@ -180,7 +180,7 @@ def _throughput_section(rows: list[dict]) -> list[str]:
 def _control_section(points: list[dict]) -> list[str]:
     tail = "p99" if all(p.get("write_samples", 0) >= 100 for p in points) else "max"
     lines = ["## Control plane (real etcd, one real agent, simulated chassis)", "",
-             "| ports | creates/s (API) | list all (s) | write → programmed p50 / " + tail + " (s) | "
+             "| ports | creates/s (API, bulk) | list all (s) | write → programmed p50 / " + tail + " (s) | "
              "first packet p50 / max (s) | full resync (s) | agent RSS (MiB) |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for p in points:
@@ -217,6 +217,10 @@ def _summary(results: dict) -> str:
         lines += [*_bum_summary(results["bum"]), *_snat_summary(results["snat"])]
     if "control" in results:
         lines += _control_section(results["control"])
+    if "control_router" in results:
+        r = results["control_router"]
+        lines += [f"A router with {r['subnets']} subnets, a new chassis with a port on one of them: every subnet "
+                  f"routable {r['routable_seconds']:.2f} s after its agent started.", ""]
     return "\n".join(lines)
 
 

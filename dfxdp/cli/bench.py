@@ -22,10 +22,11 @@ class Sizes:
     punt_flood: int               # frames per punt flood (and per DHCP flood)
     dns_seconds: float            # each dnsperf run (XDP, its ceiling, dnsmasq, unbound)
     fallback_frames: int          # broadcasts per replication fan-out, and SNAT frames (new, established)
+    router_subnets: int           # the control part's router on a new chassis
 
 
-QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1, 1000)
-FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10, 20000)
+QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1, 1000, 5)
+FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10, 20000, 200)
 LARGE_PORTS = 100000
 PARTS = ("datapath", "lb", "dns", "throughput", "punt", "fallback", "control")
 MAX_PORTS = 1_000_000
@@ -132,7 +133,10 @@ def register(group: click.Group) -> None:
                 task, _ = part("control", None)
                 points = control.measure(list(sizes_run), sizes.control_samples, sizes.first_packet_samples,
                                          lambda label: progress.update(task, description=label))
-                progress.update(task, total=1, completed=1, description="control plane: done")
                 results["control"] = control.as_dicts(points)
+                router = control.measure_router(sizes.router_subnets, lambda label: progress.update(task,
+                                                                                                   description=label))
+                progress.update(task, total=1, completed=1, description="control plane: done")
+                results["control_router"] = asdict(router)
         for path in report.write(pathlib.Path(out_dir), results):
             click.echo(f"wrote {path}")

@@ -172,22 +172,21 @@ def test_failed_removal_is_retried_from_memory():
     assert rec.apply([Entry("a", 1, "x")]).removed == 1 and m.data == {m.encode_key(1): value("x")}
 
 
-def test_entries_handed_out_again_are_not_encoded_again():
+def test_a_pass_given_the_touched_keys_compares_only_those_and_retries_failures():
     log = []
-
-    class EncodingCounter(FakeMap):
-        encodes = 0
-
-        def encode_key(self, key):
-            self.encodes += 1
-            return super().encode_key(key)
-
-    m = EncodingCounter("a", log)
-    rec = Reconciler({"a": m}, ["a"])
-    same, changed = Entry("a", 1, "x"), Entry("a", 2, "y")
-    rec.apply([same, changed])
-    rec.apply([same, Entry("a", 2, "y2")])
-    assert m.encodes == 3 and m.data == {m.encode_key(1): value("x"), m.encode_key(2): value("y2")}
+    m = FakeMap("a", log, fail_on={3})
+    rec = Reconciler({"a": m}, ["a"], audit_interval=3600)
+    k = m.encode_key
+    wanted = {"a": {k(1): value("x"), k(2): value("y"), k(3): value("z")}}
+    assert len(rec.apply_wanted(wanted).errors) == 1  # 3 failed
+    m.data[k(1)] = value("tampered")                 # behind the reconciler's back: only an audit sees it
+    wanted["a"][k(2)] = value("y2")
+    del wanted["a"][k(1)]
+    m.fail_on.clear()
+    result = rec.apply_wanted(wanted, touched={"a": {k(2)}})
+    assert (result.written, result.removed) == (2, 0)  # 2 touched, 3 retried; 1 not touched: left alone
+    assert m.data == {k(1): value("tampered"), k(2): value("y2"), k(3): value("z")}
+    assert rec.apply_wanted(wanted, touched={"a": {k(1)}}).removed == 1 and k(1) not in m.data
 
 
 def test_array_stale_slot_is_zeroed_and_a_zero_slot_counts_as_empty():

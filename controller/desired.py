@@ -1,0 +1,162 @@
+"""What the apps want, kept between passes by scope, so that a pass after an event
+derives again only what that event touched (Dragonflow's event-driven apps).
+
+An app's entries are the union of its scopes' (apps/base.py: `scopes`,
+`scope_entries`; a port, a network, a router, or the whole app). A full pass
+(start, a cache reload) derives every scope of every app; a pass after events
+asks each app which of its scopes each change touches (`affected`), derives
+those again and compares them with what they gave last time: only the keys
+whose entries came or went or changed are handed to the reconciler.
+
+An app may put a scope off (`later`): what must not hold up the pass (a remote
+group's new member, whose security groups compile whole), derived by settle()
+once no event waits, a pass later at most (the agent).
+
+Two scopes may want one key (a floating IP's arp entry and a port's, a hash two
+DNS names share): the first one to want it holds it, the others wait; when the
+holder lets go, one of those that wait takes over.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from .apps.base import App, Entry, LocalView
+
+Owner = tuple[int, Hashable]  # (the app's position, its scope)
+Encoded = tuple  # flat (map, key bytes, value bytes, map, key bytes, value bytes, …)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object that changed since the last pass. kind: an NB kind, or LOCAL_PORT (a tap
+    appeared or went: old/new are its ifindex or None); old/new: the document before and
+    now, None when it is new or gone."""
+
+    kind: str
+    obj_id: str
+    old: Any
+    new: Any
+
+    def docs(self) -> tuple:
+        """The document before and the one now, those that exist."""
+        return tuple(d for d in (self.old, self.new) if d is not None)
+
+
+LOCAL_PORT = "local_port"
+
+
+class DesiredState:
+    def __init__(self, apps: Sequence["App"], encode: Callable[["Entry"], tuple[bytes, bytes]]):
+        self.apps = apps
+        self._encode = encode
+        self._scopes: list[dict[Hashable, Encoded]] = [{} for _ in apps]
+        self.wanted: dict[str, dict[bytes, bytes]] = {}  # map -> key -> value: what the maps should hold
+        # keys more than one scope wants: the scopes waiting behind the holder, with their values
+        self._waiting: dict[tuple[str, bytes], dict[Owner, bytes]] = {}
+        self.scopes_derived = 0  # scopes derived by the last rebuild/update: what tests count
+        self.pending: list[set[Hashable]] = [set() for _ in apps]  # scopes put off until settle()
+
+    def _derive(self, view: "LocalView", index: int, scope: Hashable) -> Encoded:
+        self.scopes_derived += 1
+        entries: dict[tuple[str, bytes], bytes] = {}
+        for entry in self.apps[index].scope_entries(view, scope):
+            key, value = self._encode(entry)
+            entries.setdefault((entry.map, key), value)  # within a scope too, the first one holds a key
+        return tuple(x for (name, key), value in entries.items() for x in (name, key, value))
+
+    def rebuild(self, view: "LocalView") -> dict[str, dict[bytes, bytes]]:
+        """Derive every scope of every app (a full pass)."""
+        for _ in self.rebuild_steps(view):
+            pass
+        return self.wanted
+
+    def rebuild_steps(self, view: "LocalView") -> Iterator[set[str]]:
+        """A full pass app by app: after each app, the maps it wants keys in, complete as far as
+        this app and those before it go (so the reconciler can write them while the next
+        app derives). `wanted` is emptied in place first."""
+        self.scopes_derived = 0
+        self._scopes = [{} for _ in self.apps]
+        self.pending = [set() for _ in self.apps]
+        self.wanted.clear()
+        self._waiting = {}
+        for index, app in enumerate(self.apps):
+            names: set[str] = set()
+            for scope in app.scopes(view):
+                encoded = self._derive(view, index, scope)
+                if encoded:
+                    self._scopes[index][scope] = encoded
+                    for i in range(0, len(encoded), 3):
+                        self._want((index, scope), encoded[i], encoded[i + 1], encoded[i + 2], had=False)
+                        names.add(encoded[i])
+            yield names
+
+    def update(self, view: "LocalView", changes: Iterable[Change]) -> dict[str, set[bytes]]:
+        """Derive again the scopes these changes touch; the keys (by map) whose wanted value
+        may have changed. The scopes apps put off (App.later) wait for settle()."""
+        self.scopes_derived = 0
+        changes = list(changes)
+        touched: dict[str, set[bytes]] = {}
+        for index, app in enumerate(self.apps):
+            for change in changes:
+                self.pending[index].update(app.later(view, change))
+            affected = {scope for change in changes for scope in app.affected(view, change)}
+            self.pending[index] -= affected
+            self._rederive(view, index, affected, touched)
+        return touched
+
+    def settle(self, view: "LocalView") -> dict[str, set[bytes]]:
+        """Derive the scopes put off until now; the keys touched, as update()."""
+        self.scopes_derived = 0
+        touched: dict[str, set[bytes]] = {}
+        for index, scopes in enumerate(self.pending):
+            self.pending[index] = set()
+            self._rederive(view, index, scopes, touched)
+        return touched
+
+    def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable],
+                  touched: dict[str, set[bytes]]) -> None:
+        for scope in scopes:
+            old = self._scopes[index].pop(scope, ())
+            new = self._derive(view, index, scope)
+            if new:
+                self._scopes[index][scope] = new
+            if new == old:
+                continue
+            owner = (index, scope)
+            before = {(old[i], old[i + 1]): old[i + 2] for i in range(0, len(old), 3)}
+            for i in range(0, len(new), 3):
+                name, key, value = new[i], new[i + 1], new[i + 2]
+                had = (name, key) in before
+                if before.pop((name, key), None) != value:
+                    self._want(owner, name, key, value, had=had)
+                    touched.setdefault(name, set()).add(key)
+            for name, key in before:  # what the scope no longer wants
+                self._let_go(owner, name, key)
+                touched.setdefault(name, set()).add(key)
+
+    def _want(self, owner: Owner, name: str, key: bytes, value: bytes, had: bool) -> None:
+        """`owner` wants key → value; `had`: it wanted the key last time too."""
+        wanted = self.wanted.setdefault(name, {})
+        waiting = self._waiting.get((name, key))
+        if key not in wanted:
+            wanted[key] = value
+        elif waiting is not None and owner in waiting:
+            waiting[owner] = value
+        elif had:  # the holder changed its value
+            wanted[key] = value
+        else:
+            self._waiting.setdefault((name, key), {})[owner] = value
+
+    def _let_go(self, owner: Owner, name: str, key: bytes) -> None:
+        waiting = self._waiting.get((name, key))
+        if waiting is not None and owner in waiting:
+            del waiting[owner]
+        elif waiting:  # the holder lets go: the first that waited takes over
+            first = next(iter(waiting))
+            self.wanted[name][key] = waiting.pop(first)
+        else:
+            self.wanted[name].pop(key, None)
+        if waiting is not None and not waiting:
+            del self._waiting[(name, key)]

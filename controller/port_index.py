@@ -1,0 +1,48 @@
+"""Port ids by the fields apps look ports up by, so a lookup costs the ports found."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+
+class PortIndex:
+    """Port ids by the fields apps look ports up by: network, device (router, floating IP,
+    DHCP subnet), hosting chassis, security group. The agent's cache keeps one up to date
+    event by event (controller/cache.py), so a lookup costs the ports found, not every port;
+    a view built by hand (tests, the bench) gets one built from its ports on first use."""
+
+    FIELDS = ("network_id", "device_id", "device_owner", "binding:host_id")
+
+    def __init__(self) -> None:
+        self.by: dict[str, dict[str, set[str]]] = {name: {} for name in (*self.FIELDS, "security_groups")}
+
+    @classmethod
+    def of(cls, ports: Mapping[str, dict]) -> "PortIndex":
+        index = cls()
+        for port in ports.values():
+            index.add(port)
+        return index
+
+    def _values(self, port: dict) -> Iterable[tuple[str, Any]]:
+        for name in self.FIELDS:
+            value = port.get(name)
+            if value:
+                yield name, value
+        for group in port.get("security_groups") or ():
+            yield "security_groups", group
+
+    def add(self, port: dict) -> None:
+        for name, value in self._values(port):
+            self.by[name].setdefault(value, set()).add(port["id"])
+
+    def remove(self, port: dict) -> None:
+        for name, value in self._values(port):
+            ids = self.by[name].get(value)
+            if ids is not None:
+                ids.discard(port["id"])
+                if not ids:
+                    del self.by[name][value]
+
+    def ids(self, name: str, value: Any) -> list[str]:
+        """The ids of the ports whose `name` is (or, for security_groups, holds) `value`: a copy,
+        so the cache may change while a reader (the punt thread) walks it."""
+        return list(self.by[name].get(value, ()))
