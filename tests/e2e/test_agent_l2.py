@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dfxdp.datapath.libbpf import Map
+from dfxdp.datapath.libbpf import Map, ffi
 from dfxdp.datapath.pipeline import DROP_REASONS
 from dfxdp.testing.cluster import Cluster
 from dfxdp.testing.netns import Topology, run, wait_listening
@@ -133,7 +133,8 @@ def _recreated_and_filled(pin) -> bool:
     except OSError:
         return False  # between the old pin's removal and the new one's
     try:
-        return m.info.value_size == 8 and len(m) > 0 and all(v.policy for _, v in m.items())
+        return (m.info.value_size == ffi.sizeof("struct sg_port") and len(m) > 0
+                and all(v.policy for _, v in m.items()))
     finally:
         m.close()
 
