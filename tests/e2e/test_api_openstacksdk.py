@@ -39,16 +39,17 @@ def test_every_resource_round_trips(server):
     sg = c.network.create_security_group(name="web")
     rule = c.network.create_security_group_rule(security_group_id=sg.id, direction="ingress", protocol="tcp",
                                                 port_range_min=80, port_range_max=443, remote_ip_prefix="0.0.0.0/0")
+    # outside the first 16 free addresses, where the DHCP port takes its address at random (as Neutron)
     port = c.network.create_port(network_id=net.id, name="vm1", security_group_ids=[sg.id],
-                                 fixed_ips=[{"ip_address": "10.10.0.10"}], binding_host_id="node1",
+                                 fixed_ips=[{"ip_address": "10.10.0.100"}], binding_host_id="node1",
                                  allowed_address_pairs=[{"ip_address": "10.10.0.0/28"}])
-    assert port.fixed_ips[0]["ip_address"] == "10.10.0.10" and port.mac_address.startswith("fa:16:3e")
+    assert port.fixed_ips[0]["ip_address"] == "10.10.0.100" and port.mac_address.startswith("fa:16:3e")
     router = c.network.create_router(name="r1", external_gateway_info={"network_id": ext.id})
     c.network.add_interface_to_router(router, subnet_id=sub.id)
     router = c.network.update_router(router, routes=[{"destination": "10.30.0.0/16", "nexthop": "10.10.0.20"}])
     assert router.routes == [{"destination": "10.30.0.0/16", "nexthop": "10.10.0.20"}]
     fip = c.network.create_ip(floating_network_id=ext.id, port_id=port.id)
-    assert fip.fixed_ip_address == "10.10.0.10" and fip.router_id == router.id
+    assert fip.fixed_ip_address == "10.10.0.100" and fip.router_id == router.id
 
     assert [p.name for p in c.network.ports(network_id=net.id, name="vm1")] == ["vm1"]
     assert {n.name for n in c.network.networks()} == {"net1", "ext"}
@@ -62,9 +63,9 @@ def test_every_resource_round_trips(server):
     lb = c.load_balancer.create_load_balancer(name="lb", vip_subnet_id=sub.id)
     listener = c.load_balancer.create_listener(loadbalancer_id=lb.id, protocol="TCP", protocol_port=80)
     pool = c.load_balancer.create_pool(listener_id=listener.id, protocol="TCP", lb_algorithm="ROUND_ROBIN")
-    member = c.load_balancer.create_member(pool, address="10.10.0.10", protocol_port=8080, subnet_id=sub.id)
+    member = c.load_balancer.create_member(pool, address="10.10.0.100", protocol_port=8080, subnet_id=sub.id)
     hm = c.load_balancer.create_health_monitor(pool_id=pool.id, type="TCP", delay=5, timeout=3, max_retries=3)
-    assert lb.vip_address.startswith("10.10.0.") and [m.address for m in c.load_balancer.members(pool)] == ["10.10.0.10"]
+    assert lb.vip_address.startswith("10.10.0.") and [m.address for m in c.load_balancer.members(pool)] == ["10.10.0.100"]
     c.load_balancer.update_load_balancer(lb, name="lb2")
     assert c.load_balancer.get_load_balancer(lb.id).name == "lb2"
 
@@ -97,9 +98,9 @@ def test_errors_reach_the_client(server):
     with pytest.raises(openstack.exceptions.BadRequestException) as err:
         c.network.create_subnet(network_id=net.id, cidr="10.11.0.128/25", ip_version=4)
     assert "overlaps" in str(err.value)
-    c.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.11.0.9"}])
+    c.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.11.0.109"}])
     with pytest.raises(openstack.exceptions.ConflictException):
-        c.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.11.0.9"}])
+        c.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.11.0.109"}])
     with pytest.raises(openstack.exceptions.NotFoundException):
         c.network.get_network("does-not-exist")
 

@@ -139,7 +139,7 @@ def test_the_agent_views_programs_and_runs_the_new_service(blackhole_service, bp
     svc.create("subnet", {"network_id": served["id"], "cidr": "10.0.0.0/24"})
     elsewhere = svc.create("network", {"name": "elsewhere"})
     port = svc.create("port", {"network_id": served["id"], "binding:host_id": CHASSIS,
-                               "fixed_ips": [{"ip_address": "10.0.0.5"}]})
+                               "fixed_ips": [{"ip_address": "10.0.0.105"}]})
     hole = svc.create("blackhole", {"network_id": served["id"], "ip_address": "10.0.0.99"})
     far = svc.create("blackhole", {"network_id": elsewhere["id"], "ip_address": "10.0.0.98"})
     tap = veth(tap_name(port["id"]))
@@ -162,7 +162,7 @@ def test_the_agent_views_programs_and_runs_the_new_service(blackhole_service, bp
             plugged = slots.attach(stage)
 
         def to(dst: str):
-            return Ether(src=port["mac_address"], dst="fa:16:3e:00:00:99") / IP(src="10.0.0.5", dst=dst) / \
+            return Ether(src=port["mac_address"], dst="fa:16:3e:00:00:99") / IP(src="10.0.0.105", dst=dst) / \
                 UDP(sport=4000, dport=53)
 
         frame = to("10.0.0.99")
