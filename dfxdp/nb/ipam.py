@@ -103,11 +103,13 @@ def reserve(txn: Txn, subnet: dict, address: str, owner: str) -> None:
     _used(txn, subnet["id"]).add(int(ipaddress.ip_address(address)))
 
 
-def allocate(txn: Txn, subnet: dict, owner: str) -> str:
+def allocate(txn: Txn, subnet: dict, owner: str, lowest: bool = False) -> str:
     """A free pool address of the subnet, reserved for owner.
 
     Picked at random among the first ALLOCATION_WINDOW free ones (as Neutron
     does): concurrent creates on one subnet then rarely want the same address.
+    `lowest`: the first free one instead, for infrastructure ports whose address
+    must be predictable.
     Within a transaction the search resumes where the last one found its first free
     address: every address before it was in use then (a release in between is only
     skipped, never handed out twice)."""
@@ -117,7 +119,8 @@ def allocate(txn: Txn, subnet: dict, owner: str) -> str:
                                        ALLOCATION_WINDOW))
     if candidates:
         txn.memo[resume] = candidates[0]
-    random.shuffle(candidates)
+    if not lowest:
+        random.shuffle(candidates)
     for number in candidates:
         address = str(ipaddress.ip_address(number))
         if txn.reserve(ip_key(subnet["id"], address), owner):

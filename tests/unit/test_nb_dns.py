@@ -178,3 +178,21 @@ def test_concurrent_creates_of_one_name_give_it_once():
     for t in threads:
         t.join()
     assert len(made) == 1 and refused == ["DuplicateRecordSet"] * 5
+
+
+@pytest.mark.parametrize("cidr, first_free, asked", [("10.4.0.0/24", "10.4.0.2", ["10.4.0.9", "10.4.0.10"]),
+                                                     ("2001:db8:4::/64", "2001:db8:4::2",
+                                                      ["2001:db8:4::f", "2001:db8:4::10"])])
+def test_dhcp_port_takes_the_lowest_free_address_so_low_ones_stay_free_for_clients(svc, cidr, first_free, asked):
+    """Other ports pick at random among the first 16 free addresses; the DHCP port must not,
+    or a client asking for one of them (Tempest's ip-substring test) finds it taken by chance."""
+    for attempt in range(20):
+        network = svc.create("network", {"name": f"low{attempt}"})
+        subnet = svc.create("subnet", {"network_id": network["id"], "cidr": cidr,
+                                       "ip_version": 6 if ":" in cidr else 4})
+        [dhcp] = dhcp_ports(svc, network["id"])
+        assert dhcp["fixed_ips"][0]["ip_address"] == first_free
+        for address in asked:
+            port = svc.create("port", {"network_id": network["id"],
+                                       "fixed_ips": [{"subnet_id": subnet["id"], "ip_address": address}]})
+            svc.delete("port", port["id"])

@@ -118,7 +118,11 @@ class Ports(Family):
                 ipam.reserve(txn, subnet, address, port["id"])
                 result.append({"subnet_id": subnet_id, "ip_address": address})
             else:
-                result.append({"subnet_id": subnet_id, "ip_address": ipam.allocate(txn, subnet, port["id"])})
+                # the DHCP port takes the lowest free address, never one picked at random: clients
+                # that ask for a given address (Tempest asks for .9/.10, ::f/::10) must not find
+                # it taken by a port they did not create
+                address = ipam.allocate(txn, subnet, port["id"], lowest=port["device_owner"] == DHCP_OWNER)
+                result.append({"subnet_id": subnet_id, "ip_address": address})
         return result
 
     @staticmethod
