@@ -168,13 +168,16 @@ class Agent:
             try:
                 self.sync_once()
                 backoff = 0.1
+                continue
             except (OSError, StoreError, NBError) as exc:
-                self.errors += 1
-                self.metrics.reconcile_errors.inc()
                 log.warning("agent pass failed (%s); retrying in %.1fs", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                self._dirty.set()
+            except Exception:  # a bug in one app's pass must not stop the others: XDP forwards on
+                log.exception("agent pass failed unexpectedly; retrying in %.1fs", backoff)
+            self.errors += 1
+            self.metrics.reconcile_errors.inc()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+            self._dirty.set()
 
     def stop(self) -> None:
         """Stop the agent; pinned maps and XDP attachments stay: forwarding goes on."""
