@@ -252,7 +252,8 @@ class App:
         return False
 
     def fallback_upkeep(self, view: LocalView) -> None:
-        """After the OVS fallback reconciled the flows (only where it runs): e.g. send queries."""
+        """After the OVS fallback reconciled the flows on a connected br-int (only where it runs):
+        e.g. send queries, whose answers come back as packet-ins."""
 
     def snat_zones(self) -> dict[str, int]:
         """Router id -> the OVS conntrack zone where this chassis SNATs for it (the sessions metric)."""

@@ -124,17 +124,21 @@ class Fallback:
         view = self._view = dataclasses.replace(view, ofports=ofports)
         wanted = {INTEGRATION_BRIDGE: {app.name: list(app.flows(view)) for app in self.apps},
                   UNDERLAY_BRIDGE: {UNDERLAY_OWNER.name: self.tunnels.underlay_flows(ofports)}}
-        errors = []
+        errors, connected = [], set()
         for bridge, dpid in self._dpids.items():
             connection = self.controller.connection(dpid)
             self.metrics.connected.labels(bridge).set(int(connection is not None))
             if connection is None:
                 continue  # OVS connects to us on its own; the connection triggers a pass
+            connected.add(bridge)
             result = self.reconcilers[bridge].apply(connection, wanted[bridge])
             self._observe(bridge, result)
             errors += result.errors
-        for app in self.apps:
-            app.fallback_upkeep(view)
+        if INTEGRATION_BRIDGE in connected:
+            # Only then: what upkeep sends asks for answers that come back as packet-ins (an
+            # IGMP query's reports), which a switch not yet connected to this agent would drop.
+            for app in self.apps:
+                app.fallback_upkeep(view)
         self._observe_snat()
         if errors:
             raise OvsError(f"{len(errors)} flows refused, first: {errors[0]}")
