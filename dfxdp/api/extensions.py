@@ -47,6 +47,9 @@ EXTENSIONS = [
               "Tags on networks, subnets, ports, routers, floating IPs, security groups and their rules: "
               "the …/tags sub-resource and the tags, tags-any, not-tags, not-tags-any list filters."),
     Extension("tag", "Tag support", "Tags on networks (the older alias of standard-attr-tag)."),
+    Extension("tag-creation", "Tag creation extension", "POST …/tags adds several tags to a resource at once."),
+    Extension("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation",
+              "tags in the body of a port create, bulk or not (and of every other resource's create)."),
     Extension("ip-substring-filtering", "IP address substring filtering",
               "fixed_ips=ip_address_substr=<part of an address> in port lists."),
     Extension("quotas", "Quota management support", "Per-project limits on networks, subnets, ports, "

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dfxdp.nb import tags
 from dfxdp.nb.model import Resource
 
 from . import listing
@@ -50,6 +51,8 @@ def _object_schemas(model: type[Resource], parent_field: str | None, components:
     create = {**writable, "properties": {k: v for k, v in writable["properties"].items()
                                          if k not in model.SERVER_OWNED and k != parent_field}}
     create["properties"]["tenant_id"] = {"type": "string", "maxLength": 255}
+    create["properties"]["tags"] = {"type": "array", "uniqueItems": True, "maxItems": tags.MAX_TAGS_COUNT,
+                                    "items": {"type": "string", "maxLength": tags.MAX_TAG_LEN}}
     create["required"] = [k for k in writable.get("required", []) if k in create["properties"]]
     update = {**writable, "properties": {k: v for k, v in writable["properties"].items()
                                          if k not in model.SERVER_OWNED | model.IMMUTABLE | {"project_id"}}}

@@ -2,6 +2,7 @@
 
     GET    /v2.0/<collection>/<id>/tags          {"tags": [...]}
     PUT    /v2.0/<collection>/<id>/tags          replace them all: body {"tags": [...]}, answer the same
+    POST   /v2.0/<collection>/<id>/tags          add these (tag-creation): body {"tags": [...]}, answer the same
     DELETE /v2.0/<collection>/<id>/tags          remove them all (204)
     GET    /v2.0/<collection>/<id>/tags/<tag>    204 if the object has it, else 404 TagNotFound
     PUT    /v2.0/<collection>/<id>/tags/<tag>    add it (201, no body)
@@ -34,8 +35,14 @@ def _removed(tag: str):
     return change
 
 
+def _added_all(new: list[str]):
+    return lambda current: current + [t for t in new if t not in current]
+
+
 def install(app: FastAPI, service: NBService, base: str, kind: str) -> None:
     """The tag routes under `base` (a collection's path) for objects of `kind`."""
+    collection = kind + "s"  # how Neutron's errors name the resource
+
     def visible(request: Request, obj_id: str, change: bool) -> dict:
         doc = service.get(kind, obj_id)
         ctx = scope.context(request)
@@ -45,7 +52,7 @@ def install(app: FastAPI, service: NBService, base: str, kind: str) -> None:
 
     def set_tags(request: Request, obj_id: str, change) -> list[str]:
         visible(request, obj_id, True)
-        return service.set_tags(kind, obj_id, change)
+        return service.set_tags(kind, obj_id, lambda current: tags.check_count(collection, change(current)))
 
     async def list_tags(obj_id: str, request: Request):
         doc = await run_in_threadpool(visible, request, obj_id, False)
@@ -54,6 +61,11 @@ def install(app: FastAPI, service: NBService, base: str, kind: str) -> None:
     async def replace_tags(obj_id: str, request: Request):
         new = tags.check_tags_body(await body.read_json(request))
         return {"tags": await run_in_threadpool(set_tags, request, obj_id, lambda _current: new)}
+
+    async def add_all(obj_id: str, request: Request):
+        new = tags.check_tags_body(await body.read_json(request))
+        await run_in_threadpool(set_tags, request, obj_id, _added_all(new))
+        return {"tags": new}  # Neutron answers the tags asked for (200)
 
     async def remove_all(obj_id: str, request: Request):
         await run_in_threadpool(set_tags, request, obj_id, lambda _current: [])
@@ -76,6 +88,7 @@ def install(app: FastAPI, service: NBService, base: str, kind: str) -> None:
 
     for path, endpoint, method in ((base + "/{obj_id}/tags", list_tags, "GET"),
                                    (base + "/{obj_id}/tags", replace_tags, "PUT"),
+                                   (base + "/{obj_id}/tags", add_all, "POST"),
                                    (base + "/{obj_id}/tags", remove_all, "DELETE"),
                                    (base + "/{obj_id}/tags/{tag}", check, "GET"),
                                    (base + "/{obj_id}/tags/{tag}", add, "PUT"),

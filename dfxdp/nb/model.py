@@ -36,7 +36,7 @@ class Resource(Strict):
     key: int = 0
     created_at: str = ""
     updated_at: str = ""
-    tags: list[str] = []  # standard-attr-tag: changed through …/tags only (dfxdp/nb/tags.py)
+    tags: list[str] = []  # standard-attr-tag: given at creation or changed through …/tags (dfxdp/nb/tags.py)
 
     # Fields a client may set at create time / change later (service-owned ones excluded).
     SERVER_OWNED: ClassVar[set[str]] = {"id", "revision_number", "key", "created_at", "updated_at", "tags"}

@@ -162,10 +162,12 @@ class NBService:
         model = self._model(kind)
         body = dict(body)
         project = body.pop("tenant_id", None) or body.get("project_id") or project_id or self.default_project
+        # tags may come with the object (stored in the same transaction), never in an update
+        new_tags = tags.check_count(kind + "s", tags.check_tags(body.pop("tags"))) if "tags" in body else []
         owned = sorted(set(body) & model.SERVER_OWNED)
         if owned:
             raise BadRequest("HTTPBadRequest", f"Attribute(s) {', '.join(owned)} cannot be set by a client")
-        return self.validate(kind, {**body, "project_id": project})
+        return {**self.validate(kind, {**body, "project_id": project}), "tags": new_tags}
 
     def _insert(self, txn: Txn, kind: str, doc: dict) -> dict:
         # hooks fill nested fields; a retried transaction starts anew (a JSON document: copied

@@ -235,7 +235,7 @@ EXTENSION_ATTRIBUTES = {
     "dns-integration": ("ports", "dns_assignment"), "extra_dhcp_opt": ("ports", "extra_dhcp_opts"),
     "standard-attr-tag": ("subnets", "tags"), "tag": ("networks", "tags"), "ip-substring-filtering": (None, None),
     "quotas": (None, None), "quota_details": (None, None), "subnet_allocation": ("subnets", "subnetpool_id"),
-    "default-subnetpools": (None, None),
+    "default-subnetpools": (None, None), "tag-creation": (None, None), "tag-ports-during-bulk-creation": (None, None),
 }
 
 

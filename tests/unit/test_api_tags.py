@@ -55,23 +55,61 @@ def test_every_standard_resource_takes_tags(client, objects):
 def test_tags_are_checked_as_neutron_checks_them(client, objects):
     base = f"/v2.0/networks/{objects['networks']}"
     client.put(f"{base}/tags/keep")
-    for bad, words in ((f"{base}/tags/{'x' * 61}", "exceeds maximum length of 60"),):
+    for bad, words in ((f"{base}/tags/{'x' * 256}", "exceeds maximum length of 255"),):
         r = client.put(bad)
         assert r.status_code == 400 and words in r.json()["NeutronError"]["message"]
-    assert client.put(f"{base}/tags/{'x' * 60}").status_code == 201
+    assert client.put(f"{base}/tags/{'x' * 255}").status_code == 201
     for body, words in (({"tags": ["a", "a"]}, "Duplicate items"), ({"tags": "a"}, "is not a list"),
                         ({"tag": ["a"]}, "Invalid tags body"), ({"tags": [1]}, "is not a valid string"),
-                        ({"tags": ["y" * 61]}, "exceeds maximum length")):
-        r = client.put(f"{base}/tags", json=body)
-        assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "InvalidInput", body
-        assert words in r.json()["NeutronError"]["message"]
-    assert client.get(f"{base}/tags").json()["tags"] == ["keep", "x" * 60]  # refused requests changed nothing
+                        ({"tags": ["y" * 256]}, "exceeds maximum length")):
+        for method in ("PUT", "POST"):
+            r = client.request(method, f"{base}/tags", json=body)
+            assert r.status_code == 400 and r.json()["NeutronError"]["type"] == "InvalidInput", body
+            assert words in r.json()["NeutronError"]["message"]
+    r = client.put(f"{base}/tags", json={"tags": [f"t{i}" for i in range(51)]})
+    assert r.status_code == 400 and r.json()["NeutronError"]["message"] == (
+        "Bad networks request: The number of tags exceed the per-resource limit of 50.")
+    assert client.get(f"{base}/tags").json()["tags"] == ["keep", "x" * 255]  # refused requests changed nothing
     r = client.put("/v2.0/networks/no-such/tags/a")
     assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "NetworkNotFound"
-    r = client.post("/v2.0/networks", json={"network": {"name": "t", "tags": ["a"]}})
-    assert r.status_code == 400  # tags change through …/tags only
     r = client.put(base, json={"network": {"tags": ["a"]}})
-    assert r.status_code == 400
+    assert r.status_code == 400  # an update changes tags through …/tags only
+
+
+def test_post_adds_several_tags(client, objects):
+    """Neutron's tag-creation: POST …/tags adds the tags given to those there (200, the tags asked)."""
+    base = f"/v2.0/ports/{objects['ports']}"
+    client.put(f"{base}/tags/old")
+    revision = client.get(base).json()["port"]["revision_number"]
+    r = client.post(f"{base}/tags", json={"tags": ["red", "old", "blue"]})
+    assert r.status_code == 200 and r.json() == {"tags": ["red", "old", "blue"]}
+    shown = client.get(base).json()["port"]
+    assert shown["tags"] == ["old", "red", "blue"] and shown["revision_number"] == revision + 1
+
+
+@pytest.mark.parametrize("collection, body", [
+    ("networks", {"name": "t"}), ("security-groups", {"name": "t"}), ("routers", {"name": "t"}),
+    ("subnetpools", {"name": "t", "prefixes": ["10.60.0.0/16"]})])
+def test_tags_in_a_create_body_are_stored_with_the_object(client, collection, body):
+    singular = collection.rstrip("s").replace("-", "_")
+    r = client.post(f"/v2.0/{collection}", json={singular: {**body, "tags": ["a", "b"]}})
+    assert r.status_code == 201, r.text
+    made = r.json()[singular]
+    assert made["tags"] == ["a", "b"] and made["revision_number"] == 1
+    assert client.get(f"/v2.0/{collection}/{made['id']}/tags").json() == {"tags": ["a", "b"]}
+    assert [o["id"] for o in client.get(f"/v2.0/{collection}?tags=a,b").json()[singular + "s"]] == [made["id"]]
+
+
+def test_tags_in_a_bulk_of_ports_and_refused_tags_make_nothing(client, objects):
+    net = objects["networks"]
+    r = client.post("/v2.0/ports", json={"ports": [{"network_id": net, "tags": ["x"]}, {"network_id": net}]})
+    assert r.status_code == 201 and [p["tags"] for p in r.json()["ports"]] == [["x"], []]
+    before = len(client.get("/v2.0/ports").json()["ports"])
+    for tags, kind in ((["a", "a"], "InvalidInput"), ("a", "InvalidInput"), ([7], "InvalidInput"),
+                       ([str(i) for i in range(51)], "BadRequest")):
+        r = client.post("/v2.0/ports", json={"ports": [{"network_id": net}, {"network_id": net, "tags": tags}]})
+        assert r.status_code == 400 and r.json()["NeutronError"]["type"] == kind, tags
+    assert len(client.get("/v2.0/ports").json()["ports"]) == before
 
 
 def test_a_project_changes_only_its_own_objects_tags(client):
