@@ -20,7 +20,7 @@ from dfxdp.nb.errors import BadRequest, NBError, NotFound
 from dfxdp.nb.kinds import API_PREFIX, NEUTRON, OCTAVIA, Kind
 from dfxdp.nb.service import NBService
 
-from . import agents, body, errors, extensions, listing, openapi, quotas, scope, tags
+from . import agents, body, errors, extensions, listing, openapi, quotas, references, scope, tags
 from .auth import Authenticator
 from .policy import Policy
 from .errors import OCTAVIA_PREFIXES
@@ -108,20 +108,22 @@ def create_app(service: NBService, auth: Authenticator | None = None, policy: Po
     for kind in _served(NEUTRON):
         tags.install(app, service, _collection_path(NEUTRON_PREFIX, kind), kind.name)
 
-    def router_action(request: Request, router_id: str, action: Callable[[str, dict], dict], obj: dict) -> dict:
-        scope.check_change(scope.context(request), "router", service.get("router", router_id), service.list,
-                           "update")
+    def router_action(request: Request, router_id: str, action: Callable[[str, dict], dict], obj: dict,
+                      adding: bool) -> dict:
+        ctx = scope.context(request)
+        scope.check_change(ctx, "router", service.get("router", router_id), service.list, "update")
+        references.check_interface(ctx, obj, service.list, adding)
         return action(router_id, obj)
 
     @app.put(NEUTRON_PREFIX + "/routers/{router_id}/add_router_interface", include_in_schema=False)
     async def add_interface(router_id: str, request: Request):
         return await run_in_threadpool(router_action, request, router_id, service.add_router_interface,
-                                       await body.json_object(request))
+                                       await body.json_object(request), True)
 
     @app.put(NEUTRON_PREFIX + "/routers/{router_id}/remove_router_interface", include_in_schema=False)
     async def remove_interface(router_id: str, request: Request):
         return await run_in_threadpool(router_action, request, router_id, service.remove_router_interface,
-                                       await body.json_object(request))
+                                       await body.json_object(request), False)
 
     document = openapi.build([(base, kind.name, kind.plural, kind.model, kind.parent and kind.parent[1])
                               for base, kind in collections], NEUTRON_PREFIX)
@@ -178,7 +180,13 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
             _check_project(obj)
         if parent_field:
             objs = [{**obj, parent_field: parent_id} for obj in objs]
-        objs = await run_in_threadpool(lambda: [scope.check_create(ctx, kind.name, obj, service.list) for obj in objs])
+
+        def checked(obj: dict) -> dict:
+            obj = scope.check_create(ctx, kind.name, obj, service.list)
+            references.check(ctx, kind.name, obj, obj, service.list)
+            return obj
+
+        objs = await run_in_threadpool(lambda: [checked(obj) for obj in objs])
         made = [scope.shown(ctx, kind.name, doc)
                 for doc in await run_in_threadpool(service.create_many, kind.name, objs, None, True)]
         return errors.NeutronJSON({kind.plural: made} if bulk else {kind.name: made[0]}, status_code=201)
@@ -190,6 +198,8 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         ctx = scope.context(request)
         if action:
             scope.check_change(ctx, kind.name, doc, service.list, action, changes)
+        if changes:
+            references.check(ctx, kind.name, changes, {**doc, **changes}, service.list, doc)
         return scope.check_show(ctx, kind.name, doc, service.list)
 
     async def show(obj_id: str, request: Request, parent_id: str | None = None):

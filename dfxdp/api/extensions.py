@@ -57,7 +57,10 @@ EXTENSIONS = [
     Extension("quota_details", "Quota details extension", "Limit, used and reserved per resource "
               "(/v2.0/quotas/<project>/details)."),
     Extension("subnet_allocation", "Subnet Allocation", "Subnet pools (/v2.0/subnetpools); subnets allocated "
-              "from one by subnetpool_id and prefixlen (no address scopes)."),
+              "from one by subnetpool_id and prefixlen."),
+    Extension("address-scope", "Address scope", "Address scopes (/v2.0/address-scopes), subnet pools' "
+              "address_scope_id, networks' ipv4_address_scope and ipv6_address_scope (API only: routers do "
+              "not separate scopes)."),
     Extension("default-subnetpools", "Default Subnetpools", "is_default on subnet pools and "
               "use_default_subnetpool on subnets."),
     Extension("pagination", "Pagination support", "limit, marker and page_reverse on lists."),

@@ -37,7 +37,7 @@ BINDING_DETAILS = ("binding:vif_type", "binding:vif_details", "binding:host_id",
 GENERAL = {
     "context_is_admin": "role:admin",
     "admin_only": ADMIN,
-    "shared": "'True':%(shared)s",             # a shared network (or a subnet on one)
+    "shared": "'True':%(shared)s",             # a shared network (or a subnet on one), pool or address scope
     "external": "'True':%(router:external)s",  # an external network (or a subnet on one)
     # an action no rule names (e.g. on a kind registered from outside, dfxdp/nb/kinds.py): its
     # project's or an admin's, as Neutron's default rule
@@ -95,6 +95,10 @@ RULES = {
     **{f"{action}_subnetpool": ADMIN_OR_MEMBER for action in ("create", "update", "delete")},
     "get_subnetpool": any_of(ADMIN_OR_READER, "rule:shared"),
     **{f"{action}_subnetpool:{attr}": ADMIN for action in ("create", "update") for attr in ("shared", "is_default")},
+
+    **{f"{action}_address_scope": ADMIN_OR_MEMBER for action in ("create", "update", "delete")},
+    "get_address_scope": any_of(ADMIN_OR_READER, "rule:shared"),
+    **{f"{action}_address_scope:shared": ADMIN for action in ("create", "update")},
 
     # Octavia's resources (its own defaults are role-based too; here: owner and admin)
     **{f"{action}_{kind}": ADMIN_OR_MEMBER for action in ("create", "update", "delete")

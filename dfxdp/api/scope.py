@@ -43,6 +43,11 @@ class Context:
     def unrestricted(self) -> bool:
         return self.project is None
 
+    @property
+    def is_admin(self) -> bool:
+        """Neutron's context.is_admin: the policy's context_is_admin (or the operator's request)."""
+        return self.allowed("context_is_admin", {})
+
     def allowed(self, rule: str, target: dict) -> bool:
         return self.unrestricted or self.policy.allowed(rule, target, self.roles, self.project)
 
@@ -68,7 +73,7 @@ def context(request: Request) -> Context:
     return Context(project, with_implied(roles), request.app.state.policy)
 
 
-class _Parents:
+class Parents:
     """The parents some rules look at (a subnet's or port's network, a rule's group), read once
     per request and only when needed."""
 
@@ -87,7 +92,7 @@ PARENT = {"subnet": ("network", "network_id"), "port": ("network", "network_id")
           "security_group_rule": ("security_group", "security_group_id")}
 
 
-def _target(kind: str, doc: dict, parents: _Parents) -> dict:
+def _target(kind: str, doc: dict, parents: Parents) -> dict:
     """What the rules of `kind` check: the object and its parent's owner (and, for a subnet,
     whether its network is shared or external)."""
     if kind in ("subnet", "port"):
@@ -129,7 +134,7 @@ def visible(ctx: Context, kind: str, docs: list[dict], lookup: Lookup) -> list[d
     """The docs the request may see, as it may see them."""
     if ctx.unrestricted:
         return docs
-    parents = _Parents(lookup)
+    parents = Parents(lookup)
     answer = []
     for doc in docs:
         target = _target(kind, doc, parents)
@@ -151,7 +156,7 @@ def check_create(ctx: Context, kind: str, obj: dict, lookup: Lookup) -> dict:
         return obj
     owner = obj.get("project_id") or obj.get("tenant_id") or ctx.project
     obj = {**obj, "project_id": owner, **({"tenant_id": owner} if "tenant_id" in obj else {})}
-    parents = _Parents(lookup)
+    parents = Parents(lookup)
     if kind in PARENT:
         parent_kind, field = PARENT[kind]
         parent_id = obj.get(field)
@@ -182,7 +187,7 @@ def check_change(ctx: Context, kind: str, doc: dict, lookup: Lookup, action: str
     check_show(ctx, kind, doc, lookup)
     if ctx.unrestricted:
         return
-    target = _target(kind, doc, _Parents(lookup))
+    target = _target(kind, doc, Parents(lookup))
     ctx.enforce(f"{action}_{kind}", target)
     if changes:
         _enforce_attributes(ctx, action, kind, changes, target)

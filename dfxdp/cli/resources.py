@@ -149,6 +149,10 @@ def _opt(*decls: str, **kw) -> click.Option:
     return click.Option(list(decls), **kw)
 
 
+def _ip_version() -> click.Option:
+    return _opt("--ip-version", type=click.Choice(["4", "6"]), default="4", callback=lambda c, p, v: int(v))
+
+
 def _network_body(o: dict) -> dict:
     body = {"name": o["name"], "router:external": o["external"], "port_security_enabled": not o["no_port_security"]}
     if o["mtu"]:
@@ -205,8 +209,7 @@ CREATE_OPTIONS: dict[str, tuple[list[click.Option], Callable[[dict], dict]]] = {
     "network": ([_opt("--name", default=""), _opt("--external", is_flag=True, help="A flat router:external network."),
                  _opt("--mtu", type=int), _opt("--no-port-security", is_flag=True)], _network_body),
     "subnet": ([_opt("--network", required=True), _opt("--cidr", required=True), _opt("--name", default=""),
-                _opt("--ip-version", type=click.Choice(["4", "6"]), default="4", callback=lambda c, p, v: int(v)),
-                _opt("--gateway"), _opt("--no-gateway", is_flag=True), _opt("--dns", multiple=True)], _subnet_body),
+                _ip_version(), _opt("--gateway"), _opt("--no-gateway", is_flag=True), _opt("--dns", multiple=True)], _subnet_body),
     "port": ([_opt("--network", required=True), _opt("--name", default=""),
               _opt("--fixed-ip", multiple=True, help="IP, or ip_address=IP,subnet_id=ID"), _opt("--mac"),
               _opt("--host", help="binding:host_id: the chassis that hosts it"),
@@ -220,6 +223,10 @@ CREATE_OPTIONS: dict[str, tuple[list[click.Option], Callable[[dict], dict]]] = {
         _opt("--remote-ip"), _opt("--remote-group")], _rule_body),
     "floatingip": ([_opt("--network", "floating_network_id", required=True), _opt("--port", "port_id"),
                     _opt("--address", "floating_ip_address")], _drop_unset),
+    "address_scope": ([_opt("--name", required=True), _ip_version(),
+                       # unset unless asked: a member may not set `shared` at all (policy)
+                       _opt("--share", "shared", is_flag=True, callback=lambda c, p, v: v or None,
+                            help="Seen by every project (admins).")], _drop_unset),
     "loadbalancer": ([_opt("--name", default=""), _opt("--subnet", "vip_subnet_id", required=True),
                       _opt("--vip", "vip_address")], _drop_unset),
     "listener": ([_opt("--name", default=""), _opt("--loadbalancer", "loadbalancer_id", required=True),

@@ -31,8 +31,17 @@ class Conflict(NBError):
     status = 409
 
 
+# neutron-lib's wording where it is not "<Label> <id> could not be found."
+NOT_FOUND_MESSAGES = {"SubnetPool": "Subnet pool {} could not be found.",
+                      "AddressScope": "Address scope {} could not be found.",
+                      "SecurityGroup": "Security group {} does not exist",
+                      "SecurityGroupRule": "Security group rule {} does not exist",
+                      "FloatingIP": "Floating IP {} could not be found"}
+
+
 def not_found(kind: str, obj_id: str) -> NotFound:
     label = "".join(part.capitalize() for part in kind.split("_"))
     label = {"Floatingip": "FloatingIP", "Subnetpool": "SubnetPool", "Healthmonitor": "HealthMonitor",
              "Loadbalancer": "LoadBalancer"}.get(label, label)
-    return NotFound(f"{label}NotFound", f"{label} {obj_id} could not be found.")
+    message = NOT_FOUND_MESSAGES.get(label, f"{label} {{}} could not be found.")
+    return NotFound(f"{label}NotFound", message.format(obj_id))

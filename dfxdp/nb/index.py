@@ -34,6 +34,7 @@ def _owned_by(*owners: str) -> Callable[[dict], list]:
 # child kind -> parent kind -> the parent ids a child document names
 REFERENCES: dict[str, dict[str, Callable[[dict], Iterable[str | None]]]] = {
     "subnet": {"network": lambda s: [s["network_id"]], "subnetpool": lambda s: [s.get("subnetpool_id")]},
+    "subnetpool": {"address_scope": lambda p: [p.get("address_scope_id")]},
     "port": {
         "network": lambda p: [p["network_id"]],
         "subnet": lambda p: [f["subnet_id"] for f in p["fixed_ips"]],

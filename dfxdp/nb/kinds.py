@@ -135,6 +135,8 @@ KINDS: list[Kind] = [
          columns=("id", "name", "network_id", "cidr", "gateway_ip"),
          indexes=(field_index("network", "network_id"),)),
     Kind("subnetpool", model.SubnetPool, "subnetpools", nowhere, "subnetpools"),
+    Kind("address_scope", model.AddressScope, "address_scopes", nowhere, "address-scopes", cli="address-scope",
+         columns=("id", "name", "ip_version", "shared", "project_id")),
     Kind("port", model.Port, "ports", _port, "ports", cli="port",
          columns=("id", "name", "network_id", "mac_address", "fixed_ips", "binding:host_id", "status"),
          indexes=(field_index("network", "network_id"), field_index("owner", "device_owner"),

@@ -78,7 +78,11 @@ class Network(Resource):
     provider_network_type: Optional[Literal["vxlan", "flat", "vlan"]] = Field(None, alias="provider:network_type")
     provider_physical_network: Optional[str] = Field(None, alias="provider:physical_network")
     provider_segmentation_id: Optional[int] = Field(None, alias="provider:segmentation_id")
-    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "subnets"}
+    # Neutron's address-scope: the scopes of its subnets' pools, derived when shown (dfxdp/nb/families/networks.py)
+    ipv4_address_scope: Optional[str] = None
+    ipv6_address_scope: Optional[str] = None
+    SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"status", "subnets", "ipv4_address_scope",
+                                                                 "ipv6_address_scope"}
     IMMUTABLE: ClassVar[set[str]] = {"provider:network_type", "provider:physical_network",
                                      "provider:segmentation_id"}
 
@@ -116,6 +120,20 @@ class Subnet(Resource):
         return self
 
 
+def _int_string(value):
+    """Neutron's convert_to_int: "4" is 4."""
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+class AddressScope(Resource):
+    """Neutron's address-scope: subnet pools whose prefixes are unique within it
+    (dfxdp/nb/families/address_scopes.py)."""
+
+    ip_version: Annotated[Literal[4, 6], BeforeValidator(_int_string)]
+    shared: Bool = False
+    IMMUTABLE: ClassVar[set[str]] = {"ip_version"}
+
+
 class SubnetPool(Resource):
     """Neutron's subnet_allocation: prefixes subnets are allocated from (dfxdp/nb/families/subnetpools.py)."""
 
@@ -127,7 +145,7 @@ class SubnetPool(Resource):
     default_quota: Optional[int] = Field(None, ge=0)  # per project, in /32s (IPv4) or /64s (IPv6)
     shared: Bool = False
     is_default: Bool = False
-    address_scope_id: Optional[str] = None  # address scopes are not implemented: none exists
+    address_scope_id: Optional[str] = None  # its prefixes overlap no other pool's of the scope
     SERVER_OWNED: ClassVar[set[str]] = Resource.SERVER_OWNED | {"ip_version"}
 
 

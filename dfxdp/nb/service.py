@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from . import dns, tags
 from .db.base import Store
 from .errors import BadRequest, NotFound, not_found
+from .families.address_scopes import AddressScopes
 from .families.base import Hooks
 from .families.chassis import Chassis
 from .families.loadbalancers import LoadBalancers
@@ -66,9 +67,10 @@ class NBService:
         self.loadbalancers = LoadBalancers(self)
         self.chassis = Chassis(self)
         self.subnetpools = SubnetPools(self)
+        self.address_scopes = AddressScopes(self)
         self._hooks: dict[str, Hooks] = {}
         for family in (self.networks, self.ports, self.routers, self.security_groups, self.loadbalancers,
-                       self.subnetpools):
+                       self.subnetpools, self.address_scopes):
             self._hooks.update(family.hooks())
 
     # ------------------------------------------------------------------ shared by the families

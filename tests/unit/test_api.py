@@ -236,6 +236,7 @@ EXTENSION_ATTRIBUTES = {
     "standard-attr-tag": ("subnets", "tags"), "tag": ("networks", "tags"), "ip-substring-filtering": (None, None),
     "quotas": (None, None), "quota_details": (None, None), "subnet_allocation": ("subnets", "subnetpool_id"),
     "default-subnetpools": (None, None), "tag-creation": (None, None), "tag-ports-during-bulk-creation": (None, None),
+    "address-scope": ("networks", "ipv4_address_scope"),
 }
 
 

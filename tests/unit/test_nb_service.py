@@ -55,7 +55,7 @@ BAD_INPUTS = [
      409, "MacAddressInUse", "is in use"),
     ("unknown network", lambda s, t: s.create("port", {"network_id": "no-such-net"}), 404, "NetworkNotFound", "could not be found"),
     ("unknown security group", lambda s, t: s.create("port", {"network_id": t["net"]["id"], "security_groups": ["nope"]}),
-     404, "SecurityGroupNotFound", "could not be found"),
+     404, "SecurityGroupNotFound", "does not exist"),
     ("delete network with ports", lambda s, t: s.delete("network", t["net"]["id"]), 409, "NetworkInUse", "ports still in use"),
     ("delete router with interfaces", lambda s, t: s.delete("router", t["router"]["id"]), 409, "RouterInUse", "still has ports"),
     ("reversed port range", lambda s, t: s.create("security_group_rule", {"security_group_id": t["sg"], "direction": "ingress",

@@ -56,11 +56,22 @@ class Networks(Family):
                 txn.release(key)
 
     def _show_subnets(self, docs: list[dict]) -> None:
+        """A network's subnets, and (address-scope) the scope of their pool per IP version: the
+        subnets of one IP version on a network come from one pool or none."""
+        txn = Txn(self.nb.store)
+        subnets = txn.list("subnet")
+        pools = {p["id"]: p for p in txn.list("subnetpool")} if any(s.get("subnetpool_id") for s in subnets) else {}
         by_network: dict[str, list[str]] = {}
-        for subnet in Txn(self.nb.store).list("subnet"):
+        scopes: dict[tuple[str, int], str | None] = {}
+        for subnet in subnets:
             by_network.setdefault(subnet["network_id"], []).append(subnet["id"])
+            pool = pools.get(subnet.get("subnetpool_id") or "")
+            if pool:
+                scopes[(subnet["network_id"], subnet["ip_version"])] = pool.get("address_scope_id")
         for doc in docs:
             doc["subnets"] = by_network.get(doc["id"], [])
+            doc["ipv4_address_scope"] = scopes.get((doc["id"], 4))
+            doc["ipv6_address_scope"] = scopes.get((doc["id"], 6))
 
     def _create_subnet(self, txn: Txn, subnet: dict) -> None:
         txn.require("network", subnet["network_id"])

@@ -10,17 +10,18 @@ cidr if it is free inside the pool. Free means inside the pool's prefixes and ov
 subnet allocated from it: that list is read as a guarded child list (the pool's index key,
 dfxdp/nb/index.py), so two racing allocations never get one prefix. The subnets of a network
 of one IP version come from one pool (or none). `default_quota`: the addresses (IPv4) or /64s
-(IPv6) a project may hold from the pool. Pools may overlap each other (Neutron checks that
-only inside an address scope; address scopes are not implemented, so none can be named).
-One default pool per IP version, held by a reservation key.
+(IPv6) a project may hold from the pool. Pools may overlap each other, except inside an
+address scope (dfxdp/nb/families/address_scopes.py). One default pool per IP version, held by
+a reservation key.
 """
 from __future__ import annotations
 
 import ipaddress
 from typing import Iterable
 
-from ..errors import BadRequest, Conflict, NotFound, not_found
+from ..errors import BadRequest, Conflict, not_found
 from ..txn import ALLOC, Txn
+from . import address_scopes
 from .base import Family, Hooks
 
 BITS = {4: 32, 6: 128}
@@ -44,8 +45,6 @@ def _networks(prefixes: Iterable[str]) -> list[Network]:
 
 def fill(pool: dict) -> None:
     """A pool's derived fields (ip_version, merged prefixes, unset bounds) and its checks."""
-    if pool.get("address_scope_id"):
-        raise NotFound("AddressScopeNotFound", f"Address scope {pool['address_scope_id']} could not be found.")
     nets = _networks(pool["prefixes"])
     versions = {n.version for n in nets}
     if len(versions) > 1:
@@ -78,6 +77,7 @@ def _claim_default(txn: Txn, pool: dict) -> None:
 
 def created(txn: Txn, pool: dict) -> None:
     fill(pool)
+    address_scopes.check_pool(txn, pool)
     if pool["is_default"]:
         _claim_default(txn, pool)
 
@@ -90,6 +90,7 @@ def updated(txn: Txn, old: dict, new: dict) -> None:
     if not all(any(n.subnet_of(k) for k in kept) for n in _networks(old["prefixes"])):
         raise BadRequest("IllegalSubnetPoolPrefixUpdate", "Illegal update to prefixes: Existing prefixes must be a "
                                                           "subset of the new prefixes.")
+    address_scopes.check_pool(txn, new)
     if new["is_default"] and not old["is_default"]:
         _claim_default(txn, new)
     elif old["is_default"] and not new["is_default"]:
