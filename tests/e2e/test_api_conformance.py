@@ -29,17 +29,27 @@ def server(tmp_path):
         srv.close()
 
 
-def cli(server, *args: str) -> dict | list:
-    """One `openstack` command without Keystone (auth none, the server as endpoint), its JSON."""
-    done = subprocess.run([OPENSTACK, "--os-auth-type", "none", "--os-endpoint", server.url, *args, "-f", "json"],
+def _run(server, *args: str) -> subprocess.CompletedProcess:
+    """One `openstack` command without Keystone (auth none, the server as endpoint)."""
+    return subprocess.run([OPENSTACK, "--os-auth-type", "none", "--os-endpoint", server.url, *args],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "OS_CLOUD": ""})
+
+
+def cli(server, *args: str) -> dict | list:
+    """A command that answers JSON (create, list, show): its JSON."""
+    done = _run(server, *args, "-f", "json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout or "null")
 
 
+def cli_quiet(server, *args: str) -> None:
+    """A command that answers nothing (set, delete)."""
+    done = _run(server, *args)
+    assert done.returncode == 0, done.stderr
+
+
 def cli_error(server, *args: str) -> str:
-    done = subprocess.run([OPENSTACK, "--os-auth-type", "none", "--os-endpoint", server.url, *args],
-                          capture_output=True, text=True, timeout=120)
+    done = _run(server, *args)
     assert done.returncode != 0, done.stdout
     return done.stderr
 
@@ -120,3 +130,28 @@ def test_a_project_sees_its_own_objects(server):
         assert http.get("/floatingips", headers=bob).json()["floatingips"] == []
         assert http.get(f"/floatingips/{fip['id']}", headers=bob).status_code == 404
         assert [f["id"] for f in http.get("/floatingips", headers=alice).json()["floatingips"]] == [fip["id"]]
+
+
+def test_address_scopes_and_tags_through_the_cli(server):
+    """Neutron's address-scope as the `openstack` CLI drives it: scopes, pools in them (unique
+    prefixes), a network's derived scope; tags given with a create."""
+    scope = cli(server, "address", "scope", "create", "--ip-version", "4", "--share", "s4")
+    assert (scope["ip_version"], scope["shared"]) == (4, True)
+    assert [s["Name"] for s in cli(server, "address", "scope", "list")] == ["s4"]
+    pool = cli(server, "subnet", "pool", "create", "--address-scope", "s4", "--pool-prefix", "10.70.0.0/16",
+               "--default-prefix-length", "24", "p1")
+    assert pool["address_scope_id"] == scope["id"]
+    err = cli_error(server, "subnet", "pool", "create", "--address-scope", "s4", "--pool-prefix", "10.70.128.0/17",
+                    "p2")
+    assert "subnetpools within an address scope must have unique prefixes" in err
+    net = cli(server, "network", "create", "--tag", "red", "--tag", "blue", "n")
+    assert sorted(net["tags"]) == ["blue", "red"]
+    cli(server, "subnet", "create", "--network", "n", "--subnet-pool", "p1", "sub")
+    assert cli(server, "network", "show", "n")["ipv4_address_scope"] == scope["id"]
+    cli_quiet(server, "address", "scope", "set", "--name", "scope4", "s4")
+    assert "There are one or more subnet pools in use on the address scope" in cli_error(
+        server, "address", "scope", "delete", "scope4")
+    cli_quiet(server, "subnet", "delete", "sub")
+    cli_quiet(server, "subnet", "pool", "delete", "p1")
+    cli_quiet(server, "address", "scope", "delete", "scope4")
+    assert cli(server, "address", "scope", "list") == []

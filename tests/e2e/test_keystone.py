@@ -66,12 +66,19 @@ def openstack(keystone, user: str, password: str, project: str, *args: str):
     return done.returncode, (json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else done.stderr)
 
 
-def test_the_cli_through_keystone(keystone, dfxdp_behind_keystone):
-    """The catalog leads the CLI to dfxdp; each project sees its own, a member is no admin."""
-    project = keystone.call("POST", "/projects", project={"name": "demo", "domain_id": "default"})["project"]
-    user = keystone.call("POST", "/users", user={"name": "demo", "password": "demo-pw", "domain_id": "default"})["user"]
+def member_of_new_project(keystone, name: str) -> dict:
+    """A project `name` with a user `name` (password `name`-pw), a member of it; the project."""
+    project = keystone.call("POST", "/projects", project={"name": name, "domain_id": "default"})["project"]
+    user = keystone.call("POST", "/users", user={"name": name, "password": f"{name}-pw",
+                                                 "domain_id": "default"})["user"]
     member = keystone.call("GET", "/roles?name=member")["roles"][0]["id"]
     keystone.call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{member}")
+    return project
+
+
+def test_the_cli_through_keystone(keystone, dfxdp_behind_keystone):
+    """The catalog leads the CLI to dfxdp; each project sees its own, a member is no admin."""
+    project = member_of_new_project(keystone, "demo")
 
     rc, net = openstack(keystone, "demo", "demo-pw", "demo", "network", "create", "blue")
     assert rc == 0, net
@@ -84,6 +91,37 @@ def test_the_cli_through_keystone(keystone, dfxdp_behind_keystone):
     assert rc != 0 and "disallowed by policy" in err, err
     rc, shown = openstack(keystone, "admin", ADMIN_PASSWORD, "admin", "network", "show", "blue")
     assert rc == 0 and shown["provider:network_type"] == "vxlan", shown
+
+
+def test_two_projects_cannot_name_each_others_objects(keystone, dfxdp_behind_keystone):
+    """Cross-project references with real Keystone tokens: what another project owns is 404 when
+    named in a port, a router interface or a security group rule, as in Neutron."""
+    member_of_new_project(keystone, "alpha")
+    member_of_new_project(keystone, "beta")
+    rc, net = openstack(keystone, "alpha", "alpha-pw", "alpha", "network", "create", "a-net")
+    assert rc == 0, net
+    rc, subnet = openstack(keystone, "alpha", "alpha-pw", "alpha", "subnet", "create", "--network", "a-net",
+                           "--subnet-range", "10.81.0.0/24", "a-sub")
+    assert rc == 0, subnet
+    rc, group = openstack(keystone, "alpha", "alpha-pw", "alpha", "security", "group", "create", "a-sg")
+    assert rc == 0, group
+    rc, router = openstack(keystone, "beta", "beta-pw", "beta", "router", "create", "b-router")
+    assert rc == 0, router
+    beta = {"X-Auth-Token": keystone.token("beta", "beta-pw", "beta")}
+    with httpx.Client(base_url=dfxdp_behind_keystone + "/v2.0", headers=beta, timeout=30) as http:
+        own = http.post("/security-groups", json={"security_group": {"name": "b-sg"}}).json()["security_group"]
+        for answer, kind in (
+                (http.post("/ports", json={"port": {"network_id": net["id"]}}), "NetworkNotFound"),
+                (http.put(f"/routers/{router['id']}/add_router_interface", json={"subnet_id": subnet["id"]}),
+                 "SubnetNotFound"),
+                (http.post("/security-group-rules", json={"security_group_rule": {
+                    "security_group_id": own["id"], "direction": "ingress", "remote_group_id": group["id"]}}),
+                 "SecurityGroupNotFound")):
+            assert answer.status_code == 404 and answer.json()["NeutronError"]["type"] == kind, answer.text
+    # the owner itself may
+    rc, added = openstack(keystone, "alpha", "alpha-pw", "alpha", "port", "create", "--network", "a-net",
+                          "--security-group", "a-sg", "a-port")
+    assert rc == 0 and added["security_group_ids"] == [group["id"]], added
 
 
 def test_only_keystone_tokens_pass(keystone, dfxdp_behind_keystone):

@@ -29,9 +29,11 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 REFERENCES = {"network_id": "network", "floating_network_id": "network", "subnet_id": "subnet",
               "vip_subnet_id": "subnet", "security_group_id": "security_group", "remote_group_id": "security_group",
               "port_id": "port", "router_id": "router", "loadbalancer_id": "loadbalancer",
-              "listener_id": "listener", "pool_id": "pool", "default_pool_id": "pool", "subnetpool_id": "subnetpool"}
+              "listener_id": "listener", "pool_id": "pool", "default_pool_id": "pool", "subnetpool_id": "subnetpool",
+              "address_scope_id": "address_scope"}
 # a collection's URL segment -> its kind
-KINDS = {"networks": "network", "subnets": "subnet", "subnetpools": "subnetpool", "ports": "port",
+KINDS = {"networks": "network", "subnets": "subnet", "subnetpools": "subnetpool", "address-scopes": "address_scope",
+         "ports": "port",
          "routers": "router", "security-groups": "security_group", "security-group-rules": "security_group_rule",
          "floatingips": "floatingip", "loadbalancers": "loadbalancer", "listeners": "listener", "pools": "pool",
          "members": "member", "healthmonitors": "healthmonitor"}
@@ -42,7 +44,9 @@ def _seed() -> None:
     ext = SERVICE.create("network", {"name": "ext", "router:external": True})
     SERVICE.create("subnet", {"network_id": ext["id"], "cidr": "198.51.100.0/24"})
     net = SERVICE.create("network", {"name": "net"})
-    SERVICE.create("subnetpool", {"name": "pool", "prefixes": ["10.200.0.0/16"], "default_prefixlen": 24})
+    scope = SERVICE.create("address_scope", {"name": "scope", "ip_version": 4})
+    SERVICE.create("subnetpool", {"name": "pool", "prefixes": ["10.200.0.0/16"], "default_prefixlen": 24,
+                                  "address_scope_id": scope["id"]})
     subnet = SERVICE.create("subnet", {"network_id": net["id"], "cidr": "10.20.0.0/24"})
     router = SERVICE.create("router", {"external_gateway_info": {"network_id": ext["id"]}})
     SERVICE.add_router_interface(router["id"], {"subnet_id": subnet["id"]})
