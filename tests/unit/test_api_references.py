@@ -7,13 +7,7 @@ from fastapi.testclient import TestClient
 from dfxdp.api.app import create_app
 from dfxdp.nb.db import open_store
 from dfxdp.nb.service import NBService
-
-
-def _as(project: str, *roles: str) -> dict:
-    return {"X-Project-Id": project, "X-Roles": ",".join(roles)}
-
-
-ADMIN, ALICE, BOB = _as("ops", "admin"), _as("alice", "member"), _as("bob", "member")
+from tests.fixtures.projects import ADMIN, ALICE, BOB, error, make
 
 
 @pytest.fixture
@@ -21,77 +15,65 @@ def client():
     return TestClient(create_app(NBService(open_store("memory://"))))
 
 
-def _make(client, collection: str, headers: dict, **fields) -> dict:
-    singular = collection.rstrip("s").replace("-", "_")
-    r = client.post(f"/v2.0/{collection}", json={singular: fields}, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()[singular]
-
-
-def _error(r, status: int, kind: str) -> str:
-    assert r.status_code == status and r.json()["NeutronError"]["type"] == kind, r.text
-    return r.json()["NeutronError"]["message"]
-
-
 @pytest.fixture
 def world(client):
     """Bob's private network with a subnet and a port, an admin's shared network with a subnet,
     an external network, Alice's router; and each project's security group."""
-    bob_net = _make(client, "networks", BOB, name="bob")
-    bob_subnet = _make(client, "subnets", BOB, network_id=bob_net["id"], cidr="10.1.0.0/24")
-    bob_port = _make(client, "ports", BOB, network_id=bob_net["id"])
-    shared = _make(client, "networks", ADMIN, name="shared", shared=True)
-    shared_subnet = _make(client, "subnets", ADMIN, network_id=shared["id"], cidr="10.2.0.0/24")
-    public = _make(client, "networks", ADMIN, name="public", **{"router:external": True})
-    _make(client, "subnets", ADMIN, network_id=public["id"], cidr="198.18.10.0/24")
-    alice_net = _make(client, "networks", ALICE, name="alice")
-    alice_subnet = _make(client, "subnets", ALICE, network_id=alice_net["id"], cidr="10.3.0.0/24")
+    bob_net = make(client, "networks", BOB, name="bob")
+    bob_subnet = make(client, "subnets", BOB, network_id=bob_net["id"], cidr="10.1.0.0/24")
+    bob_port = make(client, "ports", BOB, network_id=bob_net["id"])
+    shared = make(client, "networks", ADMIN, name="shared", shared=True)
+    shared_subnet = make(client, "subnets", ADMIN, network_id=shared["id"], cidr="10.2.0.0/24")
+    public = make(client, "networks", ADMIN, name="public", **{"router:external": True})
+    make(client, "subnets", ADMIN, network_id=public["id"], cidr="198.18.10.0/24")
+    alice_net = make(client, "networks", ALICE, name="alice")
+    alice_subnet = make(client, "subnets", ALICE, network_id=alice_net["id"], cidr="10.3.0.0/24")
     return {"bob_net": bob_net, "bob_subnet": bob_subnet, "bob_port": bob_port, "shared": shared,
             "shared_subnet": shared_subnet, "public": public, "alice_net": alice_net, "alice_subnet": alice_subnet,
-            "router": _make(client, "routers", ALICE, name="r"),
-            "alice_sg": _make(client, "security-groups", ALICE, name="a"),
-            "bob_sg": _make(client, "security-groups", BOB, name="b")}
+            "router": make(client, "routers", ALICE, name="r"),
+            "alice_sg": make(client, "security-groups", ALICE, name="a"),
+            "bob_sg": make(client, "security-groups", BOB, name="b")}
 
 
 def test_ports_on_others_networks(client, world):
     # another project's private network is hidden; a shared one (no RBAC) takes ports from everyone
-    message = _error(client.post("/v2.0/ports", json={"port": {"network_id": world["bob_net"]["id"]}}, headers=ALICE),
-                     404, "NetworkNotFound")
+    message = error(client.post("/v2.0/ports", json={"port": {"network_id": world["bob_net"]["id"]}}, headers=ALICE),
+                    404, "NetworkNotFound")
     assert message == f"Network {world['bob_net']['id']} could not be found."
-    assert _make(client, "ports", ALICE, network_id=world["shared"]["id"])["project_id"] == "alice"
-    assert _make(client, "ports", ADMIN, network_id=world["bob_net"]["id"], project_id="bob")["project_id"] == "bob"
+    assert make(client, "ports", ALICE, network_id=world["shared"]["id"])["project_id"] == "alice"
+    assert make(client, "ports", ADMIN, network_id=world["bob_net"]["id"], project_id="bob")["project_id"] == "bob"
 
 
 def test_a_ports_security_groups_are_its_projects(client, world):
     net = world["shared"]["id"]
     bob_sg = world["bob_sg"]["id"]
-    message = _error(client.post("/v2.0/ports", json={"port": {"network_id": net, "security_groups": [bob_sg]}},
-                                 headers=ALICE), 404, "SecurityGroupNotFound")
+    message = error(client.post("/v2.0/ports", json={"port": {"network_id": net, "security_groups": [bob_sg]}},
+                                headers=ALICE), 404, "SecurityGroupNotFound")
     assert message == f"Security group {bob_sg} does not exist"
-    port = _make(client, "ports", ALICE, network_id=net, security_groups=[world["alice_sg"]["id"]])
-    _error(client.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": [bob_sg]}}, headers=ALICE),
-           404, "SecurityGroupNotFound")
+    port = make(client, "ports", ALICE, network_id=net, security_groups=[world["alice_sg"]["id"]])
+    error(client.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": [bob_sg]}}, headers=ALICE),
+          404, "SecurityGroupNotFound")
     # an admin may give any project's port any group
     r = client.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": [bob_sg]}}, headers=ADMIN)
     assert r.status_code == 200 and r.json()["port"]["security_groups"] == [bob_sg]
     # the network's owner changes a port on it, but its groups stay the port's project's
     bobs_port = world["bob_port"]["id"]
-    other = _make(client, "security-groups", ADMIN, name="o", project_id="carol")
-    _error(client.put(f"/v2.0/ports/{bobs_port}", json={"port": {"security_groups": [other["id"]]}}, headers=BOB),
-           404, "SecurityGroupNotFound")
+    other = make(client, "security-groups", ADMIN, name="o", project_id="carol")
+    error(client.put(f"/v2.0/ports/{bobs_port}", json={"port": {"security_groups": [other["id"]]}}, headers=BOB),
+          404, "SecurityGroupNotFound")
 
 
 def test_a_rules_remote_group_is_its_projects(client, world):
     rule = {"security_group_id": world["alice_sg"]["id"], "direction": "ingress",
             "remote_group_id": world["bob_sg"]["id"]}
-    _error(client.post("/v2.0/security-group-rules", json={"security_group_rule": rule}, headers=ALICE),
-           404, "SecurityGroupNotFound")
+    error(client.post("/v2.0/security-group-rules", json={"security_group_rule": rule}, headers=ALICE),
+          404, "SecurityGroupNotFound")
     # nor may a rule go into another project's group
-    _error(client.post("/v2.0/security-group-rules", json={"security_group_rule": {
+    error(client.post("/v2.0/security-group-rules", json={"security_group_rule": {
         **rule, "security_group_id": world["bob_sg"]["id"], "remote_group_id": None}}, headers=ALICE),
         404, "SecurityGroupNotFound")
-    assert _make(client, "security-group-rules", ALICE, **{**rule, "remote_group_id": world["alice_sg"]["id"]})
-    assert _make(client, "security-group-rules", ADMIN, **rule)["remote_group_id"] == world["bob_sg"]["id"]
+    assert make(client, "security-group-rules", ALICE, **{**rule, "remote_group_id": world["alice_sg"]["id"]})
+    assert make(client, "security-group-rules", ADMIN, **rule)["remote_group_id"] == world["bob_sg"]["id"]
 
 
 def test_router_interfaces_by_others_subnets_and_ports(client, world):
@@ -100,19 +82,19 @@ def test_router_interfaces_by_others_subnets_and_ports(client, world):
     def add(body, headers=ALICE):
         return client.put(f"/v2.0/routers/{router}/add_router_interface", json=body, headers=headers)
 
-    message = _error(add({"subnet_id": world["bob_subnet"]["id"]}), 404, "SubnetNotFound")
+    message = error(add({"subnet_id": world["bob_subnet"]["id"]}), 404, "SubnetNotFound")
     assert message == f"Subnet {world['bob_subnet']['id']} could not be found."
-    _error(add({"port_id": world["bob_port"]["id"]}), 404, "PortNotFound")
+    error(add({"port_id": world["bob_port"]["id"]}), 404, "PortNotFound")
     # a shared network's subnet is seen but not the caller's: refused as Neutron refuses one
     # of a globally shared network
-    message = _error(add({"subnet_id": world["shared_subnet"]["id"]}), 400, "BadRequest")
+    message = error(add({"subnet_id": world["shared_subnet"]["id"]}), 400, "BadRequest")
     assert message == (f"Bad router request: Cannot add interface to router because subnet "
                        f"{world['shared_subnet']['id']} is not owned by project making the request.")
     assert add({"subnet_id": world["alice_subnet"]["id"]}).status_code == 200
     # removing names them too
     r = client.put(f"/v2.0/routers/{router}/remove_router_interface", json={"subnet_id": world["bob_subnet"]["id"]},
                    headers=ALICE)
-    _error(r, 404, "SubnetNotFound")
+    error(r, 404, "SubnetNotFound")
     assert add({"subnet_id": world["bob_subnet"]["id"]}, ADMIN).status_code == 200
 
 
@@ -122,12 +104,12 @@ def test_a_port_on_a_subnet_of_another_project(client, world):
     subnet = world["shared_subnet"]
     client.put(f"/v2.0/subnets/{subnet['id']}", json={"subnet": {"allocation_pools": [
         {"start": "10.2.0.10", "end": "10.2.0.200"}]}}, headers=ADMIN)
-    outside = _make(client, "ports", ADMIN, network_id=subnet["network_id"], project_id="alice",
-                    fixed_ips=[{"subnet_id": subnet["id"], "ip_address": "10.2.0.250"}])
-    inside = _make(client, "ports", ALICE, network_id=subnet["network_id"])
+    outside = make(client, "ports", ADMIN, network_id=subnet["network_id"], project_id="alice",
+                   fixed_ips=[{"subnet_id": subnet["id"], "ip_address": "10.2.0.250"}])
+    inside = make(client, "ports", ALICE, network_id=subnet["network_id"])
     router = world["router"]["id"]
     r = client.put(f"/v2.0/routers/{router}/add_router_interface", json={"port_id": outside["id"]}, headers=ALICE)
-    assert _error(r, 400, "BadRequest") == (
+    assert error(r, 400, "BadRequest") == (
         f"Bad router request: Cannot add interface to router because specified port {outside['id']} has an IP "
         f"address out of the allocation pool of subnet {subnet['id']}, which is not owned by the project making "
         f"the request.")
@@ -137,13 +119,13 @@ def test_a_port_on_a_subnet_of_another_project(client, world):
 
 def test_router_gateways_on_others_networks(client, world):
     router = world["router"]["id"]
-    message = _error(client.put(f"/v2.0/routers/{router}", json={"router": {"external_gateway_info": {
+    message = error(client.put(f"/v2.0/routers/{router}", json={"router": {"external_gateway_info": {
         "network_id": world["bob_net"]["id"]}}}, headers=ALICE), 404, "NetworkNotFound")
     assert world["bob_net"]["id"] in message
-    _error(client.post("/v2.0/routers", json={"router": {"name": "g", "external_gateway_info": {
+    error(client.post("/v2.0/routers", json={"router": {"name": "g", "external_gateway_info": {
         "network_id": world["bob_net"]["id"]}}}, headers=ALICE), 404, "NetworkNotFound")
     # a network it sees that is not external: Neutron's 400
-    _error(client.post("/v2.0/routers", json={"router": {"name": "g", "external_gateway_info": {
+    error(client.post("/v2.0/routers", json={"router": {"name": "g", "external_gateway_info": {
         "network_id": world["shared"]["id"]}}}, headers=ALICE), 400, "BadRequest")
     r = client.put(f"/v2.0/routers/{router}", json={"router": {"external_gateway_info": {
         "network_id": world["public"]["id"]}}}, headers=ALICE)
@@ -152,32 +134,32 @@ def test_router_gateways_on_others_networks(client, world):
 
 def test_floating_ips_with_others_ports_and_networks(client, world):
     public = world["public"]["id"]
-    _error(client.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": world["bob_net"]["id"]}},
-                       headers=ALICE), 404, "NetworkNotFound")
-    _error(client.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": public,
-                                                                 "port_id": world["bob_port"]["id"]}},
-                       headers=ALICE), 404, "PortNotFound")
-    fip = _make(client, "floatingips", ALICE, floating_network_id=public)
-    _error(client.put(f"/v2.0/floatingips/{fip['id']}", json={"floatingip": {"port_id": world["bob_port"]["id"]}},
+    error(client.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": world["bob_net"]["id"]}},
+                      headers=ALICE), 404, "NetworkNotFound")
+    error(client.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": public,
+                                                                "port_id": world["bob_port"]["id"]}},
                       headers=ALICE), 404, "PortNotFound")
+    fip = make(client, "floatingips", ALICE, floating_network_id=public)
+    error(client.put(f"/v2.0/floatingips/{fip['id']}", json={"floatingip": {"port_id": world["bob_port"]["id"]}},
+                     headers=ALICE), 404, "PortNotFound")
     # a port Bob sees (on his network) but Alice owns: not for Bob's floating IP
-    alices = _make(client, "ports", ADMIN, network_id=world["bob_net"]["id"], project_id="alice")
-    bob_fip = _make(client, "floatingips", BOB, floating_network_id=public)
-    message = _error(client.put(f"/v2.0/floatingips/{bob_fip['id']}", json={"floatingip": {"port_id": alices["id"]}},
-                                headers=BOB), 400, "BadRequest")
+    alices = make(client, "ports", ADMIN, network_id=world["bob_net"]["id"], project_id="alice")
+    bob_fip = make(client, "floatingips", BOB, floating_network_id=public)
+    message = error(client.put(f"/v2.0/floatingips/{bob_fip['id']}", json={"floatingip": {"port_id": alices["id"]}},
+                               headers=BOB), 400, "BadRequest")
     assert message == (f"Bad floatingip request: Cannot process floating IP association with Port {alices['id']}, "
                        f"since that port is owned by a different project.")
     assert client.get(f"/v2.0/floatingips/{bob_fip['id']}", headers=BOB).json()["floatingip"]["port_id"] is None
 
 
 def test_subnets_from_others_pools(client, world):
-    private = _make(client, "subnetpools", BOB, name="p", prefixes=["10.50.0.0/16"])
-    shared = _make(client, "subnetpools", ADMIN, name="s", prefixes=["10.60.0.0/16"], shared=True)
+    private = make(client, "subnetpools", BOB, name="p", prefixes=["10.50.0.0/16"])
+    shared = make(client, "subnetpools", ADMIN, name="s", prefixes=["10.60.0.0/16"], shared=True)
     net = world["alice_net"]["id"]
-    message = _error(client.post("/v2.0/subnets", json={"subnet": {"network_id": net, "subnetpool_id": private["id"],
-                                                                   "prefixlen": 24}}, headers=ALICE),
-                     404, "SubnetPoolNotFound")
+    message = error(client.post("/v2.0/subnets", json={"subnet": {"network_id": net, "subnetpool_id": private["id"],
+                                                                  "prefixlen": 24}}, headers=ALICE),
+                    404, "SubnetPoolNotFound")
     assert message == f"Subnet pool {private['id']} could not be found."
-    other = _make(client, "networks", ALICE, name="n2")
-    assert _make(client, "subnets", ALICE, network_id=other["id"], subnetpool_id=shared["id"],
-                 prefixlen=24)["cidr"] == "10.60.0.0/24"
+    other = make(client, "networks", ALICE, name="n2")
+    assert make(client, "subnets", ALICE, network_id=other["id"], subnetpool_id=shared["id"],
+                prefixlen=24)["cidr"] == "10.60.0.0/24"
