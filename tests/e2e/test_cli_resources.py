@@ -63,6 +63,18 @@ def test_build_a_topology_from_the_cli(dfxdp):
     assert [n["name"] for n in js(dfxdp("network", "list", "-f", "json"))] == ["ext"]
 
 
+def test_address_scopes_from_the_cli(dfxdp):
+    scope = js(dfxdp("address-scope", "create", "--name", "s6", "--ip-version", "6", "--share", "-f", "json"))
+    assert (scope["ip_version"], scope["shared"]) == (6, True)
+    table = dfxdp("address-scope", "list").stdout
+    assert "s6" in table and "True" in table
+    assert js(dfxdp("address-scope", "set", "s6", "--name", "scope6", "-f", "json"))["name"] == "scope6"
+    unshare = dfxdp("address-scope", "set", "scope6", "--property", "shared=false", ok=False)
+    assert unshare.returncode != 0 and "Shared address scope can't be unshared" in unshare.stderr
+    dfxdp("address-scope", "delete", "scope6")
+    assert js(dfxdp("address-scope", "list", "-f", "json")) == []
+
+
 @pytest.mark.parametrize("args,words", [
     (("network", "show", "nope"), "NetworkNotFound"),
     (("subnet", "create", "--network", "nope", "--cidr", "10.0.0.0/24"), "not be found"),
