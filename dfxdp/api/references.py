@@ -12,7 +12,9 @@ own wording for each):
 - a router interface's subnet is the caller's: a subnet of a shared network is refused as
   Neutron refuses one of a globally shared network (dfxdp has no RBAC shares); a port the
   caller sees but does not own may be added only holding an address from its subnet's pools;
-- a subnet pool in a shared address scope the caller does not own cannot be changed.
+- a subnet pool in a shared address scope the caller does not own cannot be changed;
+- the default subnet pool a subnet asks for (use_default_subnetpool) is none if the caller
+  may not see it.
 An admin (and the operator's request without a project) may name anything; a reference to
 nothing at all is left to the NB, which answers the same 404.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
+from dfxdp.nb import validate
 from dfxdp.nb.errors import BadRequest, NotFound, not_found
 
 from .scope import Context, Lookup, Parents, visible
@@ -66,6 +69,9 @@ def check(ctx: Context, kind: str, body: dict, target: dict, lookup: Lookup, old
         refs.seen(ref_kind, get(body))
     if ctx.is_admin:
         return
+    if kind == "subnet" and not body.get("subnetpool_id") and validate.boolean(
+            body.get("use_default_subnetpool", False)):
+        _check_default_pool(refs, body.get("ip_version", 4))
     owner = target.get("project_id")
     if kind == "port" and body.get("security_groups") and \
             not str(target.get("device_owner") or "").startswith(TRUSTED_OWNER_PREFIX):
@@ -88,6 +94,13 @@ def check(ctx: Context, kind: str, body: dict, target: dict, lookup: Lookup, old
             raise BadRequest("IllegalSubnetPoolUpdate", f"Illegal subnetpool update : subnetpool {old['id']} cannot "
                                                         f"be updated when associated with shared address scope "
                                                         f"{scope['id']}.")
+
+
+def _check_default_pool(refs: _Check, ip_version: object) -> None:
+    """Neutron looks the default pool up with the caller's context: one it may not see is none."""
+    defaults = [p for p in refs.lookup("subnetpool") if p.get("is_default") and p.get("ip_version") == ip_version]
+    if defaults and not visible(refs.ctx, "subnetpool", defaults, refs.lookup):
+        raise BadRequest("BadRequest", f"Bad subnet request: No default subnetpool for IPv{ip_version} found.")
 
 
 def check_interface(ctx: Context, body: dict, lookup: Lookup, adding: bool) -> None:

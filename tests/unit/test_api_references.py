@@ -163,3 +163,14 @@ def test_subnets_from_others_pools(client, world):
     other = make(client, "networks", ALICE, name="n2")
     assert make(client, "subnets", ALICE, network_id=other["id"], subnetpool_id=shared["id"],
                 prefixlen=24)["cidr"] == "10.60.0.0/24"
+
+
+def test_a_default_pool_the_caller_may_not_see_is_none(client, world):
+    make(client, "subnetpools", ADMIN, name="d", prefixes=["10.90.0.0/16"], is_default=True)
+    body = {"network_id": world["alice_net"]["id"], "use_default_subnetpool": True, "ip_version": 4,
+            "prefixlen": 24}
+    message = error(client.post("/v2.0/subnets", json={"subnet": body}, headers=ALICE), 400, "BadRequest")
+    assert message == "Bad subnet request: No default subnetpool for IPv4 found."
+    shared = make(client, "subnetpools", ADMIN, name="d6", prefixes=["2001:db8:90::/48"], is_default=True, shared=True)
+    made = make(client, "subnets", ALICE, **{**body, "ip_version": 6, "prefixlen": 64})
+    assert made["subnetpool_id"] == shared["id"]
