@@ -8,6 +8,7 @@ describes it all (dfxdp/api/openapi.py).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -181,9 +182,11 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         if parent_field:
             objs = [{**obj, parent_field: parent_id} for obj in objs]
 
+        lookup = functools.cache(service.list)  # each kind read once for all of a bulk's objects
+
         def checked(obj: dict) -> dict:
-            obj = scope.check_create(ctx, kind.name, obj, service.list)
-            references.check(ctx, kind.name, obj, obj, service.list)
+            obj = scope.check_create(ctx, kind.name, obj, lookup)
+            references.check(ctx, kind.name, obj, obj, lookup)
             return obj
 
         objs = await run_in_threadpool(lambda: [checked(obj) for obj in objs])
