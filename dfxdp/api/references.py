@@ -14,7 +14,9 @@ own wording for each):
   caller sees but does not own may be added only holding an address from its subnet's pools;
 - a subnet pool in a shared address scope the caller does not own cannot be changed;
 - the default subnet pool a subnet asks for (use_default_subnetpool) is none if the caller
-  may not see it.
+  may not see it;
+- Octavia's objects join only the caller's own load balancer, listener or pool (Octavia's 403
+  PolicyForbidden); a VIP's or member's subnet, network or port is seen by the caller (404).
 An admin (and the operator's request without a project) may name anything; a reference to
 nothing at all is left to the NB, which answers the same 404.
 """
@@ -26,7 +28,7 @@ from typing import Callable
 from dfxdp.nb import validate
 from dfxdp.nb.errors import BadRequest, NotFound, not_found
 
-from .scope import Context, Lookup, Parents, visible
+from .scope import Context, Forbidden, Lookup, Parents, visible
 
 Getter = Callable[[dict], object]
 
@@ -41,6 +43,18 @@ VISIBLE: dict[str, tuple[tuple[Getter, str], ...]] = {
     "subnetpool": ((lambda b: b.get("address_scope_id"), "address_scope"),),
     "router": ((_nested("external_gateway_info", "network_id"), "network"),),
     "floatingip": ((lambda b: b.get("floating_network_id"), "network"), (lambda b: b.get("port_id"), "port")),
+    # Octavia checks a VIP's and a member's subnet, network, port with the caller's token too
+    "loadbalancer": ((lambda b: b.get("vip_subnet_id"), "subnet"), (lambda b: b.get("vip_network_id"), "network"),
+                     (lambda b: b.get("vip_port_id"), "port")),
+    "member": ((lambda b: b.get("subnet_id"), "subnet"),),
+}
+# Octavia's kinds -> the fields naming the load balancer's objects they join: Octavia authorizes
+# the request against that object's project (403 for another's)
+OCTAVIA_PARENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "listener": (("loadbalancer_id", "loadbalancer"), ("default_pool_id", "pool")),
+    "pool": (("loadbalancer_id", "loadbalancer"), ("listener_id", "listener")),
+    "member": (("pool_id", "pool"),),
+    "healthmonitor": (("pool_id", "pool"),),
 }
 TRUSTED_OWNER_PREFIX = "network:"  # neutron-lib's is_port_trusted
 
@@ -73,6 +87,10 @@ def check(ctx: Context, kind: str, body: dict, target: dict, lookup: Lookup, old
             body.get("use_default_subnetpool", False)):
         _check_default_pool(refs, body.get("ip_version", 4))
     owner = target.get("project_id")
+    for field, parent_kind in OCTAVIA_PARENTS.get(kind, ()):
+        parent = refs.parents.get(parent_kind, body.get(field)) if isinstance(body.get(field), str) else {}
+        if parent and parent.get("project_id") != owner:
+            raise Forbidden("PolicyForbidden", "Policy does not allow this request to be performed.")
     if kind == "port" and body.get("security_groups") and \
             not str(target.get("device_owner") or "").startswith(TRUSTED_OWNER_PREFIX):
         others = [sg for sg in body["security_groups"]

@@ -174,3 +174,25 @@ def test_a_default_pool_the_caller_may_not_see_is_none(client, world):
     shared = make(client, "subnetpools", ADMIN, name="d6", prefixes=["2001:db8:90::/48"], is_default=True, shared=True)
     made = make(client, "subnets", ALICE, **{**body, "ip_version": 6, "prefixlen": 64})
     assert made["subnetpool_id"] == shared["id"]
+
+
+def test_octavia_objects_join_only_the_callers_load_balancer(client, world):
+    def lbaas(path: str, headers: dict, **fields):
+        singular = path.rstrip("s").split("/")[-1]
+        return client.post(f"/v2/lbaas/{path}", json={singular: fields}, headers=headers)
+
+    # a VIP on a subnet the caller does not see: as if there were none
+    error(lbaas("loadbalancers", ALICE, vip_subnet_id=world["bob_subnet"]["id"]), 404, "SubnetNotFound")
+    lb = lbaas("loadbalancers", BOB, vip_subnet_id=world["bob_subnet"]["id"]).json()["loadbalancer"]
+    message = error(lbaas("listeners", ALICE, loadbalancer_id=lb["id"], protocol="TCP", protocol_port=80),
+                    403, "PolicyForbidden")
+    assert message == "Policy does not allow this request to be performed."
+    listener = lbaas("listeners", BOB, loadbalancer_id=lb["id"], protocol="TCP", protocol_port=80).json()["listener"]
+    error(lbaas("pools", ALICE, listener_id=listener["id"], protocol="TCP", lb_algorithm="ROUND_ROBIN"),
+          403, "PolicyForbidden")
+    pool = lbaas("pools", BOB, listener_id=listener["id"], protocol="TCP",
+                 lb_algorithm="ROUND_ROBIN").json()["pool"]
+    error(lbaas(f"pools/{pool['id']}/members", ALICE, address="10.1.0.9", protocol_port=80), 403, "PolicyForbidden")
+    error(lbaas("healthmonitors", ALICE, pool_id=pool["id"], type="TCP", delay=5, timeout=3, max_retries=3),
+          403, "PolicyForbidden")
+    assert lbaas(f"pools/{pool['id']}/members", ADMIN, address="10.1.0.9", protocol_port=80).status_code == 201
