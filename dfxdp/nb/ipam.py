@@ -14,12 +14,28 @@ from typing import Iterator
 
 from .errors import BadRequest, Conflict
 from .txn import ALLOC, Txn
+from .validate import AUTO_ADDRESS_MODES
 
 ALLOCATION_WINDOW = 16
 
 
 def ip_key(subnet_id: str, address: str) -> str:
     return f"{ALLOC}ip/{subnet_id}/{address}"
+
+
+def is_auto_address(subnet: dict) -> bool:
+    """Neutron's is_auto_address_subnet: in slaac or dhcpv6-stateless mode (either attribute),
+    every port but a router's has the EUI-64 address of its MAC there, never a pool address."""
+    return bool(AUTO_ADDRESS_MODES & {subnet.get("ipv6_ra_mode"), subnet.get("ipv6_address_mode")})
+
+
+def eui64(cidr: str, mac: str) -> str:
+    """The address of `mac` in a /64 by modified EUI-64 (RFC 4291 appendix A, oslo's
+    get_ipv6_addr_by_EUI64): the MAC with ff:fe in its middle and the universal/local bit flipped."""
+    octets = bytes(int(part, 16) for part in mac.split(":"))
+    interface_id = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:]
+    return str(ipaddress.IPv6Address(int(ipaddress.IPv6Network(cidr).network_address)
+                                     + int.from_bytes(interface_id, "big")))
 
 
 def default_gateway(cidr: str) -> str:

@@ -97,6 +97,9 @@ class AllocationPool(Strict):
     end: IP
 
 
+IPv6Mode = Literal["slaac", "dhcpv6-stateful", "dhcpv6-stateless"]  # neutron-lib constants.IPV6_MODES
+
+
 class Subnet(Resource):
     network_id: str
     cidr: Optional[SubnetCIDR] = None  # none: allocated from its subnet pool (dfxdp/nb/families/subnetpools.py)
@@ -110,8 +113,13 @@ class Subnet(Resource):
     dns_nameservers: Annotated[Optional[list[IP]], NoneIsEmpty] = []
     host_routes: Annotated[Optional[list[Route]], NoneIsEmpty] = []
     enable_dhcp: Bool = True
+    # Neutron's IPv6 attributes (checked by validate.check_ipv6_modes): how VMs learn their
+    # address (ipv6_address_mode: slaac and dhcpv6-stateless give each port its EUI-64 address,
+    # dfxdp/nb/ipam.py) and what the router advertises (ipv6_ra_mode: controller/apps/ra.py)
+    ipv6_ra_mode: Optional[IPv6Mode] = None
+    ipv6_address_mode: Optional[IPv6Mode] = None
     IMMUTABLE: ClassVar[set[str]] = {"network_id", "cidr", "ip_version", "subnetpool_id", "prefixlen",
-                                     "use_default_subnetpool"}
+                                     "use_default_subnetpool", "ipv6_ra_mode", "ipv6_address_mode"}
 
     @model_validator(mode="after")
     def _same_version(self) -> "Subnet":

@@ -20,6 +20,8 @@ MAX_DNS_NAMESERVERS = 5    # Neutron's max_dns_nameservers default
 MAX_HOST_ROUTES = 20       # Neutron's max_subnet_host_routes default
 MAX_ADDRESS_PAIRS = 10     # Neutron's max_allowed_address_pair default
 INVALID_MACS = {"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"}  # neutron-lib constants.INVALID_MAC_ADDRESSES
+# the IPv6 modes in which every port gets its EUI-64 address (Neutron's is_auto_address_subnet)
+AUTO_ADDRESS_MODES = {"slaac", "dhcpv6-stateless"}
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -113,6 +115,38 @@ def check_subnet_fields(subnet: dict) -> None:
         if {_version_of(route["destination"]), _version_of(route["nexthop"])} != {version}:
             raise BadRequest("InvalidInput", f"Invalid input for operation: host route "
                                              f"{route['destination']} via {route['nexthop']} is not IPv{version}.")
+
+
+def check_ipv6_modes(subnet: dict) -> None:
+    """Neutron's _validate_subnet and _validate_ipv6_attributes on a new subnet: the IPv6
+    modes only on IPv6 subnets with DHCP enabled, equal when both are set, and a /64 for the
+    automatic (EUI-64) address modes."""
+    ra_mode, address_mode = subnet.get("ipv6_ra_mode"), subnet.get("ipv6_address_mode")
+    if subnet["ip_version"] == 4:
+        for name in ("ipv6_ra_mode", "ipv6_address_mode"):
+            if subnet.get(name):
+                raise BadRequest("InvalidInput", f"Invalid input for operation: {name} is not valid when "
+                                                 f"ip_version is 4.")
+        return
+    if (ra_mode or address_mode) and not subnet["enable_dhcp"]:
+        raise BadRequest("InvalidInput", "Invalid input for operation: ipv6_ra_mode or ipv6_address_mode cannot "
+                                         "be set when enable_dhcp is set to False.")
+    if ra_mode and address_mode and ra_mode != address_mode:
+        raise BadRequest("InvalidInput", f"Invalid input for operation: ipv6_ra_mode set to '{ra_mode}' with "
+                                         f"ipv6_address_mode set to '{address_mode}' is not valid. If both "
+                                         f"attributes are set, they must be the same value.")
+    if AUTO_ADDRESS_MODES & {ra_mode, address_mode} and ipaddress.ip_network(subnet["cidr"]).prefixlen != 64:
+        raise BadRequest("InvalidInput", f"Invalid input for operation: Invalid CIDR {subnet['cidr']} for IPv6 "
+                                         f"address mode. OpenStack uses the EUI-64 address format, which requires "
+                                         f"the prefix to be /64.")
+
+
+def check_ipv6_dhcp_update(old: dict, new: dict) -> None:
+    """Neutron's _validate_ipv6_update_dhcp: DHCP stays on for a subnet with IPv6 modes (the
+    modes themselves cannot change: model.Subnet.IMMUTABLE)."""
+    if not new["enable_dhcp"] and (old.get("ipv6_ra_mode") or old.get("ipv6_address_mode")):
+        raise BadRequest("InvalidInput", "Invalid input for operation: Cannot disable enable_dhcp with ipv6 "
+                                         "attributes set.")
 
 
 def check_address_pairs(pairs: list[dict]) -> None:

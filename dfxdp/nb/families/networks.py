@@ -10,7 +10,7 @@ from ..index import FLOATINGIP_OWNER
 from ..txn import Txn, now
 from . import subnetpools
 from .base import Family, Hooks
-from .ports import DHCP_OWNER
+from .ports import DHCP_OWNER, ROUTER_INTERFACE_OWNERS_SNAT
 
 
 class Networks(Family):
@@ -77,6 +77,7 @@ class Networks(Family):
         txn.require("network", subnet["network_id"])
         subnetpools.allocate(txn, subnet, txn.children("subnet", "network", subnet["network_id"]))
         validate.check_subnet_fields(subnet)
+        validate.check_ipv6_modes(subnet)
         net = ipaddress.ip_network(subnet["cidr"])
         if subnet["gateway_ip"] == "":
             subnet["gateway_ip"] = ipam.default_gateway(subnet["cidr"]) if net.num_addresses > 2 else None
@@ -85,6 +86,9 @@ class Networks(Family):
         validate.check_gateway(subnet, None, lambda address: None)
         ipam.check_subnet(subnet, txn.children("subnet", "network", subnet["network_id"]))
         txn.put("subnet", subnet)  # visible to the DHCP port's address allocation below
+        if ipam.is_auto_address(subnet):  # as Neutron: every port there gets its address at once
+            for port in txn.children("port", "network", subnet["network_id"]):
+                self.nb.ports.add_auto_address(txn, port, subnet)
         self.nb.ports.sync_dhcp_port(txn, subnet["network_id"], subnet["project_id"])
 
     def _update_subnet(self, txn: Txn, old: dict, new: dict) -> None:
@@ -92,6 +96,7 @@ class Networks(Family):
             new.pop(create_only, None)
         if new["gateway_ip"] == "":
             new["gateway_ip"] = old["gateway_ip"]
+        validate.check_ipv6_dhcp_update(old, new)
         validate.check_gateway(new, old, lambda address: (txn.get_raw(ipam.ip_key(new["id"], address))
                                                           or b"").decode())
         ipam.check_subnet(new, txn.children("subnet", "network", new["network_id"]))
@@ -99,6 +104,14 @@ class Networks(Family):
         self.nb.ports.sync_dhcp_port(txn, new["network_id"], new["project_id"])
 
     def _delete_subnet(self, txn: Txn, subnet: dict) -> None:
+        # As Neutron: the automatic (EUI-64) addresses of an auto-address subnet go with it (the
+        # DHCP port's too, before it is synced: it must not be given one again); only a router
+        # interface keeps it. Any other subnet is kept by any address but the DHCP port's.
+        if ipam.is_auto_address(subnet):
+            holders = txn.children("port", "subnet", subnet["id"])
+            if not any(p["device_owner"] in ROUTER_INTERFACE_OWNERS_SNAT for p in holders):
+                for port in holders:
+                    self.nb.ports.drop_subnet(txn, port, subnet["id"])
         self.nb.ports.sync_dhcp_port(txn, subnet["network_id"], subnet["project_id"], leaving=subnet["id"])
         if txn.children("port", "subnet", subnet["id"]):
             raise Conflict("SubnetInUse", f"Unable to complete operation on subnet {subnet['id']}: "

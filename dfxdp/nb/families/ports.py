@@ -2,6 +2,7 @@
 binding as Neutron shows it, the network's DHCP port, and ports other objects own."""
 from __future__ import annotations
 
+import ipaddress
 import random
 
 from .. import dns, ipam, validate
@@ -14,6 +15,11 @@ DHCP_OWNER = "network:dhcp"
 DHCP_DEVICE_ID = "reserved_dhcp_port"  # Neutron's id for a DHCP port no agent has taken
 LB_VIP_OWNER = "Octavia"
 PORT_STATUSES = {"ACTIVE", "DOWN", "BUILD", "ERROR"}
+# neutron-lib's router interface owners: they may hold any address of an auto-address subnet
+# (the gateway); with the SNAT port, the owners that get no automatic (EUI-64) address
+ROUTER_INTERFACE_OWNERS = (ROUTER_INTERFACE, "network:ha_router_replicated_interface",
+                           "network:router_interface_distributed")
+ROUTER_INTERFACE_OWNERS_SNAT = ROUTER_INTERFACE_OWNERS + ("network:router_centralized_snat",)
 
 
 def mac_key(network_id: str, mac: str) -> str:
@@ -35,11 +41,15 @@ class Ports(Family):
     def update(self, txn: Txn, old: dict, new: dict) -> None:
         net = txn.require("network", new["network_id"])
         self.nb.security_groups.default_group(txn, old["project_id"])
+        requested = new["fixed_ips"]
         if new["mac_address"].lower() != old["mac_address"]:
             txn.release(mac_key(old["network_id"], old["mac_address"]))
             self._reserve_mac(txn, new)
-        if new["fixed_ips"] != old["fixed_ips"]:
-            new_ips = self._assign_fixed_ips(txn, new, new["fixed_ips"], old["fixed_ips"])
+            # as Neutron: an EUI-64 address follows the MAC (assigned again below)
+            subnets = {s["id"]: s for s in self.subnets_of(txn, new["network_id"])}
+            requested = [f for f in requested if not _is_eui64_of(subnets.get(f["subnet_id"]), f, old["mac_address"])]
+        if requested != old["fixed_ips"]:
+            new_ips = self._assign_fixed_ips(txn, new, requested, old["fixed_ips"])
             for fixed in old["fixed_ips"]:
                 if fixed not in new_ips:
                     ipam.release(txn, fixed["subnet_id"], fixed["ip_address"])
@@ -89,17 +99,20 @@ class Ports(Family):
         return sorted(txn.children("subnet", "network", network_id),
                       key=lambda s: (s["ip_version"], s["created_at"], s["id"]))
 
-    def _assign_fixed_ips(self, txn: Txn, port: dict, requested: list[dict], keep: list[dict]) -> list[dict]:
-        """Reserve requested fixed IPs (or one per IP version by default); `keep` are already held."""
+    def _assign_fixed_ips(self, txn: Txn, port: dict, requested: list[dict] | None, keep: list[dict]) -> list[dict]:
+        """Reserve requested fixed IPs (or one per IP version by default), then, as Neutron, the
+        port's EUI-64 address on every auto-address subnet of the network (router interfaces get
+        none); `keep` are already held."""
         subnets = {s["id"]: s for s in self.subnets_of(txn, port["network_id"])}
         held = {(f["subnet_id"], f["ip_address"]) for f in keep}
+        automatic = port["device_owner"] not in ROUTER_INTERFACE_OWNERS_SNAT
         result = []
         if requested is None:  # left out: Neutron's default of one address per IP version
             for version in (4, 6):
-                candidates = [s for s in subnets.values() if s["ip_version"] == version]
+                candidates = [s for s in subnets.values() if s["ip_version"] == version and not ipam.is_auto_address(s)]
                 if candidates:
                     result.append(_allocate_any(txn, candidates, port["id"]))
-            return result
+            requested = []
         for fixed in requested:
             subnet_id, address = fixed.get("subnet_id"), fixed.get("ip_address")
             if subnet_id is None and address:
@@ -111,19 +124,59 @@ class Ports(Family):
             subnet = subnets.get(subnet_id)
             if subnet is None:
                 raise BadRequest("InvalidInput", f"subnet {subnet_id} is not a subnet of network {port['network_id']}")
+            auto = ipam.is_auto_address(subnet)
             if address and (subnet_id, address) in held:
                 result.append({"subnet_id": subnet_id, "ip_address": address})
             elif address:
+                if auto and port["device_owner"] not in ROUTER_INTERFACE_OWNERS and \
+                        ipaddress.ip_address(address) != ipaddress.ip_address(ipam.eui64(subnet["cidr"],
+                                                                                         port["mac_address"])):
+                    raise BadRequest("AllocationOnAutoAddressSubnet",
+                                     f"IPv6 address {address} cannot be directly assigned to a port on subnet "
+                                     f"{subnet_id} as the subnet is configured for automatic addresses")
                 validate.check_fixed_ip(subnet, address, port["device_owner"])
                 ipam.reserve(txn, subnet, address, port["id"])
                 result.append({"subnet_id": subnet_id, "ip_address": address})
+            elif auto and automatic:
+                continue  # its EUI-64 address, below
             else:
                 # the DHCP port takes the lowest free address, never one picked at random: clients
                 # that ask for a given address (Tempest asks for .9/.10, ::f/::10) must not find
                 # it taken by a port they did not create
                 address = ipam.allocate(txn, subnet, port["id"], lowest=port["device_owner"] == DHCP_OWNER)
                 result.append({"subnet_id": subnet_id, "ip_address": address})
+        for subnet in subnets.values() if automatic else ():
+            if ipam.is_auto_address(subnet) and all(f["subnet_id"] != subnet["id"] for f in result):
+                result.append(self._eui64_address(txn, port, subnet, held))
         return result
+
+    @staticmethod
+    def _eui64_address(txn: Txn, port: dict, subnet: dict, held: set[tuple[str, str]]) -> dict:
+        address = ipam.eui64(subnet["cidr"], port["mac_address"])
+        if (subnet["id"], address) not in held:
+            ipam.reserve(txn, subnet, address, port["id"])
+        return {"subnet_id": subnet["id"], "ip_address": address}
+
+    def add_auto_address(self, txn: Txn, port: dict, subnet: dict) -> None:
+        """A new auto-address subnet: the port's EUI-64 address on it (Neutron's
+        add_auto_addrs_on_network_ports), unless it is a router interface."""
+        if port["device_owner"] in ROUTER_INTERFACE_OWNERS_SNAT:
+            return
+        self._set_fixed_ips(txn, port, port["fixed_ips"] + [self._eui64_address(txn, port, subnet, set())])
+
+    def drop_subnet(self, txn: Txn, port: dict, subnet_id: str) -> None:
+        """An auto-address subnet going away: the port's address there goes with it."""
+        for fixed in port["fixed_ips"]:
+            if fixed["subnet_id"] == subnet_id:
+                ipam.release(txn, subnet_id, fixed["ip_address"])
+        self._set_fixed_ips(txn, port, [f for f in port["fixed_ips"] if f["subnet_id"] != subnet_id])
+
+    def _set_fixed_ips(self, txn: Txn, port: dict, fixed_ips: list[dict]) -> None:
+        """Store the port with these (already reserved) addresses, and the DNS names they give."""
+        net = txn.require("network", port["network_id"])
+        new = dict(port, fixed_ips=fixed_ips, revision_number=port["revision_number"] + 1, updated_at=now())
+        self.assign_dns(txn, new, net, port.get("dns_assignment") or [])
+        txn.put("port", new)
 
     @staticmethod
     def _reserve_mac(txn: Txn, port: dict) -> None:
@@ -174,17 +227,23 @@ class Ports(Family):
                                             "device_id": DHCP_DEVICE_ID,
                                             "fixed_ips": [{"subnet_id": s} for s in wanted]}, project)
             return
-        held = {f["subnet_id"] for f in port["fixed_ips"]}
-        if held == set(wanted):
-            return
         if not wanted:
             self.remove_owned(txn, port)
+            return
+        held = {f["subnet_id"] for f in port["fixed_ips"]}
+        if held == set(wanted):
             return
         requested = [f for f in port["fixed_ips"] if f["subnet_id"] in wanted] + \
                     [{"subnet_id": s} for s in wanted if s not in held]
         new = dict(port, fixed_ips=requested, revision_number=port["revision_number"] + 1, updated_at=now())
         self.update(txn, port, new)
         txn.put("port", new)
+
+
+def _is_eui64_of(subnet: dict | None, fixed: dict, mac: str) -> bool:
+    """Whether a fixed IP is `mac`'s EUI-64 address on an auto-address subnet."""
+    return bool(subnet and ipam.is_auto_address(subnet) and fixed.get("ip_address")
+                and ipaddress.ip_address(fixed["ip_address"]) == ipaddress.ip_address(ipam.eui64(subnet["cidr"], mac)))
 
 
 def _allocate_any(txn: Txn, subnets: list[dict], owner: str) -> dict:
