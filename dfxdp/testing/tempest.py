@@ -53,6 +53,7 @@ build_timeout = 60
 [network-feature-enabled]
 api_extensions = {extensions}
 ipv6 = true
+ipv6_subnet_attributes = true
 port_security = {port_security}
 [validation]
 run_validation = false
