@@ -2,7 +2,7 @@
 (security groups, port security) before what makes a port reachable (fdb,
 routes) and before if_config, which makes a tap's frames enter the pipeline:
 a new port is never reachable unfiltered, not even for one pass. Apps that own
-OpenFlow tables (flood, igmp, snat, fallback_sg) program the OVS fallback's br-int instead (controller/ovs/)."""
+OpenFlow tables (flood, igmp, ra, snat, fallback_sg) program the OVS fallback's br-int instead (controller/ovs/)."""
 from .base import App, Entry, LocalView
 from .dhcp import DhcpApp
 from .dns import DnsApp
@@ -17,11 +17,12 @@ from .lb_fip import LoadBalancerFloatingIPApp
 from .mtu import NetworkMtuApp
 from .ports import PortsApp
 from .portsec import PortSecurityApp
+from .ra import RouterAdvertApp
 from .sg import SecurityGroupApp
 from .snat import SnatApp
 
 APPS: list[type[App]] = [SecurityGroupApp, PortSecurityApp, NetworkMtuApp, L2App, L3App, FloatingIPApp, LoadBalancerApp,
-                         LoadBalancerFloatingIPApp, DnsApp, DhcpApp, PortsApp, FloodApp, IgmpApp, SnatApp,
-                         FallbackSecurityApp]
+                         LoadBalancerFloatingIPApp, DnsApp, DhcpApp, PortsApp, FloodApp, IgmpApp, RouterAdvertApp,
+                         SnatApp, FallbackSecurityApp]
 
 __all__ = ["APPS", "App", "Entry", "LocalView"]

@@ -38,6 +38,7 @@ from dfxdp.controller.ovs.tunnels import TUNNEL_PORT
 from .fallback_sg import deliver
 from .base import App, LocalView
 from .flood import TABLE_FLOOD, TABLE_MULTICAST
+from .ra import TABLE_ROUTER_SOLICIT
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,8 @@ class IgmpApp(App):
             # A group nobody joined: nobody gets it.
             yield Flow.of(TABLE_MULTICAST, 50, {**ip, "ipv4_dst": (str(MULTICAST.network_address),
                                                                    str(MULTICAST.netmask))}, DROP)
-        yield Flow.of(TABLE_MULTICAST, 0, {}, [goto(TABLE_FLOOD)])  # broadcast, IPv6 multicast …
+        # broadcast, IPv6 multicast …: flooded, past the router solicitations the ra app answers
+        yield Flow.of(TABLE_MULTICAST, 0, {}, [goto(TABLE_ROUTER_SOLICIT)])
 
     # ---- querier ----
     def fallback_upkeep(self, view: LocalView) -> None:

@@ -13,6 +13,7 @@ from scapy.layers.l2 import Ether
 
 from dfxdp.controller.apps.base import LocalView
 from dfxdp.controller.apps.flood import TABLE_FLOOD, TABLE_L2, TABLE_MULTICAST
+from dfxdp.controller.apps.ra import TABLE_ROUTER_SOLICIT
 from dfxdp.controller.apps.igmp import (GROUP_MEMBERSHIP_INTERVAL, GroupChange, IgmpApp, MalformedIgmp, Membership,
                                         _checksum, general_query, parse_igmp)
 from dfxdp.controller.binding import tap_name
@@ -163,7 +164,7 @@ def test_table_shape_igmp_to_controller_link_local_flooded_unjoined_dropped():
         assert by[(300, key)].actions == (("controller",), ("goto", TABLE_FLOOD))
         assert dict(by[(200, key)].match)["ipv4_dst"] == ("224.0.0.0", "255.255.255.0")
         assert by[(50, key)].actions == ()  # a group nobody joined
-    assert by[(0, None)].actions == (("goto", TABLE_FLOOD),)
+    assert by[(0, None)].actions == (("goto", TABLE_ROUTER_SOLICIT),)  # the rest: on to be flooded
     # IGMP from the tunnel is flooded but not learned (the chassis it came from publishes it)
     from_tunnel = [f for f in flows if f.priority == 310]
     assert {dict(f.match)["in_port"] for f in from_tunnel} == {TUNNEL}
