@@ -1,4 +1,4 @@
-"""Ethernet/IPv4/UDP and TCP frames the agent sends to VMs (answers to punted frames), built
+"""Ethernet/IPv4/UDP, TCP and IPv6 frames the agent sends to VMs (answers to punted frames), built
 with int.to_bytes: struct formats stay out of the controller (the map contract test)."""
 from __future__ import annotations
 
@@ -54,6 +54,29 @@ def ipv4_tcp_frame(src_mac: bytes, dst_mac: bytes, src_ip: str | bytes, dst_ip: 
 
 def _u16(value: int) -> bytes:
     return value.to_bytes(2, "big")
+
+
+ETH_P_IPV6 = b"\x86\xdd"
+IPV6_HLEN = 40
+
+
+def ipv6_checksum(src: bytes, dst: bytes, protocol: int, payload: bytes) -> int:
+    """The checksum of an ICMPv6 message or UDP datagram (mandatory in IPv6) over RFC 8200 8.1's
+    pseudo-header: of a payload whose checksum field is zero, the value to put there; of a
+    received one, 0 when it is right."""
+    pseudo = src + dst + len(payload).to_bytes(4, "big") + bytes([0, 0, 0, protocol])
+    return ipv4_checksum(pseudo + payload + b"\x00" * (len(payload) % 2))
+
+
+def ipv6_frame(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, protocol: int, payload: bytes,
+               checksum_at: int, hop_limit: int = 255) -> bytes:
+    """One frame: IPv6 without extension headers around `payload`, whose checksum (the 2 bytes
+    at `checksum_at`) is computed here."""
+    src, dst = ipaddress.IPv6Address(src_ip).packed, ipaddress.IPv6Address(dst_ip).packed
+    payload = payload[:checksum_at] + _u16(0) + payload[checksum_at + 2:]
+    payload = payload[:checksum_at] + _u16(ipv6_checksum(src, dst, protocol, payload)) + payload[checksum_at + 2:]
+    header = bytes([0x60, 0, 0, 0]) + _u16(len(payload)) + bytes([protocol, hop_limit]) + src + dst
+    return dst_mac + src_mac + ETH_P_IPV6 + header + payload
 
 
 ETH_P_ARP = b"\x08\x06"

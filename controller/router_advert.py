@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from dfxdp.nb.ipam import eui64  # a port's address on a slaac subnet and a router's link-local: one rule
 
-from .frames import ipv4_checksum
+from .frames import IPV6_HLEN, ipv6_checksum, ipv6_frame
 
-ETH_HLEN, IPV6_HLEN, ETH_P_IPV6 = 14, 40, 0x86DD
+ETH_HLEN, ETH_P_IPV6 = 14, 0x86DD
 IPPROTO_ICMPV6 = 58
 ROUTER_SOLICIT, ROUTER_ADVERT = 133, 134
 OPT_SOURCE_LLADDR, OPT_PREFIX_INFO, OPT_MTU, OPT_RDNSS = 1, 3, 5, 25
@@ -82,7 +82,7 @@ class Advert:
         if servers:
             body += bytes([OPT_RDNSS, 1 + 2 * len(servers), 0, 0]) + RDNSS_LIFETIME.to_bytes(4, "big")
             body += b"".join(ipaddress.IPv6Address(s).packed for s in servers)
-        return _ipv6_frame(self.router_mac, self.source, dst_mac, dst_ip, body)
+        return ipv6_frame(_mac(self.router_mac), _mac(dst_mac), self.source, dst_ip, IPPROTO_ICMPV6, body, 2)
 
 
 def parse_router_solicit(frame: bytes) -> Solicitation:
@@ -98,7 +98,7 @@ def parse_router_solicit(frame: bytes) -> Solicitation:
     icmp = ip[IPV6_HLEN:IPV6_HLEN + length]
     if icmp[0] != ROUTER_SOLICIT or icmp[1] != 0:
         raise MalformedNdp(f"ICMPv6 type {icmp[0]} code {icmp[1]}, not a Router Solicitation")
-    if _checksum(_pseudo_header(ip[8:24], ip[24:40], length) + icmp) != 0:
+    if ipv6_checksum(ip[8:24], ip[24:40], IPPROTO_ICMPV6, icmp) != 0:
         raise MalformedNdp("bad ICMPv6 checksum")
     src = str(ipaddress.IPv6Address(ip[8:24]))
     offset = 8
@@ -109,23 +109,6 @@ def parse_router_solicit(frame: bytes) -> Solicitation:
             raise MalformedNdp("source link-layer address from the unspecified address")
         offset += 8 * icmp[offset + 1]
     return Solicitation(":".join(f"{b:02x}" for b in frame[6:12]), src)
-
-
-def _ipv6_frame(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, icmp: bytes) -> bytes:
-    src, dst = ipaddress.IPv6Address(src_ip).packed, ipaddress.IPv6Address(dst_ip).packed
-    checksum = _checksum(_pseudo_header(src, dst, len(icmp)) + icmp)
-    icmp = icmp[:2] + checksum.to_bytes(2, "big") + icmp[4:]
-    header = bytes([0x60, 0, 0, 0]) + len(icmp).to_bytes(2, "big") + bytes([IPPROTO_ICMPV6, ND_HOP_LIMIT]) + src + dst
-    return _mac(dst_mac) + _mac(src_mac) + ETH_P_IPV6.to_bytes(2, "big") + header + icmp
-
-
-def _pseudo_header(src: bytes, dst: bytes, length: int) -> bytes:
-    """RFC 8200 8.1: what the ICMPv6 checksum covers besides the message."""
-    return src + dst + length.to_bytes(4, "big") + bytes([0, 0, 0, IPPROTO_ICMPV6])
-
-
-def _checksum(data: bytes) -> int:
-    return ipv4_checksum(data + b"\0" * (len(data) % 2))  # the Internet checksum, ICMPv6's too
 
 
 def _mac(mac: str) -> bytes:
