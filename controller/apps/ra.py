@@ -21,7 +21,6 @@ A chassis speaks for its own ports only: solicitations from the tunnel are not a
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Callable, Iterable
 
@@ -34,11 +33,13 @@ from dfxdp.nb.index import ROUTER_INTERFACE
 from dfxdp.nb.validate import AUTO_ADDRESS_MODES
 
 from .base import App, LocalView
-from .flood import TABLE_FLOOD
+from .dhcp6 import TABLE_DHCP6
+from .tap_sender import TapSender
 
 log = logging.getLogger(__name__)
 
 TABLE_ROUTER_SOLICIT = 17  # IPv6 multicast the igmp app's table passes on: solicitations to the agent
+# (what is not one goes on to DHCPv6's table, then to be flooded)
 
 
 def adverts(view: LocalView, port: dict, memo: dict[str, tuple[Advert, ...]] | None = None) -> tuple[Advert, ...]:
@@ -78,8 +79,7 @@ class RouterAdvertApp(App):
     def __init__(self, clock: Callable[[], float] = time.monotonic, interval: float = ADVERT_INTERVAL,
                  sender=None) -> None:
         self.clock, self.interval = clock, interval
-        self._sender = sender  # the punt path's AF_PACKET sender, made when first needed
-        self._sender_lock = threading.Lock()
+        self._sender = TapSender("router advertisement", sender)
         self._told: dict[int, tuple[float, tuple[bytes, ...]]] = {}  # tap ifindex -> (when, what it was sent)
 
     def flows(self, view: LocalView) -> Iterable[Flow]:
@@ -89,8 +89,8 @@ class RouterAdvertApp(App):
             port, ofport = view.ports.get(port_id), view.ofports.get(tap_name(port_id))
             if port and ofport and adverts(view, port, memo):
                 yield Flow.of(TABLE_ROUTER_SOLICIT, 100, {**solicit, "in_port": ofport},
-                              [to_controller(), goto(TABLE_FLOOD)])
-        yield Flow.of(TABLE_ROUTER_SOLICIT, 0, {}, [goto(TABLE_FLOOD)])
+                              [to_controller(), goto(TABLE_DHCP6)])
+        yield Flow.of(TABLE_ROUTER_SOLICIT, 0, {}, [goto(TABLE_DHCP6)])
 
     def on_packet_in(self, view: LocalView, port_id: str | None, frame: bytes) -> bool:
         """A Router Solicitation from local port `port_id`: the RAs of its network's routers."""
@@ -104,7 +104,7 @@ class RouterAdvertApp(App):
             return False
         to = (ALL_NODES_MAC, ALL_NODES) if solicit.src_ip == UNSPECIFIED else (solicit.src_mac, solicit.src_ip)
         for advert in adverts(view, port):
-            self._send(ifindex, advert.frame(*to))
+            self._sender.send(ifindex, advert.frame(*to))
         return False
 
     def fallback_upkeep(self, view: LocalView) -> None:
@@ -126,17 +126,5 @@ class RouterAdvertApp(App):
                 continue
             told[ifindex] = (now, frames)
             for frame in frames:
-                self._send(ifindex, frame)
-        self._told = told
-
-    def _send(self, ifindex: int, frame: bytes) -> None:
-        with self._sender_lock:  # packet-ins (os-ken's thread) and passes both send
-            if self._sender is None:
-                # imported here: punt.py imports the apps package
-                from dfxdp.controller.punt import ReplySender
-
-                self._sender = ReplySender()
-            try:
                 self._sender.send(ifindex, frame)
-            except OSError as exc:  # the tap went away between the pass and now: next pass
-                log.debug("router advertisement to ifindex %d: %s", ifindex, exc)
+        self._told = told

@@ -9,7 +9,7 @@ from scapy.layers.inet6 import (ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptMTU, ICMPv6
 from scapy.layers.l2 import Ether
 
 from dfxdp.controller.apps.base import LocalView
-from dfxdp.controller.apps.flood import TABLE_FLOOD
+from dfxdp.controller.apps.dhcp6 import TABLE_DHCP6
 from dfxdp.controller.apps.ra import TABLE_ROUTER_SOLICIT, RouterAdvertApp, adverts
 from dfxdp.controller.binding import tap_name
 from dfxdp.controller.router_advert import (ADVERT_INTERVAL, ROUTER_LIFETIME, Advert, MalformedNdp, Prefix,
@@ -137,7 +137,7 @@ def test_flows_catch_solicitations_from_local_ports_only():
     caught = [f for f in flows if f.priority == 100]
     assert len(caught) == 1 and dict(caught[0].match) == {"in_port": 5, "eth_type": 0x86DD, "ip_proto": 58,
                                                           "icmpv6_type": 133}
-    assert caught[0].actions == (("controller",), ("goto", TABLE_FLOOD))
+    assert caught[0].actions == (("controller",), ("goto", TABLE_DHCP6))  # on to be flooded
     assert all(f.table == TABLE_ROUTER_SOLICIT for f in flows)
     assert [f.priority for f in app.flows(world(port_security=True))] == [0]  # the rest is flooded
     assert [f.priority for f in app.flows(world(local=False))] == [0]
