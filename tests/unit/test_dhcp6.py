@@ -15,6 +15,7 @@ from dfxdp.controller.apps.base import LocalView
 from dfxdp.controller.apps.dhcp6 import TABLE_DHCP6, Dhcp6App
 from dfxdp.controller.apps.flood import TABLE_FLOOD
 from dfxdp.controller.binding import tap_name
+from tests.unit.test_router_advert import Recorder
 
 VM_MAC, SERVER_MAC = "fa:16:3e:00:00:42", "fa:16:3e:00:00:d1"
 VM_LL, SERVER_LL = "fe80::f816:3eff:fe00:42", "fe80::f816:3eff:fe00:d1"
@@ -120,14 +121,6 @@ def test_malformed_frames():
     app, view = Dhcp6App(), world()
     for bad in (good[:-3], good[:-12] + b"\x00\x01\xff\xff" + good[-8:], good[:60] + b"\x00\x00" + good[62:]):
         assert app.answer(view, view.ports["vm1"], bad) == ("malformed", None)
-
-
-class Recorder:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, ifindex, frame):
-        self.sent.append((ifindex, frame))
 
 
 def test_flows_and_the_answer_into_the_tap():
