@@ -70,20 +70,24 @@ struct {
 
 #define FAST_TCP_CONTROL (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)
 
+#define FAST_KEY_CONTROL 1
+
 /* The key of a frame the fast path may take: IPv4 TCP or UDP, a first fragment, a
- * TTL the hop may decrement, no TCP control flags (they move conntrack's state).
- * Returns 0 when it may. */
+ * TTL the hop may decrement. Returns 0 when it may; FAST_KEY_CONTROL for a TCP SYN,
+ * FIN or RST (key filled: they move conntrack's state, and a SYN may start a new
+ * connection on the same ports, which the load balancer sends to another member);
+ * -1 for anything else. */
 static __always_inline int fast_key_of(struct xdp_md *ctx, const struct l3_view *v, struct fast_key *k)
 {
 	struct iphdr *ip = v->ip;
+	__u8 *tcp_flags = NULL;
 	__be16 *ports;
 
 	if (!ip || !v->l4_off || ip->ttl <= 1)
 		return -1;
 	if (ip->protocol == IPPROTO_TCP) {
-		__u8 *flags = frame_at(ctx, v->l4_off + 13, 1);
-
-		if (!flags || (*flags & FAST_TCP_CONTROL))
+		tcp_flags = frame_at(ctx, v->l4_off + 13, 1);
+		if (!tcp_flags)
 			return -1;
 	} else if (ip->protocol != IPPROTO_UDP) {
 		return -1;
@@ -100,7 +104,7 @@ static __always_inline int fast_key_of(struct xdp_md *ctx, const struct l3_view 
 	k->sport = ports[0];
 	k->dport = ports[1];
 	k->proto = ip->protocol;
-	return 0;
+	return tcp_flags && (*tcp_flags & FAST_TCP_CONTROL) ? FAST_KEY_CONTROL : 0;
 }
 
 static __always_inline __u64 fast_generation(void)
@@ -173,7 +177,14 @@ static __always_inline int fast_forward(struct xdp_md *ctx, struct pkt_meta *m, 
 	struct fast_key k;
 	int err;
 
-	if (!generation || fast_key_of(ctx, v, &k))
+	err = fast_key_of(ctx, v, &k);
+	if (err == FAST_KEY_CONTROL) {
+		/* the stages decide it, and the flow's next frames too: what they decide
+		 * for them may differ from now on (a new member, a closing connection) */
+		bpf_map_delete_elem(&fast_flows, &k);
+		return -1;
+	}
+	if (err || !generation)
 		return -1;
 	e = bpf_map_lookup_elem(&fast_flows, &k);
 	if (!e) {
