@@ -219,6 +219,11 @@ def test_fast_path_frames_are_counted(world):
     after = (sg_allowed(world.pipe, 1, lib.SG_EGRESS), sg_allowed(world.pipe, 2, lib.SG_INGRESS),
              fast_count(world.pipe, "FAST_HIT"))
     assert after == tuple(n + 1 for n in before)
+    from dfxdp.metrics.datapath import DatapathCollector
+
+    fast, = [family for family in DatapathCollector(lambda: world.pipe.maps).collect()
+             if family.name == "dfxdp_fast_path_packets"]
+    assert {s.labels["outcome"]: s.value for s in fast.samples if s.name.endswith("_total")}["FAST_HIT"] == after[2]
 
 
 def cache(world, flow):
