@@ -177,14 +177,18 @@ static __always_inline int fast_forward(struct xdp_md *ctx, struct pkt_meta *m, 
 	struct fast_key k;
 	int err;
 
+	if (!generation)
+		return -1; /* off: nothing is used, and entries of an older generation never will be */
 	err = fast_key_of(ctx, v, &k);
 	if (err == FAST_KEY_CONTROL) {
 		/* the stages decide it, and the flow's next frames too: what they decide
-		 * for them may differ from now on (a new member, a closing connection) */
-		bpf_map_delete_elem(&fast_flows, &k);
+		 * for them may differ from now on (a new member, a closing connection). A
+		 * lookup first: a delete takes the bucket's lock even when nothing is there */
+		if (bpf_map_lookup_elem(&fast_flows, &k))
+			bpf_map_delete_elem(&fast_flows, &k);
 		return -1;
 	}
-	if (err || !generation)
+	if (err)
 		return -1;
 	e = bpf_map_lookup_elem(&fast_flows, &k);
 	if (!e) {

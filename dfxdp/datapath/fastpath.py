@@ -14,6 +14,8 @@ recorded): a pipeline nobody has announced as programmed caches nothing.
 """
 from __future__ import annotations
 
+import os
+import pathlib
 import time
 from typing import Mapping
 
@@ -42,3 +44,12 @@ def stats(maps: Mapping[str, Map]) -> dict[str, dict[str, int]]:
     """Frames and bytes by what the fast path did (enum fast_stat), summed over CPUs."""
     m = maps.get(STATS_MAP)
     return {} if m is None else {name: m.lookup_sum(value) for value, name in sorted(OUTCOMES.items())}
+
+
+def pinned_stats(bpffs_dir: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """`stats` of a running chassis, read from its pins."""
+    m = Map.pinned(pathlib.Path(bpffs_dir) / "maps" / STATS_MAP)
+    try:
+        return stats({STATS_MAP: m})
+    finally:
+        m.close()
