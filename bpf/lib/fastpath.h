@@ -26,7 +26,7 @@
 #ifndef DFXDP_LIB_FASTPATH_H
 #define DFXDP_LIB_FASTPATH_H
 
-#include "maps/fastpath.h"
+#include "fastpath_maps.h"
 #include "hop.h"
 #include "l3_maps.h"
 #include "mac.h"
@@ -34,39 +34,6 @@
 #include "pipeline.h"
 #include "sg.h"
 #include "vxlan.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct fast_key);
-	__type(value, struct fast_entry);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fast_flows SEC(".maps");
-
-/* The generation of everything the cached decisions depend on; 0: fast path off. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fast_gen SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fast_pending);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fast_pending SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FAST_STAT_MAX);
-	__type(key, __u32);
-	__type(value, struct counter);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fast_stats SEC(".maps");
 
 #define FAST_TCP_CONTROL (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)
 
