@@ -10,7 +10,7 @@ The new generation is the monotonic clock, not the old one + 1: writers in two
 processes (the agent, `dfxdp hook`) may interleave their read and write, and a
 value read from a clock after one's own change can never be one an older decision
 holds, whichever write lands last. 0 turns the fast path off (nothing is used nor
-recorded): a pipeline nobody has announced as programmed caches nothing.
+recorded): a new map starts at 0, and the pipeline turns it on as it goes live.
 """
 from __future__ import annotations
 
