@@ -2,6 +2,7 @@
 /* Entry programs: one attached to every bound port, one to the underlay NIC.
  * They validate the frame, load the interface's record into the packet
  * metadata and hand over to the stages (see maps/pipeline.h for the order). */
+#include "lib/fastpath.h"
 #include "lib/parse.h"
 #include "lib/pipeline.h"
 #include "lib/punt.h" /* the punt maps exist (pinned) whatever stage punts */
@@ -34,6 +35,9 @@ int xdp_port(struct xdp_md *ctx)
 	err = parse_frame(ctx, &v);
 	if (err)
 		return verdict(ctx, m, XDP_DROP, err);
+	err = fast_forward(ctx, m, &v); /* a frame of a flow the stages already decided */
+	if (err >= 0)
+		return err;
 	port = bpf_map_lookup_elem(&if_config, &ifindex);
 	if (!port || !(port->flags & (IF_F_PORT | IF_F_EXTERNAL)))
 		return verdict(ctx, m, XDP_PASS, DROP_NONE);

@@ -10,14 +10,17 @@
 #include "lib/nat.h"
 #include "lib/pipeline.h"
 
-/* The next hop's MAC: known ports from arp_table, external hosts as learned. */
-static __always_inline struct arp_entry *next_hop_mac(__u32 net_key, __be32 ip, int external)
+/* The next hop's MAC: known ports from arp_table, external hosts as learned (then
+ * noted in the metadata: the fast path checks a learned MAC is still the one). */
+static __always_inline struct arp_entry *next_hop_mac(struct pkt_meta *m, __u32 net_key, __be32 ip, int external)
 {
 	struct arp_key key = { .net_key = net_key, .ip = ip };
 	struct arp_entry *mac = bpf_map_lookup_elem(&arp_table, &key);
 
-	if (!mac && external)
+	if (!mac && external) {
 		mac = bpf_map_lookup_elem(&ext_neigh, &ip);
+		m->learned_nexthop = ip;
+	}
 	return mac;
 }
 
@@ -112,7 +115,7 @@ int stage_l3(struct xdp_md *ctx)
 		snat = bpf_map_lookup_elem(&fip_snat, &skey);
 		if (!snat) /* no floating IP: the centralized SNAT of the fallback path */
 			return verdict(ctx, m, XDP_PASS, DROP_NONE);
-		dmac = next_hop_mac(r->out_net_key, nexthop, 1);
+		dmac = next_hop_mac(m, r->out_net_key, nexthop, 1);
 		if (!dmac)
 			return verdict(ctx, m, XDP_PASS, DROP_NONE); /* let the kernel resolve it */
 		err = nat_rewrite(ctx, ip, &ip->saddr, snat->floating_ip);
@@ -128,7 +131,7 @@ int stage_l3(struct xdp_md *ctx)
 		return next_stage(ctx, m, STAGE_OUTPUT);
 	}
 
-	dmac = next_hop_mac(r->out_net_key, nexthop, 0);
+	dmac = next_hop_mac(m, r->out_net_key, nexthop, 0);
 	if (!dmac)
 		return verdict(ctx, m, XDP_PASS, DROP_NONE); /* unknown host: the fallback path */
 	icmp_note_hop(m, eth, rp->ip); /* a remote next hop may find it too big for the tunnel */

@@ -130,6 +130,7 @@ static __always_inline int lb_fip_send_out(struct xdp_md *ctx, struct pkt_meta *
 	int err;
 
 	next = bpf_map_lookup_elem(&ext_neigh, &client);
+	m->learned_nexthop = client; /* learned: the fast path checks it is still the MAC */
 	if (!out || !next)
 		return verdict(ctx, m, XDP_DROP, DROP_NO_ROUTE);
 	if (ip->ttl <= 1) /* this is a routing hop: nothing leaves with a TTL of 0 */

@@ -2,6 +2,7 @@
 /* The last stage: hand the frame to its local port, or tunnel it to the
  * chassis hosting the destination — if it fits the underlay once
  * encapsulated; if not, path-MTU discovery gets its ICMP (see too_big). */
+#include "lib/fastpath.h"
 #include "lib/icmp.h"
 #include "lib/pipeline.h"
 #include "lib/vxlan.h"
@@ -47,6 +48,7 @@ static __always_inline int too_big(struct xdp_md *ctx, struct pkt_meta *m, struc
 	}
 	if (!from)
 		return verdict(ctx, m, XDP_DROP, DROP_TOO_BIG);
+	m->flags &= ~PKT_F_FAST_PENDING; /* an answer of ours, not the flow's forwarding */
 
 	count(&drop_stats, DROP_FRAG_NEEDED, ctx);
 	err = icmp_frag_needed(ctx, from, mtu, smac, dmac);
@@ -75,6 +77,7 @@ int stage_output(struct xdp_md *ctx)
 		/* routed out by an external NIC into a VLAN network: tagged (bpf/lib/vlan.h) */
 		__u32 *vid = (m->flags & PKT_F_ROUTED) ? vlan_of(m->out_ifindex, m->net_key) : NULL;
 
+		fast_record(ctx, m, vid ? *vid : 0);
 		err = vid ? vlan_push(ctx, *vid) : 0;
 		if (err)
 			return verdict(ctx, m, XDP_DROP, err);
@@ -86,6 +89,7 @@ int stage_output(struct xdp_md *ctx)
 			return verdict(ctx, m, XDP_DROP, DROP_NO_TUNNEL);
 		if (!vxlan_fits(ctx, ep))
 			return too_big(ctx, m, ep);
+		fast_record(ctx, m, 0);
 		err = vxlan_encap(ctx, ep, m->tunnel_dst, m->net_key);
 		if (err)
 			return verdict(ctx, m, XDP_DROP, err);

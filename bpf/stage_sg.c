@@ -8,16 +8,15 @@
 #include "lib/pipeline.h"
 #include "lib/sg.h"
 
-/* Returns 0 when the frame may go on, or why it may not. */
+/* Returns 0 when the frame may go on, or why it may not; *state as sg_filter's. */
 static __always_inline int sg_verdict(struct xdp_md *ctx, __be16 proto, __u32 port_key, const struct sg_port *port,
-				      __u32 dir,
-				      __u32 deny_reason)
+				      __u32 dir, __u32 deny_reason, __u32 *state)
 {
 	int reason;
 
 	switch (proto) {
 	case ETH_P_IP_BE:
-		reason = sg_filter(ctx, port_key, port, dir, deny_reason);
+		reason = sg_filter(ctx, port_key, port, dir, deny_reason, state);
 		break;
 	case ETH_P_IPV6_BE:
 		reason = DROP_SG_IPV6; /* no IPv6 rules yet, so none allows it */
@@ -34,19 +33,27 @@ static __always_inline int sg_verdict(struct xdp_md *ctx, __be16 proto, __u32 po
 }
 
 static __always_inline int sg_stage(struct xdp_md *ctx, struct pkt_meta *m, __u32 port_key, __u32 dir,
-				    __u32 stage, __u32 deny_reason)
+				    __u32 stage, __u32 deny_reason, __u32 allowed_flag)
 {
 	struct sg_port *port = bpf_map_lookup_elem(&sg_ports, &port_key);
 	struct ethhdr *eth = frame_at(ctx, 0, sizeof(*eth));
+	__u32 state = 0;
 	int reason;
 
 	if (!eth)
 		return verdict(ctx, m, XDP_DROP, DROP_TRUNCATED);
 	if (!port || !(port->flags & SG_PORT_FILTERED))
 		return next_stage(ctx, m, stage + 1);
-	reason = sg_verdict(ctx, eth->h_proto, port_key, port, dir, deny_reason);
+	reason = sg_verdict(ctx, eth->h_proto, port_key, port, dir, deny_reason, &state);
 	if (reason)
 		return verdict(ctx, m, XDP_DROP, reason);
+	/* The fast path may repeat this verdict for the flow's next frames only while one
+	 * would change nothing here: an established TCP connection (the fast path takes
+	 * no SYN, FIN or RST) or a UDP flow; it counts them as allowed too. */
+	if (state == CT_ESTABLISHED || state == CT_UDP)
+		m->flags |= allowed_flag;
+	else
+		m->flags &= ~PKT_F_FAST_PENDING;
 	return next_stage(ctx, m, stage + 1);
 }
 
@@ -60,7 +67,7 @@ int stage_sg_egress(struct xdp_md *ctx)
 	stage_enter(ctx, m, STAGE_SG_EGRESS);
 	if (m->flags & PKT_F_FROM_UNDERLAY || !m->src_port_key)
 		return next_stage(ctx, m, STAGE_SG_EGRESS + 1);
-	return sg_stage(ctx, m, m->src_port_key, SG_EGRESS, STAGE_SG_EGRESS, DROP_SG_EGRESS);
+	return sg_stage(ctx, m, m->src_port_key, SG_EGRESS, STAGE_SG_EGRESS, DROP_SG_EGRESS, PKT_F_SG_EGRESS_OK);
 }
 
 SEC("xdp")
@@ -73,7 +80,7 @@ int stage_sg_ingress(struct xdp_md *ctx)
 	stage_enter(ctx, m, STAGE_SG_INGRESS);
 	if (!(m->flags & PKT_F_DST_LOCAL) || !m->dst_port_key)
 		return next_stage(ctx, m, STAGE_SG_INGRESS + 1);
-	return sg_stage(ctx, m, m->dst_port_key, SG_INGRESS, STAGE_SG_INGRESS, DROP_SG_INGRESS);
+	return sg_stage(ctx, m, m->dst_port_key, SG_INGRESS, STAGE_SG_INGRESS, DROP_SG_INGRESS, PKT_F_SG_INGRESS_OK);
 }
 
 char _license[] SEC("license") = "GPL";

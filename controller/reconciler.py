@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol
 
+from dfxdp.datapath import fastpath
 from dfxdp.datapath.libbpf import BatchError
 
 from .apps.base import Entry
@@ -158,6 +159,8 @@ class Reconciler:
             for key in self._batched(result, "remove", name, stale, zeros):
                 del have[key]
         # failed writes and removals stay as they were in self._known: the next pass retries them
+        if result.changed:  # flows' cached forwarding was decided on what was there before
+            fastpath.invalidate(self.maps)
         if result.audited:  # the interval counts from the end: a long full pass is not followed by an audit
             self._audited_at = time.monotonic()
         result.duration = time.monotonic() - started

@@ -5,7 +5,9 @@ transmitted, a redirect only says where the frame would go. It is a real run
 over the live maps, so it touches what a real frame would: the per-CPU
 counters (stage, verdict, drop, security group stats), a conntrack entry when a
 security group allows a new flow, and the external-neighbour cache when the
-frame comes in on the external NIC. Forwarding of live traffic is not disturbed.
+frame comes in on the external NIC. Forwarding of live traffic is not disturbed. A
+frame of a flow the fast path has cached is forwarded from the cache, and the story
+says so; one the stages forward may be recorded there, as a real frame would.
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ STAGE_STORY = {
     "STAGE_SG_INGRESS": "security groups, ingress of the destination port",
     "STAGE_OUTPUT": "output",
 }
+FAST_PATH_STORY = ("fast path: a frame of an established flow, forwarded as the stages decided for its "
+                   "earlier frames (fast_flows; docs/datapath.md); port security, security groups, routing "
+                   "and neighbours were not looked up again")
 SCAPY_NAMES = ("Ether", "IP", "TCP", "UDP", "ICMP", "ARP", "Raw", "IPv6", "Dot1Q")
 
 
@@ -122,10 +127,15 @@ class Trace:
             return f"sent back out of {self.ingress}"
         return "dropped"
 
+    @property
+    def fast_path(self) -> bool:
+        return bool(self.run.meta.get("flags", 0) & lib.PKT_F_FAST)
+
     def as_dict(self) -> dict:
         from scapy.layers.l2 import Ether
 
         return {"verdict": self.run.verdict, "reason": self.run.drop_reason, "stages": self.run.stages,
+                "fast_path": self.fast_path,
                 "destination": self.destination, "out_ifindex": self.run.meta.get("out_ifindex", 0),
                 "output": {"hex": self.run.data.hex(), "summary": Ether(self.run.data).summary()},
                 "fallback": self.fallback}
@@ -137,6 +147,8 @@ class Trace:
         for i, stage in enumerate(self.run.stages, 1):
             hook = f": {self.hooks[stage]}" if stage in self.hooks else ""
             lines.append(f"  {i}. {STAGE_STORY.get(stage, stage)}{hook}")
+        if self.fast_path:
+            lines.append(f"  {len(self.run.stages) + 1}. {FAST_PATH_STORY}")
         reason = f" ({self.run.drop_reason})" if self.run.drop_reason else ""
         if self.run.drop_reason == "DROP_STAGE_MISSING":  # the slot next_stage found empty
             missing = STAGE_NAMES[self.run.meta["stage"]]

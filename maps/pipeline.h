@@ -76,6 +76,10 @@ enum dfxdp_drop_reason {
 #define PKT_F_DST_LOCAL 8       /* out_ifindex is a port on this chassis */
 #define PKT_F_DST_REMOTE 16     /* tunnel_dst is the chassis hosting the destination */
 #define PKT_F_LB_DNAT 32        /* the LB stage DNATed a floating IP to a member: L3 routes it in */
+#define PKT_F_FAST 64           /* forwarded by the established-flow fast path (maps/fastpath.h) */
+#define PKT_F_FAST_PENDING 128  /* fast_pending holds this frame: stage_output caches the decision */
+#define PKT_F_SG_EGRESS_OK 256  /* egress rules allowed it as a packet of an established flow (counted) */
+#define PKT_F_SG_INGRESS_OK 512 /* the same for ingress rules */
 
 /* Per-packet state handed from stage to stage (per-CPU scratch: XDP runs a
  * frame to completion on one CPU, tail calls included). */
@@ -95,6 +99,7 @@ struct pkt_meta {
 	__be32 router_ip;
 	__u8 sender_mac[6];
 	__u8 router_mac[6];
+	__be32 learned_nexthop; /* the next hop's MAC came from ext_neigh (learned), for this IP */
 };
 
 /* A packets/bytes pair; per-CPU maps hold one per CPU, summed in Python. */

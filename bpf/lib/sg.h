@@ -122,9 +122,10 @@ static __always_inline int icmp_is_error(const struct flow *f)
 }
 
 /* Stateful filtering for one port (its connections) and direction, under its
- * compiled policy; 0 to allow, else a drop reason. */
+ * compiled policy; 0 to allow, else a drop reason. *state: the state of the flow
+ * entry that allowed it (0: none, an ICMP error about a tracked flow). */
 static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, const struct sg_port *rec, __u32 dir,
-				     __u32 deny_reason)
+				     __u32 deny_reason, __u32 *state)
 {
 	__u32 other = dir == SG_INGRESS ? SG_EGRESS : SG_INGRESS;
 	/* CLOCK_MONOTONIC at tick resolution, plenty for timeouts of seconds: the fine clock
@@ -143,6 +144,7 @@ static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, const struc
 	e = ct_find(&key, now);
 	if (e) {
 		ct_advance(e, &f, 0, now);
+		*state = e->state;
 		return 0;
 	}
 	/* the reply of a flow that started the other way at this port */
@@ -150,6 +152,7 @@ static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, const struc
 	e = ct_find(&key, now);
 	if (e) {
 		ct_advance(e, &f, 1, now);
+		*state = e->state;
 		return 0;
 	}
 	/* an ICMP error about a tracked flow: the quoted header is a packet that crossed
@@ -175,6 +178,7 @@ static __always_inline int sg_filter(struct xdp_md *ctx, __u32 port, const struc
 	if (f.proto == IPPROTO_TCP && (f.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
 		return DROP_CT_NOT_SYN;
 	ct_key_of(&key, port, dir, &f, 0);
+	*state = ct_initial_state(&f);
 	return ct_create(&key, &f, now);
 }
 

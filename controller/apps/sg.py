@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping
 
+from dfxdp.datapath import fastpath
 from dfxdp.datapath.libbpf import Map, lib
 
 from .. import conntrack
@@ -154,7 +155,9 @@ class SecurityGroupApp(App):
         # after the new rules are in: end the flows they no longer allow, forget expired ones. The
         # policies compiled when they last changed (a pass that did not touch them leaves them)
         policies = self._policies if self._policies is not None else shared_policies(view)
-        conntrack.maintain(maps["conntrack"], by_port(policies))
+        _, revoked = conntrack.maintain(maps["conntrack"], by_port(policies))
+        if revoked:  # a flow ended here must not go on in the fast path's cache
+            fastpath.invalidate(maps)
 
 
 def _memberships(view: LocalView, port: dict | None) -> set[tuple[str, str]]:

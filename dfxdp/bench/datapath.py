@@ -28,7 +28,7 @@ from scapy.layers.l2 import Ether
 
 from dfxdp.controller.apps import LocalView
 from dfxdp.controller.wiring import build_datapath_control
-from dfxdp.datapath import libbpf
+from dfxdp.datapath import fastpath, libbpf
 from dfxdp.datapath.pipeline import Pipeline, object_path
 from dfxdp.datapath.pktrun import run_packet
 from dfxdp.testing.netns import ifindex, run, unique_suffix
@@ -39,6 +39,7 @@ SG_SIZES = (10, 1000, 10000)
 
 
 REPEAT = 1000          # runs per sample of a path that leaves the frame unchanged
+ROUNDS = 10            # a path's fast and stage-chain samples alternate in this many rounds
 TAIL_SAMPLES = 100     # fewer samples than this have no p99: their tail is the maximum
 
 
@@ -175,18 +176,47 @@ class Timer:
         self.replay_ns = statistics.median(replayed) - repeated.ns_per_packet
         return [repeated, single, _cost("floor_replayed", "XDP_PASS", "replay", replayed)]
 
-    def path(self, pipe: Pipeline, name: str, frame, ingress: int) -> PathCost:
-        data = replay_frame(frame)
+    def _sampler(self, pipe: Pipeline, name: str, data: bytes, ingress: int) -> tuple[str, str, Callable[[int], list[float]]]:
+        """(verdict, method, samples(n)) of one path as the pipeline takes it now."""
         first = run_packet(pipe, data, ingress_ifindex=ingress)  # the verdict, checked once with counters
         prog = pipe.entry("port")
         if first.data[:len(data)] == data:  # unchanged: every repetition takes the same path
-            return _cost(name, first.verdict, "repeat", _samples(prog, data, ingress, self.repeat_samples(), REPEAT))
+            return first.verdict, "repeat", lambda n: _samples(prog, data, ingress, n, REPEAT)
         replayed = self.replay.behind(prog, data)
         verdict = replayed.test_run(data, ingress_ifindex=ingress, repeat=2).action
         if verdict != first.verdict:
             raise RuntimeError(f"datapath bench, {name}: {first.verdict} once, {verdict} replayed")
-        runs = _samples(replayed, data, ingress, self.repeat_samples(), REPEAT)
-        return _cost(name, first.verdict, "replay − replay cost", [ns - self.replay_ns for ns in runs])
+        return first.verdict, "replay − replay cost", \
+            lambda n: [ns - self.replay_ns for ns in _samples(self.replay.behind(prog, data), data, ingress, n, REPEAT)]
+
+    def path(self, pipe: Pipeline, name: str, frame, ingress: int) -> PathCost:
+        verdict, method, samples = self._sampler(pipe, name, replay_frame(frame), ingress)
+        return _cost(name, verdict, method, samples(self.repeat_samples()))
+
+    def established(self, pipe: Pipeline, name: str, frame, ingress: int) -> list[PathCost]:
+        """A frame of an established flow two ways, sampled in alternation (ROUNDS rounds, so a
+        change in the machine's load falls on both): `name`, as the pipeline forwards it (the
+        fast path, from the flow's cached decision), and `name`_stages, through the stage chain
+        (the fast path off: what every frame took before it)."""
+        data = replay_frame(frame)
+        modes = {name: fastpath.invalidate, f"{name}_stages": fastpath.disable}
+        samplers = {}
+        for mode, switch in modes.items():
+            switch(pipe.maps)
+            run_packet(pipe, data, ingress_ifindex=ingress)  # the fast path records the flow
+            took = run_packet(pipe, data, ingress_ifindex=ingress)
+            if bool(took.meta["flags"] & libbpf.lib.PKT_F_FAST) != (switch is fastpath.invalidate):
+                raise RuntimeError(f"datapath bench, {mode}: the fast path was {'not ' * (switch is fastpath.invalidate)}"
+                                   f"taken")
+            samplers[mode] = self._sampler(pipe, mode, data, ingress)
+        per_round = max(1, self.repeat_samples() // ROUNDS)
+        values: dict[str, list[float]] = {mode: [] for mode in modes}
+        for _ in range(ROUNDS):
+            for mode, switch in modes.items():
+                switch(pipe.maps)
+                values[mode] += samplers[mode][2](per_round)
+        fastpath.invalidate(pipe.maps)
+        return [_cost(mode, samplers[mode][0], samplers[mode][1], values[mode]) for mode in modes]
 
 
 @contextmanager
@@ -229,21 +259,26 @@ def measure(samples: int, progress: Callable[[str], None] = lambda _: None) -> l
                 progress("floor (empty XDP_PASS)")
                 results = timer.floor(floor.programs["xdp_pass"])
             program(pipe, view(ifs))
+            segment = TCP(sport=40000, dport=80, flags="A")  # a frame of an established flow: what nearly all are
             paths = {
-                "l2_local": (ifs["a"], Ether(src=A, dst=B) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()),
-                "l2_remote": (ifs["a"], Ether(src=A, dst=R) / IP(src="10.0.0.1", dst="10.0.0.3") / TCP()),
-                "l3_routed": (ifs["a"], Ether(src=A, dst=RIF1) / IP(src="10.0.0.1", dst="10.1.0.4") / TCP()),
+                "l2_local": (ifs["a"], Ether(src=A, dst=B) / IP(src="10.0.0.1", dst="10.0.0.2") / segment),
+                "l2_remote": (ifs["a"], Ether(src=A, dst=R) / IP(src="10.0.0.1", dst="10.0.0.3") / segment),
+                "l3_routed": (ifs["a"], Ether(src=A, dst=RIF1) / IP(src="10.0.0.1", dst="10.1.0.4") / segment),
                 "fip_dnat": (ifs["ext"], Ether(src=OUTSIDE, dst=FIP_MAC) / IP(src="198.19.0.9", dst="198.19.0.20")
-                             / TCP()),
+                             / segment),
             }
             for name, (ingress, frame) in paths.items():
                 progress(name)
-                results.append(timer.path(pipe, name, frame, ingress))
+                results += timer.established(pipe, name, frame, ingress)
             progress("routed hop with security groups")
             program(pipe, view(ifs, policy=ROUTED_POLICY, filtered="c"))
             routed = Ether(src=A, dst=RIF1) / IP(src="10.0.0.1", dst="10.1.0.4")
-            run_packet(pipe, routed / TCP(sport=40000, dport=80, flags="S"), ingress_ifindex=ifs["a"])  # opens the flow
-            results.append(timer.path(pipe, "l3_routed_sg", routed / TCP(sport=40000, dport=80, flags="A"), ifs["a"]))
+            back = Ether(src=C, dst=RIF2) / IP(src="10.1.0.4", dst="10.0.0.1")
+            for ingress, opening in ((ifs["a"], routed / TCP(sport=40000, dport=80, flags="S")),
+                                     (ifs["c"], back / TCP(sport=80, dport=40000, flags="SA"))):
+                if run_packet(pipe, opening, ingress_ifindex=ingress).verdict != "XDP_REDIRECT":
+                    raise RuntimeError("datapath bench: the routed hop's handshake did not go through")
+            results += timer.established(pipe, "l3_routed_sg", routed / segment, ifs["a"])
             for n in SG_SIZES:
                 progress(f"security groups, {n} rules")
                 program(pipe, view(ifs, rules=n))

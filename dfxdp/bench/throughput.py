@@ -6,6 +6,8 @@ server's), and TCP bits per second through dfxdp with iperf3.
     dfxdp_xdp        the dfxdp pipeline in native XDP on the taps, programmed by the
                      agent's apps and reconciler (router; with security groups, a
                      stateful group on the server port)
+    dfxdp_xdp_stages the same with the established-flow fast path off: every frame
+                     through the stage chain
     kernel_iptables  Linux forwarding; with security groups, an iptables conntrack
                      FORWARD chain (what Neutron's L3 agent and iptables firewall driver do)
     ovs_userspace    Open vSwitch's userspace datapath, OpenFlow routing; with security
@@ -44,7 +46,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from dfxdp.controller.apps import LocalView
-from dfxdp.datapath import libbpf
+from dfxdp.datapath import fastpath, libbpf
 from dfxdp.datapath.pipeline import Pipeline, default_bpffs
 from dfxdp.testing.netns import Topology, ifindex, inside, run
 from dfxdp.testing.ovs import OvsServer
@@ -117,10 +119,11 @@ def _hosts(topo: Topology, router_ns: str, client_link: str, server_link: str) -
 
 @contextlib.contextmanager
 def dfxdp_xdp(topo: Topology, filtered: tuple[str, ...] = ("c",), policy: dict = SERVER_POLICY,
-              extend: Callable[[LocalView], None] = lambda world: None) -> Iterator[Hosts]:
+              extend: Callable[[LocalView], None] = lambda world: None, fast_path: bool = True) -> Iterator[Hosts]:
     """The taps in a chassis namespace, the pipeline attached to both; the `filtered`
     ports (a: client, c: server) in the security group whose rules are `policy`, the
-    others with port security off; `extend` adds to the world (e.g. a load balancer)."""
+    others with port security off; `extend` adds to the world (e.g. a load balancer).
+    Without `fast_path`, every frame goes through the stage chain (fast_gen 0)."""
     chassis = topo.netns("chassis")
     hosts = _hosts(topo, chassis, "tapc", "taps")
     taps = {"a": ifindex("tapc", chassis), "c": ifindex("taps", chassis)}  # the bench world's ports
@@ -132,6 +135,8 @@ def dfxdp_xdp(topo: Topology, filtered: tuple[str, ...] = ("c",), policy: dict =
     pipe = Pipeline(default_bpffs(f"bench-{topo.suffix}")).load()
     try:
         program(pipe, world)
+        if not fast_path:
+            fastpath.disable(pipe.maps)
         with inside(chassis):
             for tap in taps.values():
                 pipe.attach(tap, "port", "native")
@@ -218,12 +223,15 @@ def _tasks(pid: int) -> list[int]:
     return [int(p.name) for p in pathlib.Path(f"/proc/{pid}/task").iterdir()]
 
 
-def _dfxdp_router(topo: Topology, security_groups: bool = True) -> ContextManager[Hosts]:
-    return dfxdp_xdp(topo, filtered=("c",) if security_groups else ())
+def _dfxdp_router(topo: Topology, security_groups: bool = True, fast_path: bool = True) -> ContextManager[Hosts]:
+    return dfxdp_xdp(topo, filtered=("c",) if security_groups else (), fast_path=fast_path)
 
 
+# dfxdp_xdp_stages: the same router with its established-flow fast path off (every frame
+# through the stage chain, as before the fast path), measured right after it
 ROUTERS: dict[str, Callable[..., ContextManager[Hosts]]] = {
-    "dfxdp_xdp": _dfxdp_router, "kernel_iptables": kernel_iptables, "ovs_userspace": ovs_userspace}
+    "dfxdp_xdp": _dfxdp_router, "dfxdp_xdp_stages": functools.partial(_dfxdp_router, fast_path=False),
+    "kernel_iptables": kernel_iptables, "ovs_userspace": ovs_userspace}
 PROTOCOLS = ("udp", "tcp")
 # the TCP runs: dfxdp with no port filtered, and with both ends in the security group
 TCP_RUNS: dict[str, Callable[[Topology], ContextManager[Hosts]]] = {

@@ -27,7 +27,7 @@ import pathlib
 import re
 from dataclasses import dataclass
 
-from . import libbpf
+from . import fastpath, libbpf
 from .libbpf import BpfError, BpfObject, Map, VerifierError, lib
 from .pipeline import HOOK_SLOTS, STAGE_NAMES
 
@@ -123,6 +123,9 @@ class HookSlots:
             raise HookError(f"no pinned dfxdp pipeline under {self.dir} (is the agent running there?)")
         self.stages = Map.pinned(self.maps_dir / "stages")
         self.stage_stats = Map.pinned(self.maps_dir / "stage_stats")
+        # flows the fast path forwards skip the hook slots: a plugged or removed hook invalidates them
+        gen = self.maps_dir / fastpath.GENERATION_MAP
+        self.fast_maps = {fastpath.GENERATION_MAP: Map.pinned(gen)} if gen.exists() else {}
         self.hooks_dir.mkdir(exist_ok=True)
         # one attach/detach at a time per chassis: two could otherwise pick the same slot
         self._lock_fd = os.open(self.hooks_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -130,6 +133,8 @@ class HookSlots:
     def close(self) -> None:
         self.stages.close()
         self.stage_stats.close()
+        for m in self.fast_maps.values():
+            m.close()
         os.close(self._lock_fd)
 
     def __enter__(self) -> "HookSlots":
@@ -240,6 +245,7 @@ class HookSlots:
         except BpfError as exc:
             libbpf.unpin(pin)
             raise HookError(f"the pipeline's stages refuse program {prog.name} ({exc.strerror})") from None
+        fastpath.invalidate(self.fast_maps)
 
     # ---- detach ----------------------------------------------------------------
     def detach(self, slot: int | None = None, name: str | None = None) -> Hook:
@@ -258,6 +264,7 @@ class HookSlots:
             raise HookError(f"{len(chosen)} hooks are named {name}: choose one with --slot")
         hook = chosen[0]
         libbpf.prog_array_clear(self.stages, HOOK_SLOTS[hook.index])
+        fastpath.invalidate(self.fast_maps)
         pin = self._pins().get(hook.index)
         if pin:
             libbpf.unpin(pin[0])

@@ -17,7 +17,7 @@ import logging
 import os
 import pathlib
 
-from . import libbpf
+from . import fastpath, libbpf
 from .libbpf import BpfObject, Map, Program, ffi, lib
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,7 @@ class Pipeline:
             libbpf.unpin(pin)  # the old program lives on while attached or in a slot
             prog.pin(pin)
         self._wire_stages()
+        fastpath.invalidate(self.maps)  # what the old programs cached, the new ones decide again
         self.live = True
 
     def _ensure_on_bpffs(self) -> None:

@@ -6,6 +6,7 @@ from typing import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dfxdp.datapath import fastpath
 from dfxdp.datapath.libbpf import BPF_MAP_TYPE_RINGBUF, Map, ffi, lib, to_dict
 from dfxdp.datapath.pipeline import counters_from
 
@@ -48,6 +49,13 @@ class DatapathCollector(Collector):
                     port_bytes.add_metric(labels + [verdict], total[f"{verdict}_bytes"])
             yield port_packets
             yield port_bytes
+        if fastpath.STATS_MAP in maps:
+            fast = CounterMetricFamily("dfxdp_fast_path_packets", "Frames by what the established-flow fast path "
+                                       "did (enum fast_stat: forwarded from the cache, or why the stages decided)",
+                                       labels=["outcome"])
+            for name, value in fastpath.stats(maps).items():
+                fast.add_metric([name], value["packets"])
+            yield fast
         if "dns_stats" in maps:
             dns = CounterMetricFamily("dfxdp_dns_queries", "Queries to a DNS server address by outcome "
                                       "(enum dns_stat: answered in XDP, punted and why)", labels=["outcome"])

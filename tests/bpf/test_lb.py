@@ -189,6 +189,10 @@ def test_a_udp_flow_idle_past_its_timeout_is_a_new_flow(world):
     entry = flows.lookup(key)
     entry.last_seen_ns -= (lib.LB_UDP_IDLE_SEC + 1) * 1_000_000_000  # idle for longer than the timeout
     flows.update(key, entry)
+    cached = pipe.maps["fast_flows"]  # and so is the fast path's cached forwarding (due for revalidation)
+    for fast_key, fast_entry in cached.items():
+        fast_entry.decided_ns -= (lib.LB_UDP_IDLE_SEC + 1) * 1_000_000_000
+        cached.update(fast_key, fast_entry)
     assert member_of(send(world, to_vip(33000, 53, UDP)))[0] != first  # round robin: the next member
 
 

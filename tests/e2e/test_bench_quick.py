@@ -17,17 +17,18 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert set(results["load"]) == set(results["parts"])
     assert results["machine"]["clocksource"] and results["machine"]["cpu_model"]
     verdicts = {r["name"]: r["verdict"] for r in results["datapath"]}
+    established = ("l2_local", "l2_remote", "l3_routed", "fip_dnat", "l3_routed_sg")  # each fast, then by the stages
     assert verdicts == {"floor": "XDP_PASS", "floor_single_run": "XDP_PASS", "floor_replayed": "XDP_PASS",
-                        "l2_local": "XDP_REDIRECT", "l2_remote": "XDP_REDIRECT", "l3_routed": "XDP_REDIRECT",
-                        "fip_dnat": "XDP_REDIRECT", "l3_routed_sg": "XDP_REDIRECT", "sg_10_rules": "XDP_DROP",
-                        "sg_1000_rules": "XDP_DROP", "sg_10000_rules": "XDP_DROP"}
+                        **{f"{path}{way}": "XDP_REDIRECT" for path in established for way in ("", "_stages")},
+                        "sg_10_rules": "XDP_DROP", "sg_1000_rules": "XDP_DROP", "sg_10000_rules": "XDP_DROP"}
     methods = {r["name"]: r["method"] for r in results["datapath"]}
     # a drop and an L2 redirect leave the frame as it was; routing, encapsulation and NAT rewrite it
-    assert methods["sg_10_rules"] == methods["l2_local"] == "repeat"
-    assert methods["l3_routed"] == methods["l2_remote"] == methods["fip_dnat"] == "replay − replay cost"
+    assert methods["sg_10_rules"] == methods["l2_local"] == methods["l2_local_stages"] == "repeat"
+    assert methods["l3_routed"] == methods["l2_remote"] == methods["fip_dnat"] == methods["l3_routed_sg_stages"] == \
+        "replay − replay cost"
     assert all(r["samples"] > 0 and r["tail"] in ("p99", "max") for r in results["datapath"])
     assert {(r["name"], r["protocol"], r["security_groups"]) for r in results["throughput"]} == {
-        (name, protocol, sg) for name in ("dfxdp_xdp", "kernel_iptables", "ovs_userspace")
+        (name, protocol, sg) for name in ("dfxdp_xdp", "dfxdp_xdp_stages", "kernel_iptables", "ovs_userspace")
         for protocol in ("udp", "tcp") for sg in (True, False)}
     assert all(r["pps"] > 0 and r["runs"][0]["frames"] > 0 for r in results["throughput"])
     assert [r["name"] for r in results["tcp"]] == ["dfxdp_unfiltered", "dfxdp_security_groups"]

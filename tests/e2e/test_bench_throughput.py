@@ -29,7 +29,7 @@ def wait_for(condition, what: str, timeout: float = 30) -> None:
 def test_generator_frames_reach_the_sink_through_every_router():
     results = throughput.measure(0.2, runs=1)
     assert [(r.name, r.security_groups, r.protocol) for r in results] == [
-        (name, sg, protocol) for name in ("dfxdp_xdp", "kernel_iptables", "ovs_userspace")
+        (name, sg, protocol) for name in ("dfxdp_xdp", "dfxdp_xdp_stages", "kernel_iptables", "ovs_userspace")
         for sg in (True, False) for protocol in ("udp", "tcp")]
     for r in results:
         assert len(r.runs) == 1, r

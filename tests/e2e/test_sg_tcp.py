@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from dfxdp.datapath import fastpath
 from dfxdp.datapath.libbpf import lib
 from dfxdp.datapath.pipeline import pinned_counters
 from dfxdp.testing.cluster import Cluster
@@ -40,6 +41,10 @@ def not_syn_drops(cl) -> list[int]:
     return [pinned_counters(ch.bpffs)["drops"]["DROP_CT_NOT_SYN"]["packets"] for ch in cl.chassis]
 
 
+def fast_path_hits(cl) -> list[int]:
+    return [fastpath.pinned_stats(ch.bpffs)["FAST_HIT"]["packets"] for ch in cl.chassis]
+
+
 def wait_listening(ns: str, port: int, deadline: float = 15) -> None:
     end = time.monotonic() + deadline
     while f":{port} " not in run(["ss", "-Htln"], ns=ns).stdout:
@@ -54,14 +59,16 @@ def test_established_transfer_loses_no_segment(pair, reverse):
     server = pair.topo.popen(["iperf3", "-s", "-1", "-p", "5201"], ns=pair.vms[1], stdout=subprocess.DEVNULL)
     try:
         wait_listening(pair.vms[1], 5201)
-        before = not_syn_drops(pair)
+        before, hits_before = not_syn_drops(pair), fast_path_hits(pair)
         # several streams for 4 s: many segments cross many ACKs of the same flows
         out = run(["iperf3", "-c", pair.addrs[1], "-p", "5201", "-t", "4", "-P", "4", "-J", *(["-R"] * reverse)],
                   ns=pair.vms[0], check=False, timeout=120).stdout
-        after = not_syn_drops(pair)
+        after, hits_after = not_syn_drops(pair), fast_path_hits(pair)
     finally:
         stop_process(server)
     assert [a - b for a, b in zip(after, before)] == [0, 0], "established segments dropped as DROP_CT_NOT_SYN"
+    # the segments one way and the ACKs the other, each at its VM's chassis: from the fast path's cache
+    assert all(a > b for a, b in zip(hits_after, hits_before)), (hits_before, hits_after)
     result = json.loads(out)
     assert "error" not in result, result["error"]
     assert result["end"]["sum_received"]["bytes"] > 0
