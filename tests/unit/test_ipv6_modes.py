@@ -247,3 +247,27 @@ def test_a_stateful_subnet_with_ports_stays(svc, net):
     made = subnet(svc, net, ipv6_address_mode="dhcpv6-stateful")
     svc.create("port", {"network_id": net["id"]})
     refused(lambda: svc.delete("subnet", made["id"]), 409, "SubnetInUse", made["id"])
+
+
+def test_a_networks_ipv6_subnets_share_one_router_port_as_neutron(svc, net):
+    """Neutron puts every IPv6 subnet of a network on the router's one port there (one
+    link-local address, one RA naming each prefix); an IPv4 subnet gets a port of its own."""
+    router = svc.create("router", {"name": "r"})
+    first = subnet(svc, net, "2001:db8:6::/64", ipv6_ra_mode="slaac", ipv6_address_mode="slaac")
+    second = subnet(svc, net, "2001:db8:7::/64", ipv6_ra_mode="dhcpv6-stateful", ipv6_address_mode="dhcpv6-stateful")
+    v4 = subnet(svc, net, "10.6.0.0/24")
+    one = svc.add_router_interface(router["id"], {"subnet_id": first["id"]})
+    two = svc.add_router_interface(router["id"], {"subnet_id": second["id"]})
+    assert two["port_id"] == one["port_id"] and two["subnet_id"] == second["id"]
+    assert ips(svc.get("port", one["port_id"])) == {first["id"]: "2001:db8:6::1", second["id"]: "2001:db8:7::1"}
+    assert svc.add_router_interface(router["id"], {"subnet_id": v4["id"]})["port_id"] != one["port_id"]
+    refused(lambda: svc.add_router_interface(router["id"], {"subnet_id": second["id"]}), 400, "BadRequest",
+            "already has a port")
+    removed = svc.remove_router_interface(router["id"], {"subnet_id": first["id"]})
+    assert (removed["port_id"], removed["subnet_ids"]) == (one["port_id"], [first["id"]])
+    assert ips(svc.get("port", one["port_id"])) == {second["id"]: "2001:db8:7::1"}  # the port stays
+    svc.delete("subnet", first["id"])  # its gateway address was given back
+    svc.remove_router_interface(router["id"], {"subnet_id": second["id"]})
+    with pytest.raises(NBError):
+        svc.get("port", one["port_id"])
+    assert problems(svc.store) == []

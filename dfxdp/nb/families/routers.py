@@ -19,6 +19,15 @@ class Routers(Family):
     def _router_ports(txn: Txn, router_id: str, owner: str) -> list[dict]:
         return [p for p in txn.children("port", "router", router_id) if p["device_owner"] == owner]
 
+    def _ipv6_interface_on(self, txn: Txn, router_id: str, subnet: dict) -> dict | None:
+        """The router's interface on the subnet's network holding only IPv6 addresses, if any:
+        Neutron gives a network's IPv6 subnets one router port (one link-local address, one RA)."""
+        for port in self._router_ports(txn, router_id, ROUTER_INTERFACE):
+            if port["network_id"] == subnet["network_id"] and all(
+                    ipaddress.ip_address(f["ip_address"]).version == 6 for f in port["fixed_ips"]):
+                return port
+        return None
+
     def _set_gateway(self, txn: Txn, router: dict, old_info: dict | None) -> None:
         info = router["external_gateway_info"]
         if old_info and (not info or info["network_id"] != old_info["network_id"]):
@@ -84,10 +93,17 @@ class Routers(Family):
                 if not subnet["gateway_ip"]:
                     raise BadRequest("BadRequest", f"Subnet {subnet['id']} has no gateway IP")
                 _check_router_subnets(txn, attached, [subnet["id"]])
+                gateway = {"subnet_id": subnet["id"], "ip_address": subnet["gateway_ip"]}
+                port = self._ipv6_interface_on(txn, router_id, subnet) if subnet["ip_version"] == 6 else None
+                if port is not None:  # as Neutron: one more IPv6 prefix on the port the router has there
+                    grown = dict(port, fixed_ips=[*port["fixed_ips"], gateway],
+                                 revision_number=port["revision_number"] + 1, updated_at=now())
+                    self.nb.ports.update(txn, port, grown)
+                    txn.put("port", grown)
+                    return _interface_info(router, grown, subnet["id"])
                 port = self.nb.child(txn, "port", {
                     "network_id": subnet["network_id"], "device_owner": ROUTER_INTERFACE, "device_id": router_id,
-                    "fixed_ips": [{"subnet_id": subnet["id"], "ip_address": subnet["gateway_ip"]}]},
-                    router["project_id"])
+                    "fixed_ips": [gateway]}, router["project_id"])
             else:
                 port = txn.require("port", body["port_id"])
                 if port["device_owner"] or port["device_id"]:
@@ -122,6 +138,14 @@ class Routers(Family):
                 raise NotFound("RouterInterfaceNotFoundForSubnet" if body.get("subnet_id") else
                                "RouterInterfaceNotFound", f"Router {router_id} has no interface on {what}")
             port = ports[0]
+            if body.get("subnet_id") and len(port["fixed_ips"]) > 1:
+                # as Neutron: a port holding several IPv6 prefixes only loses this one
+                kept = [f for f in port["fixed_ips"] if f["subnet_id"] != body["subnet_id"]]
+                shrunk = dict(port, fixed_ips=kept, revision_number=port["revision_number"] + 1, updated_at=now())
+                self.nb.ports.update(txn, port, shrunk)
+                txn.put("port", shrunk)
+                removed = [f for f in port["fixed_ips"] if f["subnet_id"] == body["subnet_id"]]
+                return _interface_info(router, dict(port, fixed_ips=removed))
             self.nb.ports.remove_owned(txn, port)
             try:
                 self._check_routes(txn, router)
@@ -195,9 +219,9 @@ def _check_router_subnets(txn: Txn, attached: set[str], new: list[str]) -> None:
                                                f"cidr {old} of subnet {old_id}.")
 
 
-def _interface_info(router: dict, port: dict) -> dict:
-    """Neutron's answer to add/remove_router_interface."""
+def _interface_info(router: dict, port: dict, subnet_id: str | None = None) -> dict:
+    """Neutron's answer to add/remove_router_interface (`subnet_id`: the one added or removed)."""
     subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]
     return {"id": router["id"], "tenant_id": router["project_id"], "project_id": router["project_id"],
-            "port_id": port["id"], "network_id": port["network_id"], "subnet_id": subnet_ids[0],
+            "port_id": port["id"], "network_id": port["network_id"], "subnet_id": subnet_id or subnet_ids[0],
             "subnet_ids": subnet_ids}
