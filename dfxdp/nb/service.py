@@ -10,13 +10,14 @@ here; what each kind checks and writes besides is its family's
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import dns, tags
-from .db.base import Store
+from . import dns, layout, tags
+from .db.base import Store, StoreError
 from .errors import BadRequest, NotFound, not_found
 from .families.address_scopes import AddressScopes
 from .families.base import Hooks
@@ -32,6 +33,8 @@ from .mirror import Mirror
 from .model import DEFAULT_PROJECT
 from .quotas import Quotas
 from .txn import KeyAllocator, Txn, now, run_txn
+
+log = logging.getLogger(__name__)
 
 KEY_LIMITS = {"network": 1 << 24}  # a network key is its VXLAN VNI
 DEFAULT_KEY_LIMIT = 1 << 31
@@ -53,6 +56,10 @@ class NBService:
     def __init__(self, store: Store, default_project: str = DEFAULT_PROJECT, dns_domain: str = dns.DEFAULT_DOMAIN,
                  quota_defaults: dict[str, int] | None = None, mirror: bool = False):
         self.store = store
+        try:  # a store from an older version gets what this one's reads rely on, before any request
+            layout.ensure(store)
+        except StoreError as exc:  # unreachable: requests answer 503 meanwhile, the first write upgrades
+            log.warning("NB store not upgraded at start: %s", exc)
         # an API server lists from a watched copy of the NB objects (dfxdp/nb/mirror.py)
         self.mirror = Mirror(store) if mirror else None
         self.quotas = Quotas(store, quota_defaults)

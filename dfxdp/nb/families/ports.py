@@ -6,11 +6,10 @@ import random
 
 from .. import dns, ipam, validate
 from ..errors import BadRequest, Conflict
-from ..index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
+from ..index import DHCP_OWNER, FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
 from ..txn import ALLOC, Txn, now, run_txn
 from .base import Family, Hooks
 
-DHCP_OWNER = "network:dhcp"
 DHCP_DEVICE_ID = "reserved_dhcp_port"  # Neutron's id for a DHCP port no agent has taken
 LB_VIP_OWNER = "Octavia"
 PORT_STATUSES = {"ACTIVE", "DOWN", "BUILD", "ERROR"}
@@ -167,7 +166,7 @@ class Ports(Family):
         with DHCP enabled; it is the DHCP and DNS server VMs are told about. `leaving`: a
         subnet being deleted."""
         wanted = [s["id"] for s in self.subnets_of(txn, network_id) if s["enable_dhcp"] and s["id"] != leaving]
-        port = next((p for p in txn.children("port", "network", network_id) if p["device_owner"] == DHCP_OWNER), None)
+        port = next(iter(txn.children("port", "network:dhcp", network_id)), None)
         if port is None:
             if wanted:
                 self.nb.child(txn, "port", {"network_id": network_id, "device_owner": DHCP_OWNER,
