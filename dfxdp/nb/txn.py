@@ -161,6 +161,12 @@ class Txn:
         docs = (json.loads(value) for _key, value in sorted(found.items()))
         return [doc for doc in docs if (parent, parent_id) in references(kind, doc)]
 
+    def child_ids(self, kind: str, parent: str, parent_id: str) -> list[str]:
+        """The ids of the stored objects of `kind` that name the parent, from its member keys
+        alone (one read; for what is shown, not guarded, this txn's writes not applied)."""
+        members = members_prefix(parent, parent_id, kind)
+        return [kv.key[len(members):] for kv in self._range(members)[0]]
+
     def count_guarded(self, prefix: str, idx: str) -> int:
         """How many keys are under prefix, guarded as a list by the index key idx (every write
         that adds or removes one rewrites idx): the commit fails if the count changed since.

@@ -7,7 +7,7 @@ import random
 from .. import dns, ipam, validate
 from ..errors import BadRequest, Conflict
 from ..index import DHCP_OWNER, FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
-from ..txn import ALLOC, Txn, now, run_txn
+from ..txn import ALLOC, Txn, now, obj_key, run_txn
 from .base import Family, Hooks
 
 DHCP_DEVICE_ID = "reserved_dhcp_port"  # Neutron's id for a DHCP port no agent has taken
@@ -65,7 +65,9 @@ class Ports(Family):
         txn.delete("port", port["id"])
 
     def _show_binding(self, docs: list[dict]) -> None:
-        chassis = {c["id"] for c in Txn(self.nb.store).list("chassis")}
+        hosts = sorted({doc.get("binding:host_id") for doc in docs} - {None, ""})  # a chassis' id is its name
+        chassis = {host for host, kv in zip(hosts, self.nb.store.get_many([obj_key("chassis", h) for h in hosts]))
+                   if kv}
         for doc in docs:
             doc.update(_binding(doc, chassis))
 
