@@ -115,8 +115,11 @@ class NBService:
             raise not_found(kind, obj_id)
         return self._decorate(kind, [doc])[0]
 
-    def list(self, kind: str, filters: dict[str, list[str]] | None = None, project: str | None = None) -> list[dict]:
-        """Objects of a kind; `project` is the requesting project's, if any."""
+    def list(self, kind: str, filters: dict[str, list[str]] | None = None, project: str | None = None,
+             cut: Callable[[list[dict]], list[dict]] | None = None) -> list[dict]:
+        """Objects of a kind (copies: callers may change them); `project` is the requesting
+        project's, if any; `cut` picks what to return of the filtered list (a page) before
+        anything is copied."""
         self._model(kind)
         if kind == "security_group":  # Neutron: a project's listing shows its default group
             projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [project]
@@ -124,7 +127,7 @@ class NBService:
         def shown(found: list[dict]) -> list[dict]:  # in creation order, derived fields filled
             return sorted(self._decorate(kind, found), key=lambda d: (d.get("created_at", ""), d["id"]))
 
-        docs = self.mirror.list(kind, shown) if self.mirror else None
+        docs = self.mirror.list(kind, shown) if self.mirror else None  # shared: copied below
         if docs is None:
             docs = shown(Txn(self.store).list(kind))
         for field, wanted in (filters or {}).items():
@@ -132,7 +135,7 @@ class NBService:
                 docs = [d for d in docs if tags.matches(d, field, wanted)]
             else:
                 docs = [d for d in docs if _matches(d.get(field), wanted)]
-        return docs
+        return [dict(doc) for doc in (cut(docs) if cut else docs)]
 
     def _decorate(self, kind: str, docs: list[dict]) -> list[dict]:
         """Fill fields derived from other objects (Neutron shows them, we do not store them)."""
