@@ -31,6 +31,7 @@ NB = "/dfxdp/nb/"
 NB_REVISION = "/dfxdp/nb-revision"
 ALLOC = "/dfxdp/alloc/"
 MAX_ATTEMPTS = 20
+FEW_PARENTS = 8  # children_of: up to this many parents, their children are read parent by parent
 KEY_BLOCK = 64
 
 T = TypeVar("T")
@@ -161,11 +162,18 @@ class Txn:
         docs = (json.loads(value) for _key, value in sorted(found.items()))
         return [doc for doc in docs if (parent, parent_id) in references(kind, doc)]
 
-    def child_ids(self, kind: str, parent: str, parent_id: str) -> list[str]:
-        """The ids of the stored objects of `kind` that name the parent, from its member keys
-        alone (one read; for what is shown, not guarded, this txn's writes not applied)."""
-        members = members_prefix(parent, parent_id, kind)
-        return [kv.key[len(members):] for kv in self._range(members)[0]]
+    def children_of(self, kind: str, parent: str, parent_ids: list[str]) -> dict[str, list[dict]]:
+        """For what is shown (derived fields): each parent's children, read by parent for a
+        few parents (a create, a show: whatever the size of the kind), from the whole kind
+        for many (a list: one read rather than one per parent)."""
+        if len(parent_ids) <= FEW_PARENTS:
+            return {parent_id: self.children(kind, parent, parent_id) for parent_id in parent_ids}
+        found: dict[str, list[dict]] = {parent_id: [] for parent_id in parent_ids}
+        for doc in self.list(kind):
+            for named, parent_id in references(kind, doc):
+                if named == parent and parent_id in found:
+                    found[parent_id].append(doc)
+        return found
 
     def count_guarded(self, prefix: str, idx: str) -> int:
         """How many keys are under prefix, guarded as a list by the index key idx (every write
