@@ -6,7 +6,8 @@ for each parent it names, written and deleted with the child in the same transac
 the keys under `/dfxdp/idx/<parent>/<parent id>/<child kind>/` are exactly the children
 that name it (dfxdp/nb/txn.py `children`; a store from before them gets them from
 dfxdp/nb/layout.py). A list may also be a narrower role of a parent, `network:dhcp` (the
-network's DHCP ports): one key to read, not the network's thousands of ports.
+network's DHCP ports), `subnet:lb-hm` (its health monitors' probe source): one key to read,
+not the thousands of ports of the network or subnet.
 
 A check such as "no port on this network" or "no other subnet of this network
 overlaps" reads a list, and a transaction's guards on the keys it read cannot
@@ -33,6 +34,7 @@ ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
 FLOATINGIP_OWNER = "network:floatingip"
 DHCP_OWNER = "network:dhcp"
+HM_PORT_OWNER = "network:lb-hm"  # a health monitor's probe source: one per monitored subnet, device_id the subnet
 
 
 def _owned_by(*owners: str) -> Callable[[dict], list]:
@@ -52,6 +54,7 @@ REFERENCES: dict[str, dict[str, Callable[[dict], Iterable[str | None]]]] = {
     "port": {
         "network": lambda p: [p["network_id"]],
         "network:dhcp": _owned_by_network(DHCP_OWNER),
+        "subnet:lb-hm": _owned_by(HM_PORT_OWNER),
         "subnet": lambda p: [f["subnet_id"] for f in p["fixed_ips"]],
         "security_group": lambda p: p.get("security_groups") or [],
         "router": _owned_by(ROUTER_INTERFACE, ROUTER_GATEWAY),
