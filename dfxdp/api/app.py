@@ -162,14 +162,15 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
             await run_in_threadpool(service.get, parent_kind, parent_id)
             query.filters[parent_field] = [parent_id]
         ctx = scope.context(request)
-        # a page of the stored order is cut before anything is copied (a page of 100,000 ports
-        # in milliseconds); a page of what the request may see, or sorted otherwise, after
+        # the objects are read, never changed, here: shared with the server's copy, not copied;
+        # a page of the stored order is cut first (a page of 100,000 ports in milliseconds), a
+        # page of what the request may see, or sorted otherwise, after
         paged_first = ctx.unrestricted and not query.sorts
 
         def visible_docs() -> list[dict]:
             cut = (lambda found: listing.paginate(found, query, kind.name)) if paged_first else None
-            return scope.visible(ctx, kind.name, service.list(kind.name, query.filters, ctx.project, cut),
-                                 service.list)
+            found = service.list(kind.name, query.filters, ctx.project, cut, shared=True)
+            return scope.visible(ctx, kind.name, found, service.list)
 
         docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)
         page = docs if paged_first else listing.paginate(docs, query, kind.name)

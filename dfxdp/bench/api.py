@@ -5,8 +5,8 @@
   ports per second of request time;
 - single creates: `POST /v2.0/ports` of one port, CLIENTS clients at once (threads, each its own
   connection) into a network of their own: ports per second of wall time;
-- list: `GET /v2.0/ports` of every port (seconds at the client: request, server, transfer and
-  parse; best of LIST_RUNS);
+- list: `GET /v2.0/ports` of every port (seconds at the client: request, server and transfer,
+  and then the client's parse with the json module, apart: a client's choice; best of LIST_RUNS);
 - pages: `GET /v2.0/ports?limit=100`, the first page and one from the middle (a marker), and
   the first page again right after one more create (what the server's copy re-derives).
 
@@ -47,7 +47,8 @@ class ApiPoint:
     bulk_create_per_second: float
     single_create_per_second: float  # CLIENTS clients at once
     clients: int
-    list_seconds: float
+    list_seconds: float              # request, server, transfer (to the last byte)
+    list_parse_seconds: float        # the client's json.loads of the answer
     list_megabytes: float
     first_page_seconds: float
     middle_page_seconds: float
@@ -114,11 +115,14 @@ class _Api:
         self.post("subnets", {"subnet": {"network_id": net["id"], "cidr": cidr, "ip_version": 4}})
         return net["id"]
 
-    def timed_get(self, params: dict | None = None) -> tuple[float, list[dict], int]:
+    def timed_get(self, params: dict | None = None) -> tuple[float, float, list[dict], int]:
+        """(seconds to the last byte, seconds to parse, the ports, bytes)."""
         started = time.monotonic()
         response = self.session.get(f"{self.base}/ports", params=params)
+        body = response.content
+        received = time.monotonic()
         ports = _ok(response)["ports"]
-        return time.monotonic() - started, ports, len(response.content)
+        return received - started, time.monotonic() - received, ports, len(body)
 
 
 def _single_creates(api: _Api, network_id: str, count: int) -> float:
@@ -164,7 +168,7 @@ def measure(sizes: list[int], step: Callable[[str], None] = lambda _label: None,
                 made += count
                 step(f"api: {made:,} ports, {made / busy:,.0f} per second")
             lists = [api.timed_get() for _ in range(LIST_RUNS)]
-            list_seconds, listed, size_bytes = min(lists, key=lambda found: found[0])
+            list_seconds, parse_seconds, listed, size_bytes = min(lists, key=lambda found: found[0])
             step(f"api: listed {len(listed):,} ports in {list_seconds:.2f} s")
             first_page = api.timed_get({"limit": PAGE})[0]
             middle_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) // 2]["id"]})[0]
@@ -175,18 +179,18 @@ def measure(sizes: list[int], step: Callable[[str], None] = lambda _label: None,
             api.post("ports", {"port": {"network_id": singles_net}})
             after_write = api.timed_get({"limit": PAGE})[0]
             step(f"api: a page right after a write in {after_write * 1000:.0f} ms")
-            points.append(ApiPoint(len(listed), made / busy, single_rate, CLIENTS, list_seconds, size_bytes / 2**20,
-                                   first_page, middle_page, after_write))
+            points.append(ApiPoint(len(listed), made / busy, single_rate, CLIENTS, list_seconds, parse_seconds,
+                                   size_bytes / 2**20, first_page, middle_page, after_write))
     return points
 
 
 def summary(points: list[dict]) -> list[str]:
     """The API part of summary.md, from its results.json entry."""
     lines = ["## API (real etcd, a real `dfxdp server`)", "",
-             "| ports | bulk creates/s | single creates/s (clients) | list all (s, MiB) | first page (ms) "
-             "| middle page (ms) | page after a write (ms) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ports | bulk creates/s | single creates/s (clients) | list all (s, MiB) | its parse (s) "
+             "| first page (ms) | middle page (ms) | page after a write (ms) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {p['ports']:,} | {p['bulk_create_per_second']:,.0f} | {p['single_create_per_second']:,.0f} "
-              f"({p['clients']}) | {p['list_seconds']:.2f} ({p['list_megabytes']:.0f}) | "
+              f"({p['clients']}) | {p['list_seconds']:.2f} ({p['list_megabytes']:.0f}) | {p['list_parse_seconds']:.2f} | "
               f"{p['first_page_seconds'] * 1000:.0f} | {p['middle_page_seconds'] * 1000:.0f} | "
               f"{p['page_after_write_seconds'] * 1000:.0f} |" for p in points]
     return [*lines, ""]
