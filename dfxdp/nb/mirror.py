@@ -30,6 +30,19 @@ WATCHED = NB.rstrip("/")  # the objects, and NB_REVISION
 WAIT_SECONDS = 2.0
 
 
+class Shown(list):
+    """What a list made of a kind (dfxdp/nb/service.py `shown`), shared until the next change.
+    place(id) finds an object's position, from an index made at its first call (a page's marker
+    among 100,000 objects: a dict lookup, not a walk over scattered objects)."""
+
+    _places: dict[str, int] | None = None
+
+    def place(self, obj_id: str) -> int | None:
+        if self._places is None:  # two threads may both make it: the same dict, no harm
+            self._places = {doc["id"]: index for index, doc in enumerate(self)}
+        return self._places.get(obj_id)
+
+
 class Mirror:
     def __init__(self, store: Store):
         self.store = store
@@ -70,7 +83,7 @@ class Mirror:
         else:
             self._raw.setdefault(kind, {})[obj_id] = value
 
-    def list(self, kind: str, shown: Callable[[list[dict]], list[dict]]) -> list[dict] | None:
+    def list(self, kind: str, shown: Callable[[list[dict]], list[dict]]) -> Shown | None:
         """shown(every object of kind as of now), made once per change, or None when the copy
         could not catch up with the store. Shared by every caller until the next change: read
         it, never change it or its objects (copy what you hand out). shown may read the store:
@@ -87,7 +100,7 @@ class Mirror:
                 for obj_id, value in self._raw.get(kind, {}).items():
                     if obj_id not in parsed:
                         parsed[obj_id] = json.loads(value)
-                made = self._revision, shown([dict(doc) for doc in parsed.values()])
+                made = self._revision, Shown(shown([dict(doc) for doc in parsed.values()]))
                 self._shown[kind] = made
             return made[1]
 
