@@ -7,8 +7,10 @@
   connection) into a network of their own: ports per second of wall time;
 - list: `GET /v2.0/ports` of every port (seconds at the client: request, server and transfer,
   and then the client's parse with the json module, apart: a client's choice; best of LIST_RUNS);
-- pages: `GET /v2.0/ports?limit=100`, the first page and one from the middle (a marker), and
-  the first page again right after one more create (what the server's copy re-derives).
+- pages: `GET /v2.0/ports?limit=100`, the first page, one from the middle (a marker: the first
+  marker after a change pays the server's index of the list), one from three quarters (a
+  marker, the index made), and the first page again right after one more create (what the
+  server's copy re-derives).
 
 Each size in turn grows one NB (`--ports 10000,100000`). On its own:
     python -m dfxdp.bench.api --ports 100000
@@ -51,7 +53,8 @@ class ApiPoint:
     list_parse_seconds: float        # the client's json.loads of the answer
     list_megabytes: float
     first_page_seconds: float
-    middle_page_seconds: float
+    middle_page_seconds: float       # the first page by marker since the last change
+    next_marker_page_seconds: float  # another page by marker
     page_after_write_seconds: float
 
 
@@ -172,7 +175,9 @@ def measure(sizes: list[int], step: Callable[[str], None] = lambda _label: None,
             step(f"api: listed {len(listed):,} ports in {list_seconds:.2f} s")
             first_page = api.timed_get({"limit": PAGE})[0]
             middle_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) // 2]["id"]})[0]
-            step(f"api: pages of {PAGE} in {first_page * 1000:.0f} and {middle_page * 1000:.0f} ms")
+            next_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) * 3 // 4]["id"]})[0]
+            step(f"api: pages of {PAGE} in {first_page * 1000:.0f}, {middle_page * 1000:.0f} and "
+                 f"{next_page * 1000:.0f} ms")
             singles_net = api.network(f"api-singles-{size_index}", f"{SINGLES_FROM + size_index * 4096}/20")
             single_rate = _single_creates(api, singles_net, singles)
             step(f"api: {single_rate:,.0f} single creates per second, {CLIENTS} clients")
@@ -180,7 +185,7 @@ def measure(sizes: list[int], step: Callable[[str], None] = lambda _label: None,
             after_write = api.timed_get({"limit": PAGE})[0]
             step(f"api: a page right after a write in {after_write * 1000:.0f} ms")
             points.append(ApiPoint(len(listed), made / busy, single_rate, CLIENTS, list_seconds, parse_seconds,
-                                   size_bytes / 2**20, first_page, middle_page, after_write))
+                                   size_bytes / 2**20, first_page, middle_page, next_page, after_write))
     return points
 
 
@@ -188,10 +193,12 @@ def summary(points: list[dict]) -> list[str]:
     """The API part of summary.md, from its results.json entry."""
     lines = ["## API (real etcd, a real `dfxdp server`)", "",
              "| ports | bulk creates/s | single creates/s (clients) | list all (s, MiB) | its parse (s) "
-             "| first page (ms) | middle page (ms) | page after a write (ms) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| first page (ms) | by marker: first, next (ms) | page after a write (ms) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {p['ports']:,} | {p['bulk_create_per_second']:,.0f} | {p['single_create_per_second']:,.0f} "
               f"({p['clients']}) | {p['list_seconds']:.2f} ({p['list_megabytes']:.0f}) | {p['list_parse_seconds']:.2f} | "
-              f"{p['first_page_seconds'] * 1000:.0f} | {p['middle_page_seconds'] * 1000:.0f} | "
+              f"{p['first_page_seconds'] * 1000:.0f} | {p['middle_page_seconds'] * 1000:.0f}, "
+              f"{p['next_marker_page_seconds'] * 1000:.1f} | "
               f"{p['page_after_write_seconds'] * 1000:.0f} |" for p in points]
     return [*lines, ""]
 
