@@ -196,7 +196,8 @@ def summary(points: list[dict]) -> list[str]:
              "| first page (ms) | by marker: first, next (ms) | page after a write (ms) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {p['ports']:,} | {p['bulk_create_per_second']:,.0f} | {p['single_create_per_second']:,.0f} "
-              f"({p['clients']}) | {p['list_seconds']:.2f} ({p['list_megabytes']:.0f}) | {p['list_parse_seconds']:.2f} | "
+              f"({p['clients']}) | {p['list_seconds']:.2f} ({p['list_megabytes']:.0f}) | "
+              f"{p['list_parse_seconds']:.2f} | "
               f"{p['first_page_seconds'] * 1000:.0f} | {p['middle_page_seconds'] * 1000:.0f}, "
               f"{p['next_marker_page_seconds'] * 1000:.1f} | "
               f"{p['page_after_write_seconds'] * 1000:.0f} |" for p in points]

@@ -2,7 +2,8 @@
 duplicates (overlapping subnets of a network, a second default group, one rule
 stored twice, an address or MAC held twice) and orphans (an object naming a
 parent that is gone, a reservation nobody holds, an index key of a deleted
-object, a member key that is not exactly what the objects name). Tests assert the list is empty after racing requests."""
+object, a member key that is not exactly what the objects name). Tests assert the list
+is empty after racing requests."""
 from __future__ import annotations
 
 import ipaddress

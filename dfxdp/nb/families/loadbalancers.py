@@ -39,7 +39,8 @@ class LoadBalancers(Family):
 
     def _show_listeners_and_pools(self, docs: list[dict]) -> None:
         txn, ids = Txn(self.nb.store), [doc["id"] for doc in docs]
-        listeners, pools = txn.children_of("listener", "loadbalancer", ids), txn.children_of("pool", "loadbalancer", ids)
+        listeners = txn.children_of("listener", "loadbalancer", ids)
+        pools = txn.children_of("pool", "loadbalancer", ids)
         for doc in docs:
             doc["listeners"] = [{"id": x["id"]} for x in listeners[doc["id"]]]
             doc["pools"] = [{"id": x["id"]} for x in pools[doc["id"]]]
