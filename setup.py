@@ -53,6 +53,7 @@ setup(
         "uvicorn>=0.27",
         "httpx>=0.27",
         "etcd3gw>=2.4",
+        "orjson>=3.9",  # the API's large lists
         "os-ken>=4",
         "pyroute2>=0.7",
         "click>=8.1",

@@ -11,6 +11,8 @@ import json
 import logging
 from typing import Any
 
+import orjson
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,11 +36,16 @@ class URITooLong(NBError):
 
 
 class NeutronJSON(JSONResponse):
-    """JSON with non-ASCII characters escaped: a string that is not valid UTF-8 (stored before
-    bodies were checked) still renders, so one bad object cannot break a whole list."""
+    """JSON rendered by orjson (a list of 100,000 ports is 80 MiB: several times faster than
+    the json module); an answer holding a string that is not valid UTF-8 (stored before bodies
+    were checked), which orjson refuses, is rendered by the json module with non-ASCII
+    characters escaped, so one bad object cannot break a whole list."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
 def neutron_error(status: int, type_: str, message: str, headers: dict | None = None) -> NeutronJSON:

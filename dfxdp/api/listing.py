@@ -21,6 +21,7 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from dfxdp.nb import tags
+from dfxdp.nb.mirror import Shown
 from dfxdp.nb.errors import BadRequest, not_found
 
 RESERVED = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
@@ -103,11 +104,18 @@ def sort(docs: list[dict], sorts: list[tuple[str, bool]]) -> list[dict]:
     return sorted(docs, key=functools.cmp_to_key(cmp))
 
 
+def _place(docs: list[dict], obj_id: str) -> int | None:
+    """Where obj_id is in docs: the server's copy keeps an index of a kind's whole list (unfiltered)."""
+    if isinstance(docs, Shown):
+        return docs.place(obj_id)
+    return next((i for i, d in enumerate(docs) if d["id"] == obj_id), None)
+
+
 def paginate(docs: list[dict], query: ListQuery, kind: str) -> list[dict]:
     if not query.limit:
         return docs
     if query.marker:
-        index = next((i for i, d in enumerate(docs) if d["id"] == query.marker), None)
+        index = _place(docs, query.marker)
         if index is None:
             raise not_found(kind, query.marker)
     else:

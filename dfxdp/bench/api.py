@@ -1,12 +1,18 @@
-"""The API's bulk create and lists at scale, on a real etcd behind a real `dfxdp server`:
+"""The API at scale, on a real etcd behind a real `dfxdp server` (`dfxdp bench --parts api`):
 
 - bulk create: `POST /v2.0/ports` with `{"ports": [...]}` of BULK ports, one request at a time,
   into networks of PORTS_PER_NETWORK ports (a /22 each, as the control part lays them out):
   ports per second of request time;
-- list: `GET /v2.0/ports` of every port (seconds, best of LIST_RUNS);
-- pages: `GET /v2.0/ports?limit=100`, the first page and one from the middle (a marker).
+- single creates: `POST /v2.0/ports` of one port, CLIENTS clients at once (threads, each its own
+  connection) into a network of their own: ports per second of wall time;
+- list: `GET /v2.0/ports` of every port (seconds at the client: request, server and transfer,
+  and then the client's parse with the json module, apart: a client's choice; best of LIST_RUNS);
+- pages: `GET /v2.0/ports?limit=100`, the first page, one from the middle (a marker: the first
+  marker after a change pays the server's index of the list), one from three quarters (a
+  marker, the index made), and the first page again right after one more create (what the
+  server's copy re-derives).
 
-Runs on its own until it is one of `dfxdp bench`'s parts:
+Each size in turn grows one NB (`--ports 10000,100000`). On its own:
     python -m dfxdp.bench.api --ports 100000
 """
 from __future__ import annotations
@@ -17,9 +23,10 @@ import ipaddress
 import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import requests
 
@@ -29,16 +36,26 @@ from dfxdp.testing.etcd import EtcdServer, free_port
 PORTS_PER_NETWORK = 800
 BULK = 400
 LIST_RUNS = 2
+PAGE = 100
+CLIENTS = 4
+SINGLES = 1000  # single creates per size, over all clients
 NETWORKS_FROM = ipaddress.ip_address("10.64.0.0")
+SINGLES_FROM = ipaddress.ip_address("10.128.0.0")  # their networks: a /20 each, away from the bulk's
 
 
 @dataclass
 class ApiPoint:
-    ports: int
+    ports: int                       # ports listed (with the networks' DHCP ports and the single creates)
     bulk_create_per_second: float
-    list_seconds: float
+    single_create_per_second: float  # CLIENTS clients at once
+    clients: int
+    list_seconds: float              # request, server, transfer (to the last byte)
+    list_parse_seconds: float        # the client's json.loads of the answer
+    list_megabytes: float
     first_page_seconds: float
-    middle_page_seconds: float
+    middle_page_seconds: float       # the first page by marker since the last change
+    next_marker_page_seconds: float  # another page by marker
+    page_after_write_seconds: float
 
 
 def _ok(response: requests.Response) -> dict:
@@ -69,44 +86,131 @@ def _server(db_url: str) -> Iterator[str]:
         proc.wait(10)
 
 
-def measure(ports: int, progress=lambda _message: None) -> ApiPoint:
+def _plan(sizes: list[int]) -> list[list[tuple[bool, int]]]:
+    """Per size, the bulk requests that grow NB to it: (in a new network?, ports)."""
+    plan, made, room = [], 0, 0
+    for size in sizes:
+        bulks = []
+        while made < size:
+            new_network, room = not room, room or PORTS_PER_NETWORK
+            count = min(BULK, room, size - made)
+            bulks.append((new_network, count))
+            made, room = made + count, room - count
+        plan.append(bulks)
+    return plan
+
+
+def steps(sizes: list[int]) -> int:
+    """How many times measure() calls its step: once per bulk request, four more per size."""
+    return sum(len(bulks) + 4 for bulks in _plan(sizes))
+
+
+class _Api:
+    def __init__(self, url: str):
+        self.base = url + "/v2.0"
+        self.session = requests.Session()
+
+    def post(self, path: str, body: dict, session: requests.Session | None = None) -> dict:
+        return _ok((session or self.session).post(f"{self.base}/{path}", json=body))
+
+    def network(self, name: str, cidr: str) -> str:
+        net = self.post("networks", {"network": {"name": name}})["network"]
+        self.post("subnets", {"subnet": {"network_id": net["id"], "cidr": cidr, "ip_version": 4}})
+        return net["id"]
+
+    def timed_get(self, params: dict | None = None) -> tuple[float, float, list[dict], int]:
+        """(seconds to the last byte, seconds to parse, the ports, bytes)."""
+        started = time.monotonic()
+        response = self.session.get(f"{self.base}/ports", params=params)
+        body = response.content
+        received = time.monotonic()
+        ports = _ok(response)["ports"]
+        return received - started, time.monotonic() - received, ports, len(body)
+
+
+def _single_creates(api: _Api, network_id: str, count: int) -> float:
+    """count creates of one port each by CLIENTS clients at once: ports per second."""
+    errors: list[BaseException] = []
+
+    def client(share: int) -> None:
+        session = requests.Session()
+        try:
+            for _ in range(share):
+                api.post("ports", {"port": {"network_id": network_id}}, session)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    shares = [count // CLIENTS + (i < count % CLIENTS) for i in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"single creates: {errors[0]}")
+    return count / (time.monotonic() - started)
+
+
+def measure(sizes: list[int], step: Callable[[str], None] = lambda _label: None,
+            singles: int = SINGLES) -> list[ApiPoint]:
+    points = []
     with EtcdServer() as etcd, _server(etcd.start().url) as url:
-        session, base = requests.Session(), url + "/v2.0"
-        _ok(session.put(f"{base}/quotas/{DEFAULT_PROJECT}", json={"quota": {"network": -1, "subnet": -1,
-                                                                             "port": -1}}))
-        made, busy = 0, 0.0
-        for index in range((ports + PORTS_PER_NETWORK - 1) // PORTS_PER_NETWORK):
-            net = _ok(session.post(f"{base}/networks", json={"network": {"name": f"api-{index}"}}))["network"]
-            cidr = f"{NETWORKS_FROM + index * 1024}/22"
-            _ok(session.post(f"{base}/subnets", json={"subnet": {"network_id": net["id"], "cidr": cidr,
-                                                                 "ip_version": 4}}))
-            left = min(PORTS_PER_NETWORK, ports - made)
-            while left:
-                count = min(BULK, left)
+        api = _Api(url)
+        _ok(api.session.put(f"{api.base}/quotas/{DEFAULT_PROJECT}", json={"quota": {"network": -1, "subnet": -1,
+                                                                                      "port": -1}}))
+        made, busy, networks, network_id = 0, 0.0, 0, ""
+        for size_index, bulks in enumerate(_plan(sizes)):
+            for new_network, count in bulks:
+                if new_network:
+                    network_id = api.network(f"api-{networks}", f"{NETWORKS_FROM + networks * 1024}/22")
+                    networks += 1
                 started = time.monotonic()
-                _ok(session.post(f"{base}/ports", json={"ports": [{"network_id": net["id"]}] * count}))
+                api.post("ports", {"ports": [{"network_id": network_id}] * count})
                 busy += time.monotonic() - started
-                made, left = made + count, left - count
-            progress(f"api: {made} ports, {made / busy:.0f} per second")
-        lists = []
-        for _ in range(LIST_RUNS):
-            started = time.monotonic()
-            listed = _ok(session.get(f"{base}/ports"))["ports"]
-            lists.append(time.monotonic() - started)
-        middle = listed[len(listed) // 2]["id"]
-        started = time.monotonic()
-        _ok(session.get(f"{base}/ports", params={"limit": 100}))
-        first_page = time.monotonic() - started
-        started = time.monotonic()
-        _ok(session.get(f"{base}/ports", params={"limit": 100, "marker": middle}))
-        return ApiPoint(len(listed), made / busy, min(lists), first_page, time.monotonic() - started)
+                made += count
+                step(f"api: {made:,} ports, {made / busy:,.0f} per second")
+            lists = [api.timed_get() for _ in range(LIST_RUNS)]
+            list_seconds, parse_seconds, listed, size_bytes = min(lists, key=lambda found: found[0])
+            step(f"api: listed {len(listed):,} ports in {list_seconds:.2f} s")
+            first_page = api.timed_get({"limit": PAGE})[0]
+            middle_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) // 2]["id"]})[0]
+            next_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) * 3 // 4]["id"]})[0]
+            step(f"api: pages of {PAGE} in {first_page * 1000:.0f}, {middle_page * 1000:.0f} and "
+                 f"{next_page * 1000:.0f} ms")
+            singles_net = api.network(f"api-singles-{size_index}", f"{SINGLES_FROM + size_index * 4096}/20")
+            single_rate = _single_creates(api, singles_net, singles)
+            step(f"api: {single_rate:,.0f} single creates per second, {CLIENTS} clients")
+            api.post("ports", {"port": {"network_id": singles_net}})
+            after_write = api.timed_get({"limit": PAGE})[0]
+            step(f"api: a page right after a write in {after_write * 1000:.0f} ms")
+            points.append(ApiPoint(len(listed), made / busy, single_rate, CLIENTS, list_seconds, parse_seconds,
+                                   size_bytes / 2**20, first_page, middle_page, next_page, after_write))
+    return points
+
+
+def summary(points: list[dict]) -> list[str]:
+    """The API part of summary.md, from its results.json entry."""
+    lines = ["## API (real etcd, a real `dfxdp server`)", "",
+             "| ports | bulk creates/s | single creates/s (clients) | list all (s, MiB) | its parse (s) "
+             "| first page (ms) | by marker: first, next (ms) | page after a write (ms) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {p['ports']:,} | {p['bulk_create_per_second']:,.0f} | {p['single_create_per_second']:,.0f} "
+              f"({p['clients']}) | {p['list_seconds']:.2f} ({p['list_megabytes']:.0f}) | "
+              f"{p['list_parse_seconds']:.2f} | "
+              f"{p['first_page_seconds'] * 1000:.0f} | {p['middle_page_seconds'] * 1000:.0f}, "
+              f"{p['next_marker_page_seconds'] * 1000:.1f} | "
+              f"{p['page_after_write_seconds'] * 1000:.0f} |" for p in points]
+    return [*lines, ""]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ports", type=int, default=10000)
+    parser.add_argument("--ports", default="10000", help="comma-separated sizes, e.g. 10000,100000")
     args = parser.parse_args()
-    print(json.dumps(asdict(measure(args.ports, lambda message: print(message, flush=True)))))
+    sizes = sorted({int(size) for size in args.ports.split(",")})
+    for point in measure(sizes, lambda message: print(message, flush=True)):
+        print(json.dumps(asdict(point)))
 
 
 if __name__ == "__main__":

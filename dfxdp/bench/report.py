@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
+from . import api as api_part  # noqa: E402 - its summary
 from . import dns as dns_part  # noqa: E402 - its summary and chart
 from . import lb_compare  # noqa: E402
 
@@ -221,6 +222,8 @@ def _summary(results: dict) -> str:
         r = results["control_router"]
         lines += [f"A router with {r['subnets']} subnets, a new chassis with a port on one of them: every subnet "
                   f"routable {r['routable_seconds']:.2f} s after its agent started.", ""]
+    if "api" in results:
+        lines += api_part.summary(results["api"])
     return "\n".join(lines)
 
 

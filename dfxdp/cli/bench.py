@@ -23,12 +23,14 @@ class Sizes:
     dns_seconds: float            # each dnsperf run (XDP, its ceiling, dnsmasq, unbound)
     fallback_frames: int          # broadcasts per replication fan-out, and SNAT frames (new, established)
     router_subnets: int           # the control part's router on a new chassis
+    api_singles: int              # the API part's single creates per size (CLIENTS clients)
 
 
-QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1, 1000, 5)
-FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10, 20000, 200)
+QUICK = Sizes(500, 0.2, 1, (10, 50), 5, 2, 50, 2000, 1, 1000, 5, 20)
+FULL = Sizes(20000, 2, 3, (10, 1000, 10000), 100, 5, 2000, 20000, 10, 20000, 200, 1000)
 LARGE_PORTS = 100000
-PARTS = ("datapath", "lb", "dns", "throughput", "punt", "fallback", "control")
+PARTS = ("datapath", "lb", "dns", "throughput", "punt", "fallback", "control", "api")
+SIZED_PARTS = ("control", "api")  # the parts --ports and --large size
 MAX_PORTS = 1_000_000
 
 
@@ -64,21 +66,21 @@ def register(group: click.Group) -> None:
     @click.option("--parts", default=",".join(PARTS), show_default=True, callback=_callback(parse_parts),
                   help="Comma-separated parts to run.")
     @click.option("--ports", callback=_callback(parse_ports),
-                  help="Comma-separated control-plane sizes (ports in NB), e.g. 10000,100000; "
+                  help="Comma-separated sizes of the control and API parts (ports in NB), e.g. 10000,100000; "
                        "default 10,1000,10000 (10,50 with --quick).")
-    @click.option("--large", is_flag=True, help=f"Also the control plane at {LARGE_PORTS:,} ports.")
+    @click.option("--large", is_flag=True, help=f"Also the control and API parts at {LARGE_PORTS:,} ports.")
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-out", show_default=True)
     def bench(quick: bool, parts: tuple[str, ...], ports: tuple[int, ...] | None, large: bool, out_dir: str) -> None:
         """Measure datapath cost, end-to-end packets per second from a live-frames generator
         through dfxdp, kernel routing + iptables and OVS, TCP through security groups, the load
         balancer (and through its VIP against haproxy and iptables DNAT), the DNS responder against dnsmasq, the punt
         path with DHCP answers, the OVS fallback (BUM replication, default SNAT), and the control plane on a real
-        etcd; write results.json, charts and summary.md."""
-        if (ports or large) and "control" not in parts:
-            raise click.ClickException("--ports and --large size the control part, which --parts leaves out")
+        etcd, and the API's creates, lists and pages at scale; write results.json, charts and summary.md."""
+        if (ports or large) and not set(SIZED_PARTS) & set(parts):
+            raise click.ClickException("--ports and --large size the control and api parts, which --parts leaves out")
         from rich.progress import Progress
 
-        from dfxdp.bench import control, datapath, dns, fallback, lb, lb_compare, punt, report, throughput
+        from dfxdp.bench import api, control, datapath, dns, fallback, lb, lb_compare, punt, report, throughput
 
         from .interrupt import clean_exit_on_signals
 
@@ -138,5 +140,9 @@ def register(group: click.Group) -> None:
                                                                                                    description=label))
                 progress.update(task, total=1, completed=1, description="control plane: done")
                 results["control_router"] = asdict(router)
+            if "api" in parts:
+                task, step = part("api", api.steps(list(sizes_run)))
+                results["api"] = [asdict(p) for p in api.measure(list(sizes_run), step, sizes.api_singles)]
+                progress.update(task, description="api: done")
         for path in report.write(pathlib.Path(out_dir), results):
             click.echo(f"wrote {path}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import random
+import threading
+import weakref
 from typing import Iterator
 
 from .errors import BadRequest, Conflict
@@ -99,14 +101,47 @@ def _pool_addresses(subnet: dict, first: int) -> Iterator[int]:
         yield from range(max(start, first), end + 1)
 
 
+# What this process last knew of each subnet's addresses in use (per store): a transaction's
+# first attempt allocates from it, claiming its pick without reading the subnet's addresses
+# (a /16's could be 60,000 keys per create). One taken meanwhile by another server fails the
+# commit, and the retry reads them all; one released elsewhere is only skipped until then.
+_known: "weakref.WeakKeyDictionary[object, dict[str, set[int]]]" = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+
+
 def _used(txn: Txn, subnet_id: str) -> set[int]:
-    """The subnet's addresses in use (as integers), read once per transaction and kept up to
-    date by this module's reservations and releases in it (a bulk create allocates many)."""
+    """The subnet's addresses in use (as integers), read once per transaction (or known) and
+    kept up to date by this module's reservations and releases in it (a bulk create allocates
+    many)."""
     memo = ("ip-used", subnet_id)
     if memo not in txn.memo:
-        txn.memo[memo] = {int(ipaddress.ip_address(k.rsplit("/", 1)[1]))
-                          for k in txn.keys_under(f"{ALLOC}ip/{subnet_id}/")}
+        with _known_lock:
+            known = _known.get(txn.store, {}).get(subnet_id) if txn.attempt == 0 else None
+            used = set(known) if known is not None else None
+        if used is None:
+            used = {int(ipaddress.ip_address(k.rsplit("/", 1)[1])) for k in txn.keys_under(f"{ALLOC}ip/{subnet_id}/")}
+        changes: tuple[set[int], set[int]] = (set(), set())  # (taken, released) by this txn
+        txn.memo[memo], txn.memo[("ip-changes", subnet_id)] = used, changes
+        txn.memo[("ip-unread", subnet_id)] = known is not None
+        txn.on_commit(lambda _revision: _remember(txn.store, subnet_id, None if known is not None else used, changes))
     return txn.memo[memo]
+
+
+def _remember(store, subnet_id: str, read: set[int] | None, changes: tuple[set[int], set[int]]) -> None:
+    """After a commit: what it read (with its changes), or the changes on top of what was known."""
+    with _known_lock:
+        subnets = _known.setdefault(store, {})
+        if read is not None:
+            subnets[subnet_id] = set(read)
+        else:
+            subnets[subnet_id] = (subnets.get(subnet_id, set()) | changes[0]) - changes[1]
+
+
+def _mark(txn: Txn, subnet_id: str, number: int, taken: bool) -> None:
+    used, (took, released) = _used(txn, subnet_id), txn.memo[("ip-changes", subnet_id)]
+    (used.add if taken else used.discard)(number)
+    (took if taken else released).add(number)
+    (released if taken else took).discard(number)
 
 
 def reserve(txn: Txn, subnet: dict, address: str, owner: str) -> None:
@@ -116,7 +151,7 @@ def reserve(txn: Txn, subnet: dict, address: str, owner: str) -> None:
     if not txn.reserve(ip_key(subnet["id"], address), owner):
         raise Conflict("IpAddressAlreadyAllocated",
                        f"IP address {address} already allocated in subnet {subnet['id']}")
-    _used(txn, subnet["id"]).add(int(ipaddress.ip_address(address)))
+    _mark(txn, subnet["id"], int(ipaddress.ip_address(address)), True)
 
 
 def allocate(txn: Txn, subnet: dict, owner: str, lowest: bool = False) -> str:
@@ -137,14 +172,18 @@ def allocate(txn: Txn, subnet: dict, owner: str, lowest: bool = False) -> str:
         txn.memo[resume] = candidates[0]
     if not lowest:
         random.shuffle(candidates)
+    unread = txn.memo[("ip-unread", subnet["id"])]
     for number in candidates:
         address = str(ipaddress.ip_address(number))
-        if txn.reserve(ip_key(subnet["id"], address), owner):
-            used.add(number)
-            return address
+        if unread:  # believed free: a taken one fails the commit, and the retry reads them all
+            txn.claim(ip_key(subnet["id"], address), owner)
+        elif not txn.reserve(ip_key(subnet["id"], address), owner):
+            continue
+        _mark(txn, subnet["id"], number, True)
+        return address
     raise Conflict("IpAddressGenerationFailure", f"no more IP addresses available in subnet {subnet['id']}")
 
 
 def release(txn: Txn, subnet_id: str, address: str) -> None:
     txn.release(ip_key(subnet_id, address))
-    _used(txn, subnet_id).discard(int(ipaddress.ip_address(address)))
+    _mark(txn, subnet_id, int(ipaddress.ip_address(address)), False)

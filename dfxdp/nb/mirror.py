@@ -9,8 +9,9 @@ transaction writing NB objects rewrites: one small read) and waits until the cop
 every transaction up to it; should it not catch up within WAIT_SECONDS (a broken watch), the
 list is read from the store as before. Objects are kept as stored and parsed when first
 listed after a change, so following the writes costs the server little; what a list makes of
-them (sorted, derived fields filled) is kept until the next change, so the pages of a large
-list cost a copy each, not a derivation.
+them (sorted, derived fields filled) is kept until the next change and handed out shared, so
+a page of a large list costs the copies of its own objects (dfxdp/nb/service.py), not a
+derivation or a copy of the kind.
 """
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ log = logging.getLogger(__name__)
 
 WATCHED = NB.rstrip("/")  # the objects, and NB_REVISION
 WAIT_SECONDS = 2.0
+
+
+class Shown(list):
+    """What a list made of a kind (dfxdp/nb/service.py `shown`), shared until the next change.
+    place(id) finds an object's position, from an index made at its first call (a page's marker
+    among 100,000 objects: a dict lookup, not a walk over scattered objects)."""
+
+    _places: dict[str, int] | None = None
+
+    def place(self, obj_id: str) -> int | None:
+        if self._places is None:  # two threads may both make it: the same dict, no harm
+            self._places = {doc["id"]: index for index, doc in enumerate(self)}
+        return self._places.get(obj_id)
 
 
 class Mirror:
@@ -69,10 +83,11 @@ class Mirror:
         else:
             self._raw.setdefault(kind, {})[obj_id] = value
 
-    def list(self, kind: str, shown: Callable[[list[dict]], list[dict]]) -> list[dict] | None:
-        """shown(every object of kind as of now), made once per change (shallow copies of its
-        objects: callers may set fields), or None when the copy could not catch up with the
-        store. shown may read the store: NB objects it reads change the revision too."""
+    def list(self, kind: str, shown: Callable[[list[dict]], list[dict]]) -> Shown | None:
+        """shown(every object of kind as of now), made once per change, or None when the copy
+        could not catch up with the store. Shared by every caller until the next change: read
+        it, never change it or its objects (copy what you hand out). shown may read the store:
+        NB objects it reads change the revision too."""
         marker = self.store.get(NB_REVISION)
         revision = marker.mod_revision if marker else 0
         with self._changed:
@@ -85,9 +100,9 @@ class Mirror:
                 for obj_id, value in self._raw.get(kind, {}).items():
                     if obj_id not in parsed:
                         parsed[obj_id] = json.loads(value)
-                made = self._revision, shown([dict(doc) for doc in parsed.values()])
+                made = self._revision, Shown(shown([dict(doc) for doc in parsed.values()]))
                 self._shown[kind] = made
-            return [dict(doc) for doc in made[1]]
+            return made[1]
 
     def close(self) -> None:
         self._watcher.cancel()

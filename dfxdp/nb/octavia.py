@@ -4,6 +4,8 @@ supported, before it reaches NB, rather than accepted and silently not done."""
 from __future__ import annotations
 
 from .errors import BadRequest, not_found
+from .index import HM_PORT_OWNER
+from .txn import Txn
 
 LISTENER_PROTOCOLS = ("TCP", "UDP")
 POOL_ALGORITHMS = ("SOURCE_IP_PORT", "SOURCE_IP", "ROUND_ROBIN")
@@ -75,7 +77,6 @@ def check_healthmonitor(hm: dict) -> None:
 
 # --- health monitors: where probes come from, and what they found ---------------------
 
-HM_PORT_OWNER = "network:lb-hm"  # Octavia's OVN provider's idea: one probe-source port per subnet
 
 
 def monitored_subnets(txn) -> set[str]:
@@ -94,7 +95,11 @@ def sync_monitor_ports(txn, create_port, remove_port) -> None:
     hosting a monitored member), so members answer probes like any client, through their
     security groups."""
     wanted = monitored_subnets(txn)
-    have = {p["device_id"]: p for p in txn.list("port") if p.get("device_owner") == HM_PORT_OWNER}
+    # the probe ports there are: those of the subnets monitored before this transaction (every
+    # change leaves one per monitored subnet) or now, read by subnet, not from every port
+    before = monitored_subnets(Txn(txn.store))
+    have = {p["device_id"]: p for subnet_id in sorted(wanted | before)
+            for p in txn.children("port", "subnet:lb-hm", subnet_id)}
     for subnet_id in sorted(wanted - have.keys()):
         subnet = txn.get("subnet", subnet_id)
         if subnet:

@@ -4,9 +4,10 @@ A Txn records the mod revision of every key it reads and commits all its
 writes in one store transaction guarded by those revisions, plus "must not
 exist" guards for reservations (IPs, MACs, a project's default group). A check
 that reads a list of children (`children`: the subnets of a network, the rules
-of a group) is guarded as a whole by one compare: the parent's index key
-(dfxdp/nb/index.py), which every child written (created, changed or deleted)
-rewrites, unchanged since the list was read. If anything it read
+of a group) reads the parent's member keys, then those children, and is guarded
+as a whole by one compare: the parent's guard key (dfxdp/nb/index.py), which
+every child written (created, changed or deleted) rewrites, unchanged since the
+list was read. If anything it read
 changed meanwhile, nothing is written and `run_txn` starts over: concurrent
 writers never lose an update, never hand out one address twice, and never both
 pass a check that only one of them may pass (write skew).
@@ -22,7 +23,7 @@ from typing import Callable, TypeVar
 
 from .db.base import KV, Compare, Delete, Put, Store, StoreError
 from .errors import Conflict, not_found
-from .index import index_key, index_keys_of, ownership_writes, references
+from .index import index_key, index_keys_of, member_writes, members_prefix, ownership_writes, parent_kind, references
 
 NB = "/dfxdp/nb/"
 # rewritten by every transaction that writes NB objects: its mod revision is the store's as of
@@ -30,6 +31,7 @@ NB = "/dfxdp/nb/"
 NB_REVISION = "/dfxdp/nb-revision"
 ALLOC = "/dfxdp/alloc/"
 MAX_ATTEMPTS = 20
+FEW_PARENTS = 8  # children_of: up to this many parents, their children are read parent by parent
 KEY_BLOCK = 64
 
 T = TypeVar("T")
@@ -64,13 +66,22 @@ class Txn:
         self._seen: dict[str, KV | None] = {}
         self._ranges: dict[str, tuple[list[KV], int]] = {}
 
+    def _unseen(self, key: str) -> bool:
+        return key not in self._seen and not any(key.startswith(p) for p in self._ranges)
+
     def _read(self, key: str) -> KV | None:
         """key as the store had it when this txn first read it; the commit guards it."""
-        if key not in self._seen and not any(key.startswith(p) for p in self._ranges):
+        if self._unseen(key):
             self._seen[key] = self.store.get(key)
         kv = self._seen.get(key)  # absent under a prefix read whole: not there
         self._compares.setdefault(key, kv.mod_revision if kv else 0)
         return kv
+
+    def _read_many(self, keys: list[str]) -> None:
+        """Read the keys not read yet in one go (not guarded one by one: see children)."""
+        unseen = [key for key in keys if self._unseen(key)]
+        if unseen:
+            self._seen.update(zip(unseen, self.store.get_many(unseen)))
 
     def get_raw(self, key: str) -> bytes | None:
         if key in self._writes:
@@ -128,28 +139,54 @@ class Txn:
         found.update(self._written_under(prefix))
         return [json.loads(v) for v in found.values() if v]
 
-    def children(self, kind: str, parent_kind: str, parent_id: str) -> list[dict]:
-        """The objects of `kind` that name the parent (dfxdp/nb/index.py), this txn's own
-        writes applied, guarded as a list: the commit fails if one of them was written
-        or another came to name the parent since. The parent is read (and guarded) too:
-        its index keys die with it. (One compare per list, not one per child: etcd takes
-        at most 128 in a transaction.)"""
-        self.get_raw(obj_key(parent_kind, parent_id))
-        prefix = f"{NB}{kind}/"
-        kvs, revision = self._range(prefix)
-        idx = index_key(parent_kind, parent_id, kind)
+    def children(self, kind: str, parent: str, parent_id: str) -> list[dict]:
+        """The objects of `kind` that name the parent (a kind, or a kind:role as
+        dfxdp/nb/index.py names them), this txn's own writes applied, guarded as a list:
+        the commit fails if one of them was written or another came to name the parent
+        since. Read by parent: its member keys, then those children (a few round trips,
+        whatever the size of the kind). The parent is read (and guarded) too: its index
+        keys die with it. (One compare per list, not one per child: etcd takes at most 128
+        in a transaction.)"""
+        self.get_raw(obj_key(parent_kind(parent), parent_id))
+        members = members_prefix(parent, parent_id, kind)
+        kvs, revision = self._range(members)
+        idx = index_key(parent, parent_id, kind)
+        # a child written after the member keys were read rewrites idx: read at any later
+        # revision, the children are then refused at the commit, never taken stale
         self._unchanged_since[idx] = min(revision, self._unchanged_since.get(idx, revision))
-        found = {kv.key: kv.value for kv in kvs}
-        found.update(self._written_under(prefix))
-        docs = (json.loads(value) for value in found.values() if value is not None)
-        return [doc for doc in docs if (parent_kind, parent_id) in references(kind, doc)]
+        keys = {obj_key(kind, kv.key[len(members):]) for kv in kvs}
+        written = self._written_under(f"{NB}{kind}/")
+        self._read_many(sorted(keys - written.keys()))
+        found = {key: self._seen[key].value for key in keys - written.keys() if self._seen.get(key)}
+        found.update((key, value) for key, value in written.items() if value is not None)
+        docs = (json.loads(value) for _key, value in sorted(found.items()))
+        return [doc for doc in docs if (parent, parent_id) in references(kind, doc)]
+
+    def children_of(self, kind: str, parent: str, parent_ids: list[str]) -> dict[str, list[dict]]:
+        """For what is shown (derived fields): each parent's children, read by parent for a
+        few parents (a create, a show: whatever the size of the kind), from the whole kind
+        for many (a list: one read rather than one per parent)."""
+        if len(parent_ids) <= FEW_PARENTS:
+            return {parent_id: self.children(kind, parent, parent_id) for parent_id in parent_ids}
+        found: dict[str, list[dict]] = {parent_id: [] for parent_id in parent_ids}
+        for doc in self.list(kind):
+            for named, parent_id in references(kind, doc):
+                if named == parent and parent_id in found:
+                    found[parent_id].append(doc)
+        return found
 
     def count_guarded(self, prefix: str, idx: str) -> int:
         """How many keys are under prefix, guarded as a list by the index key idx (every write
-        that adds or removes one rewrites idx): the commit fails if the count changed since."""
-        _kvs, revision = self._range(prefix)
+        that adds or removes one rewrites idx): the commit fails if the count changed since.
+        Counted by the store, not read: a project's 100,000 ports are one small answer."""
+        if prefix in self._ranges:
+            count, revision = len(self._ranges[prefix][0]), self._ranges[prefix][1]
+        else:
+            count, revision = self.store.count(prefix)
         self._unchanged_since[idx] = min(revision, self._unchanged_since.get(idx, revision))
-        return len(self.keys_under(prefix))
+        written = self._written_under(prefix)
+        self._read_many(sorted(written))
+        return count + sum((value is not None) - (self._seen.get(key) is not None) for key, value in written.items())
 
     def keys_under(self, prefix: str) -> set[str]:
         keys = {kv.key for kv in self._range(prefix)[0]}
@@ -202,8 +239,8 @@ class Txn:
         self._conflicted.append(callback)
 
     def _index_writes(self) -> dict[str, bytes | None]:
-        """Rewrite the index key of every parent a written object names, before or after
-        the write; delete the index keys of deleted objects."""
+        """Rewrite the guard key of every parent a written object names, before or after
+        the write, and its member keys; delete the guard keys of deleted objects."""
         writes: dict[str, bytes | None] = {}
         gone: list[str] = []
         for key, value in self._writes.items():
@@ -213,8 +250,9 @@ class Txn:
             before = self._seen.get(key)
             old = json.loads(before.value) if before else None
             new = json.loads(value) if value is not None else None
-            for parent_kind, parent_id in references(kind, old) | references(kind, new):
-                writes[index_key(parent_kind, parent_id, kind)] = obj_id.encode()
+            for parent, parent_id in references(kind, old) | references(kind, new):
+                writes[index_key(parent, parent_id, kind)] = obj_id.encode()
+            writes.update(member_writes(kind, obj_id, old, new))
             writes.update(ownership_writes(kind, old, new))
             if before and value is None:
                 gone += index_keys_of(kind, obj_id)
@@ -256,6 +294,8 @@ def run_txn(store: Store, body: Callable[[Txn], T]) -> T:
     then its subnets gone with it), and such a request runs again instead.
     Writers that collided back off for a random, growing moment, so they do
     not collide again in lockstep."""
+    from .layout import ensure  # imported here: the layout's upgrade builds on this module
+    ensure(store)  # the reads below rely on the current layout
     for attempt in range(MAX_ATTEMPTS):
         txn = Txn(store, attempt)
         try:

@@ -2,7 +2,8 @@
 duplicates (overlapping subnets of a network, a second default group, one rule
 stored twice, an address or MAC held twice) and orphans (an object naming a
 parent that is gone, a reservation nobody holds, an index key of a deleted
-object). Tests assert the list is empty after racing requests."""
+object, a member key that is not exactly what the objects name). Tests assert the list
+is empty after racing requests."""
 from __future__ import annotations
 
 import ipaddress
@@ -10,7 +11,7 @@ import json
 from collections import Counter
 
 from dfxdp.nb.db.base import Store
-from dfxdp.nb.index import COUNTED_KINDS, IDX, OWN, owned_prefix, references
+from dfxdp.nb.index import COUNTED_KINDS, IDX, OWN, member_writes, owned_prefix, parent_kind, references
 from dfxdp.nb.txn import ALLOC, NB
 
 RULE_IDENTITY = ("security_group_id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
@@ -40,6 +41,7 @@ def problems(store: Store) -> list[str]:
     found += _duplicate_rules(objects)
     found += _reservations(objects, other)
     found += _stale_index_keys(objects, other)
+    found += _members(objects, other)
     found += _ownership(objects, other)
     return found
 
@@ -48,9 +50,9 @@ def _orphans(objects: dict) -> list[str]:
     found = []
     for kind, docs in objects.items():
         for doc in docs.values():
-            for parent_kind, parent_id in references(kind, doc):
-                if parent_id not in objects.get(parent_kind, {}):
-                    found.append(f"{kind} {doc['id']} names {parent_kind} {parent_id}, which is gone")
+            for parent, parent_id in references(kind, doc):
+                if parent_id not in objects.get(parent_kind(parent), {}):
+                    found.append(f"{kind} {doc['id']} names {parent} {parent_id}, which is gone")
     subnets = objects.get("subnet", {})
     for port in objects.get("port", {}).values():
         for fixed in port["fixed_ips"]:
@@ -112,11 +114,24 @@ def _reservations(objects: dict, other: dict) -> list[str]:
 def _stale_index_keys(objects: dict, other: dict) -> list[str]:
     found = []
     for key in other:
-        if key.startswith(IDX):
-            parent_kind, parent_id, _child = key[len(IDX):].split("/")
-            if parent_kind != "project" and parent_id not in objects.get(parent_kind, {}):  # projects: Keystone's
+        if key.startswith(IDX) and key.count("/") == IDX.count("/") + 2:  # a guard key, not a member key
+            parent, parent_id, _child = key[len(IDX):].split("/")
+            if parent != "project" and parent_id not in objects.get(parent_kind(parent), {}):  # projects: Keystone's
                 found.append(f"index key {key} outlived its object")
     return found
+
+
+def expected_members(objects: dict) -> set[str]:
+    """The member keys the objects name (dfxdp/nb/index.py)."""
+    return {key for kind, docs in objects.items() for obj_id, doc in docs.items()
+            for key in member_writes(kind, obj_id, None, doc)}
+
+
+def _members(objects: dict, other: dict) -> list[str]:
+    expected = expected_members(objects)
+    held = {key for key in other if key.startswith(IDX) and key.count("/") == IDX.count("/") + 3}
+    return [f"{key}: no member key" for key in sorted(expected - held)] + \
+        [f"{key}: member key of no child" for key in sorted(held - expected)]
 
 
 def _ownership(objects: dict, other: dict) -> list[str]:

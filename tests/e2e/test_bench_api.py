@@ -1,13 +1,18 @@
-"""dfxdp/bench/api.py end to end at a tiny size: bulk creates through a real server on a real
-etcd, then the lists; the numbers are reported, never asserted."""
+"""dfxdp/bench/api.py end to end at tiny sizes: bulk creates, single creates by several clients,
+lists and pages through a real server on a real etcd; the numbers are reported, never asserted."""
 from dfxdp.bench import api
 
 
-def test_api_bench_fills_and_lists(monkeypatch):
+def test_api_bench_grows_lists_and_pages(monkeypatch):
     monkeypatch.setattr(api, "PORTS_PER_NETWORK", 60)
     monkeypatch.setattr(api, "BULK", 25)
     messages = []
-    point = api.measure(130, messages.append)
-    assert point.ports == 130 + 3  # and each network's DHCP port
-    assert messages[-1].startswith("api: 130 ports")
-    assert point.bulk_create_per_second > 0 and point.list_seconds > 0
+    first, second = api.measure([50, 130], messages.append, singles=10)
+    assert len(messages) == api.steps([50, 130])
+    # each network's DHCP port, and each size's single creates (10 and the one before its page)
+    assert first.ports == 50 + 1 and second.ports == 130 + 3 + 11 + 1
+    assert any(m.startswith("api: 130 ports") for m in messages)
+    for point in (first, second):
+        assert point.bulk_create_per_second > 0 and point.single_create_per_second > 0 and point.list_seconds > 0
+        assert point.clients == api.CLIENTS and point.list_megabytes > 0
+    assert api.summary([vars(first)])[2].startswith("| ports")

@@ -13,7 +13,7 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["parts"] == ["datapath", "lb", "dns", "throughput", "punt", "fallback", "control"]
+    assert results["parts"] == ["datapath", "lb", "dns", "throughput", "punt", "fallback", "control", "api"]
     assert set(results["load"]) == set(results["parts"])
     assert results["machine"]["clocksource"] and results["machine"]["cpu_model"]
     verdicts = {r["name"]: r["verdict"] for r in results["datapath"]}
@@ -73,6 +73,10 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert "| haproxy |" in summary and "| iptables_statistic |" in summary
     assert "## Punt path" in summary and "## DHCP" in summary and "## DNS" in summary
     assert "## BUM replication" in summary and "## Default SNAT" in summary
+    # the API part at the control part's sizes: the DHCP ports of the bulk and single creates' networks, the singles
+    assert [p["ports"] for p in results["api"]] == [10 + 1, 50 + 1 + 21 + 1]
+    assert all(p["bulk_create_per_second"] > 0 and p["single_create_per_second"] > 0 for p in results["api"])
+    assert "## API" in summary
 
 
 def test_bench_chosen_parts_and_sizes_only(tmp_path):

@@ -19,14 +19,14 @@ def test_ports_are_sorted_and_deduplicated():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--parts", "datapath,bogus"], "--parts: unknown part 'bogus'; choose from datapath, lb, dns, throughput, punt, fallback, control"),
+    (["--parts", "datapath,bogus"], "--parts: unknown part 'bogus'; choose from datapath, lb, dns, throughput, punt, fallback, control, api"),
     (["--parts", "datapath,"], "--parts: unknown part ''"),
     (["--ports", "10,ten"], "--ports: 'ten' is not a whole number of ports"),
     (["--ports", "-5"], "--ports: '-5' is not a whole number of ports"),
     (["--ports", "0"], "--ports: 0 ports is outside 1..1,000,000"),
     (["--ports", "2000000"], "--ports: 2,000,000 ports is outside 1..1,000,000"),
-    (["--parts", "datapath", "--ports", "10000"], "--ports and --large size the control part"),
-    (["--parts", "throughput", "--large"], "--ports and --large size the control part"),
+    (["--parts", "datapath", "--ports", "10000"], "--ports and --large size the control and api parts"),
+    (["--parts", "throughput", "--large"], "--ports and --large size the control and api parts"),
 ])
 def test_bad_values_are_one_line_errors_and_nothing_runs(tmp_path, args, message):
     out = tmp_path / "out"

@@ -9,6 +9,7 @@ from dfxdp.nb.db import open_store
 from dfxdp.nb.errors import NBError
 from dfxdp.nb.model import DEFAULT_PROJECT
 from dfxdp.nb.families.security_groups import default_group_key
+from dfxdp.nb.index import members_prefix
 from dfxdp.nb.service import NBService
 from dfxdp.testing.nb_integrity import problems
 
@@ -381,18 +382,19 @@ def test_a_child_changed_under_a_check_is_read_again(servers):
     assert 200 <= int(port["fixed_ips"][0]["ip_address"].rsplit(".", 1)[1]) <= 210
 
 
-@pytest.mark.parametrize("name,setup,request_,delete,answer", [
-    ("floating ip", _ext, lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}),
+@pytest.mark.parametrize("name,setup,network,request_,delete,answer", [
+    ("floating ip", _ext, "ext", lambda s, t: s.create("floatingip", {"floating_network_id": t["ext"]["id"]}),
      lambda s, t: s.delete("network", t["ext"]["id"]), "NetworkNotFound"),
-    ("router interface", _routed, lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}),
+    ("router interface", _routed, "net",
+     lambda s, t: s.add_router_interface(t["router"]["id"], {"subnet_id": t["subnet"]["id"]}),
      lambda s, t: s.delete("subnet", t["subnet"]["id"]), "SubnetNotFound"),
 ], ids=["floating ip", "router interface"])
-def test_reads_that_disagree_are_not_answered_but_read_again(servers, name, setup, request_, delete, answer):
+def test_reads_that_disagree_are_not_answered_but_read_again(servers, name, setup, network, request_, delete, answer):
     """A network (or subnet) is read, then deleted before the network's subnet list is
     read: the request runs again rather than answer (or crash) on a state that never was."""
     a, b = servers
     t = setup(b)
-    a.store.at = "/dfxdp/nb/subnet/"
+    a.store.at = members_prefix("network", t[network]["id"], "subnet")
     a.store.competitor = lambda: delete(b, t)
     assert _outcome(lambda: request_(a, t)) == answer
     assert a.store.competitor is None and problems(a.store) == []

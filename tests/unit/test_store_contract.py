@@ -62,6 +62,27 @@ def test_get_range_and_revisions(store):
     assert store.get("/nope") is None
 
 
+def test_get_many_reads_each_key_in_order_past_one_transactions_worth(store):
+    from dfxdp.nb.db.etcd import READS_PER_TXN
+    keys = [f"/m/{i:04d}" for i in range(READS_PER_TXN + 5)]
+    revisions = {key: store.put(key, key.encode()) for key in keys[::2]}  # every other one exists
+    store.put("/m/empty", b"")
+    asked = ["/m/empty", *reversed(keys), "/m/0000"]
+    found = store.get_many(asked)
+    assert len(found) == len(asked) and found[0].value == b""
+    for key, kv in zip(asked[1:], found[1:]):
+        assert (kv.key, kv.value, kv.mod_revision) == (key, key.encode(), revisions[key]) if key in revisions \
+            else kv is None
+    assert store.get_many([]) == []
+
+
+def test_count_counts_a_prefix_without_reading_it(store):
+    for key in ("/c/a", "/c/b", "/c/b/x", "/cd", "/d"):
+        store.put(key, b"")
+    assert store.count("/c/") == (3, store.revision())
+    assert store.count("/nothing/")[0] == 0
+
+
 def test_cas_failure_changes_nothing(store):
     rev = store.put("/k", b"v1")
     before = store.range("/")

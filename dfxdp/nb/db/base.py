@@ -109,6 +109,17 @@ class Store(abc.ABC):
     def range(self, prefix: str) -> tuple[list[KV], int]:
         """All keys under prefix (sorted) and the store revision they were read at."""
 
+    def count(self, prefix: str) -> tuple[int, int]:
+        """How many keys are under prefix, and the store revision they were counted at
+        (drivers count without reading the keys)."""
+        kvs, revision = self.range(prefix)
+        return len(kvs), revision
+
+    def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        """The keys' KVs (None: absent), in the order asked; drivers read them in a few round
+        trips rather than one per key."""
+        return [self.get(key) for key in keys]
+
     @abc.abstractmethod
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:
         """Apply all ops atomically if every compare holds.

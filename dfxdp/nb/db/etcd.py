@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10
 RECONNECT_BACKOFF_MAX = 2.0
+# reads per transaction in get_many: etcd's default --max-txn-ops (a server may allow more)
+READS_PER_TXN = 128
 WATCH_CHUNK_BYTES = 1 << 16  # at most this much read at once; a chunked stream yields each chunk as it comes
 
 
@@ -179,6 +181,23 @@ class EtcdStore(Store):
     def get(self, key: str) -> KV | None:
         kvs = self._post("/kv/range", {"key": _key(key)}).get("kvs", [])
         return _kv(kvs[0]) if kvs else None
+
+    def count(self, prefix: str) -> tuple[int, int]:
+        resp = self._post("/kv/range", {"key": _key(prefix), "range_end": _key(_increment_last_byte(prefix)),
+                                        "count_only": True})
+        return int(resp.get("count", 0)), int(resp["header"]["revision"])
+
+    def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        """One transaction of range requests per READS_PER_TXN keys (each at one revision)."""
+        found: dict[str, KV] = {}
+        for start in range(0, len(keys), READS_PER_TXN):
+            reads = [{"request_range": {"key": _key(key)}} for key in keys[start:start + READS_PER_TXN]]
+            resp = self._post("/kv/txn", {"compare": [], "success": reads})
+            for answer in resp.get("responses", []):
+                for raw in answer.get("response_range", {}).get("kvs", []):
+                    kv = _kv(raw)
+                    found[kv.key] = kv
+        return [found.get(key) for key in keys]
 
     def range(self, prefix: str) -> tuple[list[KV], int]:
         resp = self._post("/kv/range", {"key": _key(prefix), "range_end": _key(_increment_last_byte(prefix)),

@@ -56,6 +56,14 @@ class MemoryStore(Store):
         with self._cond:
             return self._data.get(key)
 
+    def count(self, prefix: str) -> tuple[int, int]:
+        with self._cond:
+            return sum(1 for key in self._data if key.startswith(prefix)), self._rev
+
+    def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        with self._cond:
+            return [self._data.get(key) for key in keys]
+
     def range(self, prefix: str) -> tuple[list[KV], int]:
         with self._cond:
             kvs = [kv for k, kv in sorted(self._data.items()) if k.startswith(prefix)]

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 1), ('compacted', 0);
 """
 POLL_INTERVAL = 0.02  # how often a watch looks for writes by other processes
+KEYS_PER_SELECT = 500  # below sqlite's limit of variables in one statement (999 in old builds)
 
 
 def _prefix_end(prefix: str) -> str:
@@ -109,6 +110,33 @@ class SqliteStore(Store):
     def get(self, key: str) -> KV | None:
         row = self._conn().execute("SELECT key, value, create_rev, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
         return KV(*row) if row else None
+
+    @_store_errors
+    def count(self, prefix: str) -> tuple[int, int]:
+        conn = self._conn()
+        conn.execute("BEGIN")  # one snapshot for the count and the revision
+        try:
+            count = conn.execute("SELECT count(*) FROM kv WHERE key >= ? AND key < ?",
+                                 (prefix, _prefix_end(prefix))).fetchone()[0]
+            rev = conn.execute("SELECT value FROM meta WHERE name='revision'").fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
+        return count, rev
+
+    @_store_errors
+    def get_many(self, keys: Sequence[str]) -> list[KV | None]:
+        conn = self._conn()
+        found: dict[str, KV] = {}
+        conn.execute("BEGIN")  # one snapshot for all of them
+        try:
+            for start in range(0, len(keys), KEYS_PER_SELECT):
+                chunk = keys[start:start + KEYS_PER_SELECT]
+                rows = conn.execute("SELECT key, value, create_rev, mod_rev FROM kv WHERE key IN"
+                                    f" ({','.join('?' * len(chunk))})", list(chunk)).fetchall()
+                found.update((row[0], KV(*row)) for row in rows)
+        finally:
+            conn.execute("COMMIT")
+        return [found.get(key) for key in keys]
 
     @_store_errors
     def range(self, prefix: str) -> tuple[list[KV], int]:

@@ -38,11 +38,12 @@ class LoadBalancers(Family):
             self.nb.ports.remove_owned(txn, port)
 
     def _show_listeners_and_pools(self, docs: list[dict]) -> None:
-        txn = Txn(self.nb.store)
-        listeners, pools = txn.list("listener"), txn.list("pool")
+        txn, ids = Txn(self.nb.store), [doc["id"] for doc in docs]
+        listeners = txn.children_of("listener", "loadbalancer", ids)
+        pools = txn.children_of("pool", "loadbalancer", ids)
         for doc in docs:
-            doc["listeners"] = [{"id": x["id"]} for x in listeners if x["loadbalancer_id"] == doc["id"]]
-            doc["pools"] = [{"id": x["id"]} for x in pools if x.get("loadbalancer_id") == doc["id"]]
+            doc["listeners"] = [{"id": x["id"]} for x in listeners[doc["id"]]]
+            doc["pools"] = [{"id": x["id"]} for x in pools[doc["id"]]]
 
     @staticmethod
     def _check_default_pool(txn: Txn, listener: dict) -> None:
@@ -99,11 +100,9 @@ class LoadBalancers(Family):
         octavia.mark_pending(txn, pool.get("loadbalancer_id"))
 
     def _show_members(self, docs: list[dict]) -> None:
-        by_pool: dict[str, list[dict]] = {}
-        for member in Txn(self.nb.store).list("member"):
-            by_pool.setdefault(member["pool_id"], []).append({"id": member["id"]})
+        found = Txn(self.nb.store).children_of("member", "pool", [doc["id"] for doc in docs])
         for doc in docs:
-            doc["members"] = by_pool.get(doc["id"], [])
+            doc["members"] = [{"id": member["id"]} for member in found[doc["id"]]]
 
     def _create_member(self, txn: Txn, member: dict) -> None:
         pool = txn.require("pool", member["pool_id"])

@@ -3,11 +3,12 @@ what goes with a network (its DHCP port, unused floating IPs, its subnets)."""
 from __future__ import annotations
 
 import ipaddress
+import json
 
 from .. import dns, ipam, segments, validate
 from ..errors import Conflict
 from ..index import FLOATINGIP_OWNER
-from ..txn import Txn, now
+from ..txn import Txn, now, obj_key
 from . import subnetpools
 from .base import Family, Hooks
 from .ports import DHCP_OWNER, ROUTER_INTERFACE_OWNERS_SNAT
@@ -56,22 +57,20 @@ class Networks(Family):
                 txn.release(key)
 
     def _show_subnets(self, docs: list[dict]) -> None:
-        """A network's subnets, and (address-scope) the scope of their pool per IP version: the
-        subnets of one IP version on a network come from one pool or none."""
-        txn = Txn(self.nb.store)
-        subnets = txn.list("subnet")
-        pools = {p["id"]: p for p in txn.list("subnetpool")} if any(s.get("subnetpool_id") for s in subnets) else {}
-        by_network: dict[str, list[str]] = {}
-        scopes: dict[tuple[str, int], str | None] = {}
-        for subnet in subnets:
-            by_network.setdefault(subnet["network_id"], []).append(subnet["id"])
-            pool = pools.get(subnet.get("subnetpool_id") or "")
-            if pool:
-                scopes[(subnet["network_id"], subnet["ip_version"])] = pool.get("address_scope_id")
+        """A network's subnets (read by network for a few networks: dfxdp/nb/txn.py children_of),
+        and (address-scope) the scope of their pool per IP version: the subnets of one IP version
+        on a network come from one pool or none."""
+        found = Txn(self.nb.store).children_of("subnet", "network", [doc["id"] for doc in docs])
+        pool_ids = sorted({s["subnetpool_id"] for subnets in found.values() for s in subnets if s.get("subnetpool_id")})
+        pools = {kv.key.rsplit("/", 1)[1]: json.loads(kv.value)
+                 for kv in self.nb.store.get_many([obj_key("subnetpool", pool_id) for pool_id in pool_ids]) if kv}
         for doc in docs:
-            doc["subnets"] = by_network.get(doc["id"], [])
-            doc["ipv4_address_scope"] = scopes.get((doc["id"], 4))
-            doc["ipv6_address_scope"] = scopes.get((doc["id"], 6))
+            subnets = found[doc["id"]]
+            scopes = {s["ip_version"]: pools[s["subnetpool_id"]].get("address_scope_id")
+                      for s in subnets if s.get("subnetpool_id") in pools}
+            doc["subnets"] = [subnet["id"] for subnet in subnets]
+            doc["ipv4_address_scope"] = scopes.get(4)
+            doc["ipv6_address_scope"] = scopes.get(6)
 
     def _create_subnet(self, txn: Txn, subnet: dict) -> None:
         txn.require("network", subnet["network_id"])

@@ -7,11 +7,10 @@ import random
 
 from .. import dns, ipam, validate
 from ..errors import BadRequest, Conflict
-from ..index import FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
-from ..txn import ALLOC, Txn, now, run_txn
+from ..index import DHCP_OWNER, FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
+from ..txn import ALLOC, Txn, now, obj_key, run_txn
 from .base import Family, Hooks
 
-DHCP_OWNER = "network:dhcp"
 DHCP_DEVICE_ID = "reserved_dhcp_port"  # Neutron's id for a DHCP port no agent has taken
 LB_VIP_OWNER = "Octavia"
 PORT_STATUSES = {"ACTIVE", "DOWN", "BUILD", "ERROR"}
@@ -76,7 +75,9 @@ class Ports(Family):
         txn.delete("port", port["id"])
 
     def _show_binding(self, docs: list[dict]) -> None:
-        chassis = {c["id"] for c in Txn(self.nb.store).list("chassis")}
+        hosts = sorted({doc.get("binding:host_id") for doc in docs} - {None, ""})  # a chassis' id is its name
+        chassis = {host for host, kv in zip(hosts, self.nb.store.get_many([obj_key("chassis", h) for h in hosts]))
+                   if kv}
         for doc in docs:
             doc.update(_binding(doc, chassis))
 
@@ -220,7 +221,7 @@ class Ports(Family):
         with DHCP enabled; it is the DHCP and DNS server VMs are told about. `leaving`: a
         subnet being deleted."""
         wanted = [s["id"] for s in self.subnets_of(txn, network_id) if s["enable_dhcp"] and s["id"] != leaving]
-        port = next((p for p in txn.children("port", "network", network_id) if p["device_owner"] == DHCP_OWNER), None)
+        port = next(iter(txn.children("port", "network:dhcp", network_id)), None)
         if port is None:
             if wanted:
                 self.nb.child(txn, "port", {"network_id": network_id, "device_owner": DHCP_OWNER,

@@ -113,8 +113,7 @@ class SecurityGroups(Family):
                 raise Conflict("SecurityGroupInUse", f"Security Group {sg['id']} is referenced by rule {rule['id']}")
 
     def _show_rules(self, docs: list[dict]) -> None:
-        by_group: dict[str, list[dict]] = {}
-        for rule in Txn(self.nb.store).list("security_group_rule"):
-            by_group.setdefault(rule["security_group_id"], []).append({**rule, "tenant_id": rule["project_id"]})
-        for doc in docs:
-            doc["security_group_rules"] = by_group.get(doc["id"], [])
+        found = Txn(self.nb.store).children_of("security_group_rule", "security_group", [doc["id"] for doc in docs])
+        for doc in docs:  # (a group's children also hold the rules of others naming it as their remote group)
+            doc["security_group_rules"] = [{**rule, "tenant_id": rule["project_id"]} for rule in found[doc["id"]]
+                                           if rule["security_group_id"] == doc["id"]]
