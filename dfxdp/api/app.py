@@ -168,8 +168,11 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         paged_first = ctx.unrestricted and not query.sorts
 
         def visible_docs() -> list[dict]:
+            if kind.name == "security_group":  # Neutron: a project's listing shows its default group
+                asked = query.filters.get("project_id") or query.filters.get("tenant_id") or [ctx.project]
+                service.ensure_default_security_group(asked[0] or None)
             cut = (lambda found: listing.paginate(found, query, kind.name)) if paged_first else None
-            found = service.list(kind.name, query.filters, ctx.project, cut, shared=True)
+            found = service.list(kind.name, query.filters, cut, shared=True)
             return scope.visible(ctx, kind.name, found, service.list)
 
         docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)

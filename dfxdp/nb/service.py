@@ -115,16 +115,14 @@ class NBService:
             raise not_found(kind, obj_id)
         return self._decorate(kind, [doc])[0]
 
-    def list(self, kind: str, filters: dict[str, list[str]] | None = None, project: str | None = None,
+    def list(self, kind: str, filters: dict[str, list[str]] | None = None,
              cut: Callable[[list[dict]], list[dict]] | None = None, shared: bool = False) -> list[dict]:
-        """Objects of a kind (copies: callers may change them); `project` is the requesting
-        project's, if any; `cut` picks what to return of the filtered list (a page) before
-        anything is copied; `shared`: no copies, for a caller that only reads them (a list
-        answer: 100,000 copies cost it half a second)."""
+        """Objects of a kind (copies: callers may change them). Reading makes no project's
+        default group (the API's listing of groups does). `cut` picks what to return of the
+        filtered list (a page) before anything is copied; `shared`: no copies, for a caller
+        that only reads them (a list answer: 100,000 copies cost it half a second)."""
         self._model(kind)
-        if kind == "security_group":  # Neutron: a project's listing shows its default group
-            projects = (filters or {}).get("project_id") or (filters or {}).get("tenant_id") or [project]
-            self.ensure_default_security_group(projects[0] or None)
+
         def shown(found: list[dict]) -> list[dict]:  # in creation order, derived fields filled
             return sorted(self._decorate(kind, found), key=lambda d: (d.get("created_at", ""), d["id"]))
 

@@ -196,3 +196,19 @@ def test_octavia_objects_join_only_the_callers_load_balancer(client, world):
     error(lbaas("healthmonitors", ALICE, pool_id=pool["id"], type="TCP", delay=5, timeout=3, max_retries=3),
           403, "PolicyForbidden")
     assert lbaas(f"pools/{pool['id']}/members", ADMIN, address="10.1.0.9", protocol_port=80).status_code == 201
+
+
+def test_looking_up_references_makes_no_default_group_for_a_project_nobody_used(client):
+    """Neutron makes a project's default group on that project's request; the server's own
+    lookups of what a request names (a port's groups) are no project's request."""
+    net = make(client, "networks", ALICE, name="n")
+    make(client, "subnets", ALICE, network_id=net["id"], cidr="10.4.0.0/24")
+    mine = make(client, "security-groups", ALICE, name="mine")
+    make(client, "ports", ALICE, network_id=net["id"], security_groups=[mine["id"]])
+    groups = client.get("/v2.0/security-groups", headers=ADMIN).json()["security_groups"]
+    assert sorted((g["project_id"], g["name"]) for g in groups) == [("alice", "default"), ("alice", "mine"),
+                                                                   ("ops", "default")]  # the admin listed: its own
+    # a project that only lists its groups finds its default group there
+    carol = {"X-Project-Id": "carol", "X-Roles": "member"}
+    assert [g["name"] for g in client.get("/v2.0/security-groups", headers=carol).json()["security_groups"]] \
+        == ["default"]
