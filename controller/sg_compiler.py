@@ -25,14 +25,16 @@ import hashlib
 import ipaddress
 import json
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterable, Mapping
 
 from dfxdp.nb import protocols
 
 PORTED = {6, 17, 132}
 ANY_PROTO, ANY_CLASS = 0, 0
 INGRESS, EGRESS = 0, 1  # maps/sg.h SG_INGRESS / SG_EGRESS
+BLOCK_BITS = 8  # the host bits of a block: remote addresses compile per /24, a new member re-derives its block
 
 Prefix = tuple[int, int]  # (network address as an integer, prefix length)
 
@@ -99,24 +101,48 @@ class Rule:
 
     proto: int                          # 0 = any
     l4: tuple[tuple[int, int], ...]     # (value, bits) blocks; () = any port/type
-    remotes: tuple[Prefix, ...]         # () = anywhere
+    remotes: tuple[Prefix, ...]         # a remote_ip_prefix rule's prefix; () = anywhere (unless `group`)
     ident: str = ""                     # the NB rule id (rules are never edited, only added and removed)
+    group: str = ""                     # remote_group_id: the rule holds the group's members' addresses
+
+    @property
+    def anywhere(self) -> bool:
+        return not self.remotes and not self.group
 
     def allows(self, proto: int, l4: int) -> bool:
         if self.proto and self.proto != proto:
             return False
         return not self.l4 or any(l4 >> (16 - bits) == value >> (16 - bits) for value, bits in self.l4)
 
-    @cached_property
-    def _remote_index(self) -> tuple[list[int], frozenset[Prefix]]:
-        return sorted({length for _, length in self.remotes}), frozenset(self.remotes)
+    def holds(self, addr: int, members: "Members") -> bool:
+        """Is the address a member of the rule's remote group, in its remote prefix, or is the
+        rule from anywhere?"""
+        if self.group:
+            return members.holds(self.group, addr)
+        return not self.remotes or any(addr & mask(length) == net for net, length in self.remotes)
 
-    def holds(self, addr: int) -> bool:
-        """Is the address in one of the remote prefixes (or is the rule from anywhere)?"""
-        if not self.remotes:
-            return True
-        lengths, prefixes = self._remote_index
-        return any((addr & mask(length), length) in prefixes for length in lengths)
+
+class Members:
+    """The IPv4 addresses of remote groups' members, looked up by /24 block (BLOCK_BITS): what a
+    compile of one block reads. The agent's is its port index (controller/apps/sg.py); this
+    one holds lists, for tests and the OVS fallback."""
+
+    def __init__(self, groups: Mapping[str, Iterable[Prefix]] | None = None):
+        self._blocks: dict[str, dict[int, set[int]]] = {}
+        for group, prefixes in (groups or {}).items():
+            for addr, _ in prefixes:
+                self._blocks.setdefault(group, {}).setdefault(addr >> BLOCK_BITS, set()).add(addr)
+
+    def blocks(self, group: str) -> Iterable[int]:
+        """The blocks holding a member of the group."""
+        return self._blocks.get(group, {}).keys()
+
+    def in_block(self, group: str, block: int) -> Iterable[int]:
+        """The group's member addresses in one block."""
+        return self._blocks.get(group, {}).get(block, ())
+
+    def holds(self, group: str, addr: int) -> bool:
+        return addr in self.in_block(group, addr >> BLOCK_BITS)
 
 
 def _l4_blocks(proto: int, lo, hi) -> tuple[tuple[int, int], ...]:
@@ -127,22 +153,18 @@ def _l4_blocks(proto: int, lo, hi) -> tuple[tuple[int, int], ...]:
     return ()
 
 
-def compile_rule(rule: dict, group_members: dict[str, list[Prefix]]) -> Rule | None:
+def compile_rule(rule: dict) -> Rule | None:
     if rule.get("ethertype", "IPv4") != "IPv4":
         return None
     raw = rule.get("protocol")
     proto = ANY_PROTO if raw is None else protocols.number(str(raw))
-    if rule.get("remote_group_id"):
-        remotes = tuple(group_members.get(rule["remote_group_id"], ()))
-        if not remotes:
-            return None  # an empty group allows nobody
-    elif rule.get("remote_ip_prefix") and ipaddress.ip_network(rule["remote_ip_prefix"]).prefixlen:
+    remotes: tuple[Prefix, ...] = ()
+    if not rule.get("remote_group_id") and rule.get("remote_ip_prefix") and \
+            ipaddress.ip_network(rule["remote_ip_prefix"]).prefixlen:
         net = ipaddress.ip_network(rule["remote_ip_prefix"])
         remotes = ((int(net.network_address), net.prefixlen),)
-    else:
-        remotes = ()
     return Rule(proto, _l4_blocks(proto, rule.get("port_range_min"), rule.get("port_range_max")), remotes,
-                rule.get("id") or json.dumps(rule, sort_keys=True))
+                rule.get("id") or json.dumps(rule, sort_keys=True), rule.get("remote_group_id") or "")
 
 
 STRIDE = 4  # merged remote prefixes are expanded to a multiple of this length (or a rule's own)
@@ -212,68 +234,182 @@ class RuleClass:
         return self.any_protocol or (proto in self.l4 and self.l4[proto].allows(value))
 
 
+class IdRegistry:
+    """Stable ids (stable_id) handed out for good: a set of names keeps its id, and an id means
+    one set, for the life of the process (a collision takes the next free id, once). Per block
+    compiles then agree on a class's id whatever order they run in."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, ...], int] = {}
+        self._taken: set[int] = set()
+
+    def id_for(self, names: Iterable[str]) -> int:
+        key = tuple(sorted(names))
+        found = self._ids.get(key)
+        if found is None:
+            found = self._ids[key] = stable_id(list(key), self._taken)
+            self._taken.add(found)
+        return found
+
+
+CLASS_IDS = IdRegistry()  # class ids (sets of rule ids), shared by every policy of the process
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
-    """One direction of a policy as the datapath looks it up."""
+    """One direction of a policy (or of a part of it) as the datapath looks it up."""
 
     remote: dict[Prefix, int]        # remote prefix → class id (never ANY_CLASS)
     classes: dict[int, RuleClass]    # class id → its rules; ANY_CLASS for the rules from anywhere
+    lengths: frozenset[int]          # the prefix lengths sg_remote may hold for the policy: a superset
 
     @property
     def remote_lengths(self) -> set[int]:
-        return {length for _, length in self.remote}
+        return set(self.lengths)
 
 
-@dataclass
 class Policy:
-    """The rules of one direction of a set of groups, compiled."""
+    """The rules of one direction of a set of groups, compiled in parts: the prefixes shorter
+    than a block (rules' remote_ip_prefix: few, no members), and each /24 block on its own
+    (the remote groups' members there and the rules' longer prefixes), its entries aggregated
+    within the block. A block's classes include the rules of the shorter prefixes holding it, so
+    the longest match the datapath finds in a block answers as a whole compile would."""
 
-    rules: list[Rule] = field(default_factory=list)
+    def __init__(self, rules: list[Rule] | None = None, members: Members | None = None):
+        self.rules = list(rules or ())
+        self.members = members if members is not None else Members()
 
     def allows(self, proto: int, remote: str, l4: int) -> bool:
         addr = host_prefix(remote)[0]
-        return any(r.allows(proto, l4) and r.holds(addr) for r in self.rules)
+        return any(r.allows(proto, l4) and r.holds(addr, self.members) for r in self.rules)
 
-    def compile(self) -> CompiledPolicy:
-        by_prefix: dict[Prefix, set[int]] = {}
-        for i, r in enumerate(self.rules):
-            for prefix in r.remotes:
-                by_prefix.setdefault(prefix, set()).add(i)
-        classes: dict[frozenset, int] = {}  # set of rule indexes → class id
-        taken: set[int] = set()
-        remote_classes: dict[Prefix, int] = {}
-        # the rules holding a prefix: those of the prefix itself and of each of its supernets
-        # present; integer masks over the few prefix lengths in use keep this linear
-        lengths = sorted({length for _, length in by_prefix})
-        for prefix in sorted(by_prefix, key=lambda p: (p[1], p[0])):
-            addr, plen = prefix
-            members = set(by_prefix[prefix])
+    @cached_property
+    def _layout(self) -> "_Layout":
+        return _Layout(self.rules)
+
+    def blocks(self) -> set[int]:
+        """The blocks with something to compile: members of a remote group, rules' longer prefixes."""
+        layout = self._layout
+        return set(layout.fine) | {block for group in layout.groups for block in self.members.blocks(group)}
+
+    @property
+    def lengths(self) -> frozenset[int]:
+        return self._layout.lengths
+
+    def compile_coarse(self) -> CompiledPolicy:
+        """The prefixes shorter than a block, and the rules from anywhere (class 0)."""
+        layout = self._layout
+        remote = expand(aggregate({prefix: layout.class_of(rules) for prefix, rules in layout.coarse_classes()}),
+                        layout.strides)
+        classes = {class_id: layout.rule_class(class_id) for class_id in set(remote.values())}
+        if layout.anywhere:
+            classes[ANY_CLASS] = RuleClass.of([self.rules[i] for i in layout.anywhere])
+        return CompiledPolicy(remote, classes, layout.lengths)
+
+    def compile_block(self, block: int) -> CompiledPolicy:
+        """One /24 block: its members' and longer prefixes' classes, aggregated within it."""
+        layout = self._layout
+        points = {prefix: set(rules) for prefix, rules in layout.fine.get(block, {}).items()}
+        for group, rules in layout.groups.items():
+            for addr in self.members.in_block(group, block):
+                points.setdefault((addr, 32), set()).update(rules)
+        above = layout.coarse_rules_holding(block << BLOCK_BITS)
+        lengths = sorted({length for _, length in points})
+        classes: dict[Prefix, int] = {}
+        for addr, plen in points:
+            rules = points[(addr, plen)] | above
             for length in lengths:
                 if length >= plen:
                     break
-                members |= by_prefix.get((addr & mask(length), length), set())
-            key = frozenset(members)
-            if key not in classes:
-                classes[key] = stable_id(sorted(self.rules[i].ident for i in key), taken)
-                taken.add(classes[key])
-            remote_classes[prefix] = classes[key]
-        rule_classes = {class_id: RuleClass.of([self.rules[i] for i in sorted(members)])
-                        for members, class_id in classes.items()}
-        anywhere = [rule for rule in self.rules if not rule.remotes]
-        if anywhere:
-            rule_classes[ANY_CLASS] = RuleClass.of(anywhere)
-        strides = set(range(STRIDE, 33, STRIDE)) | {32} | set(lengths)
-        return CompiledPolicy(expand(aggregate(remote_classes), strides), rule_classes)
+                rules |= points.get((addr & mask(length), length), set())
+            classes[(addr, plen)] = layout.class_of(rules)
+        remote = expand(aggregate(classes), layout.strides)
+        return CompiledPolicy(remote, {class_id: layout.rule_class(class_id) for class_id in set(remote.values())},
+                              layout.lengths)
+
+    def compile(self) -> CompiledPolicy:
+        """The whole direction: the coarse part and every block."""
+        whole = self.compile_coarse()
+        for block in sorted(self.blocks()):
+            part = self.compile_block(block)
+            whole.remote.update(part.remote)
+            whole.classes.update(part.classes)
+        return whole
 
 
-def group_policies(groups: set[str], rules: list[dict], group_members: dict[str, list[Prefix]]) -> dict[int, Policy]:
+class _Layout:
+    """What a policy's rules say, indexed for compiling its parts (no members)."""
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = rules
+        self.anywhere = [i for i, rule in enumerate(rules) if rule.anywhere]
+        self.groups: dict[str, set[int]] = {}  # remote group → the rules naming it
+        self.coarse: dict[Prefix, set[int]] = {}  # prefixes shorter than a block → their rules
+        self.fine: dict[int, dict[Prefix, set[int]]] = {}  # block → its prefixes → their rules
+        for i, rule in enumerate(rules):
+            if rule.group:
+                self.groups.setdefault(rule.group, set()).add(i)
+            for addr, length in rule.remotes:
+                if length < 32 - BLOCK_BITS:
+                    self.coarse.setdefault((addr, length), set()).add(i)
+                else:
+                    self.fine.setdefault(addr >> BLOCK_BITS, {}).setdefault((addr, length), set()).add(i)
+        self.coarse_lengths = sorted({length for _, length in self.coarse})
+        rule_lengths = {length for rule in rules for _, length in rule.remotes}
+        self.strides = set(range(STRIDE, 33, STRIDE)) | {32} | rule_lengths
+        self._classes: dict[frozenset[int], int] = {}
+        self._rule_classes: dict[int, RuleClass] = {}
+        self.lengths = frozenset(self._coarse_lengths_in_use() | self._block_lengths(rule_lengths))
+
+    def _block_lengths(self, rule_lengths: set[int]) -> set[int]:
+        """Every length a block's entries may have: members (/32) and longer prefixes merge up to
+        the block's /24 and expand to the next stride, from rules alone (so a policy's sg_ports
+        record never waits for its members). A superset: a length with no entry costs a probe."""
+        longest = 32 if self.groups else max((x for x in rule_lengths if x >= 32 - BLOCK_BITS), default=0)
+        return {min(s for s in self.strides if s >= m) for m in range(32 - BLOCK_BITS, longest + 1)}
+
+    def _coarse_lengths_in_use(self) -> set[int]:
+        return {length for _, length in expand(aggregate({p: self.class_of(r) for p, r in self.coarse_classes()}),
+                                               self.strides)}
+
+    def coarse_rules_holding(self, addr: int) -> set[int]:
+        """The rules of the shorter prefixes holding an address."""
+        out: set[int] = set()
+        for length in self.coarse_lengths:
+            out |= self.coarse.get((addr & mask(length), length), set())
+        return out
+
+    def coarse_classes(self) -> Iterable[tuple[Prefix, set[int]]]:
+        """Each coarse prefix with the rules holding it: its own and those of its supernets."""
+        for addr, plen in self.coarse:
+            rules = set(self.coarse[(addr, plen)])
+            for length in self.coarse_lengths:
+                if length >= plen:
+                    break
+                rules |= self.coarse.get((addr & mask(length), length), set())
+            yield (addr, plen), rules
+
+    def class_of(self, rules: set[int]) -> int:
+        key = frozenset(rules)
+        found = self._classes.get(key)
+        if found is None:
+            found = self._classes[key] = CLASS_IDS.id_for(self.rules[i].ident for i in key)
+            self._rule_classes[found] = RuleClass.of([self.rules[i] for i in sorted(key)])
+        return found
+
+    def rule_class(self, class_id: int) -> RuleClass:
+        return self._rule_classes[class_id]
+
+
+def group_policies(groups: set[str], rules: list[dict],
+                   members: Members | Mapping[str, Iterable[Prefix]] | None = None) -> dict[int, Policy]:
     """{INGRESS: Policy, EGRESS: Policy} of a set of groups."""
-    out = {INGRESS: Policy(), EGRESS: Policy()}
+    found = members if isinstance(members, Members) else Members(members)
+    out = {INGRESS: Policy(members=found), EGRESS: Policy(members=found)}
     for rule in rules:
         if rule.get("security_group_id") not in groups:
             continue
-        compiled = compile_rule(rule, group_members)
+        compiled = compile_rule(rule)
         if compiled:
             out[INGRESS if rule["direction"] == "ingress" else EGRESS].rules.append(compiled)
     return out
-

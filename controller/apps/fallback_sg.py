@@ -22,9 +22,9 @@ from typing import Iterable
 
 from dfxdp.controller.ovs.flows import DROP, Flow, output, output_reg, resubmit, set_field
 
-from ..sg_compiler import INGRESS, PORTED, Rule, mask
+from ..sg_compiler import INGRESS, PORTED, Prefix, Rule, mask
 from .base import App, LocalView
-from .sg import shared_policies
+from .sg import group_member_prefixes, shared_policies
 
 TABLE_SG_INGRESS = 25
 REG_PORT, REG_POLICY = "reg6", "reg7"
@@ -48,8 +48,9 @@ def deliver(view: LocalView, port: dict, ofport: int) -> list[tuple]:
     return [set_field(REG_PORT, ofport), set_field(REG_POLICY, policy), resubmit(TABLE_SG_INGRESS)]
 
 
-def rule_matches(rule: Rule) -> Iterable[dict]:
-    """One OpenFlow match per (source prefix, port or ICMP block) of a compiled rule."""
+def rule_matches(rule: Rule, members: list[Prefix] = ()) -> Iterable[dict]:
+    """One OpenFlow match per (source prefix, port or ICMP block) of a compiled rule; `members`:
+    the addresses of its remote group (none: the rule matches nothing)."""
     base = {"eth_type": ETH_P_IP, **({"ip_proto": rule.proto} if rule.proto else {})}
     l4: list[dict] = [{}]
     if rule.l4 and rule.proto in PORTED:
@@ -57,7 +58,8 @@ def rule_matches(rule: Rule) -> Iterable[dict]:
     elif rule.l4 and rule.proto == IPPROTO_ICMP:  # (type << 8 | code, 16) or (type << 8, 8)
         l4 = [{"icmpv4_type": value >> 8, **({"icmpv4_code": value & 0xFF} if bits == 16 else {})}
               for value, bits in rule.l4]
-    sources = [{"ipv4_src": (_address(addr), _address(mask(length)))} for addr, length in rule.remotes] or [{}]
+    sources = [{"ipv4_src": (_address(addr), _address(mask(length)))}
+               for addr, length in (members if rule.group else rule.remotes)] or ([] if rule.group else [{}])
     for src in sources:
         for ports in l4:
             yield {**base, **src, **ports}
@@ -73,10 +75,13 @@ class FallbackSecurityApp(App):
     flow_cookie = 4
 
     def flows(self, view: LocalView) -> Iterable[Flow]:
+        members: dict[str, list[Prefix]] = {}
         for shared in shared_policies(view):
             seen = set()
             for rule in shared.directions[INGRESS].rules:
-                for match in rule_matches(rule):
+                if rule.group and rule.group not in members:
+                    members[rule.group] = group_member_prefixes(view, rule.group)
+                for match in rule_matches(rule, members.get(rule.group, [])):
                     flow = Flow.of(TABLE_SG_INGRESS, 100, {REG_POLICY: shared.policy_id, **match},
                                    [output_reg(REG_PORT)])
                     if flow.key not in seen:  # two rules may allow the very same thing

@@ -17,10 +17,10 @@ from dfxdp.datapath import fastpath
 from dfxdp.datapath.libbpf import Map, lib
 
 from .. import conntrack
-from ..sg_compiler import (ANY_CLASS, EGRESS, INGRESS, CompiledPolicy, Policy, Prefix, RuleClass, group_policies,
-                           host_prefix, stable_id)
+from ..sg_compiler import (ANY_CLASS, BLOCK_BITS, EGRESS, INGRESS, CompiledPolicy, IdRegistry, Members, Policy,
+                           Prefix, RuleClass, group_policies, host_prefix)
 from ..desired import LOCAL_PORT, Change
-from .base import WHOLE, App, Entry, LocalView, ipv4_addresses
+from .base import App, Entry, LocalView, ipv4_addresses
 
 
 def be32(addr: int) -> int:
@@ -64,25 +64,48 @@ def policy_entries(pid: int, direction: int, compiled: CompiledPolicy) -> Iterab
 class SharedPolicy:
     """The compiled policy of every filtered local port with one set of groups."""
 
+    groups: frozenset[str]
     policy_id: int
     port_keys: list[int]
     directions: dict[int, Policy]  # INGRESS / EGRESS
 
-
-def group_members(view: LocalView, groups: Iterable[str]) -> dict[str, list[Prefix]]:
-    """group id → the IPv4 addresses (/32) of the ports in that group (as far as this chassis knows)."""
-    return {group: [host_prefix(ip) for port in view.ports_by("security_groups", group)
-                    for ip in ipv4_addresses(port)] for group in groups}
+    def blocks(self) -> set[int]:
+        return {block for policy in self.directions.values() for block in policy.blocks()}
 
 
-def remote_groups(view: LocalView) -> set[str]:
-    """The groups some rule in view names as its remote group."""
-    return {r["remote_group_id"] for r in view.security_group_rules.values() if r.get("remote_group_id")}
+class ViewMembers(Members):
+    """Remote groups' members as the view holds them: the ports of the group with an IPv4
+    address in a block, from the port index (controller/port_index.py), so a block's compile
+    reads its own members only."""
+
+    def __init__(self, view: LocalView):
+        self._view, self._index = view, view.port_index()
+
+    def blocks(self, group: str) -> Iterable[int]:
+        return self._index.blocks(group)
+
+    def in_block(self, group: str, block: int) -> Iterable[int]:
+        for port in map(self._view.ports.get, self._index.block_ids(group, block)):
+            for ip in ipv4_addresses(port) if port else ():
+                addr = host_prefix(ip)[0]
+                if addr >> BLOCK_BITS == block:
+                    yield addr
+
+    def holds(self, group: str, addr: int) -> bool:
+        return addr in set(self.in_block(group, addr >> BLOCK_BITS))
+
+
+def group_member_prefixes(view: LocalView, group: str) -> list[Prefix]:
+    """The IPv4 addresses (/32) of the ports in a group, as far as this chassis knows: O(members)."""
+    return [host_prefix(ip) for port in view.ports_by("security_groups", group) for ip in ipv4_addresses(port)]
+
+
+POLICY_IDS = IdRegistry()  # a set of groups keeps its policy id for the life of the process
 
 
 def shared_policies(view: LocalView) -> list[SharedPolicy]:
-    """The policies of the filtered local ports, computed once per pass (the SG app's
-    entries and its conntrack upkeep both need them)."""
+    """The policies of the filtered local ports, computed once per pass from the local ports and
+    the rules (members are looked up per block as a compile needs them)."""
     if "sg" in view.derived:
         return view.derived["sg"]
     by_groups: dict[frozenset[str], list[int]] = {}
@@ -93,12 +116,10 @@ def shared_policies(view: LocalView) -> list[SharedPolicy]:
     out: list[SharedPolicy] = []
     if by_groups:
         rules = list(view.security_group_rules.values())
-        members = group_members(view, remote_groups(view))
-        taken: set[int] = set()
-        for groups in sorted(by_groups, key=sorted):  # a fixed order: collisions resolve the same way each pass
-            pid = stable_id(sorted(groups), taken)
-            taken.add(pid)
-            out.append(SharedPolicy(pid, sorted(by_groups[groups]), group_policies(groups, rules, members)))
+        members = ViewMembers(view)
+        for groups in sorted(by_groups, key=sorted):
+            out.append(SharedPolicy(groups, POLICY_IDS.id_for(groups), sorted(by_groups[groups]),
+                                    group_policies(groups, rules, members)))
     view.derived["sg"] = out
     return out
 
@@ -113,51 +134,122 @@ def by_port(policies: list[SharedPolicy]) -> dict[tuple[int, int], Policy]:
             for port_key in shared.port_keys for direction, policy in shared.directions.items()}
 
 
+POLICY, BLOCK = "policy", "block"
+
+
 class SecurityGroupApp(App):
+    """Scopes: ("policy", groups): a policy's entries from its rules alone (prefixes shorter than
+    a block, class 0) and the sg_ports records of its ports; ("block", groups, block): the
+    policy's entries of one /24 block (its remote groups' members there). A new local port with
+    a policy in place derives that policy's rules and ports only; a remote group's new or
+    departed member, its block's entries only (at most 256 addresses)."""
+
     name = "sg"
     # a class's port sets before the addresses that lead to it, a policy before the ports that use it
     maps = ("sg_l4", "sg_remote", "sg_ports")
     datapath_maps = ("conntrack", "sg_stats")  # flows and verdict counters, per port
 
     def __init__(self) -> None:
-        self._policies: list[SharedPolicy] | None = None  # what the last pass that derived them compiled
+        # the blocks each policy's scopes gave entries for, so that a policy or a block that
+        # goes is derived once more (to nothing)
+        self._blocks: dict[frozenset[str], set[int]] = {}
 
-    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
-        """The policies compile whole (one scope, O(members)): again when groups or rules change,
-        a local port comes, goes or changes, or a remote group loses a member (address or group)."""
-        if change.kind in ("security_group", "security_group_rule", LOCAL_PORT) or \
-                change.kind == "port" and change.obj_id in view.local_ports:
-            return (WHOLE,)
-        return (WHOLE,) if change.kind == "port" and _memberships(view, change.old) - _memberships(
-            view, change.new) else ()
+    def scopes(self, view: LocalView) -> Iterable[Hashable]:
+        self._blocks = {}
+        for shared in shared_policies(view):
+            yield POLICY, shared.groups
+            for block in sorted(shared.blocks()):
+                yield BLOCK, shared.groups, block
 
-    def later(self, view: LocalView, change: Change) -> Iterable[Hashable]:
-        """A remote group's new member (a port, or a new address or group of one): compiled again
-        once no event waits (DesiredState.settle). Until then the datapath refuses it where its
-        group is the remote one (fails closed), and no pass waits for the compile (O(members))."""
-        if change.kind != "port" or change.obj_id in view.local_ports:
-            return ()
-        return (WHOLE,) if _memberships(view, change.new) - _memberships(view, change.old) else ()
+    def scope_entries(self, view: LocalView, scope: Hashable) -> Iterable[Entry]:
+        shared = _policy_of(view, scope[1])
+        if scope[0] == POLICY:
+            if shared is None:
+                self._blocks.pop(scope[1], None)
+                return
+            self._blocks.setdefault(shared.groups, set())
+            yield from self._policy_entries(shared)
+            return
+        entries = [entry for direction, policy in (shared.directions.items() if shared else ())
+                   for entry in policy_entries(shared.policy_id, direction, policy.compile_block(scope[2]))]
+        if shared is not None:
+            (self._blocks.setdefault(shared.groups, set()).add if entries else
+             self._blocks[shared.groups].discard)(scope[2])
+        yield from entries
+
+    @staticmethod
+    def _policy_entries(shared: SharedPolicy) -> Iterable[Entry]:
+        compiled = {direction: policy.compile_coarse() for direction, policy in shared.directions.items()}
+        for direction, policy in compiled.items():
+            yield from policy_entries(shared.policy_id, direction, policy)
+        port = {"flags": lib.SG_PORT_FILTERED, "policy": shared.policy_id,
+                "remote_lens": [remote_lengths(compiled[d]) for d in (INGRESS, EGRESS)],
+                "any_flags": [class_flags(compiled[d].classes.get(ANY_CLASS)) for d in (INGRESS, EGRESS)]}
+        for port_key in shared.port_keys:
+            yield Entry("sg_ports", port_key, port)
 
     def desired(self, view: LocalView) -> Iterable[Entry]:
-        self._policies = shared_policies(view)
-        for shared in self._policies:
-            compiled = {direction: policy.compile() for direction, policy in shared.directions.items()}
-            for direction, policy in compiled.items():
-                yield from policy_entries(shared.policy_id, direction, policy)
-            port = {"flags": lib.SG_PORT_FILTERED, "policy": shared.policy_id,
-                    "remote_lens": [remote_lengths(compiled[d]) for d in (INGRESS, EGRESS)],
-                    "any_flags": [class_flags(compiled[d].classes.get(ANY_CLASS)) for d in (INGRESS, EGRESS)]}
-            for port_key in shared.port_keys:
-                yield Entry("sg_ports", port_key, port)
+        for scope in self.scopes(view):
+            yield from self.scope_entries(view, scope)
+
+    def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
+        """Rules or groups: every scope. A local port that comes, goes or changes: its policy's
+        scope (every block too when that policy comes or goes). A remote group's member that
+        comes, goes or changes address: the blocks of the addresses it gave or gives."""
+        if change.kind in ("security_group", "security_group_rule"):
+            return self._every_scope(view)
+        if change.kind == LOCAL_PORT:
+            return self._policy_scopes(view, view.ports.get(change.obj_id))
+        if change.kind != "port":
+            return ()
+        out: set[Hashable] = set()
+        if change.obj_id in view.local_ports or (change.old or {}).get("binding:host_id") == view.chassis:
+            out = {scope for doc in change.docs() for scope in self._policy_scopes(view, doc)}
+        return out | self._member_scopes(view, _memberships(view, change.old) ^ _memberships(view, change.new))
+
+    def _every_scope(self, view: LocalView) -> set[Hashable]:
+        known = {(BLOCK, groups, block) for groups, blocks in self._blocks.items() for block in blocks}
+        return known | {(POLICY, groups) for groups in self._blocks} | set(self._current_scopes(view))
+
+    @staticmethod
+    def _current_scopes(view: LocalView) -> Iterable[Hashable]:
+        for shared in shared_policies(view):
+            yield POLICY, shared.groups
+            for block in shared.blocks():
+                yield BLOCK, shared.groups, block
+
+    def _policy_scopes(self, view: LocalView, port: dict | None) -> set[Hashable]:
+        """The policy scope of a (local) port's set of groups; its blocks too when the policy
+        is new here or has gone (its last port went)."""
+        if not port or not port.get("port_security_enabled"):
+            return set()
+        groups = frozenset(port.get("security_groups") or ())
+        out: set[Hashable] = {(POLICY, groups)}
+        shared = _policy_of(view, groups)
+        if (shared is None) != (groups not in self._blocks):
+            blocks = self._blocks.get(groups, set()) | (shared.blocks() if shared else set())
+            out |= {(BLOCK, groups, block) for block in blocks}
+        return out
+
+    @staticmethod
+    def _member_scopes(view: LocalView, memberships: set[tuple[str, str]]) -> set[Hashable]:
+        out: set[Hashable] = set()
+        for shared in shared_policies(view) if memberships else ():
+            remote = {group for policy in shared.directions.values() for rule in policy.rules for group in
+                      (rule.group,) if group}
+            out |= {(BLOCK, shared.groups, host_prefix(address)[0] >> BLOCK_BITS)
+                    for group, address in memberships if group in remote}
+        return out
 
     def upkeep(self, view: LocalView, maps: Mapping[str, Map]) -> None:
-        # after the new rules are in: end the flows they no longer allow, forget expired ones. The
-        # policies compiled when they last changed (a pass that did not touch them leaves them)
-        policies = self._policies if self._policies is not None else shared_policies(view)
-        _, revoked = conntrack.maintain(maps["conntrack"], by_port(policies))
+        # after the new rules are in: end the flows they no longer allow, forget expired ones
+        _, revoked = conntrack.maintain(maps["conntrack"], local_policies(view))
         if revoked:  # a flow ended here must not go on in the fast path's cache
             fastpath.invalidate(maps)
+
+
+def _policy_of(view: LocalView, groups: frozenset[str]) -> SharedPolicy | None:
+    return next((shared for shared in shared_policies(view) if shared.groups == groups), None)
 
 
 def _memberships(view: LocalView, port: dict | None) -> set[tuple[str, str]]:
@@ -166,3 +258,8 @@ def _memberships(view: LocalView, port: dict | None) -> set[tuple[str, str]]:
         return set()
     groups = set(port["security_groups"]) & remote_groups(view)
     return {(group, address) for group in groups for address in ipv4_addresses(port)} if groups else set()
+
+
+def remote_groups(view: LocalView) -> set[str]:
+    """The groups some rule in view names as its remote group."""
+    return {r["remote_group_id"] for r in view.security_group_rules.values() if r.get("remote_group_id")}
