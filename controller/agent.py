@@ -32,9 +32,8 @@ from .binding import LinkWatcher, link_mac, tap_name
 from .cache import SelectiveCache
 from .desired import LOCAL_PORT, Change
 from .health import HealthChecker
-from .ovs.fallback import Fallback
 from .punt import PuntService
-from .underlay import link_mtu, resolve_neighbors
+from .underlay import resolve_neighbors
 from .wiring import DatapathControl, build_datapath_control
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class Agent:
         self.metrics = AgentMetrics()
         self._event_at: float | None = None  # when the oldest NB change not yet programmed arrived
         self._looping = False
-        self.fallback: Fallback | None = None
+        self.fallback = None  # the OVS fallback (controller/ovs/fallback.py), when the agent has one
         self.health: HealthChecker | None = None
         self._last_local: dict[str, int] = {}  # the last pass' local ports
         self._last_facts: tuple | None = None  # the last pass' own facts of this chassis
@@ -112,6 +111,8 @@ class Agent:
             self.metrics.start(cfg.metrics_listen)
         self.links = LinkWatcher(self._dirty.set)
         if cfg.ovsdb:
+            from .ovs.fallback import Fallback  # here: os-ken and OVS's libraries only where a fallback runs
+
             self.fallback = Fallback(cfg.ovsdb, cfg.chassis, cfg.tunnel_ip, cfg.underlay, self.underlay_mac,
                                      self.control.apps, cfg.openflow_listen, self._dirty.set,
                                      FallbackMetrics(self.metrics.registry))
@@ -160,8 +161,11 @@ class Agent:
         backoff = 0.1
         while not self._stop.is_set():
             unsettled = self.control is not None and self.control.unsettled
-            if not self._dirty.wait(SETTLE_IDLE if unsettled else RESYNC_INTERVAL) and unsettled:
+            idle = not self._dirty.wait(SETTLE_IDLE if unsettled else RESYNC_INTERVAL)
+            if idle and unsettled:
                 self._unsettled_since = 0.0  # idle: now is the time for what apps put off
+            if idle and self.links:
+                self.links.refresh()  # a safety net under the link events, off the event passes' path
             if self._stop.is_set():
                 break
             self._dirty.clear()
@@ -246,7 +250,7 @@ class Agent:
         view = LocalView(
             chassis=self.config.chassis, tunnel_ip=self.config.tunnel_ip, objects=objs,
             local_ports=self.local_ports(objs["port"]), underlay_ifindex=self.underlay_ifindex,
-            underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
+            underlay_mac=self.underlay_mac, underlay_mtu=self.links.mtu(self.underlay_ifindex) if self.links else 0,
             underlay_neighbors=dict(self._neighbors),
             bridges=dict(self.bridges), bridge_mappings=dict(self.config.bridge_mappings),
             index=self.cache.port_index)
@@ -273,8 +277,6 @@ class Agent:
 
     def sync_once(self) -> LocalView:
         started, event_at, self._event_at = time.monotonic(), self._event_at, None
-        if self.links:
-            self.links.refresh()
         with self._cache_lock:  # the view is the cache's own dicts: the watch thread waits
             view = self.build_view()
             result = self.control.apply(view, changes=self._changes(view))

@@ -21,7 +21,7 @@ from typing import Iterable
 
 from dfxdp.controller.binding import tap_name
 from dfxdp.controller.ovs.flows import DROP, Flow, goto, output, set_field, write_metadata
-from dfxdp.controller.ovs.tunnels import TUNNEL_PORT
+from dfxdp.controller.ovs.bridge import TUNNEL_PORT
 
 from .base import App, LocalView
 from .fallback_sg import deliver

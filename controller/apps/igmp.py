@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Mapping
 
 from dfxdp.controller.binding import tap_name
 from dfxdp.controller.ovs.flows import DROP, Flow, goto, output, set_field, to_controller
-from dfxdp.controller.ovs.tunnels import TUNNEL_PORT
+from dfxdp.controller.ovs.bridge import TUNNEL_PORT
 
 from .fallback_sg import deliver
 from .base import App, LocalView

@@ -38,7 +38,7 @@ from dfxdp.controller.binding import tap_name
 from dfxdp.controller.frames import ARP_REPLY, ARP_REQUEST, ETH_HLEN, arp_frame, parse_arp
 from dfxdp.controller.ovs.flows import (DROP, Flow, conntrack, dec_ttl, goto, output, set_field, to_controller,
                                         write_metadata)
-from dfxdp.controller.ovs.tunnels import TUNNEL_PORT
+from dfxdp.controller.ovs.bridge import TUNNEL_PORT
 
 from .base import App, LocalView, ipv4_addresses, mac_bytes
 

@@ -17,6 +17,7 @@ import subprocess
 log = logging.getLogger(__name__)
 
 INTEGRATION_BRIDGE = "br-int"
+TUNNEL_PORT = "vxlan0"  # br-int's flow-based VXLAN port (controller/ovs/tunnels.py)
 OPENFLOW = "OpenFlow13"
 DEFAULT_OVSDB = "unix:/var/run/openvswitch/db.sock"
 OVSDB_TIMEOUT = 10  # seconds ovs-vsctl waits for the database (and, without --no-wait, for ovs-vswitchd)

@@ -30,15 +30,14 @@ import logging
 
 from pyroute2 import IPRoute
 
-from dfxdp.controller.underlay import next_hop
+from dfxdp.controller.netlink import next_hop
 
-from .bridge import Ovsdb
+from .bridge import TUNNEL_PORT, Ovsdb
 from .flows import Flow, output
 
 log = logging.getLogger(__name__)
 
 FALLBACK_VXLAN_PORT = 4790
-TUNNEL_PORT = "vxlan0"
 UNDERLAY_BRIDGE = "br-ul"
 OFPP_LOCAL = 0xfffffffe
 
@@ -95,7 +94,7 @@ class Tunnels:
         routes = self.ovsdb.appctl("ovs/route/show")
         known = {tuple(line.split()[:3]) for line in self.ovsdb.appctl("tnl/neigh/show").splitlines()[2:]}
         with IPRoute() as ipr:
-            hops = {ip: next_hop(ipr, ip) for ip in neighbors}
+            hops = {ip: next_hop(ip) for ip in neighbors}
             net = ipaddress.ip_interface(f"{self.tunnel_ip}/{self._underlay_prefix(ipr)}").network
         if f"User: {net} dev {UNDERLAY_BRIDGE}" not in routes:
             self.ovsdb.appctl("ovs/route/add", str(net), UNDERLAY_BRIDGE)
