@@ -12,7 +12,7 @@ which is also the create-throughput measurement); at each size:
   until its fdb entry is in the real chassis' pinned map (p50/p99);
 - API call → first forwarded packet: a port created for the real chassis, its
   VM plugged (tap veth, as Nova's VIF plug does), until a ping from it to a peer
-  VM gets its answer;
+  VM gets its answer, with its steps timed apart (FirstPacket);
 - full resync: the agent restarted with its pins removed, until every port's
   fdb entry is back;
 - its resident memory (RSS) after the samples above;
@@ -34,18 +34,21 @@ import math
 import statistics
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
 import requests
 
+from dfxdp.controller import netlink
 from dfxdp.controller.apps.base import mac_bytes
+from dfxdp.controller.binding import tap_name
+from dfxdp.datapath import libbpf
 from dfxdp.datapath.libbpf import Map
 from dfxdp.nb.db import open_store
 from dfxdp.nb.model import DEFAULT_PROJECT
 from dfxdp.nb.service import NBService
 from dfxdp.testing.cluster import Cluster
-from dfxdp.testing.netns import Topology, run
+from dfxdp.testing.netns import Topology, inside, run
 
 SIMULATED_CHASSIS = 4
 PORTS_PER_NETWORK = 800           # of the 1021 addresses of a /22: room left for the samples in network 0
@@ -65,8 +68,73 @@ class ControlPoint:
     write_samples: int
     first_packet_p50: float       # API call creating a bound port → first ping answered
     first_packet_max: float
+    first_packet_steps: dict      # FirstPacket's steps (seconds), the median of each
     resync_seconds: float         # empty agent → every port's fdb entry programmed
     agent_rss_mib: float
+
+
+@dataclass
+class FirstPacket:
+    """A new VM's first packet, its steps in seconds. `agent` runs beside the rest of the plug
+    (from the tap's appearance); `ping` waits for both, so the total is about create + read_back
+    + plug + ping."""
+
+    seconds: float                # the API call creating the port → the first ping answered
+    create: float                 # POST /v2.0/ports answered
+    read_back: float              # GET of the port (Nova reads it back before it plugs)
+    plug: float                   # the tap veth, offloads, the guest's interface, address and route
+    agent: float                  # the tap appeared → XDP attached to it (link event, the agent's pass)
+    ping: float                   # plugged and programmed → the first ping answered
+
+
+class TapProgrammed:
+    """When a tap appears in a namespace and when XDP is attached to it: a thread inside the
+    namespace (netlink events for the tap; the attach polled every millisecond)."""
+
+    def __init__(self, ns: str, tap: str):
+        self._times: list[float] = []
+        self._error: BaseException | None = None
+        subscribed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(ns, tap, subscribed), daemon=True)
+        self._thread.start()
+        subscribed.wait(WAIT_LIMIT)  # before the plug: the tap's event is not missed
+
+    def _watch(self, ns: str, tap: str, subscribed: threading.Event) -> None:
+        try:
+            with inside(ns):
+                events = netlink.LinkEvents()
+                subscribed.set()
+                try:
+                    ifindex = self._appeared(events, tap)
+                finally:
+                    events.close()
+                    events.release()
+                self._times.append(time.monotonic())
+                _wait(f"XDP on {tap}", lambda: libbpf.xdp_query(ifindex)[0] != 0, poll=0.001)
+                self._times.append(time.monotonic())
+        except BaseException as exc:  # handed to result()
+            self._error = exc
+        finally:
+            subscribed.set()
+
+    @staticmethod
+    def _appeared(events: netlink.LinkEvents, tap: str) -> int:
+        while True:
+            found = next((link.index for link in netlink.links() if link.name == tap), None)
+            while found is None:
+                batch = events.read()
+                if not batch:  # events lost: look at every link again
+                    break
+                found = next((link.index for present, link in batch if present and link.name == tap), None)
+            if found is not None:
+                return found
+
+    def result(self) -> tuple[float, float]:
+        """(the tap appeared, XDP attached), monotonic seconds."""
+        self._thread.join(WAIT_LIMIT)
+        if self._error is not None:
+            raise RuntimeError(f"control-plane bench: watching the new tap: {self._error}")
+        return self._times[0], self._times[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -104,6 +172,9 @@ class Api:
             if response.status_code != 409 or time.monotonic() > deadline:
                 return self._check(response)[collection]
             time.sleep(0.01)
+
+    def show(self, collection: str, singular: str, obj_id: str) -> dict:
+        return self._check(self._session().get(f"{self.url}/v2.0/{collection}/{obj_id}"))[singular]
 
     def put(self, path: str, body: dict) -> dict:
         return self._check(self._session().put(f"{self.url}/v2.0/{path}", json=body))
@@ -155,6 +226,7 @@ class ControlBench:
         net = self.api.create("networks", "network", {"name": f"bench-{index}"})
         cidr = ipaddress.ip_network(f"{NETWORKS_FROM + index * 1024}/22")
         subnet = self.api.create("subnets", "subnet", {"network_id": net["id"], "cidr": str(cidr), "ip_version": 4})
+        net.update(prefixlen=cidr.prefixlen, gateway_ip=subnet["gateway_ip"])  # what the bench's VMs configure
         self.api.put(f"routers/{self.router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
         net["key"] = self.nb.get("network", net["id"])["key"]  # the API does not show datapath keys
         self.networks.append(net)
@@ -211,18 +283,47 @@ class ControlBench:
         finally:
             fdb.close()
 
-    def first_packet(self) -> float:
+    def first_packet(self) -> "FirstPacket":
+        """A new VM on the real chassis: its port created and read back through the API, its tap
+        plugged, until a ping from it is answered; each step timed (FirstPacket). The VM's
+        namespace stands in for the guest and exists before the clock starts (Nova boots the
+        guest; plugging is the tap)."""
+        net, vm = self.networks[0], self.cluster.topo.netns(f"vm{len(self.cluster.vms)}")
         started = time.monotonic()
-        port = self._create_port(self.networks[0], self.chassis.name)
-        vm = self.cluster.plug(self._sdk_port(port), self.chassis)
+        port = self._create_port(net, self.chassis.name)
+        created = time.monotonic()
+        port = self.api.show("ports", "port", port["id"])  # as Nova reads the port back before it plugs
+        read_back = time.monotonic()
+        programmed = TapProgrammed(self.chassis.ns, tap_name(port["id"]))
+        self._plug(port, net, vm)
+        plugged = time.monotonic()
+        self.cluster.vms[port["id"]] = vm
 
         def answered() -> bool:
             # probes every 10 ms; ping gives up early once ARP fails, so ask again until it is answered
-            return run(["ping", "-n", "-q", "-c", "1", "-i", "0.01", "-w", "2", self.peer_ip],
-                       ns=vm, check=False).returncode == 0
+            return run(["nsenter", f"--net=/run/netns/{vm}", "ping", "-n", "-q", "-c", "1", "-i", "0.01", "-w", "2",
+                        self.peer_ip], check=False).returncode == 0
 
         _wait("a first packet from a new VM", answered, poll=0)
-        return time.monotonic() - started
+        done = time.monotonic()
+        tap_at, attached_at = programmed.result()
+        return FirstPacket(done - started, created - started, read_back - created, plugged - read_back,
+                           attached_at - tap_at, done - max(plugged, attached_at))
+
+    def _plug(self, port: dict, net: dict, vm: str) -> None:
+        """What os-vif and the guest do, in as few commands as they would: the tap veth with the
+        port's MAC on the VM end and the network's MTU on both, the VM end's offloads
+        (GRO on: NAPI for XDP's redirects; TX checksum off: docs/architecture.md, plugging),
+        then the tap up (up before those, the VM end got no NAPI here and the redirected answers
+        vanished), then the guest's side: its interface up, its address and default route."""
+        mtu, tap = str(net["mtu"]), tap_name(port["id"])
+        run(["ip", "-n", self.chassis.ns, "link", "add", tap, "mtu", mtu, "type", "veth", "peer", "name", "eth0",
+             "address", port["mac_address"], "mtu", mtu, "netns", vm])
+        run(["nsenter", f"--net=/run/netns/{vm}", "ethtool", "-K", "eth0", "gro", "on", "tx", "off"])
+        run(["ip", "-n", self.chassis.ns, "link", "set", tap, "up"])
+        address = port["fixed_ips"][0]["ip_address"]
+        run(["ip", "-n", vm, "-batch", "-"], input=f"link set eth0 up\naddr add {address}/{net['prefixlen']} dev eth0\n"
+                                                 f"route add default via {net['gateway_ip']}\n")
 
     def resync(self) -> float:
         """Restart the agent with nothing pinned; seconds until every bound port is programmed."""
@@ -275,11 +376,14 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
                     progress(f"control plane, {size} ports: first packet {i + 1}/{first_packet_samples}")
                     firsts.append(bench.first_packet())
                 rss = bench.agent_rss_mib()  # settled: after the full pass and the samples' passes
+                totals = [first.seconds for first in firsts]
                 points.append(ControlPoint(
                     ports=ports, create_per_second=rate, list_seconds=list_s,
                     write_to_programmed_p50=statistics.median(writes),
                     write_to_programmed_p99=percentile(writes, 99), write_samples=len(writes),
-                    first_packet_p50=statistics.median(firsts), first_packet_max=max(firsts),
+                    first_packet_p50=statistics.median(totals), first_packet_max=max(totals),
+                    first_packet_steps={f.name: statistics.median(getattr(first, f.name) for first in firsts)
+                                        for f in fields(FirstPacket) if f.name != "seconds"},
                     resync_seconds=resync, agent_rss_mib=rss))
         finally:
             cluster.close()
@@ -300,6 +404,7 @@ def measure_router(subnets: int, progress: Callable[[str], None] = lambda _: Non
         try:
             api, chassis = Api(cluster.api_url), cluster.chassis[0]
             progress(f"control plane: a router with {subnets} subnets")
+            api.put(f"quotas/{DEFAULT_PROJECT}", {"quota": {"network": -1, "subnet": -1, "port": -1}})
             router = api.create("routers", "router", {"name": "bench-200"})
             nets = [net for first in range(0, subnets, BULK) for net in api.create_bulk(
                 "networks", [{"name": f"r{i}"} for i in range(first, min(first + BULK, subnets))])]

@@ -21,6 +21,10 @@ CONTROL_SERIES = (("write_to_programmed_p50", "NB write → programmed, p50"),
                   ("resync_seconds", "full resync of an empty agent"))
 
 
+STEP_NAMES = {"create": "API create", "read_back": "read back", "plug": "plug", "agent": "agent: tap → XDP",
+              "ping": "ping"}  # dfxdp/bench/control.py FirstPacket
+
+
 def _read(path: str) -> str:
     try:
         return pathlib.Path(path).read_text().strip()
@@ -189,6 +193,11 @@ def _control_section(points: list[dict]) -> list[str]:
                      f"{p['write_to_programmed_p50']:.3f} / {p['write_to_programmed_p99']:.3f} | "
                      f"{p['first_packet_p50']:.2f} / {p['first_packet_max']:.2f} | {p['resync_seconds']:.2f} | "
                      f"{p['agent_rss_mib']:.0f} |")
+    lines += ["", "First packet, step by step (median seconds; the agent's step runs beside the plug, from the "
+                  "tap's appearance to XDP attached on it; the ping's from both done to the answer):", "",
+              "| ports | " + " | ".join(STEP_NAMES.values()) + " |", "|---:|" + "---:|" * len(STEP_NAMES)]
+    lines += [f"| {p['ports']:,} | " + " | ".join(f"{p['first_packet_steps'][step]:.3f}" for step in STEP_NAMES) + " |"
+              for p in points if p.get("first_packet_steps")]
     return lines + ["", "![control](control.png)", ""]
 
 

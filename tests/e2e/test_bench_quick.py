@@ -63,6 +63,9 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     for point in control:
         assert 0 < point["write_to_programmed_p50"] <= point["write_to_programmed_p99"]
         assert point["first_packet_p50"] > 0 and point["resync_seconds"] > 0 and point["agent_rss_mib"] > 10
+        steps = point["first_packet_steps"]  # each step timed apart, none of them the whole
+        assert set(steps) == {"create", "read_back", "plug", "agent", "ping"}
+        assert all(0 < value < point["first_packet_max"] for value in steps.values())
         assert point["create_per_second"] > 0 and point["list_seconds"] > 0
     for chart in ("datapath.png", "throughput.png", "control.png", "dns.png", "lb_compare.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
