@@ -99,6 +99,22 @@ class Agent:
         cfg = self.config
         self.underlay_ifindex, self.underlay_mac = link_mac(cfg.underlay)
         self.bridges = {physnet: link_mac(nic) for physnet, nic in cfg.bridge_mappings.items()}
+        # NB's snapshot is read into the cache while the pipeline loads (both take a while on a new chassis)
+        self.watcher = Watcher(self.store, NB)
+        watch = threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True)
+        watch.start()
+        try:
+            self._start_datapath()
+        except BaseException:
+            self.watcher.cancel()
+            raise
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        self._threads = [watch, heartbeat]
+        log.info("agent %s up: tunnel %s on %s, bpffs %s", cfg.chassis, cfg.tunnel_ip, cfg.underlay, cfg.bpffs)
+
+    def _start_datapath(self) -> None:
+        cfg = self.config
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
         self.pipeline = Pipeline(cfg.bpffs).load([*pipeline_objects(), *cfg.stage_objects])
         self.control = build_datapath_control(self.pipeline.maps, options={
@@ -125,12 +141,6 @@ class Agent:
             self._attach(ifindex, "port")
         self.punt = PuntService(self.pipeline.maps, self.control.apps,
                                 on_count=lambda outcome: self.metrics.punt_records.labels(outcome).inc()).start()
-        self.watcher = Watcher(self.store, NB)
-        self._threads = [threading.Thread(target=self._watch_loop, name="nb-watch", daemon=True),
-                         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
-        for t in self._threads:
-            t.start()
-        log.info("agent %s up: tunnel %s on %s, bpffs %s", cfg.chassis, cfg.tunnel_ip, cfg.underlay, cfg.bpffs)
 
     def _count_dhcp(self, outcome: str) -> None:
         self.metrics.dhcp_messages.labels(outcome).inc()

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import click
-import httpx
 
 from dfxdp.nb import kinds
 
@@ -26,6 +25,8 @@ class Api:
         self.headers = {"X-Auth-Token": token} if token else {}
 
     def call(self, method: str, path: str, body: dict | None = None) -> Any:
+        import httpx  # here: every `dfxdp` command (an agent's start too) loads this module, few call the API
+
         try:
             resp = httpx.request(method, self.url + path, json=body, headers=self.headers, timeout=30)
         except httpx.HTTPError as exc:
