@@ -65,6 +65,10 @@ class ControlPoint:
     list_seconds: float           # one GET /v2.0/ports of every port
     write_to_programmed_p50: float
     write_to_programmed_p99: float  # the maximum when there are fewer than 100 samples
+    write_api_p50: float          # of which the API call itself (the create answered)
+    write_api_p99: float
+    write_after_api_p50: float    # and from the API's answer until the entry is in the map
+    write_after_api_p99: float
     write_samples: int
     first_packet_p50: float       # API call creating a bound port → first ping answered
     first_packet_max: float
@@ -271,15 +275,17 @@ class ControlBench:
     def _sdk_port(self, port: dict):
         return self.cluster.connect().network.get_port(port["id"])
 
-    def write_to_programmed(self) -> float:
+    def write_to_programmed(self) -> tuple[float, float]:
+        """(API call → the new port's fdb entry in the pinned map, the API call alone)."""
         net = self.networks[0]
         fdb = self._fdb()
         try:
             started = time.monotonic()
             port = self._create_port(net, self.simulated[0])
+            created = time.monotonic()
             key = {"net_key": net["key"], "mac": list(mac_bytes(port["mac_address"]))}
             _wait("a new port's fdb entry", lambda: fdb.lookup(key) is not None)
-            return time.monotonic() - started
+            return time.monotonic() - started, created - started
         finally:
             fdb.close()
 
@@ -379,8 +385,13 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
                 totals = [first.seconds for first in firsts]
                 points.append(ControlPoint(
                     ports=ports, create_per_second=rate, list_seconds=list_s,
-                    write_to_programmed_p50=statistics.median(writes),
-                    write_to_programmed_p99=percentile(writes, 99), write_samples=len(writes),
+                    write_to_programmed_p50=statistics.median(total for total, _ in writes),
+                    write_to_programmed_p99=percentile([total for total, _ in writes], 99),
+                    write_api_p50=statistics.median(api for _, api in writes),
+                    write_api_p99=percentile([api for _, api in writes], 99),
+                    write_after_api_p50=statistics.median(total - api for total, api in writes),
+                    write_after_api_p99=percentile([total - api for total, api in writes], 99),
+                    write_samples=len(writes),
                     first_packet_p50=statistics.median(totals), first_packet_max=max(totals),
                     first_packet_steps={f.name: statistics.median(getattr(first, f.name) for first in firsts)
                                         for f in fields(FirstPacket) if f.name != "seconds"},

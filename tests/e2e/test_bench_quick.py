@@ -62,6 +62,8 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert [p["ports"] for p in control] == [12, 52]  # each size plus the peer VM's port and the DHCP port
     for point in control:
         assert 0 < point["write_to_programmed_p50"] <= point["write_to_programmed_p99"]
+        assert 0 < point["write_api_p50"] <= point["write_api_p99"] <= point["write_to_programmed_p99"]
+        assert 0 <= point["write_after_api_p50"] <= point["write_after_api_p99"] <= point["write_to_programmed_p99"]
         assert point["first_packet_p50"] > 0 and point["resync_seconds"] > 0 and point["agent_rss_mib"] > 10
         steps = point["first_packet_steps"]  # each step timed apart, none of them the whole
         assert set(steps) == {"create", "read_back", "plug", "agent", "ping"}
