@@ -80,19 +80,23 @@ class ViewMembers(Members):
 
     def __init__(self, view: LocalView):
         self._view, self._index = view, view.port_index()
+        # (group, block) -> its members' addresses, read once per pass (the conntrack sweep asks
+        # for every tracked flow)
+        self._read: dict[tuple[str, int], frozenset[int]] = {}
 
     def blocks(self, group: str) -> Iterable[int]:
         return self._index.blocks(group)
 
-    def in_block(self, group: str, block: int) -> Iterable[int]:
-        for port in map(self._view.ports.get, self._index.block_ids(group, block)):
-            for ip in ipv4_addresses(port) if port else ():
-                addr = host_prefix(ip)[0]
-                if addr >> BLOCK_BITS == block:
-                    yield addr
+    def in_block(self, group: str, block: int) -> frozenset[int]:
+        found = self._read.get((group, block))
+        if found is None:
+            found = self._read[(group, block)] = frozenset(
+                addr for port in map(self._view.ports.get, self._index.block_ids(group, block)) if port
+                for addr in (host_prefix(ip)[0] for ip in ipv4_addresses(port)) if addr >> BLOCK_BITS == block)
+        return found
 
     def holds(self, group: str, addr: int) -> bool:
-        return addr in set(self.in_block(group, addr >> BLOCK_BITS))
+        return addr in self.in_block(group, addr >> BLOCK_BITS)
 
 
 def group_member_prefixes(view: LocalView, group: str) -> list[Prefix]:
