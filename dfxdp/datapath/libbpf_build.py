@@ -127,6 +127,17 @@ int libbpf_strerror(int err, char *buf, size_t size);
 #define BPF_EXIST 2
 #define BPF_FS_MAGIC 0xcafe4a11
 
+/* rtnetlink messages (controller/netlink.py): the agent's links, link events, neighbours, routes */
+struct nlmsghdr { __u32 nlmsg_len; __u16 nlmsg_type; __u16 nlmsg_flags; __u32 nlmsg_seq; __u32 nlmsg_pid; };
+struct nlmsgerr { int error; ...; };
+struct rtattr { unsigned short rta_len; unsigned short rta_type; };
+struct ifinfomsg { unsigned char ifi_family; unsigned short ifi_type; int ifi_index; unsigned ifi_flags;
+                   unsigned ifi_change; ...; };
+struct rtmsg { unsigned char rtm_family; unsigned char rtm_dst_len; unsigned char rtm_src_len; unsigned char rtm_tos;
+               unsigned char rtm_table; unsigned char rtm_protocol; unsigned char rtm_scope; unsigned char rtm_type;
+               unsigned rtm_flags; };
+struct ndmsg { __u8 ndm_family; int ndm_ifindex; __u16 ndm_state; __u8 ndm_flags; __u8 ndm_type; ...; };
+
 /* Our small C helpers (see set_source). */
 extern "Python" void dfxdp_libbpf_log(int level, const char *msg);
 extern "Python" int dfxdp_ring_sample(void *ctx, void *data, size_t size);
@@ -155,6 +166,9 @@ C_SOURCE = r"""
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/neighbour.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
