@@ -177,8 +177,8 @@ class SecurityGroupApp(App):
         entries = [entry for direction, policy in (shared.directions.items() if shared else ())
                    for entry in policy_entries(shared.policy_id, direction, policy.compile_block(scope[2]))]
         if shared is not None:
-            (self._blocks.setdefault(shared.groups, set()).add if entries else
-             self._blocks[shared.groups].discard)(scope[2])
+            blocks = self._blocks.setdefault(shared.groups, set())
+            (blocks.add if entries else blocks.discard)(scope[2])
         yield from entries
 
     @staticmethod
