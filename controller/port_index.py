@@ -37,9 +37,16 @@ class PortIndex:
 
     @staticmethod
     def _blocks(port: dict) -> Iterable[tuple[str, int]]:
-        blocks = {int.from_bytes(socket.inet_aton(f["ip_address"]), "big") >> BLOCK_BITS
-                  for f in port.get("fixed_ips") or () if ":" not in f["ip_address"]}
-        return [(group, block) for group in port.get("security_groups") or () for block in blocks]
+        groups = port.get("security_groups")
+        if not groups:
+            return ()
+        blocks = set()
+        for fixed in port.get("fixed_ips") or ():
+            try:
+                blocks.add(int.from_bytes(socket.inet_aton(fixed["ip_address"]), "big") >> BLOCK_BITS)
+            except OSError:
+                continue  # IPv6 (security groups filter IPv4 only)
+        return [(group, block) for group in groups for block in blocks]
 
     def add(self, port: dict) -> None:
         for name, value in self._values(port):
