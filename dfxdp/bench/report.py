@@ -196,7 +196,8 @@ def _control_section(points: list[dict]) -> list[str]:
     lines += ["", "Write → programmed in two, p50 / " + tail + " (s): the API call itself (the create answered), "
                   "then from its answer until the entry is in the map (the watch, the agent's pass): " +
               ", ".join(f"{p['write_api_p50']:.3f} / {p['write_api_p99']:.3f} and {p['write_after_api_p50']:.3f} / "
-                        f"{p['write_after_api_p99']:.3f} at {p['ports']:,} ports" for p in points if "write_api_p50" in p)
+                        f"{p['write_after_api_p99']:.3f} at {p['ports']:,} ports"
+                        for p in points if "write_api_p50" in p)
               + "."]
     lines += ["", "First packet, step by step (median seconds; the agent's step runs beside the plug, from the "
                   "tap's appearance to XDP attached on it; the ping's from both done to the answer):", "",

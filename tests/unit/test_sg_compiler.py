@@ -216,7 +216,8 @@ def test_a_block_compiled_again_after_random_membership_changes_equals_a_whole_c
     members = {"web": set(rnd.sample(pool, 40)), "db": set(rnd.sample(pool, 20))}
 
     def policy():
-        return group_policies({"g"}, rules, {g: [host_prefix(a) for a in addrs] for g, addrs in members.items()})[INGRESS]
+        prefixes = {group: [host_prefix(address) for address in addresses] for group, addresses in members.items()}
+        return group_policies({"g"}, rules, prefixes)[INGRESS]
 
     first = policy()
     parts = {block: first.compile_block(block) for block in first.blocks()}
