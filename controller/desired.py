@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 Owner = tuple[int, Hashable]  # (the app's position, its scope)
 Encoded = tuple  # flat (map, key bytes, value bytes, map, key bytes, value bytes, …)
+Touched = dict[str, dict[bytes, "bytes | None"]]  # map -> key -> its wanted value before a pass changed it
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,16 @@ class DesiredState:
     def rebuild_steps(self, view: "LocalView") -> Iterator[set[str]]:
         """A full pass app by app: after each app, the maps it wants keys in, complete as far as
         this app and those before it go (so the reconciler can write them while the next
-        app derives). `wanted` is emptied in place first."""
+        app derives). `wanted` is a new state from this call on (the last one is what the
+        reconciler compares it with), filled as the steps are taken."""
         self.scopes_derived = 0
         self._scopes = [{} for _ in self.apps]
         self.pending = [set() for _ in self.apps]
-        self.wanted.clear()
+        self.wanted = {}
         self._waiting = {}
+        return self._rebuild(view)
+
+    def _rebuild(self, view: "LocalView") -> Iterator[set[str]]:
         for index, app in enumerate(self.apps):
             names: set[str] = set()
             for scope in app.scopes(view):
@@ -92,12 +97,13 @@ class DesiredState:
                         names.add(encoded[i])
             yield names
 
-    def update(self, view: "LocalView", changes: Iterable[Change]) -> dict[str, set[bytes]]:
+    def update(self, view: "LocalView", changes: Iterable[Change]) -> Touched:
         """Derive again the scopes these changes touch; the keys (by map) whose wanted value
-        may have changed. The scopes apps put off (App.later) wait for settle()."""
+        may have changed, each with its value before (None: it had none). The scopes apps put
+        off (App.later) wait for settle()."""
         self.scopes_derived = 0
         changes = list(changes)
-        touched: dict[str, set[bytes]] = {}
+        touched: Touched = {}
         for index, app in enumerate(self.apps):
             for change in changes:
                 self.pending[index].update(app.later(view, change))
@@ -106,17 +112,16 @@ class DesiredState:
             self._rederive(view, index, affected, touched)
         return touched
 
-    def settle(self, view: "LocalView") -> dict[str, set[bytes]]:
+    def settle(self, view: "LocalView") -> Touched:
         """Derive the scopes put off until now; the keys touched, as update()."""
         self.scopes_derived = 0
-        touched: dict[str, set[bytes]] = {}
+        touched: Touched = {}
         for index, scopes in enumerate(self.pending):
             self.pending[index] = set()
             self._rederive(view, index, scopes, touched)
         return touched
 
-    def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable],
-                  touched: dict[str, set[bytes]]) -> None:
+    def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable], touched: Touched) -> None:
         for scope in scopes:
             old = self._scopes[index].pop(scope, ())
             new = self._derive(view, index, scope)
@@ -130,11 +135,17 @@ class DesiredState:
                 name, key, value = new[i], new[i + 1], new[i + 2]
                 had = (name, key) in before
                 if before.pop((name, key), None) != value:
+                    self._touch(touched, name, key)
                     self._want(owner, name, key, value, had=had)
-                    touched.setdefault(name, set()).add(key)
             for name, key in before:  # what the scope no longer wants
+                self._touch(touched, name, key)
                 self._let_go(owner, name, key)
-                touched.setdefault(name, set()).add(key)
+
+    def _touch(self, touched: Touched, name: str, key: bytes) -> None:
+        """Note the key's wanted value before this pass changes it (the first time only)."""
+        keys = touched.setdefault(name, {})
+        if key not in keys:
+            keys[key] = self.wanted.get(name, {}).get(key)
 
     def _want(self, owner: Owner, name: str, key: bytes, value: bytes, had: bool) -> None:
         """`owner` wants key → value; `had`: it wanted the key last time too."""

@@ -28,7 +28,9 @@ class DatapathControl:
         after `changes` only what they touch (controller/desired.py)."""
         complete, self._complete = self._complete, False
         if changes is None or not complete:  # app by app: a port is reachable before the DNS names are derived
-            result = self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=self.state.rebuild_steps(view))
+            # a pass that failed half-way may have changed the state the reconciler compares
+            # with: read the maps back then
+            result = self._rebuild(view, audit or not complete)
         else:
             result = self.reconciler.apply_wanted(self.state.wanted, self.state.update(view, changes), audit=audit)
         self._complete = True
@@ -38,9 +40,13 @@ class DatapathControl:
         """Bring in what the last passes put off (DesiredState.settle)."""
         complete, self._complete = self._complete, False
         result = self.reconciler.apply_wanted(self.state.wanted, self.state.settle(view)) if complete else \
-            self.reconciler.apply_wanted(self.state.wanted, steps=self.state.rebuild_steps(view))
+            self._rebuild(view, True)
         self._complete = True
         return result
+
+    def _rebuild(self, view: LocalView, audit: bool) -> ReconcileResult:
+        steps = self.state.rebuild_steps(view)  # first: from here on state.wanted is the new state
+        return self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=steps)
 
     @property
     def unsettled(self) -> bool:

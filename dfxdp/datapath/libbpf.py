@@ -305,22 +305,33 @@ class Map:
             prev = ffi.new("unsigned char[]", bytes(ffi.buffer(nxt)))
 
     def raw_items(self) -> dict[bytes, bytes]:
-        """Every entry as raw key/value bytes (any map type, LPM tries included):
-        in batches of syscalls where the kernel offers them, else key by key."""
+        """Every entry as raw key/value bytes (any map type, LPM tries included)."""
+        return dict(self.raw_iter())
+
+    def raw_iter(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry as raw key/value bytes, read in batches of syscalls where the kernel
+        offers them, else key by key: a big map is never held whole."""
         if ("lookup", self.info.type) not in _NO_BATCH:
             try:
-                return dict(self._raw_batches())
+                first = True
+                for item in self._raw_batches():
+                    first = False
+                    yield item
+                return
             except BpfError as exc:
-                if exc.errno not in (ENOTSUPP, errno_mod.EOPNOTSUPP):
+                if not first or exc.errno not in (ENOTSUPP, errno_mod.EOPNOTSUPP):
                     raise
                 _NO_BATCH.add(("lookup", self.info.type))
-        out = {}
         value = self._value_out_buf()
         for key in self.keys():
             kbuf = self._buf(self.key_type, key)
             if lib.bpf_map_lookup_elem(self.fd, kbuf, value) == 0:
-                out[bytes(ffi.buffer(kbuf, self.info.key_size))] = bytes(ffi.buffer(value))
-        return out
+                yield bytes(ffi.buffer(kbuf, self.info.key_size)), bytes(ffi.buffer(value))
+
+    @property
+    def value_size(self) -> int | None:
+        """Bytes of one value as update_batch_raw takes it (per-CPU maps: not one size)."""
+        return None if self.percpu else self.info.value_size
 
     def encode_key(self, key) -> bytes:
         return bytes(ffi.buffer(self._buf(self.key_type, key), self.info.key_size))
@@ -506,13 +517,13 @@ class MapOfArrays(Map):
         finally:
             inner.close()
 
-    def raw_items(self) -> dict[bytes, bytes]:
-        out = {}
+    value_size = None  # a value is a whole inner array: kept as it is
+
+    def raw_iter(self) -> Iterator[tuple[bytes, bytes]]:
         for key in self.keys():
             map_id = super().lookup(key)
             if map_id is not None:
-                out[self.encode_key(key)] = self._read_inner(map_id)
-        return out
+                yield self.encode_key(key), self._read_inner(map_id)
 
 
 def to_dict(value) -> dict | int | bytes:
