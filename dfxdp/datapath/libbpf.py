@@ -22,7 +22,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError("dfxdp._libbpf is not built: run `make bpf` (python -m dfxdp.build)") from exc
 
+from .encoder import compile_encoder
+
 log = logging.getLogger(__name__)
+
+_encoders: dict = {}  # cffi type name -> its compiled encoder, None where cffi encodes it
+_UNCOMPILED = object()
 
 BPF_MAP_TYPE_PROG_ARRAY = 3
 BPF_MAP_TYPE_RINGBUF = 27  # bytes, not entries: no keys to iterate
@@ -334,10 +339,23 @@ class Map:
         return None if self.percpu else self.info.value_size
 
     def encode_key(self, key) -> bytes:
-        return bytes(ffi.buffer(self._buf(self.key_type, key), self.info.key_size))
+        return self._encode(self.key_type, key, self.info.key_size)
 
     def encode_value(self, value) -> bytes:
-        return bytes(ffi.buffer(self._buf(self.value_type, value), self.info.value_size))
+        return self._encode(self.value_type, value, self.info.value_size)
+
+    def _encode(self, ctype: str, value: Any, size: int) -> bytes:
+        """Through the type's compiled encoder (dfxdp/datapath/encoder.py) where it takes the
+        value, else through cffi (which also says what is wrong with a bad one)."""
+        encode = _encoders.get(ctype, _UNCOMPILED)
+        if encode is _UNCOMPILED:
+            encode = _encoders[ctype] = compile_encoder(ctype)
+        if encode is not None:
+            try:
+                return encode(value)
+            except (LookupError, TypeError, ValueError, OverflowError):
+                pass
+        return bytes(ffi.buffer(self._buf(ctype, value), size))
 
     def kernel_value(self, value) -> bytes:
         """A value as the kernel takes it: for per-CPU maps one 8-byte aligned slot per
