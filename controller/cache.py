@@ -11,7 +11,8 @@ serve), the cache rebuilds from a fresh read of the store, since it never kept
 what it now needs.
 
 Lean: a document keeps only what the apps read (LEFT_OUT: timestamps, descriptions,
-binding details), its repeated strings interned, so 100,000 ports fit in the agent.
+binding details), its repeated strings interned, what a port nests as compact records
+(controller/cache_records.py), so 100,000 ports fit in the agent.
 Change tracking: every object put or dropped since the last pass is remembered
 with its document before (take_changes), so a pass recomputes only what those
 objects touch (controller/desired.py); a reload or a narrowed interest asks for a
@@ -31,6 +32,7 @@ from dfxdp.nb.kinds import ROUTER_PORT_OWNERS
 from dfxdp.nb.txn import NB
 
 
+from . import cache_records as records
 from .desired import Change
 from .port_index import PortIndex
 
@@ -62,16 +64,21 @@ def lean(kind: str, doc: dict) -> dict:
             continue
         out[sys.intern(name)] = sys.intern(value) if name in INTERNED and type(value) is str else value
     if kind == "port":
-        addresses = {}
-        for fixed in out.get("fixed_ips") or ():
-            if type(fixed.get("subnet_id")) is str:
-                fixed["subnet_id"] = sys.intern(fixed["subnet_id"])
-            addresses[fixed.get("ip_address")] = fixed.get("ip_address")
-        for assignment in out.get("dns_assignment") or ():  # the same address: one string
-            assignment["ip_address"] = addresses.get(assignment.get("ip_address"), assignment.get("ip_address"))
+        fixed = out.get("fixed_ips")
+        if fixed:
+            out["fixed_ips"] = records.fixed_ips(fixed)
+            addresses = {f.get("ip_address"): f.get("ip_address") for f in fixed if type(f) is dict}
+            if out.get("dns_assignment"):  # the same address: one string
+                out["dns_assignment"] = records.dns_assignment(out["dns_assignment"], addresses)
         if out.get("security_groups"):
-            out["security_groups"] = [sys.intern(g) for g in out["security_groups"]]
+            out["security_groups"] = records.groups(out["security_groups"])
     return out
+
+
+def _same_id(obj_id: str, doc: dict | None) -> str:
+    """The document's own id string where it is the key's: one string for both."""
+    own = doc.get("id") if doc is not None else None
+    return own if own == obj_id else obj_id
 
 
 def parse_key(key: str) -> tuple[str, str] | None:
@@ -169,7 +176,8 @@ class SelectiveCache:
         for kv in kvs:
             parsed = parse_key(kv.key)
             if parsed and parsed[0] in everything:
-                everything[parsed[0]][parsed[1]] = lean(parsed[0], json.loads(kv.value))
+                doc = lean(parsed[0], json.loads(kv.value))
+                everything[parsed[0]][_same_id(parsed[1], doc)] = doc
         # interest is a fixpoint: groups referenced by rules need the rules first
         interest = compute_interest(self.chassis, everything)
         while True:
@@ -194,6 +202,7 @@ class SelectiveCache:
         kind, obj_id = parsed
         old = self.objects[kind].get(obj_id)
         doc = lean(kind, json.loads(event.value)) if event.type != "delete" else None
+        obj_id = _same_id(obj_id, doc)
         if not (self._steers_interest(kind, old) or self._steers_interest(kind, doc)):
             # most events (a port on a network we serve, elsewhere): the interest stays as it is,
             # so no O(size) recomputation per event

@@ -267,3 +267,18 @@ def test_a_remote_group_loses_a_member_at_once_and_gains_one_when_settled():
     assert any(state.pending) and state.wanted["sg_remote"] != full(objs, local)["sg_remote"]
     state.settle(view_of(objs, local))
     assert clean(state.wanted) == clean(full(objs, local))
+
+
+def test_apps_derive_from_the_caches_compact_documents_what_they_derive_from_the_json():
+    from dfxdp.nb.db.base import KV
+    import json
+
+    objs, local = world(40), {"vm": 10}
+    cache = SelectiveCache(CHASSIS)
+    cache.load([KV(f"/dfxdp/nb/{kind}/{i}", json.dumps(doc).encode(), 1, 1)
+                for kind, docs in objs.items() for i, doc in docs.items()], 1)
+    port = cache.objects["port"]["p000001"]
+    assert type(port["fixed_ips"]) is tuple and port["dns_assignment"][0]["fqdn"] == "host-p000001.openstacklocal."
+    assert port["fixed_ips"][0] == objs["port"]["p000001"]["fixed_ips"][0]  # a record reads as its dict
+    cached = {kind: cache.objects[kind] for kind in objs}
+    assert clean(full(cached, local)) == clean(full(objs, local))
