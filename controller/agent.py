@@ -9,6 +9,7 @@ backoff; nothing here is fatal but a bad start-up (no underlay, no bpffs).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import pathlib
 import threading
@@ -212,8 +213,8 @@ class Agent:
 
     def _reload_cache(self) -> None:
         """Rebuild the cache from a full read of NB (caller holds the cache lock)."""
-        kvs, revision = self.store.range(NB)
-        self.cache.load(kvs, revision)
+        pages, revision = self.store.range_pages(NB)
+        self.cache.load(itertools.chain.from_iterable(pages), revision)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
