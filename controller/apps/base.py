@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Mapping, NamedTuple, TypeVar
 
 from ..port_index import PortIndex
 
@@ -33,10 +33,11 @@ WHOLE = "whole"  # the one scope of an app that derives its entries all at once
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One desired map entry. key/value: an int, or a dict of struct fields
-    (arrays as lists or bytes) of the map's key/value struct from maps/*.h."""
+    (arrays as lists or bytes) of the map's key/value struct from maps/*.h.
+    A named tuple: a full pass makes half a million (a frozen dataclass costs
+    several times as much to make)."""
 
     map: str
     key: Any
