@@ -55,6 +55,7 @@ from .apps.base import Entry
 log = logging.getLogger(__name__)
 
 AUDIT_INTERVAL = 60.0
+BATCH = 4096  # entries a batch syscall takes
 _NOTHING: Mapping = {}
 
 Wanted = Mapping[str, Mapping[bytes, bytes]]  # map -> key -> value, as encode() gives them
@@ -330,11 +331,26 @@ class Reconciler:
 
     def _batched(self, result: ReconcileResult, action: str, p: _MapPass, keys: list[bytes],
                  values: list[bytes] | None) -> list[bytes]:
-        """Write keys/values (or, values None, delete keys) in order, batched; returns the
-        keys applied. A batch that fails at one entry has it reported and goes on after
-        it: a full map or a vanished interface costs that entry, the next pass retries it."""
-        if not keys:
-            return []
+        """Write keys/values (or, values None, delete keys) in order, batched (BATCH entries a
+        syscall: the bytes of a batch are made for it, never those of a whole 200,000-entry
+        map at once); returns the keys applied. A batch that fails at one entry has it
+        reported and goes on after it: a full map or a vanished interface costs that entry,
+        the next pass retries it."""
+        applied: list[bytes] = []
+        for start in range(0, len(keys), BATCH):
+            self._one_batch(result, action, p, keys[start:start + BATCH],
+                            None if values is None else values[start:start + BATCH], applied)
+        if action == "write":
+            result.written += len(applied)
+        else:
+            result.removed += len(applied)
+        return applied
+
+    @staticmethod
+    def _one_batch(result: ReconcileResult, action: str, p: _MapPass, keys: list[bytes], values: list[bytes] | None,
+                   applied: list[bytes]) -> None:
+        """One batch syscall, resumed after each entry the kernel refuses; what went in is
+        added to `applied`."""
         m, ks = p.m, len(keys[0])
         key_bytes = memoryview(b"".join(keys))  # views: resuming after a failure copies nothing
         if values is None:
@@ -346,7 +362,7 @@ class Reconciler:
 
             def send(first: int) -> None:
                 m.update_batch_raw(key_bytes[first * ks:], value_bytes[first * vs:])
-        applied, first = [], 0
+        first = 0
         while first < len(keys):
             try:
                 send(first)
@@ -362,8 +378,3 @@ class Reconciler:
                     result.errors.append(f"{action} in {p.name}, key {key}: {why}")
                     log.warning("reconcile: %s in %s failed for key %s: %s", action, p.name, key, why)
                 first = failed + 1
-        if action == "write":
-            result.written += len(applied)
-        else:
-            result.removed += len(applied)
-        return applied
