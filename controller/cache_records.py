@@ -5,7 +5,8 @@ assignment) and their lists cost more than the port's own fields: a dict of two
 keys is 184 bytes, its list 72 more. Here each is a read-only mapping over
 `__slots__` (48–56 bytes) in a tuple, a port's security groups one tuple shared
 by every port with the same groups, and a DNS assignment's fqdn its hostname
-plus a domain suffix shared by the network's ports. Apps read them as they read
+plus a domain suffix shared by the network's ports, its hostname made again from
+the address where it is the one NB makes of it. Apps read them as they read
 the JSON they stand for (`fixed["ip_address"]`, `a.get("fqdn")`, iteration);
 a nested document with other fields than these stays as it came.
 """
@@ -50,12 +51,25 @@ class FixedIp(Record):
         self.ip_address, self.subnet_id = ip_address, subnet_id
 
 
+def default_hostname(address: str) -> str:
+    """The hostname NB gives an address without a dns_name (dfxdp/nb/dns.py)."""
+    return "host-" + address.replace(".", "-").replace(":", "-")
+
+
 class DnsAssignment(Record):
-    __slots__ = ("hostname", "ip_address", "_domain")
+    """One {hostname, ip_address, fqdn}; the hostname kept only when it is not the one NB
+    makes of the address (most ports have no dns_name), the fqdn as its domain suffix."""
+
+    __slots__ = ("_hostname", "ip_address", "_domain")
     FIELDS = ("hostname", "ip_address", "fqdn")
 
     def __init__(self, hostname: str, ip_address: str, domain: str) -> None:
-        self.hostname, self.ip_address, self._domain = hostname, ip_address, sys.intern(domain)
+        self._hostname = None if hostname == default_hostname(ip_address) else hostname
+        self.ip_address, self._domain = ip_address, sys.intern(domain)
+
+    @property
+    def hostname(self) -> str:
+        return default_hostname(self.ip_address) if self._hostname is None else self._hostname
 
     @property
     def fqdn(self) -> str:

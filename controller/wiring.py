@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
+from dfxdp.datapath.libbpf import lib
+
 from .apps import APPS, App, Entry, LocalView
 from .desired import Change, DesiredState
 from .reconciler import AUDIT_INTERVAL, MapLike, ReconcileResult, Reconciler
@@ -46,7 +48,9 @@ class DatapathControl:
 
     def _rebuild(self, view: LocalView, audit: bool) -> ReconcileResult:
         steps = self.state.rebuild_steps(view)  # first: from here on state.wanted is the new state
-        return self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=steps)
+        result = self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=steps)
+        lib.dfxdp_release_free_memory()  # what the last state and the pass' own garbage held
+        return result
 
     @property
     def unsettled(self) -> bool:

@@ -274,11 +274,16 @@ def test_apps_derive_from_the_caches_compact_documents_what_they_derive_from_the
     import json
 
     objs, local = world(40), {"vm": 10}
+    for pid in ("p000002", "p000003"):  # the hostname NB makes of the address (most ports have no dns_name)
+        ip = objs["port"][pid]["fixed_ips"][0]["ip_address"]
+        name = "host-" + ip.replace(".", "-")
+        objs["port"][pid]["dns_assignment"] = [{"hostname": name, "ip_address": ip, "fqdn": name + ".openstacklocal."}]
     cache = SelectiveCache(CHASSIS)
     cache.load([KV(f"/dfxdp/nb/{kind}/{i}", json.dumps(doc).encode(), 1, 1)
                 for kind, docs in objs.items() for i, doc in docs.items()], 1)
     port = cache.objects["port"]["p000001"]
     assert type(port["fixed_ips"]) is tuple and port["dns_assignment"][0]["fqdn"] == "host-p000001.openstacklocal."
     assert port["fixed_ips"][0] == objs["port"]["p000001"]["fixed_ips"][0]  # a record reads as its dict
+    assert cache.objects["port"]["p000002"]["dns_assignment"][0] == objs["port"]["p000002"]["dns_assignment"][0]
     cached = {kind: cache.objects[kind] for kind in objs}
     assert clean(full(cached, local)) == clean(full(objs, local))
