@@ -8,7 +8,8 @@ rule takes the group itself as remote, one port bound here) as the KVs a watch
 snapshot hands the agent; the agent's cache loads it, its apps and reconciler
 write a pipeline loaded into a private bpffs (a full pass), then one event each:
 a new port elsewhere in the group (a new member: the security groups' compile is
-put off, then settled), and one in no group. Times are wall clock on this machine;
+put off, then settled), and one in no group; last, a restarted agent's first pass
+over the same pins (it reads them back and writes only what differs). Times are wall clock on this machine;
 memory is this process' RSS, which holds what the agent holds.
 """
 from __future__ import annotations
@@ -47,6 +48,9 @@ class AgentPoint:
     member_settle_ms: float          # the put-off compile of the group's members
     plain_pass_ms: float             # a new port elsewhere in no group
     scopes_per_event: int            # scopes the member's pass derived
+    restart_pass_seconds: float      # a restarted agent's first pass over the same pins: derive, read back, compare
+    restart_pass_cpu_seconds: float
+    restart_written: int             # what that pass wrote (the pins held it all: nothing)
 
 
 def _rss_mib() -> float:
@@ -151,8 +155,12 @@ def measure(ports: int) -> AgentPoint:
 
         member_ms, settle_ms, scopes = event(1)
         plain_ms, _, _ = event(2, security_groups=[])
+        del control  # a new agent over the same pins: its first pass audits what they hold
+        started, cpu = time.monotonic(), time.process_time()
+        restart = build_datapath_control(pipeline.maps).apply(view())
+        restart_seconds, restart_cpu = time.monotonic() - started, time.process_time() - cpu
         return AgentPoint(ports, load_seconds, full_seconds, full_cpu, result.written, rss, member_ms, settle_ms,
-                          plain_ms, scopes)
+                          plain_ms, scopes, restart_seconds, restart_cpu, restart.written)
     finally:
         pipeline.destroy()
         subprocess.run(["umount", "-l", bpffs], check=False)
