@@ -93,20 +93,21 @@ class ReconcileResult:
 
 
 class _MapPass:
-    """One map's comparison in one pass: what each key holds now (`holds`: what a write or
-    removal of this pass left, else `base`), which keys to write and which are stale."""
+    """One map's comparison in one pass: what each key holds (`holds`: `overlay` where this
+    pass knows better, else `lookup`), which keys to write and which are stale. A key this
+    pass wrote or removed holds what the pass wants; one the kernel refused stays in
+    `overlay` with what it still holds (the deviations the next pass retries)."""
 
-    def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None]):
+    def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None],
+                 lookup: Callable[[bytes], bytes | None]):
         self.name, self.m, self._wanted = name, m, wanted
-        self.overlay = dict(off)  # key -> what it holds where that is not base(key)
+        self.overlay = dict(off)  # key -> what it holds where that is not lookup(key)
+        self.lookup = lookup  # what a key holds as far as the last pass (or the read-back) knows
 
     @property
     def want(self) -> Mapping[bytes, bytes]:
         """What the pass wants in this map (looked up each time: a full pass may add the map)."""
         return self._wanted.get(self.name, _NOTHING)
-
-    def base(self, key: bytes) -> bytes | None:
-        raise NotImplementedError
 
     def compare(self) -> Iterable[tuple[bytes, bytes]]:
         """(key, wanted value) not compared yet, of the keys that may differ."""
@@ -120,21 +121,34 @@ class _MapPass:
         return value is not None and (not self.m.is_array or value != b"")
 
     def holds(self, key: bytes) -> bytes | None:
-        return self.overlay[key] if key in self.overlay else self.base(key)
+        return self.overlay[key] if key in self.overlay else self.lookup(key)
 
     def writes(self) -> list[tuple[bytes, bytes]]:
         """New or changed entries not compared yet."""
+        overlay, lookup, array = self.overlay, self.lookup, self.m.is_array
+        if not overlay and not array:  # the common case, at C speed
+            return [(k, v) for k, v in self.compare() if lookup(k) != v]
         present, holds = self.present, self.holds
         return [(k, v) for k, v in self.compare() if present(v) and holds(k) != v]
 
     def stale(self) -> list[bytes]:
         want, present, holds = self.want, self.present, self.holds
+        if not self.overlay and not self.m.is_array:
+            return [k for k in self.stale_candidates() if k not in want and self.lookup(k) is not None]
         return [k for k in self.stale_candidates() if present(holds(k)) and not present(want.get(k))]
+
+    def settle(self, tried: list[bytes], failed: list[bytes]) -> None:
+        """After a write or removal of `tried`: the `failed` keys still hold what they held."""
+        held = {k: self.holds(k) for k in failed}
+        if self.overlay:
+            for k in tried:
+                self.overlay.pop(k, None)
+        self.overlay.update(held)
 
     def deviations(self) -> dict[bytes, bytes | None]:
         """After the pass: the keys whose content is not what `want` says (refused writes)."""
-        norm = self._norm
-        return {k: v for k, v in self.overlay.items() if norm(v) != norm(self.want.get(k))}
+        norm, want = self._norm, self.want
+        return {k: v for k, v in self.overlay.items() if norm(v) != norm(want.get(k))}
 
     def _norm(self, value: bytes | None) -> bytes | None:
         return value if self.present(value) else None
@@ -146,12 +160,9 @@ class _FullPass(_MapPass):
 
     def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None],
                  old: Mapping[bytes, bytes]):
-        super().__init__(name, m, wanted, off)
+        super().__init__(name, m, wanted, off, old.get)
         self.old = old
         self.examined = 0  # keys of `want` compared so far (it only grows)
-
-    def base(self, key: bytes) -> bytes | None:
-        return self.old.get(key)
 
     def compare(self) -> Iterable[tuple[bytes, bytes]]:
         fresh = itertools.islice(self.want.items(), self.examined, None)
@@ -168,11 +179,11 @@ class _TouchedPass(_MapPass):
 
     def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None],
                  before: Mapping[bytes, bytes | None]):
-        super().__init__(name, m, wanted, off)
+        super().__init__(name, m, wanted, off, self._before_or_wanted)
         self.before = before
         self.keys = list(dict.fromkeys(itertools.chain(before, off)))
 
-    def base(self, key: bytes) -> bytes | None:
+    def _before_or_wanted(self, key: bytes) -> bytes | None:
         return self.before[key] if key in self.before else self.want.get(key)
 
     def compare(self) -> Iterable[tuple[bytes, bytes]]:
@@ -183,7 +194,7 @@ class _TouchedPass(_MapPass):
         return itertools.chain(self.before, (k for k in self.overlay if k not in self.before))
 
 
-class _AuditPass(_FullPass):
+class _AuditPass(_MapPass):
     """A map read back: what it holds is what was read, streamed a batch at a time and kept
     (in `overlay`) only where it differs from `want`; a restarted agent's pins mostly hold
     what it wants. Read when its first keys are compared, so `want` is complete by then
@@ -191,8 +202,9 @@ class _AuditPass(_FullPass):
     set apart holds what `want` held then)."""
 
     def __init__(self, name: str, m: MapLike, wanted: Wanted):
-        super().__init__(name, m, wanted, {}, {})
+        super().__init__(name, m, wanted, {}, self._as_read)
         self._seen: set[bytes] | None = None  # keys read; None: not read yet
+        self.examined = 0
 
     def _read(self) -> None:
         seen, strip, want, overlay = set(), self.m.value_size is not None, self.want, self.overlay
@@ -206,18 +218,31 @@ class _AuditPass(_FullPass):
                 overlay[key] = value
         self._seen = seen
 
-    def base(self, key: bytes) -> bytes | None:
+    def _as_read(self, key: bytes) -> bytes | None:
         return self.want.get(key) if key in self._seen else None
 
     def compare(self) -> Iterable[tuple[bytes, bytes]]:
         if self._seen is None:
             self._read()
-        return super().compare()
+        fresh = itertools.islice(self.want.items(), self.examined, None)
+        self.examined = len(self.want)
+        return fresh
+
+    def writes(self) -> list[tuple[bytes, bytes]]:
+        compare = list(self.compare())  # reads the map first: `holds` needs what was read
+        present, holds = self.present, self.holds
+        return [(k, v) for k, v in compare if present(v) and holds(k) != v]
 
     def stale_candidates(self) -> Iterable[bytes]:
         if self._seen is None:
             self._read()
         return list(self.overlay)
+
+    def stale(self) -> list[bytes]:
+        if self._seen is None:
+            self._read()
+        want, present, holds = self.want, self.present, self.holds
+        return [k for k in self.stale_candidates() if present(holds(k)) and not present(want.get(k))]
 
 
 class Reconciler:
@@ -296,7 +321,7 @@ class Reconciler:
             stale = p.stale()
             # an ARRAY slot cannot be deleted: it is written back to zero
             zeros = [b""] * len(stale) if p.m.is_array else None
-            self._settle(p, stale, self._batched(result, "remove", p, stale, zeros), lambda key: None)
+            p.settle(stale, self._batched(result, "remove", p, stale, zeros))
             self._off[name] = p.deviations()
         self._last = wanted
         self._consistent = True
@@ -317,40 +342,32 @@ class Reconciler:
 
     def _write(self, result: ReconcileResult, p: _MapPass) -> None:
         """Phase 1 for one map: what is new or changed since it was last compared."""
-        writes = dict(p.writes())
-        self._settle(p, writes.keys(), self._batched(result, "write", p, list(writes), list(writes.values())),
-                     writes.get)
-
-    @staticmethod
-    def _settle(p: _MapPass, tried: Iterable[bytes], applied: list[bytes], now: Callable[[bytes], bytes | None]) -> None:
-        """Note what each tried key holds now: `now(key)` where it was applied, else what it held
-        (set apart, so the pass' end keeps it as a deviation the next pass retries)."""
-        done = set(applied)
-        for key in tried:
-            p.overlay[key] = now(key) if key in done else p.holds(key)
+        writes = p.writes()
+        keys = [k for k, _ in writes]
+        p.settle(keys, self._batched(result, "write", p, keys, [v for _, v in writes]))
 
     def _batched(self, result: ReconcileResult, action: str, p: _MapPass, keys: list[bytes],
                  values: list[bytes] | None) -> list[bytes]:
         """Write keys/values (or, values None, delete keys) in order, batched (BATCH entries a
         syscall: the bytes of a batch are made for it, never those of a whole 200,000-entry
-        map at once); returns the keys applied. A batch that fails at one entry has it
+        map at once); returns the keys that failed. A batch that fails at one entry has it
         reported and goes on after it: a full map or a vanished interface costs that entry,
         the next pass retries it."""
-        applied: list[bytes] = []
+        failed: list[bytes] = []
         for start in range(0, len(keys), BATCH):
             self._one_batch(result, action, p, keys[start:start + BATCH],
-                            None if values is None else values[start:start + BATCH], applied)
+                            None if values is None else values[start:start + BATCH], failed)
+        done = len(keys) - len(failed)
         if action == "write":
-            result.written += len(applied)
+            result.written += done
         else:
-            result.removed += len(applied)
-        return applied
+            result.removed += done
+        return failed
 
     @staticmethod
     def _one_batch(result: ReconcileResult, action: str, p: _MapPass, keys: list[bytes], values: list[bytes] | None,
-                   applied: list[bytes]) -> None:
-        """One batch syscall, resumed after each entry the kernel refuses; what went in is
-        added to `applied`."""
+                   failed: list[bytes]) -> None:
+        """One batch syscall, resumed after each entry the kernel refuses (added to `failed`)."""
         m, ks = p.m, len(keys[0])
         key_bytes = memoryview(b"".join(keys))  # views: resuming after a failure copies nothing
         if values is None:
@@ -366,15 +383,12 @@ class Reconciler:
         while first < len(keys):
             try:
                 send(first)
-                applied.extend(keys[first:])
                 break
             except BatchError as exc:
-                failed = first + exc.done
-                applied.extend(keys[first:failed])
-                if values is None and exc.errno == errno.ENOENT:
-                    applied.append(keys[failed])  # already gone: what we wanted
-                else:
-                    key, why = keys[failed].hex(), os.strerror(exc.errno)
+                at = first + exc.done
+                if values is not None or exc.errno != errno.ENOENT:  # a key already gone: what we wanted
+                    failed.append(keys[at])
+                    key, why = keys[at].hex(), os.strerror(exc.errno)
                     result.errors.append(f"{action} in {p.name}, key {key}: {why}")
                     log.warning("reconcile: %s in %s failed for key %s: %s", action, p.name, key, why)
-                first = failed + 1
+                first = at + 1
