@@ -232,7 +232,7 @@ class Agent:
     def local_ports(self, ports: dict[str, dict]) -> dict[str, int]:
         """Ports bound here whose tap is up: port id -> ifindex."""
         links = self.links.snapshot() if self.links else {}
-        mine = self.cache.port_index.ids("binding:host_id", self.config.chassis)
+        mine = self.cache.indexes["port"].ids("host", self.config.chassis)
         return {pid: links[tap_name(pid)] for pid in sorted(mine) if pid in ports and tap_name(pid) in links}
 
     def build_view(self) -> LocalView:
@@ -250,7 +250,7 @@ class Agent:
             underlay_mac=self.underlay_mac, underlay_mtu=link_mtu(self.underlay_ifindex),
             underlay_neighbors=dict(self._neighbors),
             bridges=dict(self.bridges), bridge_mappings=dict(self.config.bridge_mappings),
-            index=self.cache.port_index)
+            indexes=self.cache.indexes)
         if self.health:
             view.lb_probe_ifindex = self.health.update(view)
         return view
@@ -345,7 +345,7 @@ class Agent:
         log.info("attached %s to ifindex %d", entry.name, ifindex)
 
     def _report_status(self, view: LocalView) -> None:
-        for port in view.ports_by("binding:host_id", self.config.chassis):
+        for port in view.ports_by("host", self.config.chassis):
             pid = port["id"]
             status = "ACTIVE" if pid in view.local_ports else "DOWN"
             if port.get("status") != status and self._status.get(pid) != status:

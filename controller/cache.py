@@ -16,8 +16,8 @@ binding details), its repeated strings interned, what a port nests as compact re
 Change tracking: every object put or dropped since the last pass is remembered
 with its document before (take_changes), so a pass recomputes only what those
 objects touch (controller/desired.py); a reload or a narrowed interest asks for a
-full pass instead. The ports are indexed by network, device, chassis and group
-(controller/port_index.py), kept up to date with every change.
+full pass instead. Every kind's declared indexes (dfxdp/nb/kinds.py: ports by network,
+device, chassis and group …) are kept up to date with every change (controller/kind_index.py).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from dfxdp.nb.txn import NB
 
 from . import cache_records as records
 from .desired import Change
-from .port_index import PortIndex
+from .kind_index import KindIndex, indexes_of
 
 
 def _empty() -> dict[str, dict[str, dict]]:
@@ -125,7 +125,7 @@ class SelectiveCache:
     objects: dict[str, dict[str, dict]] = field(default_factory=_empty)
     interest: Interest = field(default_factory=Interest)
     revision: int = 0
-    port_index: PortIndex = field(default_factory=PortIndex)
+    indexes: dict[str, KindIndex] = field(default_factory=lambda: indexes_of({}))  # kind -> its index
     # (kind, id) -> the document before the first change since the last pass; None: new
     _changed: dict[tuple[str, str], dict | None] = field(default_factory=dict)
     _full: bool = True  # the next pass must derive everything (first pass, reload, narrowed interest)
@@ -150,24 +150,25 @@ class SelectiveCache:
     def _put(self, kind: str, obj_id: str, doc: dict) -> None:
         old = self.objects[kind].get(obj_id)
         self._changed.setdefault((kind, obj_id), old)
-        if kind == "port":
+        index = self.indexes.get(kind)
+        if index is not None:
             if old is not None:
-                self.port_index.remove(old)
-            self.port_index.add(doc)
+                index.remove(old)
+            index.add(doc)
         self.objects[kind][obj_id] = doc
 
     def _drop(self, kind: str, obj_id: str) -> None:
         old = self.objects[kind].pop(obj_id, None)
         if old is not None:
             self._changed.setdefault((kind, obj_id), old)
-            if kind == "port":
-                self.port_index.remove(old)
+            if kind in self.indexes:
+                self.indexes[kind].remove(old)
 
     def _restrict(self, everything: dict[str, dict[str, dict]]) -> None:
         """Keep what the interest covers; the next pass is a full one."""
         self.objects = {kind: {i: d for i, d in docs.items() if relevant(kind, d, self.chassis, self.interest)}
                         for kind, docs in everything.items()}
-        self.port_index = PortIndex.of(self.objects["port"])
+        self.indexes = indexes_of(self.objects)
         self._changed, self._full = {}, True
 
     def load(self, kvs: Iterable[KV], revision: int) -> None:

@@ -171,11 +171,11 @@ class DnsApp(ScopedApp):
     def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
         if change.kind == "port":
             if any(doc.get("device_owner") == DHCP_OWNER for doc in change.docs()):  # the network's domain
-                return {i for doc in change.docs() for i in view.port_index().ids("network_id", doc["network_id"])} \
+                return {i for doc in change.docs() for i in view.ids("port", "network", doc["network_id"])} \
                     | {change.obj_id}
             return (change.obj_id,)
         if change.kind == "network":
-            return view.port_index().ids("network_id", change.obj_id)
+            return view.ids("port", "network", change.obj_id)
         return ()
 
     def scope_entries(self, view: LocalView, port_id: Hashable) -> Iterable[Entry]:
@@ -195,7 +195,7 @@ class DnsApp(ScopedApp):
         """The network's domain, read off its DHCP port; the same for all its ports in one pass."""
         domains = view.derived.setdefault("dns_domains", {})
         if network_id not in domains:
-            dhcp = [p for p in view.ports_by("device_owner", DHCP_OWNER) if p.get("network_id") == network_id]
+            dhcp = [p for p in view.ports_by("owner", DHCP_OWNER) if p.get("network_id") == network_id]
             domains[network_id] = network_domain(dhcp[-1]) if dhcp else ""
         return domains[network_id]
 

@@ -71,7 +71,7 @@ class SharedPolicy:
 
 def group_members(view: LocalView, groups: Iterable[str]) -> dict[str, list[Prefix]]:
     """group id → the IPv4 addresses (/32) of the ports in that group (as far as this chassis knows)."""
-    return {group: [host_prefix(ip) for port in view.ports_by("security_groups", group)
+    return {group: [host_prefix(ip) for port in view.ports_by("security_group", group)
                     for ip in ipv4_addresses(port)] for group in groups}
 
 

@@ -133,7 +133,7 @@ def measure(ports: int) -> AgentPoint:
                 chassis_by_name={c["name"]: c for c in objs["chassis"].values()}, local_ports={local["id"]: 1},
                 underlay_ifindex=1, underlay_mac="02:00:00:00:00:01", underlay_mtu=1500,
                 underlay_neighbors={f"198.18.0.{12 + i}": "02:00:00:00:01:01" for i in range(len(SIMULATED))},
-                index=cache.port_index)
+                indexes=cache.indexes)
 
         cache.take_changes()
         started, cpu = time.monotonic(), time.process_time()
