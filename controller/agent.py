@@ -10,6 +10,7 @@ backoff; nothing here is fatal but a bad start-up (no underlay, no bpffs).
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import pathlib
 import threading
@@ -227,8 +228,8 @@ class Agent:
 
     def _reload_cache(self) -> None:
         """Rebuild the cache from a full read of NB (caller holds the cache lock)."""
-        kvs, revision = self.store.range(NB)
-        self.cache.load(kvs, revision)
+        pages, revision = self.store.range_pages(NB)
+        self.cache.load(itertools.chain.from_iterable(pages), revision)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
@@ -246,7 +247,7 @@ class Agent:
     def local_ports(self, ports: dict[str, dict]) -> dict[str, int]:
         """Ports bound here whose tap is up: port id -> ifindex."""
         links = self.links.snapshot() if self.links else {}
-        mine = self.cache.port_index.ids("binding:host_id", self.config.chassis)
+        mine = self.cache.indexes["port"].ids("host", self.config.chassis)
         return {pid: links[tap_name(pid)] for pid in sorted(mine) if pid in ports and tap_name(pid) in links}
 
     def build_view(self) -> LocalView:
@@ -264,7 +265,7 @@ class Agent:
             underlay_mac=self.underlay_mac, underlay_mtu=self.links.mtu(self.underlay_ifindex) if self.links else 0,
             underlay_neighbors=dict(self._neighbors),
             bridges=dict(self.bridges), bridge_mappings=dict(self.config.bridge_mappings),
-            index=self.cache.port_index)
+            indexes=self.cache.indexes)
         if self.health:
             view.lb_probe_ifindex = self.health.update(view)
         return view
@@ -364,7 +365,7 @@ class Agent:
         log.info("attached %s to ifindex %d", entry.name, ifindex)
 
     def _report_status(self, view: LocalView) -> None:
-        for port in view.ports_by("binding:host_id", self.config.chassis):
+        for port in view.ports_by("host", self.config.chassis):
             pid = port["id"]
             status = "ACTIVE" if pid in view.local_ports else "DOWN"
             if port.get("status") != status and self._status.get(pid) != status:

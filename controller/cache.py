@@ -11,12 +11,13 @@ serve), the cache rebuilds from a fresh read of the store, since it never kept
 what it now needs.
 
 Lean: a document keeps only what the apps read (LEFT_OUT: timestamps, descriptions,
-binding details), its repeated strings interned, so 100,000 ports fit in the agent.
+binding details), its repeated strings interned, what a port nests as compact records
+(controller/cache_records.py), so 100,000 ports fit in the agent.
 Change tracking: every object put or dropped since the last pass is remembered
 with its document before (take_changes), so a pass recomputes only what those
 objects touch (controller/desired.py); a reload or a narrowed interest asks for a
-full pass instead. The ports are indexed by network, device, chassis and group
-(controller/port_index.py), kept up to date with every change.
+full pass instead. Every kind's declared indexes (dfxdp/nb/kinds.py: ports by network,
+device, chassis and group …) are kept up to date with every change (controller/kind_index.py).
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ from dfxdp.nb.kinds import ROUTER_PORT_OWNERS
 from dfxdp.nb.txn import NB
 
 
+from . import cache_records as records
 from .desired import Change
-from .port_index import PortIndex
+from .kind_index import KindIndex, indexes_of
 
 
 def _empty() -> dict[str, dict[str, dict]]:
@@ -62,16 +64,21 @@ def lean(kind: str, doc: dict) -> dict:
             continue
         out[sys.intern(name)] = sys.intern(value) if name in INTERNED and type(value) is str else value
     if kind == "port":
-        addresses = {}
-        for fixed in out.get("fixed_ips") or ():
-            if type(fixed.get("subnet_id")) is str:
-                fixed["subnet_id"] = sys.intern(fixed["subnet_id"])
-            addresses[fixed.get("ip_address")] = fixed.get("ip_address")
-        for assignment in out.get("dns_assignment") or ():  # the same address: one string
-            assignment["ip_address"] = addresses.get(assignment.get("ip_address"), assignment.get("ip_address"))
+        fixed = out.get("fixed_ips")
+        if fixed:
+            out["fixed_ips"] = records.fixed_ips(fixed)
+            addresses = {f.get("ip_address"): f.get("ip_address") for f in fixed if type(f) is dict}
+            if out.get("dns_assignment"):  # the same address: one string
+                out["dns_assignment"] = records.dns_assignment(out["dns_assignment"], addresses)
         if out.get("security_groups"):
-            out["security_groups"] = [sys.intern(g) for g in out["security_groups"]]
+            out["security_groups"] = records.groups(out["security_groups"])
     return out
+
+
+def _same_id(obj_id: str, doc: dict | None) -> str:
+    """The document's own id string where it is the key's: one string for both."""
+    own = doc.get("id") if doc is not None else None
+    return own if own == obj_id else obj_id
 
 
 def parse_key(key: str) -> tuple[str, str] | None:
@@ -118,7 +125,7 @@ class SelectiveCache:
     objects: dict[str, dict[str, dict]] = field(default_factory=_empty)
     interest: Interest = field(default_factory=Interest)
     revision: int = 0
-    port_index: PortIndex = field(default_factory=PortIndex)
+    indexes: dict[str, KindIndex] = field(default_factory=lambda: indexes_of({}))  # kind -> its index
     # (kind, id) -> the document before the first change since the last pass; None: new
     _changed: dict[tuple[str, str], dict | None] = field(default_factory=dict)
     _full: bool = True  # the next pass must derive everything (first pass, reload, narrowed interest)
@@ -143,24 +150,25 @@ class SelectiveCache:
     def _put(self, kind: str, obj_id: str, doc: dict) -> None:
         old = self.objects[kind].get(obj_id)
         self._changed.setdefault((kind, obj_id), old)
-        if kind == "port":
+        index = self.indexes.get(kind)
+        if index is not None:
             if old is not None:
-                self.port_index.remove(old)
-            self.port_index.add(doc)
+                index.remove(old)
+            index.add(doc)
         self.objects[kind][obj_id] = doc
 
     def _drop(self, kind: str, obj_id: str) -> None:
         old = self.objects[kind].pop(obj_id, None)
         if old is not None:
             self._changed.setdefault((kind, obj_id), old)
-            if kind == "port":
-                self.port_index.remove(old)
+            if kind in self.indexes:
+                self.indexes[kind].remove(old)
 
     def _restrict(self, everything: dict[str, dict[str, dict]]) -> None:
         """Keep what the interest covers; the next pass is a full one."""
         self.objects = {kind: {i: d for i, d in docs.items() if relevant(kind, d, self.chassis, self.interest)}
                         for kind, docs in everything.items()}
-        self.port_index = PortIndex.of(self.objects["port"])
+        self.indexes = indexes_of(self.objects)
         self._changed, self._full = {}, True
 
     def load(self, kvs: Iterable[KV], revision: int) -> None:
@@ -169,7 +177,8 @@ class SelectiveCache:
         for kv in kvs:
             parsed = parse_key(kv.key)
             if parsed and parsed[0] in everything:
-                everything[parsed[0]][parsed[1]] = lean(parsed[0], json.loads(kv.value))
+                doc = lean(parsed[0], json.loads(kv.value))
+                everything[parsed[0]][_same_id(parsed[1], doc)] = doc
         # interest is a fixpoint: groups referenced by rules need the rules first
         interest = compute_interest(self.chassis, everything)
         while True:
@@ -194,6 +203,7 @@ class SelectiveCache:
         kind, obj_id = parsed
         old = self.objects[kind].get(obj_id)
         doc = lean(kind, json.loads(event.value)) if event.type != "delete" else None
+        obj_id = _same_id(obj_id, doc)
         if not (self._steers_interest(kind, old) or self._steers_interest(kind, doc)):
             # most events (a port on a network we serve, elsewhere): the interest stays as it is,
             # so no O(size) recomputation per event

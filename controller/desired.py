@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 Owner = tuple[int, Hashable]  # (the app's position, its scope)
 Encoded = tuple  # flat (map, key bytes, value bytes, map, key bytes, value bytes, …)
+Touched = dict[str, dict[bytes, "bytes | None"]]  # map -> key -> its wanted value before a pass changed it
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,13 @@ class DesiredState:
 
     def _derive(self, view: "LocalView", index: int, scope: Hashable) -> Encoded:
         self.scopes_derived += 1
-        entries: dict[tuple[str, bytes], bytes] = {}
+        encode, flat, seen = self._encode, [], set()
         for entry in self.apps[index].scope_entries(view, scope):
-            key, value = self._encode(entry)
-            entries.setdefault((entry.map, key), value)  # within a scope too, the first one holds a key
-        return tuple(x for (name, key), value in entries.items() for x in (name, key, value))
+            key, value = encode(entry)
+            if (entry.map, key) not in seen:  # within a scope too, the first one holds a key
+                seen.add((entry.map, key))
+                flat += (entry.map, key, value)
+        return tuple(flat)
 
     def rebuild(self, view: "LocalView") -> dict[str, dict[bytes, bytes]]:
         """Derive every scope of every app (a full pass)."""
@@ -75,29 +78,43 @@ class DesiredState:
     def rebuild_steps(self, view: "LocalView") -> Iterator[set[str]]:
         """A full pass app by app: after each app, the maps it wants keys in, complete as far as
         this app and those before it go (so the reconciler can write them while the next
-        app derives). `wanted` is emptied in place first."""
+        app derives). `wanted` is a new state from this call on (the last one is what the
+        reconciler compares it with), filled as the steps are taken."""
         self.scopes_derived = 0
         self._scopes = [{} for _ in self.apps]
         self.pending = [set() for _ in self.apps]
-        self.wanted.clear()
+        self.wanted = {}
         self._waiting = {}
+        return self._rebuild(view)
+
+    def _rebuild(self, view: "LocalView") -> Iterator[set[str]]:
+        wanted, waiting = self.wanted, self._waiting
         for index, app in enumerate(self.apps):
             names: set[str] = set()
+            scopes = self._scopes[index]
             for scope in app.scopes(view):
                 encoded = self._derive(view, index, scope)
                 if encoded:
-                    self._scopes[index][scope] = encoded
-                    for i in range(0, len(encoded), 3):
-                        self._want((index, scope), encoded[i], encoded[i + 1], encoded[i + 2], had=False)
-                        names.add(encoded[i])
+                    scopes[scope] = encoded
+                    for i in range(0, len(encoded), 3):  # _want(…, had=False), inline: 500,000 times
+                        name, key = encoded[i], encoded[i + 1]
+                        names.add(name)
+                        keys = wanted.get(name)
+                        if keys is None:
+                            keys = wanted[name] = {}
+                        if key in keys:
+                            waiting.setdefault((name, key), {})[(index, scope)] = encoded[i + 2]
+                        else:
+                            keys[key] = encoded[i + 2]
             yield names
 
-    def update(self, view: "LocalView", changes: Iterable[Change]) -> dict[str, set[bytes]]:
+    def update(self, view: "LocalView", changes: Iterable[Change]) -> Touched:
         """Derive again the scopes these changes touch; the keys (by map) whose wanted value
-        may have changed. The scopes apps put off (App.later) wait for settle()."""
+        may have changed, each with its value before (None: it had none). The scopes apps put
+        off (App.later) wait for settle()."""
         self.scopes_derived = 0
         changes = list(changes)
-        touched: dict[str, set[bytes]] = {}
+        touched: Touched = {}
         for index, app in enumerate(self.apps):
             for change in changes:
                 self.pending[index].update(app.later(view, change))
@@ -106,17 +123,16 @@ class DesiredState:
             self._rederive(view, index, affected, touched)
         return touched
 
-    def settle(self, view: "LocalView") -> dict[str, set[bytes]]:
+    def settle(self, view: "LocalView") -> Touched:
         """Derive the scopes put off until now; the keys touched, as update()."""
         self.scopes_derived = 0
-        touched: dict[str, set[bytes]] = {}
+        touched: Touched = {}
         for index, scopes in enumerate(self.pending):
             self.pending[index] = set()
             self._rederive(view, index, scopes, touched)
         return touched
 
-    def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable],
-                  touched: dict[str, set[bytes]]) -> None:
+    def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable], touched: Touched) -> None:
         for scope in scopes:
             old = self._scopes[index].pop(scope, ())
             new = self._derive(view, index, scope)
@@ -130,11 +146,17 @@ class DesiredState:
                 name, key, value = new[i], new[i + 1], new[i + 2]
                 had = (name, key) in before
                 if before.pop((name, key), None) != value:
+                    self._touch(touched, name, key)
                     self._want(owner, name, key, value, had=had)
-                    touched.setdefault(name, set()).add(key)
             for name, key in before:  # what the scope no longer wants
+                self._touch(touched, name, key)
                 self._let_go(owner, name, key)
-                touched.setdefault(name, set()).add(key)
+
+    def _touch(self, touched: Touched, name: str, key: bytes) -> None:
+        """Note the key's wanted value before this pass changes it (the first time only)."""
+        keys = touched.setdefault(name, {})
+        if key not in keys:
+            keys[key] = self.wanted.get(name, {}).get(key)
 
     def _want(self, owner: Owner, name: str, key: bytes, value: bytes, had: bool) -> None:
         """`owner` wants key → value; `had`: it wanted the key last time too."""

@@ -106,7 +106,7 @@ def probe_sources(view: LocalView) -> dict[str, ProbeSource]:
     """network id -> the probe source this chassis needs there."""
     wanted = {net for _, _, net in local_members(view)}
     sources = {}
-    for port in view.ports_by("device_owner", HM_PORT_OWNER) if wanted else ():
+    for port in view.ports_by("owner", HM_PORT_OWNER) if wanted else ():
         net = view.networks.get(port.get("network_id", ""))
         if not net or net["id"] not in wanted:
             continue

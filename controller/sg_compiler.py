@@ -30,11 +30,12 @@ from functools import cached_property
 from typing import Iterable, Mapping
 
 from dfxdp.nb import protocols
+from dfxdp.nb.kinds import SG_BLOCK_BITS
 
 PORTED = {6, 17, 132}
 ANY_PROTO, ANY_CLASS = 0, 0
 INGRESS, EGRESS = 0, 1  # maps/sg.h SG_INGRESS / SG_EGRESS
-BLOCK_BITS = 8  # the host bits of a block: remote addresses compile per /24, a new member re-derives its block
+BLOCK_BITS = SG_BLOCK_BITS  # the host bits of a block: remote addresses compile per /24, a new member re-derives its block
 
 Prefix = tuple[int, int]  # (network address as an integer, prefix length)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
+from dfxdp.datapath.libbpf import lib
+
 from .apps import APPS, App, Entry, LocalView
 from .desired import Change, DesiredState
 from .reconciler import AUDIT_INTERVAL, MapLike, ReconcileResult, Reconciler
@@ -28,7 +30,9 @@ class DatapathControl:
         after `changes` only what they touch (controller/desired.py)."""
         complete, self._complete = self._complete, False
         if changes is None or not complete:  # app by app: a port is reachable before the DNS names are derived
-            result = self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=self.state.rebuild_steps(view))
+            # a pass that failed half-way may have changed the state the reconciler compares
+            # with: read the maps back then
+            result = self._rebuild(view, audit or not complete)
         else:
             result = self.reconciler.apply_wanted(self.state.wanted, self.state.update(view, changes), audit=audit)
         self._complete = True
@@ -38,8 +42,14 @@ class DatapathControl:
         """Bring in what the last passes put off (DesiredState.settle)."""
         complete, self._complete = self._complete, False
         result = self.reconciler.apply_wanted(self.state.wanted, self.state.settle(view)) if complete else \
-            self.reconciler.apply_wanted(self.state.wanted, steps=self.state.rebuild_steps(view))
+            self._rebuild(view, True)
         self._complete = True
+        return result
+
+    def _rebuild(self, view: LocalView, audit: bool) -> ReconcileResult:
+        steps = self.state.rebuild_steps(view)  # first: from here on state.wanted is the new state
+        result = self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=steps)
+        lib.dfxdp_release_free_memory()  # what the last state and the pass' own garbage held
         return result
 
     @property

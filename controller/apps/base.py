@@ -15,9 +15,9 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Mapping, NamedTuple, TypeVar
 
-from ..port_index import PortIndex
+from ..kind_index import KindIndex
 
 from dfxdp.nb import kinds
 from dfxdp.nb.segments import DEFAULT_PHYSNET
@@ -33,10 +33,11 @@ WHOLE = "whole"  # the one scope of an app that derives its entries all at once
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One desired map entry. key/value: an int, or a dict of struct fields
-    (arrays as lists or bytes) of the map's key/value struct from maps/*.h."""
+    (arrays as lists or bytes) of the map's key/value struct from maps/*.h.
+    A named tuple: a full pass makes half a million (a frozen dataclass costs
+    several times as much to make)."""
 
     map: str
     key: Any
@@ -73,10 +74,9 @@ class LocalView:
     ofports: dict[str, int] = field(default_factory=dict)  # br-int's interfaces by name -> OpenFlow port
     # what one pass computes once and several parts use (e.g. compiled security policies)
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    # (kind, index) -> (the documents it was built from, key -> documents): rebuilt when a kind's
-    # documents are replaced (the view never edits them in place)
-    _indexes: dict[tuple[str, str], tuple[dict, dict]] = field(init=False, default_factory=dict, repr=False,
-                                                               compare=False)
+    # kind -> (the documents it was built from, their index): rebuilt when a kind's documents are
+    # replaced (the view never edits them in place)
+    _indexes: dict[str, tuple[dict, KindIndex]] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __init__(self, chassis: str, tunnel_ip: str, objects: Mapping[str, dict[str, dict]] | None = None,
                  **given: Any):
@@ -100,41 +100,47 @@ class LocalView:
         object.__setattr__(self, name, value)
 
     def find(self, kind: str, index: str, value: Any) -> list[dict]:
-        """The documents of `kind` filed under `value` in its index `index` (dfxdp/nb/kinds.py);
-        the list is the index's own: read it, do not change it."""
-        docs = self.objects.get(kind, {})
-        built = self._indexes.get((kind, index))
-        if built is None or built[0] is not docs:
-            keys, table = kinds.BY_NAME[kind].index(index).keys, {}
-            for doc in list(docs.values()):  # a copy: the agent's cache may change while the punt thread reads
-                for key in keys(doc):
-                    table.setdefault(key, []).append(doc)
-            built = self._indexes[(kind, index)] = (docs, table)
-        return built[1].get(value, [])
+        """The documents of `kind` filed under `value` in its index `index` (dfxdp/nb/kinds.py;
+        a document without the field is filed under none), a copy."""
+        return self.index_of(kind).find(index, value)
 
-    # ports by network, device, chassis and group, kept by the agent's cache (controller/cache.py);
-    # None: built from `ports` when first asked
-    index: PortIndex | None = field(default=None, repr=False, compare=False)
+    def filed(self, kind: str, index: str, value: Any) -> Mapping[str, dict]:
+        """As find(), id -> document, the index's own: for a pass that reads a few of many."""
+        return self.index_of(kind).filed(index, value)
+
+    def ids(self, kind: str, index: str, value: Any) -> list[str]:
+        return self.index_of(kind).ids(index, value)
+
+    def index_of(self, kind: str) -> KindIndex:
+        """The kind's index: the agent's cache's (kept event by event), else one built from the
+        view's documents on first use and again when they are replaced (tests, the bench)."""
+        docs = self.objects.get(kind, {})
+        if self.indexes is not None and kind in self.indexes:
+            return self.indexes[kind]
+        built = self._indexes.get(kind)
+        if built is None or built[0] is not docs:
+            # a copy of the documents: the agent's cache may change while the punt thread reads
+            built = self._indexes[kind] = (docs, KindIndex.of(kinds.BY_NAME[kind], list(docs.values())))
+        return built[1]
+
+    # the kinds' indexes kept by the agent's cache (controller/cache.py): kind -> its index;
+    # None: built from the view's documents when first asked
+    indexes: dict[str, KindIndex] | None = field(default=None, repr=False, compare=False)
 
     # --- lookups shared by the apps ---
-    def port_index(self) -> PortIndex:
-        if self.index is None:
-            self.index = PortIndex.of(self.ports)
-        return self.index
-
-    def ports_by(self, name: str, value: Any) -> list[dict]:
-        """The ports whose `name` (a PortIndex field) is, or holds, `value`, ordered by id."""
-        return [p for p in map(self.ports.get, sorted(self.port_index().ids(name, value))) if p is not None]
+    def ports_by(self, index: str, value: Any) -> list[dict]:
+        """The ports filed under `value` in the port kind's index `index`, ordered by id."""
+        return sorted(self.find("port", index, value), key=_by_id)
 
     def ports_on_network(self, network_id: str) -> list[dict]:
-        return self.ports_by("network_id", network_id)
+        return self.ports_by("network", network_id)
 
     def subnets_of(self, network_id: str) -> list[dict]:
         return self.find("subnet", "network", network_id)
 
     def ports_of(self, owner: str, device_id: str) -> list[dict]:
         """The ports an NB object owns (device_owner, device_id): a router's interfaces …"""
-        return [p for p in self.ports_by("device_id", device_id) if p.get("device_owner") == owner]
+        return self.ports_by("device", (owner, device_id))
 
     def tunnel_ip_of(self, port: dict) -> str | None:
         """The tunnel IP of the chassis hosting `port`, None when unknown or unbound."""
@@ -148,6 +154,10 @@ class LocalView:
         """The ifindex of the NIC an external network's frames go by here, 0 if its physical
         network is not mapped on this chassis."""
         return self.bridges.get(net.get("provider:physical_network") or DEFAULT_PHYSNET, (0, ""))[0]
+
+
+def _by_id(doc: Mapping) -> str:
+    return doc["id"]
 
 
 _FACTS = {f.name: f for f in fields(LocalView) if f.init and f.name not in ("chassis", "tunnel_ip", "objects")}

@@ -37,7 +37,7 @@ DHCP_OWNER = "network:dhcp"
 IPV4_UDP_HLEN = 28
 DEFAULT_MTU = 1500
 DEFAULT_TTL = 60  # seconds; dnsmasq as Neutron runs it answers its hosts with no TTL (0) or local-ttl
-FNV32_OFFSET, FNV32_PRIME = 2166136261, 16777619
+ADDRS_MAX = lib.DNS_ADDRS_MAX
 
 
 def wire_name(name: str) -> bytes:
@@ -47,11 +47,9 @@ def wire_name(name: str) -> bytes:
 
 
 def name_hash(wire: bytes) -> int:
-    """FNV-1a 32 of a lowercase wire name: the key stage_dns computes from the query."""
-    h = FNV32_OFFSET
-    for byte in wire:
-        h = ((h ^ byte) * FNV32_PRIME) & 0xFFFFFFFF
-    return h
+    """FNV-1a 32 of a lowercase wire name: the key stage_dns computes from the query (in C:
+    a full pass hashes every port's names)."""
+    return lib.dfxdp_fnv1a32(wire, len(wire))
 
 
 def _padded(wire: bytes) -> bytes:
@@ -73,8 +71,7 @@ def port_names(port: dict, domain: str) -> dict[str, list[str]]:
 
 def _by_family(addresses: list[str]) -> tuple[list[str], list[str]]:
     """(IPv4, IPv6) addresses, as many of each as stage_dns answers."""
-    return ([a for a in addresses if ":" not in a][:lib.DNS_ADDRS_MAX],
-            [a for a in addresses if ":" in a][:lib.DNS_ADDRS_MAX])
+    return [a for a in addresses if ":" not in a][:ADDRS_MAX], [a for a in addresses if ":" in a][:ADDRS_MAX]
 
 
 def network_domain(dhcp_port: dict) -> str:
@@ -174,11 +171,11 @@ class DnsApp(ScopedApp):
     def affected(self, view: LocalView, change: Change) -> Iterable[Hashable]:
         if change.kind == "port":
             if any(doc.get("device_owner") == DHCP_OWNER for doc in change.docs()):  # the network's domain
-                return {i for doc in change.docs() for i in view.port_index().ids("network_id", doc["network_id"])} \
+                return {i for doc in change.docs() for i in view.ids("port", "network", doc["network_id"])} \
                     | {change.obj_id}
             return (change.obj_id,)
         if change.kind == "network":
-            return view.port_index().ids("network_id", change.obj_id)
+            return view.ids("port", "network", change.obj_id)
         return ()
 
     def scope_entries(self, view: LocalView, port_id: Hashable) -> Iterable[Entry]:
@@ -198,7 +195,7 @@ class DnsApp(ScopedApp):
         """The network's domain, read off its DHCP port; the same for all its ports in one pass."""
         domains = view.derived.setdefault("dns_domains", {})
         if network_id not in domains:
-            dhcp = [p for p in view.ports_by("device_owner", DHCP_OWNER) if p.get("network_id") == network_id]
+            dhcp = [p for p in view.ports_by("owner", DHCP_OWNER) if p.get("network_id") == network_id]
             domains[network_id] = network_domain(dhcp[-1]) if dhcp else ""
         return domains[network_id]
 
@@ -212,17 +209,19 @@ class DnsApp(ScopedApp):
 
     @staticmethod
     def _port(port: dict, net_key: int, domain: str) -> Iterable[Entry]:
+        # arrays and the name shorter than their fields: the rest is zeros (as the encoders fill them)
+        wires: dict[str, bytes] = {}
         for name, addresses in port_names(port, domain).items():
-            wire = wire_name(name)
+            wire = wires[name] = wire_name(name)
             v4, v6 = _by_family(addresses)
-            v4, v6 = [ipv4_be32(a) for a in v4], [ipaddress.IPv6Address(a).packed for a in v6]
-            yield Entry("dns_names", {"net_key": net_key, "hash": name_hash(wire)}, {
-                "name_len": len(wire), "ipv4_count": len(v4), "ipv6_count": len(v6),
-                "ipv4": v4 + [0] * (lib.DNS_ADDRS_MAX - len(v4)),
-                "ipv6": [list(a) for a in v6] + [[0] * 16] * (lib.DNS_ADDRS_MAX - len(v6)),
-                "name": _padded(wire)})
+            value = {"name_len": len(wire), "ipv4_count": len(v4), "ipv6_count": len(v6),
+                     "ipv4": [ipv4_be32(a) for a in v4], "name": wire}
+            if v6:
+                value["ipv6"] = [ipaddress.IPv6Address(a).packed for a in v6]
+            yield Entry("dns_names", {"net_key": net_key, "hash": name_hash(wire)}, value)
         for a in port.get("dns_assignment") or []:
             if ":" not in a["ip_address"]:
-                wire = wire_name(a["fqdn"])
+                fqdn = a["fqdn"].lower()
+                wire = wires.get(fqdn if fqdn.endswith(".") else fqdn + ".") or wire_name(fqdn)
                 yield Entry("dns_reverse", {"net_key": net_key, "ip": ipv4_be32(a["ip_address"])},
-                            {"name_len": len(wire), "name": _padded(wire)})
+                            {"name_len": len(wire), "name": wire})

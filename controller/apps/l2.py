@@ -22,13 +22,12 @@ class L2App(ScopedApp):
         if change.kind in ("port", LOCAL_PORT):
             return (change.obj_id, ENDPOINTS)
         if change.kind == "network":
-            return (ENDPOINTS, *view.port_index().ids("network_id", change.obj_id))
+            return (ENDPOINTS, *view.ids("port", "network", change.obj_id))
         if change.kind == "chassis":
             if len({doc.get("tunnel_ip") for doc in change.docs()}) == 1 and len(change.docs()) == 2:
                 return ()  # a heartbeat: where its ports are did not change
             name = change.obj_id
-            return (ENDPOINTS, *{i for doc in change.docs() for i in view.port_index().ids("binding:host_id",
-                                                                                         doc.get("name", name))})
+            return (ENDPOINTS, *{i for doc in change.docs() for i in view.ids("port", "host", doc.get("name", name))})
         return ()
 
     def scope_entries(self, view: LocalView, scope: Hashable) -> Iterable[Entry]:
@@ -43,11 +42,10 @@ class L2App(ScopedApp):
     @staticmethod
     def _endpoints(view: LocalView) -> Iterable[Entry]:
         """A tunnel endpoint for every other chassis hosting a port of a network in view."""
-        by_host = view.port_index().by["binding:host_id"]
         for name, chassis in sorted(view.chassis_by_name.items(), key=lambda c: c[1].get("tunnel_ip") or ""):
             tunnel_ip = chassis.get("tunnel_ip")
             if not tunnel_ip or tunnel_ip == view.tunnel_ip or not any(
-                    _in_view(view, view.ports.get(pid)) for pid in by_host.get(name, ())):
+                    _in_view(view, view.ports.get(pid)) for pid in view.filed("port", "host", name)):
                 continue
             neighbor = view.underlay_neighbors.get(tunnel_ip)
             if neighbor and view.underlay_ifindex:

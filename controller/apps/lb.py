@@ -130,5 +130,5 @@ class LoadBalancerApp(App):
     def _gateways(view: LocalView) -> dict[str, list[int]]:
         """subnet id -> its router port's MAC: the next hop from a VIP to members on other networks."""
         return {fixed["subnet_id"]: list(mac_bytes(port["mac_address"]))
-                for port in view.ports_by("device_owner", ROUTER_INTERFACE)
+                for port in view.ports_by("owner", ROUTER_INTERFACE)
                 for fixed in port.get("fixed_ips", [])}

@@ -67,5 +67,5 @@ def _value(net: dict, source: str | None) -> dict:
 def dhcp_addresses(view: LocalView, network_id: str) -> dict[str, str]:
     """subnet id -> the address of its DHCP port, for the subnets of one network."""
     return {fixed["subnet_id"]: fixed["ip_address"]
-            for port in view.ports_by("device_owner", DHCP_OWNER) if port.get("network_id") == network_id
+            for port in view.ports_by("owner", DHCP_OWNER) if port.get("network_id") == network_id
             for fixed in port.get("fixed_ips", []) if fixed.get("subnet_id")}

@@ -75,23 +75,24 @@ class SharedPolicy:
 
 class ViewMembers(Members):
     """Remote groups' members as the view holds them: the ports of the group with an IPv4
-    address in a block, from the port index (controller/port_index.py), so a block's compile
-    reads its own members only."""
+    address in a block, from the ports' `security_group_block` index (dfxdp/nb/kinds.py), so a
+    block's compile reads its own members only."""
 
     def __init__(self, view: LocalView):
-        self._view, self._index = view, view.port_index()
+        self._view, self._index = view, view.index_of("port")
         # (group, block) -> its members' addresses, read once per pass (the conntrack sweep asks
         # for every tracked flow)
         self._read: dict[tuple[str, int], frozenset[int]] = {}
 
     def blocks(self, group: str) -> Iterable[int]:
-        return self._index.blocks(group)
+        # the keys are (group, block) pairs, groups × blocks: few, whatever the groups' sizes
+        return [block for member_of, block in self._index.by["security_group_block"] if member_of == group]
 
     def in_block(self, group: str, block: int) -> frozenset[int]:
         found = self._read.get((group, block))
         if found is None:
             found = self._read[(group, block)] = frozenset(
-                addr for port in map(self._view.ports.get, self._index.block_ids(group, block)) if port
+                addr for port in self._index.find("security_group_block", (group, block))
                 for addr in (host_prefix(ip)[0] for ip in ipv4_addresses(port)) if addr >> BLOCK_BITS == block)
         return found
 
@@ -101,7 +102,7 @@ class ViewMembers(Members):
 
 def group_member_prefixes(view: LocalView, group: str) -> list[Prefix]:
     """The IPv4 addresses (/32) of the ports in a group, as far as this chassis knows: O(members)."""
-    return [host_prefix(ip) for port in view.ports_by("security_groups", group) for ip in ipv4_addresses(port)]
+    return [host_prefix(ip) for port in view.ports_by("security_group", group) for ip in ipv4_addresses(port)]
 
 
 POLICY_IDS = IdRegistry()  # a set of groups keeps its policy id for the life of the process

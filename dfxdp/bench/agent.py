@@ -8,7 +8,8 @@ rule takes the group itself as remote, one port bound here) as the KVs a watch
 snapshot hands the agent; the agent's cache loads it, its apps and reconciler
 write a pipeline loaded into a private bpffs (a full pass), then one event each:
 a new port elsewhere in the group (a new member: the security groups' compile is
-put off, then settled), and one in no group. Times are wall clock on this machine;
+put off, then settled), and one in no group; last, a restarted agent's first pass
+over the same pins (it reads them back and writes only what differs). Times are wall clock on this machine;
 memory is this process' RSS, which holds what the agent holds.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 from dfxdp.controller.apps.base import LocalView
 from dfxdp.controller.cache import SelectiveCache
@@ -39,12 +41,16 @@ class AgentPoint:
     ports: int
     cache_load_seconds: float        # the snapshot's documents into the selective cache
     full_pass_seconds: float         # every app's entries derived, encoded and written
+    full_pass_cpu_seconds: float     # the same pass in this process' CPU time (the machine is shared)
     entries: int                     # written by the full pass
     rss_mib: float                   # after the full pass
     member_pass_ms: float            # a new port elsewhere, in the group: the pass (compile put off)
     member_settle_ms: float          # the put-off compile of the group's members
     plain_pass_ms: float             # a new port elsewhere in no group
     scopes_per_event: int            # scopes the member's pass derived
+    restart_pass_seconds: float      # a restarted agent's first pass over the same pins: derive, read back, compare
+    restart_pass_cpu_seconds: float
+    restart_written: int             # what that pass wrote (the pins held it all: nothing)
 
 
 def _rss_mib() -> float:
@@ -69,35 +75,41 @@ def _port(n: int, net: int, host: str, **fields) -> dict:
             "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z", **fields}
 
 
-def snapshot(ports: int) -> tuple[list[KV], dict]:
-    """The NB's KVs at `ports` remote ports, and the one port bound here."""
-    kvs: list[KV] = []
+def snapshot(ports: int) -> tuple[Iterator[KV], dict]:
+    """The NB's KVs at `ports` remote ports, made as they are read (a watch snapshot comes a
+    page at a time: dfxdp/nb/db/base.py, range_pages), and the one port bound here."""
+    local = _port(-13, 0, CHASSIS)
 
-    def put(kind: str, doc: dict) -> dict:
-        doc.setdefault("key", len(kvs) + 1)
-        kvs.append(KV(f"/dfxdp/nb/{kind}/{doc['id']}", json.dumps(doc).encode(), 1, 1))
-        return doc
+    def kvs() -> Iterator[KV]:
+        count = 0
 
-    for i, name in enumerate((CHASSIS, *SIMULATED)):
-        put("chassis", {"id": name, "name": name, "tunnel_ip": f"198.18.0.{11 + i}"})
-    put("router", {"id": "r1", "routes": []})
-    put("security_group", {"id": GROUP, "name": "default"})
-    put("security_group_rule", {"id": "in", "security_group_id": GROUP, "direction": "ingress", "ethertype": "IPv4",
-                                "remote_group_id": GROUP})
-    put("security_group_rule", {"id": "out", "security_group_id": GROUP, "direction": "egress", "ethertype": "IPv4"})
-    networks = 1 + -(-ports // PORTS_PER_NETWORK)
-    for net in range(networks):
-        third = net * 4
-        put("network", {"id": f"net{net}", "mtu": 1450, "router:external": False})
-        put("subnet", {"id": f"sub{net}", "network_id": f"net{net}", "ip_version": 4, "enable_dhcp": True,
-                       "cidr": f"10.{128 + third // 256}.{third % 256}.0/22",
-                       "gateway_ip": f"10.{128 + third // 256}.{third % 256}.1"})
-        for n, owner, device in ((-15, "network:router_interface", "r1"), (-14, "network:dhcp", f"dhcp-{net}")):
-            put("port", _port(n, net, "", device_owner=owner, device_id=device, security_groups=[]))
-    local = put("port", _port(-13, 0, CHASSIS))
-    for i in range(ports):
-        put("port", _port(i % PORTS_PER_NETWORK, 1 + i // PORTS_PER_NETWORK, SIMULATED[i % len(SIMULATED)]))
-    return kvs, local
+        def put(kind: str, doc: dict) -> KV:
+            nonlocal count
+            count += 1
+            doc.setdefault("key", count)
+            return KV(f"/dfxdp/nb/{kind}/{doc['id']}", json.dumps(doc).encode(), 1, 1)
+
+        for i, name in enumerate((CHASSIS, *SIMULATED)):
+            yield put("chassis", {"id": name, "name": name, "tunnel_ip": f"198.18.0.{11 + i}"})
+        yield put("router", {"id": "r1", "routes": []})
+        yield put("security_group", {"id": GROUP, "name": "default"})
+        yield put("security_group_rule", {"id": "in", "security_group_id": GROUP, "direction": "ingress",
+                                          "ethertype": "IPv4", "remote_group_id": GROUP})
+        yield put("security_group_rule", {"id": "out", "security_group_id": GROUP, "direction": "egress",
+                                          "ethertype": "IPv4"})
+        networks = 1 + -(-ports // PORTS_PER_NETWORK)
+        for net in range(networks):
+            third = net * 4
+            yield put("network", {"id": f"net{net}", "mtu": 1450, "router:external": False})
+            yield put("subnet", {"id": f"sub{net}", "network_id": f"net{net}", "ip_version": 4, "enable_dhcp": True,
+                                 "cidr": f"10.{128 + third // 256}.{third % 256}.0/22",
+                                 "gateway_ip": f"10.{128 + third // 256}.{third % 256}.1"})
+            for n, owner, device in ((-15, "network:router_interface", "r1"), (-14, "network:dhcp", f"dhcp-{net}")):
+                yield put("port", _port(n, net, "", device_owner=owner, device_id=device, security_groups=[]))
+        yield put("port", local)
+        for i in range(ports):
+            yield put("port", _port(i % PORTS_PER_NETWORK, 1 + i // PORTS_PER_NETWORK, SIMULATED[i % len(SIMULATED)]))
+    return kvs(), local
 
 
 def measure(ports: int) -> AgentPoint:
@@ -111,7 +123,6 @@ def measure(ports: int) -> AgentPoint:
         started = time.monotonic()
         cache.load(kvs, 1)
         load_seconds = time.monotonic() - started
-        del kvs
 
         def view() -> LocalView:
             objs = cache.objects
@@ -122,12 +133,12 @@ def measure(ports: int) -> AgentPoint:
                 chassis_by_name={c["name"]: c for c in objs["chassis"].values()}, local_ports={local["id"]: 1},
                 underlay_ifindex=1, underlay_mac="02:00:00:00:00:01", underlay_mtu=1500,
                 underlay_neighbors={f"198.18.0.{12 + i}": "02:00:00:00:01:01" for i in range(len(SIMULATED))},
-                index=cache.port_index)
+                indexes=cache.indexes)
 
         cache.take_changes()
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         result = control.apply(view())
-        full_seconds, rss = time.monotonic() - started, _rss_mib()
+        full_seconds, full_cpu, rss = time.monotonic() - started, time.process_time() - cpu, _rss_mib()
         if result.errors:
             raise RuntimeError(f"agent bench: {len(result.errors)} writes failed, first: {result.errors[0]}")
 
@@ -144,8 +155,12 @@ def measure(ports: int) -> AgentPoint:
 
         member_ms, settle_ms, scopes = event(1)
         plain_ms, _, _ = event(2, security_groups=[])
-        return AgentPoint(ports, load_seconds, full_seconds, result.written, rss, member_ms, settle_ms, plain_ms,
-                          scopes)
+        del control  # a new agent over the same pins: its first pass audits what they hold
+        started, cpu = time.monotonic(), time.process_time()
+        restart = build_datapath_control(pipeline.maps).apply(view())
+        restart_seconds, restart_cpu = time.monotonic() - started, time.process_time() - cpu
+        return AgentPoint(ports, load_seconds, full_seconds, full_cpu, result.written, rss, member_ms, settle_ms,
+                          plain_ms, scopes, restart_seconds, restart_cpu, restart.written)
     finally:
         pipeline.destroy()
         subprocess.run(["umount", "-l", bpffs], check=False)

@@ -22,7 +22,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError("dfxdp._libbpf is not built: run `make bpf` (python -m dfxdp.build)") from exc
 
+from .encoder import compile_encoder
+
 log = logging.getLogger(__name__)
+
+_encoders: dict = {}  # cffi type name -> its compiled encoder, None where cffi encodes it
+_UNCOMPILED = object()
 
 BPF_MAP_TYPE_PROG_ARRAY = 3
 BPF_MAP_TYPE_RINGBUF = 27  # bytes, not entries: no keys to iterate
@@ -305,28 +310,52 @@ class Map:
             prev = ffi.new("unsigned char[]", bytes(ffi.buffer(nxt)))
 
     def raw_items(self) -> dict[bytes, bytes]:
-        """Every entry as raw key/value bytes (any map type, LPM tries included):
-        in batches of syscalls where the kernel offers them, else key by key."""
+        """Every entry as raw key/value bytes (any map type, LPM tries included)."""
+        return dict(self.raw_iter())
+
+    def raw_iter(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry as raw key/value bytes, read in batches of syscalls where the kernel
+        offers them, else key by key: a big map is never held whole."""
         if ("lookup", self.info.type) not in _NO_BATCH:
             try:
-                return dict(self._raw_batches())
+                first = True
+                for item in self._raw_batches():
+                    first = False
+                    yield item
+                return
             except BpfError as exc:
-                if exc.errno not in (ENOTSUPP, errno_mod.EOPNOTSUPP):
+                if not first or exc.errno not in (ENOTSUPP, errno_mod.EOPNOTSUPP):
                     raise
                 _NO_BATCH.add(("lookup", self.info.type))
-        out = {}
         value = self._value_out_buf()
         for key in self.keys():
             kbuf = self._buf(self.key_type, key)
             if lib.bpf_map_lookup_elem(self.fd, kbuf, value) == 0:
-                out[bytes(ffi.buffer(kbuf, self.info.key_size))] = bytes(ffi.buffer(value))
-        return out
+                yield bytes(ffi.buffer(kbuf, self.info.key_size)), bytes(ffi.buffer(value))
+
+    @property
+    def value_size(self) -> int | None:
+        """Bytes of one value as update_batch_raw takes it (per-CPU maps: not one size)."""
+        return None if self.percpu else self.info.value_size
 
     def encode_key(self, key) -> bytes:
-        return bytes(ffi.buffer(self._buf(self.key_type, key), self.info.key_size))
+        return self._encode(self.key_type, key, self.info.key_size)
 
     def encode_value(self, value) -> bytes:
-        return bytes(ffi.buffer(self._buf(self.value_type, value), self.info.value_size))
+        return self._encode(self.value_type, value, self.info.value_size)
+
+    def _encode(self, ctype: str, value: Any, size: int) -> bytes:
+        """Through the type's compiled encoder (dfxdp/datapath/encoder.py) where it takes the
+        value, else through cffi (which also says what is wrong with a bad one)."""
+        encode = _encoders.get(ctype, _UNCOMPILED)
+        if encode is _UNCOMPILED:
+            encode = _encoders[ctype] = compile_encoder(ctype)
+        if encode is not None:
+            try:
+                return encode(value)
+            except (LookupError, TypeError, ValueError, OverflowError):
+                pass
+        return bytes(ffi.buffer(self._buf(ctype, value), size))
 
     def kernel_value(self, value) -> bytes:
         """A value as the kernel takes it: for per-CPU maps one 8-byte aligned slot per
@@ -506,13 +535,13 @@ class MapOfArrays(Map):
         finally:
             inner.close()
 
-    def raw_items(self) -> dict[bytes, bytes]:
-        out = {}
+    value_size = None  # a value is a whole inner array: kept as it is
+
+    def raw_iter(self) -> Iterator[tuple[bytes, bytes]]:
         for key in self.keys():
             map_id = super().lookup(key)
             if map_id is not None:
-                out[self.encode_key(key)] = self._read_inner(map_id)
-        return out
+                yield self.encode_key(key), self._read_inner(map_id)
 
 
 def to_dict(value) -> dict | int | bytes:

@@ -127,6 +127,24 @@ def _owned_by(port: dict) -> tuple:
     return ((port.get("device_owner"), port.get("device_id")),)
 
 
+SG_BLOCK_BITS = 8  # security groups compile remote members per /24 block (controller/sg_compiler.py)
+
+
+def _group_blocks(port: dict) -> set[tuple[str, int]]:
+    """(group, /24 block) for each of the port's groups and IPv4 blocks: a new member of a
+    remote group re-derives its own block only."""
+    groups = port.get("security_groups")
+    if not groups:
+        return set()
+    blocks = set()
+    for fixed in port.get("fixed_ips") or ():
+        address = fixed["ip_address"]
+        if ":" not in address:  # IPv4 (NB holds validated addresses)
+            a, b, c, d = (int(part) for part in address.split("."))
+            blocks.add(((a << 24) | (b << 16) | (c << 8) | d) >> SG_BLOCK_BITS)
+    return {(group, block) for group in groups for block in blocks}
+
+
 KINDS: list[Kind] = [
     Kind("network", model.Network, "networks", _network, "networks", cli="network",
          columns=("id", "name", "provider:segmentation_id", "router:external", "subnets"),
@@ -140,8 +158,10 @@ KINDS: list[Kind] = [
     Kind("port", model.Port, "ports", _port, "ports", cli="port",
          columns=("id", "name", "network_id", "mac_address", "fixed_ips", "binding:host_id", "status"),
          indexes=(field_index("network", "network_id"), field_index("owner", "device_owner"),
-                  Index("device", _owned_by),
-                  Index("security_group", lambda port: port.get("security_groups") or ()))),
+                  Index("device", _owned_by), field_index("device_id", "device_id"),
+                  field_index("host", "binding:host_id"),
+                  Index("security_group", lambda port: port.get("security_groups") or ()),
+                  Index("security_group_block", _group_blocks))),
     Kind("router", model.Router, "routers", _router, "routers", cli="router",
          columns=("id", "name", "external_gateway_info", "routes")),
     Kind("security_group", model.SecurityGroup, "security_groups", _security_group, "security-groups",

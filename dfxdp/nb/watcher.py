@@ -10,16 +10,17 @@ its state wholesale, so nothing is missed even then.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Union
 
 from .db.base import KV, CompactedError, Event, Store, Watch
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    kvs: list[KV]
+    kvs: Iterable[KV]  # read from the store a page at a time as it is iterated: iterate it once
     revision: int
 
 
@@ -32,9 +33,9 @@ class Watcher:
 
     def __iter__(self) -> Iterator[Union[Snapshot, Event]]:
         while not self._cancelled.is_set():
-            kvs, revision = self.store.range(self.prefix)
+            pages, revision = self.store.range_pages(self.prefix)
             self.revision = revision
-            yield Snapshot(kvs, revision)
+            yield Snapshot(itertools.chain.from_iterable(pages), revision)
             try:
                 while not self._cancelled.is_set():
                     self._watch = self.store.watch(self.prefix, self.revision + 1)

@@ -17,6 +17,7 @@ class FakeMap:
     failure stops the batch and says how many were done. Keys are ints, values short strings."""
 
     percpu = False
+    value_size = VALUE_SIZE
 
     def __init__(self, name, log, fail_on=(), slots=0):
         self.name, self.log, self.fail_on = name, log, set(fail_on)
@@ -25,9 +26,9 @@ class FakeMap:
         self.batches = []  # (command, entries) per call: the syscalls a real map makes
         self.reads = 0
 
-    def raw_items(self):
+    def raw_iter(self):
         self.reads += 1
-        return dict(self.data)
+        return iter(list(self.data.items()))
 
     def encode_key(self, key):
         return key.to_bytes(KEY_SIZE, "little")
@@ -181,12 +182,12 @@ def test_a_pass_given_the_touched_keys_compares_only_those_and_retries_failures(
     assert len(rec.apply_wanted(wanted).errors) == 1  # 3 failed
     m.data[k(1)] = value("tampered")                 # behind the reconciler's back: only an audit sees it
     wanted["a"][k(2)] = value("y2")
-    del wanted["a"][k(1)]
     m.fail_on.clear()
-    result = rec.apply_wanted(wanted, touched={"a": {k(2)}})
+    result = rec.apply_wanted(wanted, touched={"a": {k(2): value("y")}})  # each touched key with its value before
     assert (result.written, result.removed) == (2, 0)  # 2 touched, 3 retried; 1 not touched: left alone
     assert m.data == {k(1): value("tampered"), k(2): value("y2"), k(3): value("z")}
-    assert rec.apply_wanted(wanted, touched={"a": {k(1)}}).removed == 1 and k(1) not in m.data
+    del wanted["a"][k(1)]
+    assert rec.apply_wanted(wanted, touched={"a": {k(1): value("x")}}).removed == 1 and k(1) not in m.data
 
 
 def test_array_stale_slot_is_zeroed_and_a_zero_slot_counts_as_empty():
@@ -208,7 +209,7 @@ def test_array_stale_slot_is_zeroed_and_a_zero_slot_counts_as_empty():
 class Learned(FakeMap):
     """A map the datapath fills itself: the reconciler must never read it."""
 
-    def raw_items(self):
+    def raw_iter(self):
         raise AssertionError(f"{self.name} was read back: the datapath's own entries would be judged stale")
 
 

@@ -9,7 +9,7 @@ from dfxdp.controller.apps import APPS
 from dfxdp.controller.apps.base import LocalView
 from dfxdp.controller.cache import SelectiveCache
 from dfxdp.controller.desired import LOCAL_PORT, Change, DesiredState
-from dfxdp.controller.port_index import PortIndex
+from dfxdp.controller.kind_index import indexes_of
 from dfxdp.datapath.libbpf import lib  # noqa: F401  (the apps' structs: cffi's lib must load)
 
 CHASSIS, REMOTES = "ch1", ("ch2", "ch3", "ch4")
@@ -98,7 +98,7 @@ def view_of(objs, local_ports, counted=False):
         chassis_by_name=wrap(objs["chassis"]), local_ports=dict(local_ports), underlay_ifindex=2,
         underlay_mac="02:00:00:00:00:02", underlay_mtu=1500,
         underlay_neighbors={f"198.18.0.{10 + i}": "02:00:00:00:01:01" for i in range(1, 4)},
-        bridges={"provider": (3, "02:00:00:00:00:03")}, index=PortIndex.of(objs["port"]))
+        bridges={"provider": (3, "02:00:00:00:00:03")}, indexes=indexes_of(objs))
 
 
 def full(objs, local_ports):
@@ -257,8 +257,8 @@ def test_the_cache_reports_each_changed_object_once_with_its_document_before():
     assert [(c.kind, c.obj_id) for c in changes] == [("port", "p000001")]
     assert changes[0].old is before and changes[0].new["binding:host_id"] == "ch4"
     assert "created_at" not in changes[0].new  # lean: what no app reads is not kept
-    assert "p000001" in cache.port_index.ids("binding:host_id", "ch4")
-    assert "p000001" not in cache.port_index.ids("binding:host_id", "ch3")
+    assert "p000001" in cache.indexes["port"].ids("host", "ch4")
+    assert "p000001" not in cache.indexes["port"].ids("host", "ch3")
     assert cache.take_changes() == []
 
 
@@ -275,3 +275,23 @@ def test_a_remote_group_loses_and_gains_a_member_in_its_event_pass():
         state.update(view_of(objs, local), [change])
         assert state.wanted["sg_remote"] != before  # the member's block changed …
         assert not any(state.pending) and clean(state.wanted) == clean(full(objs, local))  # … in this pass
+
+
+def test_apps_derive_from_the_caches_compact_documents_what_they_derive_from_the_json():
+    from dfxdp.nb.db.base import KV
+    import json
+
+    objs, local = world(40), {"vm": 10}
+    for pid in ("p000002", "p000003"):  # the hostname NB makes of the address (most ports have no dns_name)
+        ip = objs["port"][pid]["fixed_ips"][0]["ip_address"]
+        name = "host-" + ip.replace(".", "-")
+        objs["port"][pid]["dns_assignment"] = [{"hostname": name, "ip_address": ip, "fqdn": name + ".openstacklocal."}]
+    cache = SelectiveCache(CHASSIS)
+    cache.load([KV(f"/dfxdp/nb/{kind}/{i}", json.dumps(doc).encode(), 1, 1)
+                for kind, docs in objs.items() for i, doc in docs.items()], 1)
+    port = cache.objects["port"]["p000001"]
+    assert type(port["fixed_ips"]) is tuple and port["dns_assignment"][0]["fqdn"] == "host-p000001.openstacklocal."
+    assert port["fixed_ips"][0] == objs["port"]["p000001"]["fixed_ips"][0]  # a record reads as its dict
+    assert cache.objects["port"]["p000002"]["dns_assignment"][0] == objs["port"]["p000002"]["dns_assignment"][0]
+    cached = {kind: cache.objects[kind] for kind in objs}
+    assert clean(full(cached, local)) == clean(full(objs, local))

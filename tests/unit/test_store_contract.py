@@ -83,6 +83,20 @@ def test_count_counts_a_prefix_without_reading_it(store):
     assert store.count("/nothing/")[0] == 0
 
 
+def test_range_in_pages_reads_every_key_at_one_revision(store):
+    for i in range(7):
+        store.put(f"/p/{i}", str(i).encode())
+    store.put("/q/x", b"outside")
+    whole, revision = store.range("/p/")
+    pages, paged_revision = store.range_pages("/p/", page_size=3)
+    first = next(pages)
+    store.put("/p/9", b"later")  # after the first page: not in the snapshot
+    store.delete("/p/5")
+    rest = [kv for page in pages for kv in page]
+    assert paged_revision == revision and len(first) <= 3
+    assert [(kv.key, kv.value) for kv in first + rest] == [(kv.key, kv.value) for kv in whole]
+
+
 def test_cas_failure_changes_nothing(store):
     rev = store.put("/k", b"v1")
     before = store.range("/")

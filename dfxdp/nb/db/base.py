@@ -120,6 +120,13 @@ class Store(abc.ABC):
         trips rather than one per key."""
         return [self.get(key) for key in keys]
 
+    def range_pages(self, prefix: str, page_size: int = 1000) -> tuple[Iterator[list[KV]], int]:
+        """range() a page at a time, every page read at the revision returned, so a reader
+        (an agent's snapshot of 100,000 documents) never holds the whole answer at once.
+        By default range() cut in pages: the stores in this process' memory hold it anyway."""
+        kvs, revision = self.range(prefix)
+        return (kvs[i:i + page_size] for i in range(0, max(len(kvs), 1), page_size)), revision
+
     @abc.abstractmethod
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:
         """Apply all ops atomically if every compare holds.

@@ -204,6 +204,24 @@ class EtcdStore(Store):
                                         "sort_order": "ASCEND", "sort_target": "KEY"})
         return [_kv(raw) for raw in resp.get("kvs", [])], int(resp["header"]["revision"])
 
+    def range_pages(self, prefix: str, page_size: int = 1000) -> tuple[Iterator[list[KV]], int]:
+        end = _key(_increment_last_byte(prefix))
+        first = self._post("/kv/range", {"key": _key(prefix), "range_end": end, "limit": page_size,
+                                         "sort_order": "ASCEND", "sort_target": "KEY"})
+        revision = int(first["header"]["revision"])
+
+        def pages() -> Iterator[list[KV]]:
+            resp = first
+            while True:
+                kvs = [_kv(raw) for raw in resp.get("kvs", [])]
+                yield kvs
+                if not resp.get("more") or not kvs:
+                    return
+                resp = self._post("/kv/range", {"key": _key(kvs[-1].key + "\0"), "range_end": end,
+                                                "limit": page_size, "revision": revision,
+                                                "sort_order": "ASCEND", "sort_target": "KEY"})
+        return pages(), revision
+
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:
         body = {
             "compare": [{"key": _key(c.key), "result": c.result.upper(), "target": "MOD",
