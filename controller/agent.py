@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 10.0
 RESYNC_INTERVAL = 5.0  # a pass also runs this often: neighbour resolution, retries
 MAX_BACKOFF = 5.0
-# What apps let wait (DesiredState.settle: a remote group's new members) is derived once no event
-# came for SETTLE_IDLE seconds, and at the latest SETTLE_WITHIN seconds after it was put off.
-SETTLE_IDLE, SETTLE_WITHIN = 0.25, 2.0
 
 
 @dataclass
@@ -94,7 +91,6 @@ class Agent:
         self.health: HealthChecker | None = None
         self._last_local: dict[str, int] = {}  # the last pass' local ports
         self._last_facts: tuple | None = None  # the last pass' own facts of this chassis
-        self._unsettled_since: float | None = None  # when apps first put off what is still waiting
 
     # ---- start / stop ----------------------------------------------------------
     def start(self) -> None:
@@ -172,10 +168,7 @@ class Agent:
     def _loop(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            unsettled = self.control is not None and self.control.unsettled
-            idle = not self._dirty.wait(SETTLE_IDLE if unsettled else RESYNC_INTERVAL)
-            if idle and unsettled:
-                self._unsettled_since = 0.0  # idle: now is the time for what apps put off
+            idle = not self._dirty.wait(RESYNC_INTERVAL)
             if idle and self.links:
                 self.links.refresh()  # a safety net under the link events, off the event passes' path
             if self._stop.is_set():
@@ -308,33 +301,14 @@ class Agent:
                 self._report_loadbalancers(view)
             for app in self.control.apps:  # after the new entries are in (e.g. the SG app ends refused flows)
                 app.upkeep(view, self.pipeline.maps)
-            settled = self._settle(view)
         self.punt.view = view
         self._observe(view, started, event_at)
         if self.fallback:  # after XDP is attached: OVS only ever sees what XDP passes
             self.fallback.sync(view)
             self._publish_facts(view)
-        errors = result.errors + (settled.errors if settled else [])
-        if errors:
-            raise OSError(f"{len(errors)} map updates failed, first: {errors[0]}")
+        if result.errors:
+            raise OSError(f"{len(result.errors)} map updates failed, first: {result.errors[0]}")
         return view
-
-    def _settle(self, view: LocalView):
-        """What apps put off (a remote group's new members): once no event came for SETTLE_IDLE
-        (the loop), at the latest SETTLE_WITHIN after it was first put off."""
-        if not self.control.unsettled:
-            self._unsettled_since = None
-            return None
-        now = time.monotonic()
-        if self._unsettled_since is None:
-            self._unsettled_since = now
-        if now - self._unsettled_since < SETTLE_WITHIN:
-            return None  # events keep coming: theirs first
-        self._unsettled_since = None
-        result = self.control.settle(view)
-        for app in self.control.apps:
-            app.upkeep(view, self.pipeline.maps)
-        return result
 
     def _publish_facts(self, view: LocalView) -> None:
         """The apps' facts about this chassis into its NB record, when they changed."""

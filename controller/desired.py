@@ -8,10 +8,6 @@ asks each app which of its scopes each change touches (`affected`), derives
 those again and compares them with what they gave last time: only the keys
 whose entries came or went or changed are handed to the reconciler.
 
-An app may put a scope off (`later`): what must not hold up the pass (a remote
-group's new member, whose security groups compile whole), derived by settle()
-once no event waits, a pass later at most (the agent).
-
 Two scopes may want one key (a floating IP's arp entry and a port's, a hash two
 DNS names share): the first one to want it holds it, the others wait; when the
 holder lets go, one of those that wait takes over.
@@ -57,7 +53,6 @@ class DesiredState:
         # keys more than one scope wants: the scopes waiting behind the holder, with their values
         self._waiting: dict[tuple[str, bytes], dict[Owner, bytes]] = {}
         self.scopes_derived = 0  # scopes derived by the last rebuild/update: what tests count
-        self.pending: list[set[Hashable]] = [set() for _ in apps]  # scopes put off until settle()
 
     def _derive(self, view: "LocalView", index: int, scope: Hashable) -> Encoded:
         self.scopes_derived += 1
@@ -110,26 +105,13 @@ class DesiredState:
 
     def update(self, view: "LocalView", changes: Iterable[Change]) -> Touched:
         """Derive again the scopes these changes touch; the keys (by map) whose wanted value
-        may have changed, each with its value before (None: it had none). The scopes apps put
-        off (App.later) wait for settle()."""
+        may have changed, each with its value before (None: it had none)."""
         self.scopes_derived = 0
         changes = list(changes)
         touched: Touched = {}
         for index, app in enumerate(self.apps):
-            for change in changes:
-                self.pending[index].update(app.later(view, change))
             affected = {scope for change in changes for scope in app.affected(view, change)}
-            self.pending[index] -= affected
             self._rederive(view, index, affected, touched)
-        return touched
-
-    def settle(self, view: "LocalView") -> Touched:
-        """Derive the scopes put off until now; the keys touched, as update()."""
-        self.scopes_derived = 0
-        touched: Touched = {}
-        for index, scopes in enumerate(self.pending):
-            self.pending[index] = set()
-            self._rederive(view, index, scopes, touched)
         return touched
 
     def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable], touched: Touched) -> None:

@@ -38,23 +38,11 @@ class DatapathControl:
         self._complete = True
         return result
 
-    def settle(self, view: LocalView) -> ReconcileResult:
-        """Bring in what the last passes put off (DesiredState.settle)."""
-        complete, self._complete = self._complete, False
-        result = self.reconciler.apply_wanted(self.state.wanted, self.state.settle(view)) if complete else \
-            self._rebuild(view, True)
-        self._complete = True
-        return result
-
     def _rebuild(self, view: LocalView, audit: bool) -> ReconcileResult:
         steps = self.state.rebuild_steps(view)  # first: from here on state.wanted is the new state
         result = self.reconciler.apply_wanted(self.state.wanted, audit=audit, steps=steps)
         lib.dfxdp_release_free_memory()  # what the last state and the pass' own garbage held
         return result
-
-    @property
-    def unsettled(self) -> bool:
-        return any(self.state.pending)
 
 
 def build_datapath_control(maps: Mapping[str, MapLike], apps: Iterable[type[App]] = APPS,

@@ -243,11 +243,6 @@ class App:
         """The scopes one change touches (`view` is the view after it)."""
         return (WHOLE,) if self.depends is None or change.kind in self.depends else ()
 
-    def later(self, view: LocalView, change: "Change") -> Iterable[Hashable]:
-        """Scopes the change touches that may wait until no event does (DesiredState.settle):
-        none by default."""
-        return ()
-
     def flows(self, view: LocalView) -> Iterable:
         return ()
 
