@@ -6,7 +6,6 @@ create or a port create reads as many keys with few ports in the store as with m
 import pytest
 
 from dfxdp.nb import layout
-from dfxdp.nb.db import open_store
 from dfxdp.nb.db.memory import MemoryStore
 from dfxdp.nb.errors import NBError
 from dfxdp.nb.index import IDX
@@ -14,20 +13,7 @@ from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import Txn
 from dfxdp.testing.nb_integrity import expected_members, load, problems
 from tests.fixtures.etcd import etcd  # noqa: F401 - fixture
-
-
-@pytest.fixture(params=["memory", "sqlite", "etcd"])
-def store(request, tmp_path):
-    if request.param == "memory":
-        s = open_store("memory://")
-    elif request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/nb.db")
-    else:
-        s = open_store(request.getfixturevalue("etcd").url)
-    try:
-        yield s
-    finally:
-        s.close()
+from tests.fixtures.stores import store  # noqa: F401 - fixture
 
 
 def _member_keys(store) -> set[str]:

@@ -8,20 +8,7 @@ import pytest
 from dfxdp.nb.db import CompactedError, Compare, Delete, Put, StoreError, open_store
 from dfxdp.nb.watcher import Snapshot, Watcher
 from tests.fixtures.etcd import etcd  # noqa: F401 - fixture
-
-
-@pytest.fixture(params=["memory", "sqlite", "etcd"])
-def store(request, tmp_path):
-    if request.param == "memory":
-        s = open_store("memory://")
-    elif request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/nb/nb.db")
-    else:
-        s = open_store(request.getfixturevalue("etcd").url)
-    try:
-        yield s
-    finally:
-        s.close()
+from tests.fixtures.stores import store  # noqa: F401 - fixture
 
 
 def _drain(watch, n, timeout=10):
