@@ -10,6 +10,7 @@ import pathlib
 import time
 
 import click
+import httpx
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
@@ -97,8 +98,9 @@ def test_the_kind_is_served_by_the_api(api):
 def test_the_kind_has_its_cli_verbs(api, monkeypatch):
     svc, client = api
     net = svc.create("network", {"name": "n"})
-    # the CLI's HTTP calls reach the app (whose test client takes no timeout)
-    monkeypatch.setattr(resources.httpx, "request",
+    # the CLI's HTTP calls reach the app (whose test client takes no timeout); the CLI imports
+    # httpx when it calls, so the module's own function is the one to replace
+    monkeypatch.setattr(httpx, "request",
                         lambda method, url, timeout, **kw: client.request(method, url, **kw))
     cli = click.Group("dfxdp")
     resources.register(cli)
