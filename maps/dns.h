@@ -29,13 +29,15 @@ struct dns_name_key {
 	__u32 hash;
 };
 
+/* The IPv6 slots last: most names have none, and the agent keeps each value without its
+ * trailing zeros (controller/reconciler.py), so an IPv4-only name costs its name only. */
 struct dns_name_entry {
 	__u32 name_len;
 	__u32 ipv4_count;
 	__u32 ipv6_count;
 	__be32 ipv4[DNS_ADDRS_MAX];
-	__u8 ipv6[DNS_ADDRS_MAX][16];
 	__u8 name[DNS_NAME_BUF];
+	__u8 ipv6[DNS_ADDRS_MAX][16];
 };
 
 /* map `dns_reverse`: (network, IPv4) -> the name PTR queries get */
