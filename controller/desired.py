@@ -11,6 +11,10 @@ whose entries came or went or changed are handed to the reconciler.
 Two scopes may want one key (a floating IP's arp entry and a port's, a hash two
 DNS names share): the first one to want it holds it, the others wait; when the
 holder lets go, one of those that wait takes over.
+
+Kept small at 100,000 ports (half a million entries): a scope remembers only which
+keys it gave, packed in one bytes object (`_record`), since the value each holds is
+in `wanted` (or, for one that waits, in `_waiting`).
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ if TYPE_CHECKING:
     from .apps.base import App, Entry, LocalView
 
 Owner = tuple[int, Hashable]  # (the app's position, its scope)
-Encoded = tuple  # flat (map, key bytes, value bytes, map, key bytes, value bytes, …)
+Encoded = list  # flat [map, key bytes, value bytes, map, key bytes, value bytes, …]
+# which keys a scope gave: for each, its map's tag byte, its length byte, the key
+Record = bytes
 Touched = dict[str, dict[bytes, "bytes | None"]]  # map -> key -> its wanted value before a pass changed it
 
 
@@ -48,7 +54,9 @@ class DesiredState:
     def __init__(self, apps: Sequence["App"], encode: Callable[["Entry"], tuple[bytes, bytes]]):
         self.apps = apps
         self._encode = encode
-        self._scopes: list[dict[Hashable, Encoded]] = [{} for _ in apps]
+        self._scopes: list[dict[Hashable, Record]] = [{} for _ in apps]
+        self._names: list[str] = []  # the maps in records, by their tag byte
+        self._heads: dict[str, bytes] = {}  # map -> (its tag, its keys' length): what precedes a key
         self.wanted: dict[str, dict[bytes, bytes]] = {}  # map -> key -> value: what the maps should hold
         # keys more than one scope wants: the scopes waiting behind the holder, with their values
         self._waiting: dict[tuple[str, bytes], dict[Owner, bytes]] = {}
@@ -62,7 +70,42 @@ class DesiredState:
             if (entry.map, key) not in seen:  # within a scope too, the first one holds a key
                 seen.add((entry.map, key))
                 flat += (entry.map, key, value)
-        return tuple(flat)
+        return flat
+
+    def _record(self, flat: Encoded) -> Record:
+        """The keys of a scope's entries, packed: a tuple of them would cost more than the keys."""
+        parts, heads = [], self._heads
+        for i in range(0, len(flat), 3):
+            name, key = flat[i], flat[i + 1]
+            head = heads.get(name)
+            if head is None or head[1] != len(key):  # a map's keys have one length: once per map
+                head = self._head(name, len(key))
+            parts += (head, key)
+        return b"".join(parts)
+
+    def _head(self, name: str, length: int) -> bytes:
+        if name not in self._names:
+            self._names.append(name)
+        tag = self._names.index(name)
+        if tag > 255 or length > 255:
+            raise ValueError(f"map {name}: a key of {length} bytes, or more than 256 maps, cannot be recorded")
+        head = self._heads[name] = bytes((tag, length))
+        return head
+
+    def _keys_of(self, record: Record) -> Iterator[tuple[str, bytes]]:
+        """(map, key) of each entry a record names, in the order the scope gave them."""
+        at = 0
+        while at < len(record):
+            end = at + 2 + record[at + 1]
+            yield self._names[record[at]], record[at + 2:end]
+            at = end
+
+    def _value_of(self, owner: Owner, name: str, key: bytes) -> bytes:
+        """The value `owner` wanted for a key it recorded: its own if it waits, else the held one."""
+        waiting = self._waiting.get((name, key))
+        if waiting is not None and owner in waiting:
+            return waiting[owner]
+        return self.wanted[name][key]
 
     def rebuild(self, view: "LocalView") -> dict[str, dict[bytes, bytes]]:
         """Derive every scope of every app (a full pass)."""
@@ -90,7 +133,7 @@ class DesiredState:
             for scope in app.scopes(view):
                 encoded = self._derive(view, index, scope)
                 if encoded:
-                    scopes[scope] = encoded
+                    scopes[scope] = self._record(encoded)
                     for i in range(0, len(encoded), 3):  # _want(…, had=False), inline: 500,000 times
                         name, key = encoded[i], encoded[i + 1]
                         names.add(name)
@@ -116,14 +159,12 @@ class DesiredState:
 
     def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable], touched: Touched) -> None:
         for scope in scopes:
-            old = self._scopes[index].pop(scope, ())
+            owner = (index, scope)
+            before = {(name, key): self._value_of(owner, name, key)
+                      for name, key in self._keys_of(self._scopes[index].pop(scope, b""))}
             new = self._derive(view, index, scope)
             if new:
-                self._scopes[index][scope] = new
-            if new == old:
-                continue
-            owner = (index, scope)
-            before = {(old[i], old[i + 1]): old[i + 2] for i in range(0, len(old), 3)}
+                self._scopes[index][scope] = self._record(new)
             for i in range(0, len(new), 3):
                 name, key, value = new[i], new[i + 1], new[i + 2]
                 had = (name, key) in before

@@ -58,12 +58,13 @@ def _rss_mib() -> float:
 
 
 def _port(n: int, net: int, host: str, **fields) -> dict:
-    """A port document as NB stores it (the fields apps do not read included: the cache drops them)."""
+    """A port document as NB stores it (the fields apps do not read included: the cache drops them);
+    its `key`, unique as NB's, is given as it is put."""
     host_part = 16 + n  # router interface .1, DHCP port .2, the local port .3, the rest from .16
     third, fourth = divmod(net * 1024 + host_part, 256)
     ip = f"10.{128 + third // 256}.{third % 256}.{fourth}"
     name = "host-" + ip.replace(".", "-")
-    return {"id": str(uuid.uuid4()), "key": 0, "network_id": f"net{net}", "binding:host_id": host,
+    return {"id": str(uuid.uuid4()), "network_id": f"net{net}", "binding:host_id": host,
             "mac_address": "fa:16:3e:%02x:%02x:%02x" % (net, host_part >> 8, host_part & 255), "fixed_ips": [
                 {"ip_address": ip, "subnet_id": f"sub{net}"}], "device_owner": "", "device_id": "",
             "security_groups": [GROUP], "port_security_enabled": True, "allowed_address_pairs": [],
@@ -142,7 +143,7 @@ def measure(ports: int) -> AgentPoint:
             raise RuntimeError(f"agent bench: {len(result.errors)} writes failed, first: {result.errors[0]}")
 
         def event(n: int, **fields) -> tuple[float, int]:
-            doc = _port(PORTS_PER_NETWORK + n, 1, SIMULATED[0], **fields)
+            doc = _port(PORTS_PER_NETWORK + n, 1, SIMULATED[0], key=10 * ports + n, **fields)
             started = time.monotonic()
             cache.apply(Event("put", f"/dfxdp/nb/port/{doc['id']}", json.dumps(doc).encode(), 2 + n))
             control.apply(view(), changes=cache.take_changes())

@@ -294,3 +294,16 @@ def test_apps_derive_from_the_caches_compact_documents_what_they_derive_from_the
     assert cache.objects["port"]["p000002"]["dns_assignment"][0] == objs["port"]["p000002"]["dns_assignment"][0]
     cached = {kind: cache.objects[kind] for kind in objs}
     assert clean(full(cached, local)) == clean(full(objs, local))
+
+
+def test_a_scope_records_its_keys_in_order_and_finds_the_values_it_gave():
+    objs, local = world(30), {"vm": 10}
+    state = DesiredState([cls() for cls in APPS], encode)
+    state.rebuild(view_of(objs, local))
+    view = view_of(objs, local)
+    for index, scopes in enumerate(state._scopes):
+        for scope, record in scopes.items():
+            derived = state._derive(view, index, scope)
+            assert list(state._keys_of(record)) == [(derived[i], derived[i + 1]) for i in range(0, len(derived), 3)]
+            assert all(state._value_of((index, scope), derived[i], derived[i + 1]) == derived[i + 2]
+                       for i in range(0, len(derived), 3))
