@@ -13,8 +13,9 @@ DNS names share): the first one to want it holds it, the others wait; when the
 holder lets go, one of those that wait takes over.
 
 Kept small at 100,000 ports (half a million entries): a scope remembers only which
-keys it gave, packed in one bytes object (`_record`), since the value each holds is
-in `wanted` (or, for one that waits, in `_waiting`).
+keys it gave, since the value each holds is in `wanted` (or, for one that waits, in
+`_waiting`), packed in one bytes object per scope for every app that has it (a
+port is a scope of several apps), each key tagged with its app and map (`_record`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 Owner = tuple[int, Hashable]  # (the app's position, its scope)
 Encoded = list  # flat [map, key bytes, value bytes, map, key bytes, value bytes, …]
-# which keys a scope gave: for each, its map's tag byte, its length byte, the key
+# which keys a scope gave, of every app that has it: for each, a tag byte naming its app and
+# map, its length byte, the key
 Record = bytes
 Touched = dict[str, dict[bytes, "bytes | None"]]  # map -> key -> its wanted value before a pass changed it
 
@@ -54,9 +56,10 @@ class DesiredState:
     def __init__(self, apps: Sequence["App"], encode: Callable[["Entry"], tuple[bytes, bytes]]):
         self.apps = apps
         self._encode = encode
-        self._scopes: list[dict[Hashable, Record]] = [{} for _ in apps]
-        self._names: list[str] = []  # the maps in records, by their tag byte
-        self._heads: dict[str, bytes] = {}  # map -> (its tag, its keys' length): what precedes a key
+        self._records: dict[Hashable, Record] = {}  # scope -> the keys its apps gave
+        self._tagged: list[tuple[int, str]] = []  # tag byte -> (the app's position, the map)
+        # per app, map -> (its tag, its keys' length): what precedes a key in a record
+        self._heads: list[dict[str, bytes]] = [{} for _ in apps]
         self.wanted: dict[str, dict[bytes, bytes]] = {}  # map -> key -> value: what the maps should hold
         # keys more than one scope wants: the scopes waiting behind the holder, with their values
         self._waiting: dict[tuple[str, bytes], dict[Owner, bytes]] = {}
@@ -72,33 +75,40 @@ class DesiredState:
                 flat += (entry.map, key, value)
         return flat
 
-    def _record(self, flat: Encoded) -> Record:
-        """The keys of a scope's entries, packed: a tuple of them would cost more than the keys."""
-        parts, heads = [], self._heads
+    def _record(self, index: int, flat: Encoded) -> Record:
+        """The keys of an app's entries in a scope, packed: a tuple of them would cost more
+        than the keys."""
+        parts, heads = [], self._heads[index]
         for i in range(0, len(flat), 3):
             name, key = flat[i], flat[i + 1]
             head = heads.get(name)
             if head is None or head[1] != len(key):  # a map's keys have one length: once per map
-                head = self._head(name, len(key))
+                head = self._head(index, name, len(key))
             parts += (head, key)
         return b"".join(parts)
 
-    def _head(self, name: str, length: int) -> bytes:
-        if name not in self._names:
-            self._names.append(name)
-        tag = self._names.index(name)
+    def _head(self, index: int, name: str, length: int) -> bytes:
+        if (index, name) not in self._tagged:
+            self._tagged.append((index, name))
+        tag = self._tagged.index((index, name))
         if tag > 255 or length > 255:
-            raise ValueError(f"map {name}: a key of {length} bytes, or more than 256 maps, cannot be recorded")
-        head = self._heads[name] = bytes((tag, length))
+            raise ValueError(f"map {name}: a key of {length} bytes, or more than 256 app maps, cannot be recorded")
+        head = self._heads[index][name] = bytes((tag, length))
         return head
 
-    def _keys_of(self, record: Record) -> Iterator[tuple[str, bytes]]:
-        """(map, key) of each entry a record names, in the order the scope gave them."""
-        at = 0
+    def _split(self, index: int, record: Record) -> tuple[list[tuple[str, bytes]], Record]:
+        """(map, key) of each entry the app at `index` recorded, in the order it gave them, and
+        the rest of the record (the other apps')."""
+        mine, rest, at = [], [], 0
         while at < len(record):
             end = at + 2 + record[at + 1]
-            yield self._names[record[at]], record[at + 2:end]
+            owner, name = self._tagged[record[at]]
+            if owner == index:
+                mine.append((name, record[at + 2:end]))
+            else:
+                rest.append(record[at:end])
             at = end
+        return mine, b"".join(rest)
 
     def _value_of(self, owner: Owner, name: str, key: bytes) -> bytes:
         """The value `owner` wanted for a key it recorded: its own if it waits, else the held one."""
@@ -119,7 +129,7 @@ class DesiredState:
         app derives). `wanted` is a new state from this call on (the last one is what the
         reconciler compares it with), filled as the steps are taken."""
         self.scopes_derived = 0
-        self._scopes = [{} for _ in self.apps]
+        self._records = {}
         self.pending = [set() for _ in self.apps]
         self.wanted = {}
         self._waiting = {}
@@ -129,11 +139,13 @@ class DesiredState:
         wanted, waiting = self.wanted, self._waiting
         for index, app in enumerate(self.apps):
             names: set[str] = set()
-            scopes = self._scopes[index]
+            records = self._records
             for scope in app.scopes(view):
                 encoded = self._derive(view, index, scope)
                 if encoded:
-                    scopes[scope] = self._record(encoded)
+                    record = self._record(index, encoded)
+                    before = records.get(scope)
+                    records[scope] = before + record if before else record
                     for i in range(0, len(encoded), 3):  # _want(…, had=False), inline: 500,000 times
                         name, key = encoded[i], encoded[i + 1]
                         names.add(name)
@@ -160,11 +172,12 @@ class DesiredState:
     def _rederive(self, view: "LocalView", index: int, scopes: Iterable[Hashable], touched: Touched) -> None:
         for scope in scopes:
             owner = (index, scope)
-            before = {(name, key): self._value_of(owner, name, key)
-                      for name, key in self._keys_of(self._scopes[index].pop(scope, b""))}
+            mine, others = self._split(index, self._records.pop(scope, b""))
+            before = {(name, key): self._value_of(owner, name, key) for name, key in mine}
             new = self._derive(view, index, scope)
-            if new:
-                self._scopes[index][scope] = self._record(new)
+            record = others + self._record(index, new)
+            if record:
+                self._records[scope] = record
             for i in range(0, len(new), 3):
                 name, key, value = new[i], new[i + 1], new[i + 2]
                 had = (name, key) in before

@@ -301,9 +301,10 @@ def test_a_scope_records_its_keys_in_order_and_finds_the_values_it_gave():
     state = DesiredState([cls() for cls in APPS], encode)
     state.rebuild(view_of(objs, local))
     view = view_of(objs, local)
-    for index, scopes in enumerate(state._scopes):
-        for scope, record in scopes.items():
-            derived = state._derive(view, index, scope)
-            assert list(state._keys_of(record)) == [(derived[i], derived[i + 1]) for i in range(0, len(derived), 3)]
+    scopes_of = [set(app.scopes(view)) for app in state.apps]
+    for scope, record in state._records.items():
+        for index, scopes in enumerate(scopes_of):
+            derived = state._derive(view, index, scope) if scope in scopes else []
+            assert state._split(index, record)[0] == [(derived[i], derived[i + 1]) for i in range(0, len(derived), 3)]
             assert all(state._value_of((index, scope), derived[i], derived[i + 1]) == derived[i + 2]
                        for i in range(0, len(derived), 3))
