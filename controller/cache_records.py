@@ -6,14 +6,16 @@ keys is 184 bytes, its list 72 more. Here each is a read-only mapping over
 `__slots__` (48–56 bytes) in a tuple, a port's security groups one tuple shared
 by every port with the same groups, and a DNS assignment's fqdn its hostname
 plus a domain suffix shared by the network's ports, its hostname made again from
-the address where it is the one NB makes of it. Apps read them as they read
-the JSON they stand for (`fixed["ip_address"]`, `a.get("fqdn")`, iteration);
-a nested document with other fields than these stays as it came.
+the address where it is the one NB makes of it, and the assignment of a port with
+one address and no dns_name (most ports) no record at all until it is read
+(`DefaultNames`). Apps read them as they read the JSON they stand for
+(`fixed["ip_address"]`, `a.get("fqdn")`, iteration); a nested document with other
+fields than these stays as it came.
 """
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Iterator
 
 
@@ -63,8 +65,9 @@ class DnsAssignment(Record):
     __slots__ = ("_hostname", "ip_address", "_domain")
     FIELDS = ("hostname", "ip_address", "fqdn")
 
-    def __init__(self, hostname: str, ip_address: str, domain: str) -> None:
-        self._hostname = None if hostname == default_hostname(ip_address) else hostname
+    def __init__(self, hostname: str | None, ip_address: str, domain: str) -> None:
+        """hostname None: the one NB makes of the address."""
+        self._hostname = None if hostname is None or hostname == default_hostname(ip_address) else hostname
         self.ip_address, self._domain = ip_address, sys.intern(domain)
 
     @property
@@ -74,6 +77,37 @@ class DnsAssignment(Record):
     @property
     def fqdn(self) -> str:
         return self.hostname + self._domain
+
+
+class DefaultNames(Sequence):
+    """The DNS assignment of a port with one address and NB's own hostname for it: the
+    address and the domain, its one DnsAssignment made when read (a tuple and a record
+    kept for each of 100,000 ports cost 64 bytes more a port)."""
+
+    __slots__ = ("_address", "_domain")
+
+    def __init__(self, address: str, domain: str) -> None:
+        self._address, self._domain = address, sys.intern(domain)
+
+    def __len__(self) -> int:
+        return 1
+
+    def _one(self) -> DnsAssignment:
+        return DnsAssignment(None, self._address, self._domain)
+
+    def __getitem__(self, index):
+        return (self._one(),)[index]
+
+    def __iter__(self) -> Iterator[DnsAssignment]:
+        return iter((self._one(),))
+
+    def __eq__(self, other: object) -> bool:  # as the list (or tuple) it stands for
+        return isinstance(other, Sequence) and not isinstance(other, str) and list(self) == list(other)
+
+    __hash__ = None  # as a list's
+
+    def __repr__(self) -> str:
+        return repr(list(self))
 
 
 _GROUPS: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per set of groups ports have
@@ -94,10 +128,13 @@ def fixed_ips(entries: list) -> tuple | list:
 
 def dns_assignment(entries: list, addresses: dict[str, str]) -> tuple | list:
     """A port's DNS assignment as DnsAssignment records, each address the one string its
-    fixed IP holds (`addresses`); as it came when one has other fields or an fqdn that is
-    not its hostname and a domain."""
+    fixed IP holds (`addresses`), or DefaultNames for one address under NB's own hostname;
+    as it came when one has other fields or an fqdn that is not its hostname and a domain."""
     if not all(type(e) is dict and e.keys() == DnsAssignment._NAMES and type(e["fqdn"]) is str
                and type(e["hostname"]) is str and e["fqdn"].startswith(e["hostname"]) for e in entries):
         return entries
-    return tuple(DnsAssignment(e["hostname"], addresses.get(e["ip_address"], e["ip_address"]),
-                               e["fqdn"][len(e["hostname"]):]) for e in entries)
+    records = tuple(DnsAssignment(e["hostname"], addresses.get(e["ip_address"], e["ip_address"]),
+                                  e["fqdn"][len(e["hostname"]):]) for e in entries)
+    if len(records) == 1 and records[0]._hostname is None:
+        return DefaultNames(records[0].ip_address, records[0]._domain)
+    return records
