@@ -70,8 +70,9 @@ class DesiredState:
         encode, flat, seen = self._encode, [], set()
         for entry in self.apps[index].scope_entries(view, scope):
             key, value = encode(entry)
-            if (entry.map, key) not in seen:  # within a scope too, the first one holds a key
-                seen.add((entry.map, key))
+            name_key = (entry.map, key)
+            if name_key not in seen:  # within a scope too, the first one holds a key
+                seen.add(name_key)
                 flat += (entry.map, key, value)
         return flat
 
@@ -144,8 +145,8 @@ class DesiredState:
                 encoded = self._derive(view, index, scope)
                 if encoded:
                     record = self._record(index, encoded)
-                    before = records.get(scope)
-                    records[scope] = before + record if before else record
+                    earlier = records.get(scope)  # the apps before this one that have the scope
+                    records[scope] = earlier + record if earlier else record
                     for i in range(0, len(encoded), 3):  # _want(…, had=False), inline: 500,000 times
                         name, key = encoded[i], encoded[i + 1]
                         names.add(name)
