@@ -268,14 +268,25 @@ class Reconciler:
         self._off: dict[str, dict[bytes, bytes | None]] = {}
         self._audited_at: float | None = None  # never: the first pass reads every owned map
         self._consistent = False  # the last pass ran to its end: _last and _off say what the maps hold
+        # map -> (encode_key, encode_value, strip the value's trailing zeros): looked up once, not
+        # per entry (half a million a full pass)
+        self._codecs: dict[str, tuple[Callable, Callable, bool]] = {}
 
     def encode(self, entry: Entry) -> tuple[bytes, bytes]:
         """An entry's key and value as its map stores them, the value without its trailing zeros."""
-        m = self.maps.get(entry.map)
-        if m is None or entry.map not in self.owned:  # before any write: a bad pass changes nothing
-            raise ValueError(f"an entry for map {entry.map}, which no app declares")
-        value = m.encode_value(entry.value)
-        return m.encode_key(entry.key), value if m.value_size is None else value.rstrip(b"\0")
+        codec = self._codecs.get(entry.map)
+        if codec is None:
+            codec = self._codec(entry.map)
+        encode_key, encode_value, strip = codec
+        value = encode_value(entry.value)
+        return encode_key(entry.key), value.rstrip(b"\0") if strip else value
+
+    def _codec(self, name: str) -> tuple[Callable, Callable, bool]:
+        m = self.maps.get(name)
+        if m is None or name not in self.owned:  # before any write: a bad pass changes nothing
+            raise ValueError(f"an entry for map {name}, which no app declares")
+        codec = self._codecs[name] = (m.encode_key, m.encode_value, m.value_size is not None)
+        return codec
 
     def desired_bytes(self, entries: Iterable[Entry]) -> dict[str, dict[bytes, bytes]]:
         """Entries by map as bytes; where several entries share a key, the first one holds it
