@@ -8,7 +8,7 @@ import pytest
 from dfxdp.controller.apps import APPS
 from dfxdp.controller.apps.base import LocalView
 from dfxdp.controller.cache import SelectiveCache
-from dfxdp.controller.cache_records import DefaultNames
+from dfxdp.controller.cache_records import DefaultNames, OneFixedIp
 from dfxdp.controller.desired import LOCAL_PORT, Change, DesiredState
 from dfxdp.controller.kind_index import indexes_of
 from dfxdp.datapath.libbpf import lib  # noqa: F401  (the apps' structs: cffi's lib must load)
@@ -290,7 +290,8 @@ def test_apps_derive_from_the_caches_compact_documents_what_they_derive_from_the
     cache.load([KV(f"/dfxdp/nb/{kind}/{i}", json.dumps(doc).encode(), 1, 1)
                 for kind, docs in objs.items() for i, doc in docs.items()], 1)
     port = cache.objects["port"]["p000001"]
-    assert type(port["fixed_ips"]) is tuple and port["dns_assignment"][0]["fqdn"] == "host-p000001.openstacklocal."
+    assert type(port["fixed_ips"]) is OneFixedIp and port["dns_assignment"][0]["fqdn"] == "host-p000001.openstacklocal."
+    assert port["fixed_ips"] == objs["port"]["p000001"]["fixed_ips"] and len(port["fixed_ips"]) == 1
     assert port["fixed_ips"][0] == objs["port"]["p000001"]["fixed_ips"][0]  # a record reads as its dict
     assert cache.objects["port"]["p000002"]["dns_assignment"][0] == objs["port"]["p000002"]["dns_assignment"][0]
     # one address under NB's own hostname: no record kept, one made as it is read, equal to the JSON
