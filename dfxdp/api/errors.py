@@ -35,17 +35,20 @@ class URITooLong(NBError):
     status = 414
 
 
-class NeutronJSON(JSONResponse):
+def to_json(content: Any) -> bytes:
     """JSON rendered by orjson (a list of 100,000 ports is 80 MiB: several times faster than
-    the json module); an answer holding a string that is not valid UTF-8 (stored before bodies
+    the json module); content holding a string that is not valid UTF-8 (stored before bodies
     were checked), which orjson refuses, is rendered by the json module with non-ASCII
     characters escaped, so one bad object cannot break a whole list."""
+    try:
+        return orjson.dumps(content)
+    except orjson.JSONEncodeError:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
+
+class NeutronJSON(JSONResponse):
     def render(self, content: Any) -> bytes:
-        try:
-            return orjson.dumps(content)
-        except orjson.JSONEncodeError:
-            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+        return to_json(content)
 
 
 def neutron_error(status: int, type_: str, message: str, headers: dict | None = None) -> NeutronJSON:
