@@ -178,11 +178,9 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
         docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)
         page = docs if paged_first else listing.paginate(docs, query, kind.name)
         links = listing.links(request, page, query)
-        # objects rendered once while unchanged, kept by the server's copy (not FastAPI's encoder,
-        # which would walk every value of a large list first)
-        rendered = functools.partial(service.mirror.memos, kind.name, make=errors.to_json) if service.mirror \
-            else (lambda docs: [errors.to_json(doc) for doc in docs])
-        body = await run_in_threadpool(listing.answer, kind.plural, page, query.fields, links, rendered)
+        # joined from objects the server's copy keeps rendered (not FastAPI's encoder, which would
+        # walk every value of a large list first)
+        body = await run_in_threadpool(listing.answer, kind.plural, page, query.fields, links)
         return Response(body, media_type="application/json")
 
     async def create(request: Request, parent_id: str | None = None):

@@ -7,11 +7,8 @@ plain-text body or a traceback.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
-
-import orjson
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +17,7 @@ from starlette.routing import Match
 
 from dfxdp.nb.db import StoreError
 from dfxdp.nb.errors import NBError
+from dfxdp.nb.render import to_json
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +33,9 @@ class URITooLong(NBError):
     status = 414
 
 
-def to_json(content: Any) -> bytes:
-    """JSON rendered by orjson (a list of 100,000 ports is 80 MiB: several times faster than
-    the json module); content holding a string that is not valid UTF-8 (stored before bodies
-    were checked), which orjson refuses, is rendered by the json module with non-ASCII
-    characters escaped, so one bad object cannot break a whole list."""
-    try:
-        return orjson.dumps(content)
-    except orjson.JSONEncodeError:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
-
-
 class NeutronJSON(JSONResponse):
+    """Rendered as every answer is (dfxdp/nb/render.py)."""
+
     def render(self, content: Any) -> bytes:
         return to_json(content)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from dfxdp.nb import tags
 from dfxdp.nb.mirror import Shown
 from dfxdp.nb.errors import BadRequest, not_found
+from dfxdp.nb.render import to_json
 
-from .errors import to_json
 
 RESERVED = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
 SCALAR_TYPES = {"string", "integer", "number", "boolean", "null"}
@@ -148,13 +148,14 @@ def select(doc: dict, fields: list[str]) -> dict:
     return {k: v for k, v in doc.items() if k in fields} if fields else doc
 
 
-def answer(plural: str, page: list[dict], fields: list[str], links: list[dict],
-           rendered: Callable[[list[dict]], list[bytes]] = lambda docs: [to_json(doc) for doc in docs]) -> bytes:
+def answer(plural: str, page: list[dict], fields: list[str], links: list[dict]) -> bytes:
     """The list's JSON, `{plural: [objects], plural_links: [links]}`, joined from each object's
-    own: rendered(objects) for whole objects (the server's copy keeps them rendered while
-    unchanged: a list of 100,000 ports is a join, not 80 MiB of rendering), else the fields
-    picked."""
-    objects = [to_json(select(doc, fields)) for doc in page] if fields else rendered(page)
+    own: whole objects of the server's copy come rendered (a list of 100,000 ports is a join,
+    not 80 MiB of rendering), others are rendered here."""
+    if fields:
+        objects = [to_json(select(doc, fields)) for doc in page]
+    else:
+        objects = page.rendered if isinstance(page, Shown) else [to_json(doc) for doc in page]
     parts = [b"{", to_json(plural), b":[", b",".join(objects), b"]"]
     if links:
         parts += [b",", to_json(plural + "_links"), b":", to_json(links)]

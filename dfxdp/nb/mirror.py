@@ -16,8 +16,8 @@ one that changed (the kinds each decorate reads, `ShownFrom`: a port's binding w
 chassis, a network's subnets with its subnets), and places them in the order by bisection
 rather than sorting the kind again. What a list hands out is a copy of that order (pointers:
 a fraction of a millisecond at 100,000), shared by every caller until the next change; a
-page's marker is found in it by bisection on the marker's place in the order. What a caller
-makes of an unchanged object (an API answer's rendered bytes) is kept with it (`memo`).
+page's marker is found in it by bisection on the marker's place in the order. Each object's
+JSON is rendered when it is made and kept beside it in the order: a list answer joins them.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from .db.base import Store
+from .render import to_json
 from .txn import NB, NB_REVISION
 from .watcher import Snapshot, Watcher
 
@@ -71,12 +72,19 @@ def _parse(value: bytes) -> dict:
 
 class Shown(list):
     """What lists show of a kind, in the stored order: shared until the next change (read it,
-    never change it or its objects). place(id) finds an object's position by bisection on its
-    place in the order."""
+    never change it or its objects), with each object's JSON (`rendered`, in the same order; a
+    slice keeps them). place(id) finds an object's position by bisection on its place in the
+    order."""
 
-    def __init__(self, docs: list[dict], current: dict[str, dict]):
+    def __init__(self, docs: list[dict], rendered: list[bytes], current: dict[str, dict]):
         super().__init__(docs)
+        self.rendered = rendered
         self._current = current  # the mirror's id -> doc, for an object's place in the order
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):  # a page
+            return Shown(list.__getitem__(self, index), self.rendered[index], self._current)
+        return list.__getitem__(self, index)
 
     def place(self, obj_id: str) -> int | None:
         doc = self._current.get(obj_id)  # its order key never changes (created_at, id)
@@ -94,10 +102,11 @@ class _Kind:
     def __init__(self, ids: Iterable[str]):
         self.docs: dict[str, dict] = {}  # id -> the object as shown; never changed, replaced
         self.order: list[dict] = []  # docs in the stored order
+        self.rendered: list[bytes] = []  # their JSON, in the same order
+        self.json: dict[str, bytes] = {}  # id -> its doc's JSON
         self.dirty: set[str] = set(ids)  # to be made anew: changed, or what they show changed
         self.by_field: dict[str, dict[str, set[str]]] = {}  # a ShownFrom's field -> value -> ids
         self.shown: Shown | None = None  # handed out until the next change
-        self.memos: dict[str, Any] = {}  # id -> what a caller made of its doc (Mirror.memos)
 
 
 class Mirror:
@@ -182,7 +191,7 @@ class Mirror:
                 made = self._kinds[kind] = _Kind(self._raw.get(kind, {}))
             if made.dirty or made.shown is None:
                 self._remake(kind, made)
-                made.shown = Shown(made.order, made.docs)
+                made.shown = Shown(made.order, made.rendered, made.docs)
             return made.shown
 
     def _remake(self, kind: str, made: _Kind) -> None:
@@ -199,45 +208,29 @@ class Mirror:
             for doc in new:
                 if doc.get(field):
                     index.setdefault(doc[field], set()).add(doc["id"])
-        for obj_id in changed:
-            made.memos.pop(obj_id, None)
+        for doc in gone:
+            del made.json[doc["id"]]
         made.docs.update((doc["id"], doc) for doc in new)
-        if len(changed) > len(made.docs) * RESORT_SHARE or not self._place(made.order, gone, new):
+        made.json.update((doc["id"], to_json(doc)) for doc in new)  # rendered once, not at every list
+        if len(changed) > len(made.docs) * RESORT_SHARE or not self._place(made, gone, new):
             made.order = sorted(made.docs.values(), key=order_key)
+            made.rendered = [made.json[doc["id"]] for doc in made.order]
 
     @staticmethod
-    def _place(order: list[dict], gone: list[dict], new: list[dict]) -> bool:
+    def _place(made: _Kind, gone: list[dict], new: list[dict]) -> bool:
         """Take the gone objects out of the order and put the new ones in (False: the order
         did not hold what it should, sort it anew)."""
+        order = made.order
         for doc in gone:
             index = bisect.bisect_left(order, order_key(doc), key=order_key)
             if index == len(order) or order[index] is not doc:
                 return False
-            del order[index]
+            del order[index], made.rendered[index]
         for doc in new:
-            bisect.insort(order, doc, key=order_key)
+            index = bisect.bisect_right(order, order_key(doc), key=order_key)
+            order.insert(index, doc)
+            made.rendered.insert(index, made.json[doc["id"]])
         return True
-
-    def memos(self, kind: str, docs: list[dict], make: Callable[[dict], Any]) -> list[Any]:
-        """[make(doc) for doc in docs], each kept while doc is the mirror's unchanged object (an
-        answer's rendered bytes): a list of 100,000 unchanged objects makes none."""
-        made = self._kinds.get(kind)
-        if made is None:
-            return [make(doc) for doc in docs]
-        kept, current = made.memos, made.docs
-        answer, missing = [], []
-        for doc in docs:
-            # read before the check: a doc current now was current when its memo was read
-            # (memos are kept and dropped under the lock, with the doc they are of)
-            value = kept.get(doc["id"])
-            if value is None or current.get(doc["id"]) is not doc:
-                value = make(doc)
-                missing.append((doc, value))
-            answer.append(value)
-        if missing:
-            with self._changed:
-                kept.update((doc["id"], value) for doc, value in missing if current.get(doc["id"]) is doc)
-        return answer
 
     def close(self) -> None:
         self._watcher.cancel()
