@@ -177,11 +177,11 @@ def _crud_routes(app: FastAPI, service: NBService, base: str, kind: Kind) -> Non
 
         docs = listing.sort(await run_in_threadpool(visible_docs), query.sorts)
         page = docs if paged_first else listing.paginate(docs, query, kind.name)
-        answer = {kind.plural: [listing.select(d, query.fields) for d in page]}
         links = listing.links(request, page, query)
-        if links:
-            answer[kind.plural + "_links"] = links
-        return errors.NeutronJSON(answer)  # as it is: FastAPI would walk every value of a large list first
+        # joined from objects the server's copy keeps rendered (not FastAPI's encoder, which would
+        # walk every value of a large list first)
+        body = await run_in_threadpool(listing.answer, kind.plural, page, query.fields, links)
+        return Response(body, media_type="application/json")
 
     async def create(request: Request, parent_id: str | None = None):
         objs, bulk = await body.envelopes(request, kind.name, bulk_plural)

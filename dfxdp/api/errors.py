@@ -7,11 +7,8 @@ plain-text body or a traceback.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
-
-import orjson
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +17,7 @@ from starlette.routing import Match
 
 from dfxdp.nb.db import StoreError
 from dfxdp.nb.errors import NBError
+from dfxdp.nb.render import to_json
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +34,10 @@ class URITooLong(NBError):
 
 
 class NeutronJSON(JSONResponse):
-    """JSON rendered by orjson (a list of 100,000 ports is 80 MiB: several times faster than
-    the json module); an answer holding a string that is not valid UTF-8 (stored before bodies
-    were checked), which orjson refuses, is rendered by the json module with non-ASCII
-    characters escaped, so one bad object cannot break a whole list."""
+    """Rendered as every answer is (dfxdp/nb/render.py)."""
 
     def render(self, content: Any) -> bytes:
-        try:
-            return orjson.dumps(content)
-        except orjson.JSONEncodeError:
-            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+        return to_json(content)
 
 
 def neutron_error(status: int, type_: str, message: str, headers: dict | None = None) -> NeutronJSON:

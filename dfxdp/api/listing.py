@@ -23,6 +23,8 @@ from pydantic import BaseModel
 from dfxdp.nb import tags
 from dfxdp.nb.mirror import Shown
 from dfxdp.nb.errors import BadRequest, not_found
+from dfxdp.nb.render import to_json
+
 
 RESERVED = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
 SCALAR_TYPES = {"string", "integer", "number", "boolean", "null"}
@@ -144,3 +146,19 @@ def links(request: Request, page: list[dict], query: ListQuery) -> list[dict]:
 
 def select(doc: dict, fields: list[str]) -> dict:
     return {k: v for k, v in doc.items() if k in fields} if fields else doc
+
+
+def answer(plural: str, page: list[dict], fields: list[str], links: list[dict]) -> bytes:
+    """The list's JSON, `{plural: [objects], plural_links: [links]}`, joined from each object's
+    own: whole objects of the server's copy come rendered (a list of 100,000 ports is a join,
+    not 80 MiB of rendering), others are rendered here."""
+    if fields:
+        objects = [to_json(select(doc, fields)) for doc in page]
+    else:
+        objects = page.rendered if isinstance(page, Shown) else [to_json(doc) for doc in page]
+    head = b"{" + to_json(plural) + b":["
+    tail = b"]" + (b"," + to_json(plural + "_links") + b":" + to_json(links) if links else b"") + b"}"
+    if len(objects) < 2:
+        return head + b"".join(objects) + tail
+    # one join with head and tail on the first and last objects: 80 MiB copied once, not twice
+    return b",".join([head + objects[0], *objects[1:-1], objects[-1] + tail])

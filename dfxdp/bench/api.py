@@ -6,11 +6,12 @@
 - single creates: `POST /v2.0/ports` of one port, CLIENTS clients at once (threads, each its own
   connection) into a network of their own: ports per second of wall time;
 - list: `GET /v2.0/ports` of every port (seconds at the client: request, server and transfer,
-  and then the client's parse with the json module, apart: a client's choice; best of LIST_RUNS);
-- pages: `GET /v2.0/ports?limit=100`, the first page, one from the middle (a marker: the first
-  marker after a change pays the server's index of the list), one from three quarters (a
-  marker, the index made), and the first page again right after one more create (what the
-  server's copy re-derives).
+  and then the client's parse, apart: a client's choice, timed with Python's json module and
+  with orjson; best of LIST_RUNS), and once more right after a write;
+- pages: `GET /v2.0/ports?limit=100`, the first page, one from the middle (by marker) and one
+  from three quarters; after the single creates the first page (what the server's copy redoes
+  after 1,000 creates), then the first page right after one more create and a page by marker
+  right after another (what it redoes after one).
 
 Each size in turn grows one NB (`--ports 10000,100000`). On its own:
     python -m dfxdp.bench.api --ports 100000
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import ipaddress
 import json
 import subprocess
@@ -28,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
+import orjson
 import requests
 
 from dfxdp.nb.model import DEFAULT_PROJECT
@@ -51,11 +54,15 @@ class ApiPoint:
     clients: int
     list_seconds: float              # request, server, transfer (to the last byte)
     list_parse_seconds: float        # the client's json.loads of the answer
+    list_parse_orjson_seconds: float  # the client's orjson.loads of it
     list_megabytes: float
     first_page_seconds: float
-    middle_page_seconds: float       # the first page by marker since the last change
+    middle_page_seconds: float       # the first page by marker
     next_marker_page_seconds: float  # another page by marker
-    page_after_write_seconds: float
+    page_after_creates_seconds: float  # the first page after the single creates and one more
+    page_after_write_seconds: float  # the first page right after one create
+    marker_page_after_write_seconds: float  # a page by marker right after one create
+    list_after_write_seconds: float  # every port, right after one create (to the last byte)
 
 
 def _ok(response: requests.Response) -> dict:
@@ -118,14 +125,21 @@ class _Api:
         self.post("subnets", {"subnet": {"network_id": net["id"], "cidr": cidr, "ip_version": 4}})
         return net["id"]
 
-    def timed_get(self, params: dict | None = None) -> tuple[float, float, list[dict], int]:
-        """(seconds to the last byte, seconds to parse, the ports, bytes)."""
+    def timed_get(self, params: dict | None = None) -> tuple[float, float, float, list[str], int]:
+        """(seconds to the last byte, to parse with the json module, with orjson, the ports' ids,
+        bytes). Each parse starts with no other parsed answer alive: a client parsing one list
+        does not also hold another's hundreds of thousands of objects for the collector to walk."""
+        gc.collect()
         started = time.monotonic()
         response = self.session.get(f"{self.base}/ports", params=params)
         body = response.content
         received = time.monotonic()
-        ports = _ok(response)["ports"]
-        return received - started, time.monotonic() - received, ports, len(body)
+        ids = [port["id"] for port in _ok(response)["ports"]]  # requests' json(): the json module
+        parsed = time.monotonic()
+        gc.collect()
+        orjson_started = time.monotonic()
+        orjson.loads(body)
+        return received - started, parsed - received, time.monotonic() - orjson_started, ids, len(body)
 
 
 def _single_creates(api: _Api, network_id: str, count: int) -> float:
@@ -171,36 +185,46 @@ def measure(sizes: list[int], step: Callable[[str], None] = lambda _label: None,
                 made += count
                 step(f"api: {made:,} ports, {made / busy:,.0f} per second")
             lists = [api.timed_get() for _ in range(LIST_RUNS)]
-            list_seconds, parse_seconds, listed, size_bytes = min(lists, key=lambda found: found[0])
+            list_seconds, parse_seconds, parse_orjson, listed, size_bytes = min(lists, key=lambda found: found[0])
             step(f"api: listed {len(listed):,} ports in {list_seconds:.2f} s")
             first_page = api.timed_get({"limit": PAGE})[0]
-            middle_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) // 2]["id"]})[0]
-            next_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) * 3 // 4]["id"]})[0]
+            middle_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) // 2]})[0]
+            next_page = api.timed_get({"limit": PAGE, "marker": listed[len(listed) * 3 // 4]})[0]
             step(f"api: pages of {PAGE} in {first_page * 1000:.0f}, {middle_page * 1000:.0f} and "
                  f"{next_page * 1000:.0f} ms")
             singles_net = api.network(f"api-singles-{size_index}", f"{SINGLES_FROM + size_index * 4096}/20")
             single_rate = _single_creates(api, singles_net, singles)
             step(f"api: {single_rate:,.0f} single creates per second, {CLIENTS} clients")
             api.post("ports", {"port": {"network_id": singles_net}})
+            after_creates = api.timed_get({"limit": PAGE})[0]
+            api.post("ports", {"port": {"network_id": singles_net}})
             after_write = api.timed_get({"limit": PAGE})[0]
-            step(f"api: a page right after a write in {after_write * 1000:.0f} ms")
+            api.post("ports", {"port": {"network_id": singles_net}})
+            marker_after_write = api.timed_get({"limit": PAGE, "marker": listed[len(listed) // 2]})[0]
+            api.post("ports", {"port": {"network_id": singles_net}})
+            list_after_write = api.timed_get()[0]
+            step(f"api: right after a write: a page in {after_write * 1000:.0f} ms, by marker "
+                 f"{marker_after_write * 1000:.0f} ms, every port {list_after_write:.2f} s")
             points.append(ApiPoint(len(listed), made / busy, single_rate, CLIENTS, list_seconds, parse_seconds,
-                                   size_bytes / 2**20, first_page, middle_page, next_page, after_write))
+                                   parse_orjson, size_bytes / 2**20, first_page, middle_page, next_page,
+                                   after_creates, after_write, marker_after_write, list_after_write))
     return points
 
 
 def summary(points: list[dict]) -> list[str]:
     """The API part of summary.md, from its results.json entry."""
     lines = ["## API (real etcd, a real `dfxdp server`)", "",
-             "| ports | bulk creates/s | single creates/s (clients) | list all (s, MiB) | its parse (s) "
-             "| first page (ms) | by marker: first, next (ms) | page after a write (ms) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ports | bulk creates/s | single creates/s (clients) | list all (s, MiB) | its parse: json module, "
+             "orjson (s) | first page (ms) | by marker: first, next (ms) | first page after 1,000 creates (ms) "
+             "| right after one write: first page, by marker (ms), list all (s) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {p['ports']:,} | {p['bulk_create_per_second']:,.0f} | {p['single_create_per_second']:,.0f} "
               f"({p['clients']}) | {p['list_seconds']:.2f} ({p['list_megabytes']:.0f}) | "
-              f"{p['list_parse_seconds']:.2f} | "
+              f"{p['list_parse_seconds']:.2f}, {p['list_parse_orjson_seconds']:.2f} | "
               f"{p['first_page_seconds'] * 1000:.0f} | {p['middle_page_seconds'] * 1000:.0f}, "
-              f"{p['next_marker_page_seconds'] * 1000:.1f} | "
-              f"{p['page_after_write_seconds'] * 1000:.0f} |" for p in points]
+              f"{p['next_marker_page_seconds'] * 1000:.1f} | {p['page_after_creates_seconds'] * 1000:.0f} | "
+              f"{p['page_after_write_seconds'] * 1000:.0f}, {p['marker_page_after_write_seconds'] * 1000:.0f}, "
+              f"{p['list_after_write_seconds']:.2f} |" for p in points]
     return [*lines, ""]
 
 

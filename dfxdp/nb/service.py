@@ -29,7 +29,7 @@ from .families.routers import Routers
 from .families.security_groups import SecurityGroups
 from .families.subnetpools import SubnetPools
 from .kinds import MODELS
-from .mirror import Mirror
+from .mirror import Mirror, order_key
 from .model import DEFAULT_PROJECT
 from .quotas import Quotas
 from .txn import KeyAllocator, Txn, now, run_txn
@@ -60,8 +60,6 @@ class NBService:
             layout.ensure(store)
         except StoreError as exc:  # unreachable: requests answer 503 meanwhile, the first write upgrades
             log.warning("NB store not upgraded at start: %s", exc)
-        # an API server lists from a watched copy of the NB objects (dfxdp/nb/mirror.py)
-        self.mirror = Mirror(store) if mirror else None
         self.quotas = Quotas(store, quota_defaults)
         self.default_project = default_project
         dns.check_domain(dns_domain)
@@ -79,6 +77,9 @@ class NBService:
         for family in (self.networks, self.ports, self.routers, self.security_groups, self.loadbalancers,
                        self.subnetpools, self.address_scopes):
             self._hooks.update(family.hooks())
+        # an API server lists from a watched copy of the NB objects (dfxdp/nb/mirror.py)
+        shown_from = {kind: hooks.shown_from for kind, hooks in self._hooks.items()}
+        self.mirror = Mirror(store, self._decorate, shown_from) if mirror else None
 
     # ------------------------------------------------------------------ shared by the families
     def _model(self, kind: str):
@@ -123,12 +124,9 @@ class NBService:
         that only reads them (a list answer: 100,000 copies cost it half a second)."""
         self._model(kind)
 
-        def shown(found: list[dict]) -> list[dict]:  # in creation order, derived fields filled
-            return sorted(self._decorate(kind, found), key=lambda d: (d.get("created_at", ""), d["id"]))
-
-        docs = self.mirror.list(kind, shown) if self.mirror else None  # shared: copied below
-        if docs is None:
-            docs = shown(Txn(self.store).list(kind))
+        docs = self.mirror.list(kind) if self.mirror else None  # shared: copied below
+        if docs is None:  # derived fields filled, in the stored order
+            docs = sorted(self._decorate(kind, Txn(self.store).list(kind)), key=order_key)
         for field, wanted in (filters or {}).items():
             if field in tags.FILTERS:
                 docs = [d for d in docs if tags.matches(d, field, wanted)]

@@ -4,7 +4,7 @@ import pytest
 
 from dfxdp.nb.db import open_store
 from dfxdp.nb.db.base import KV
-from dfxdp.nb.mirror import Mirror
+from dfxdp.nb.mirror import Mirror, order_key
 from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import NB_REVISION
 
@@ -30,7 +30,7 @@ def test_lists_through_the_mirror_show_every_committed_write(store):
         writer.delete("network", net["id"])
         assert net["id"] not in {n["id"] for n in service.list("network")}
         writer.quotas.update("p1", {"port": 1})  # a write outside NB objects: lists need not wait for it
-        assert len(service.list("network")) == 4 and service.mirror.list("network", list) is not None
+        assert len(service.list("network")) == 4 and service.mirror.list("network") is not None
         listed = service.list("network")
         listed[0]["name"] = "changed by a caller"
         assert "changed by a caller" not in {n["name"] for n in service.list("network")}  # callers get copies
@@ -38,23 +38,26 @@ def test_lists_through_the_mirror_show_every_committed_write(store):
         service.mirror.close()
 
 
+def _ids(docs):
+    return [doc["id"] for doc in docs]
+
+
 def test_what_a_list_makes_is_kept_until_the_next_change():
+    """Shared until a change; after one, only the changed objects are made anew (decorated),
+    and the order is the stored one."""
     store = open_store("memory://")
-    mirror = Mirror(store)
     made = []
-
-    def shown(docs):
-        made.append(len(docs))
-        return sorted(docs, key=lambda d: d["name"])
-
+    mirror = Mirror(store, lambda kind, docs: made.append(sorted(d["name"] for d in docs)))
     try:
         service = NBService(store)
-        service.create("network", {"name": "b"})
-        service.create("network", {"name": "a"})
-        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b"]
-        assert mirror.list("network", shown) is mirror.list("network", shown) and made == [2]  # shared
-        service.create("network", {"name": "c"})
-        assert [n["name"] for n in mirror.list("network", shown)] == ["a", "b", "c"] and made == [2, 3]
+        b = service.create("network", {"name": "b"})
+        a = service.create("network", {"name": "a"})
+        assert _ids(mirror.list("network")) == _ids(sorted([a, b], key=order_key))
+        assert mirror.list("network") is mirror.list("network") and made == [["a", "b"]]  # shared
+        c = service.create("network", {"name": "c"})
+        b2 = service.update("network", b["id"], {"name": "b2"})
+        assert _ids(mirror.list("network")) == _ids(sorted([a, b2, c], key=order_key)) and made[1:] == [["b2", "c"]]
+        assert mirror.list("network")[_ids(mirror.list("network")).index(b["id"])]["name"] == "b2"
     finally:
         mirror.close()
 
@@ -63,11 +66,11 @@ def test_a_mirror_that_cannot_catch_up_answers_none(monkeypatch):
     store = open_store("memory://")
     mirror = Mirror(store)
     try:
-        assert mirror.list("network", list) == []
+        assert mirror.list("network") == []
         monkeypatch.setattr("dfxdp.nb.mirror.WAIT_SECONDS", 0.05)
         marker = KV(NB_REVISION, b"", 1, mirror._revision + 1000)  # ahead of every event
         monkeypatch.setattr(store, "get", lambda key: marker)
-        assert mirror.list("network", list) is None
+        assert mirror.list("network") is None
     finally:
         mirror.close()
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 from .. import ipam, octavia
 from ..errors import BadRequest, Conflict
 from ..txn import Txn, run_txn
-from .base import Family, Hooks
+from .base import Family, Hooks, children, exists
 from .ports import LB_VIP_OWNER
 
 
 class LoadBalancers(Family):
     def hooks(self) -> dict[str, Hooks]:
         return {"loadbalancer": Hooks(self._create_loadbalancer, None, self._delete_loadbalancer,
-                                      self._show_listeners_and_pools),
+                                      self._show_listeners_and_pools,
+                                      (children("listener", "loadbalancer", exists), children("pool", "loadbalancer", exists))),
                 "listener": Hooks(self._create_listener, self._update_listener, self._delete_listener),
-                "pool": Hooks(self._create_pool, octavia.pool_updated, self._delete_pool, self._show_members),
+                "pool": Hooks(self._create_pool, octavia.pool_updated, self._delete_pool, self._show_members,
+                              (children("member", "pool", exists),)),
                 "member": Hooks(self._create_member, octavia.member_updated, self._delete_member),
                 "healthmonitor": Hooks(self._create_healthmonitor, octavia.monitor_updated,
                                        self._delete_healthmonitor)}

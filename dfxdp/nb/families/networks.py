@@ -8,16 +8,19 @@ import json
 from .. import dns, ipam, segments, validate
 from ..errors import Conflict
 from ..index import FLOATINGIP_OWNER
+from ..mirror import ShownFrom
 from ..txn import Txn, now, obj_key
 from . import subnetpools
-from .base import Family, Hooks
+from .base import Family, Hooks, children
 from .ports import DHCP_OWNER, ROUTER_INTERFACE_OWNERS_SNAT
 
 
 class Networks(Family):
     def hooks(self) -> dict[str, Hooks]:
         return {"network": Hooks(self._create_network, self._update_network, self._delete_network,
-                                 self._show_subnets),
+                                 self._show_subnets,
+                                 (children("subnet", "network", lambda s: (s["ip_version"], s.get("subnetpool_id"))),
+                                  ShownFrom("subnetpool", field=None, reads=lambda p: p.get("address_scope_id")))),
                 "subnet": Hooks(self._create_subnet, self._update_subnet, self._delete_subnet)}
 
     def _create_network(self, txn: Txn, net: dict) -> None:

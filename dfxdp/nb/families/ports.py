@@ -8,8 +8,9 @@ import random
 from .. import dns, ipam, validate
 from ..errors import BadRequest, Conflict
 from ..index import DHCP_OWNER, FLOATINGIP_OWNER, ROUTER_GATEWAY, ROUTER_INTERFACE
+from ..mirror import ShownFrom
 from ..txn import ALLOC, Txn, now, obj_key, run_txn
-from .base import Family, Hooks
+from .base import Family, Hooks, exists
 
 DHCP_DEVICE_ID = "reserved_dhcp_port"  # Neutron's id for a DHCP port no agent has taken
 LB_VIP_OWNER = "Octavia"
@@ -27,7 +28,9 @@ def mac_key(network_id: str, mac: str) -> str:
 
 class Ports(Family):
     def hooks(self) -> dict[str, Hooks]:
-        return {"port": Hooks(self.create, self.update, self._delete, self._show_binding)}
+        # a port's binding shows whether its host's chassis exists (not its heartbeats)
+        return {"port": Hooks(self.create, self.update, self._delete, self._show_binding,
+                              (ShownFrom("chassis", lambda chassis: [chassis["id"]], "binding:host_id", exists),))}
 
     def create(self, txn: Txn, port: dict) -> None:
         """A new port's reservations and defaults (also for ports other objects create)."""

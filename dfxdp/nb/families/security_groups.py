@@ -6,7 +6,7 @@ from ..db.base import KV
 from ..errors import BadRequest, Conflict
 from ..rules import validate_rule
 from ..txn import ALLOC, Txn, obj_key, run_txn
-from .base import Family, Hooks
+from .base import Family, Hooks, children
 
 
 def default_group_key(project: str) -> str:
@@ -23,7 +23,7 @@ class SecurityGroups(Family):
 
     def hooks(self) -> dict[str, Hooks]:
         return {"security_group": Hooks(self._create_group, self._update_group, self._delete_group,
-                                        self._show_rules),
+                                        self._show_rules, (children("security_group_rule", "security_group"),)),
                 "security_group_rule": Hooks(self._create_rule)}
 
     def default_group(self, txn: Txn, project: str) -> str:
