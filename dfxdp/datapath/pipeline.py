@@ -156,11 +156,12 @@ class Pipeline:
         """Load every object (reusing pinned maps), then go live — unless a pinned map had
         to be recreated for a new layout: then the caller fills the new maps first and
         calls go_live(), while the old programs keep forwarding with the old maps.
-        go_live=False: the caller goes live itself (loading_in_background).
+        go_live=False: the caller goes live itself (PipelineLoading).
 
-        The kernel verifies each object's programs, most of a new chassis' load: the objects
-        whose maps are all pinned once those before them loaded are verified in parallel
-        threads (cffi releases the GIL in libbpf's calls). A map is created and pinned by one
+        A new chassis' load is the kernel's: creating the maps (the entry object's, mostly) and
+        verifying each object's programs. The objects whose maps are all pinned once those
+        before them loaded are loaded in parallel threads (cffi releases the GIL in libbpf's
+        calls). A map is created and pinned by one
         object only: the entry object, then any object declaring a map not pinned yet that a
         later object also declares, load one after the other first, so that no two loads race
         to create the same pin. The first object refused raises, after the others finished;
