@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from dfxdp.datapath import libbpf
-from dfxdp.datapath.pipeline import Pipeline, pipeline_objects
+from dfxdp.datapath.pipeline import Pipeline, PipelineLoading, pipeline_objects
 from dfxdp.metrics.agent import AgentMetrics
 from dfxdp.metrics.fallback import FallbackMetrics
 from dfxdp.nb.db import StoreError, open_store
@@ -65,8 +65,10 @@ class AgentConfig:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, store=None):
+    def __init__(self, config: AgentConfig, store=None, pipeline: PipelineLoading | None = None):
+        """`pipeline`: its load started early by the caller (`dfxdp agent`), else loaded in start()."""
         self.config = config
+        self._pipeline_loading = pipeline
         self.store = store or open_store(config.db_url)
         self.nb = NBService(self.store)
         self.cache = SelectiveCache(config.chassis)
@@ -114,7 +116,8 @@ class Agent:
     def _start_datapath(self) -> None:
         cfg = self.config
         # Adopt what a previous agent pinned: maps keep their entries, programs are replaced atomically.
-        self.pipeline = Pipeline(cfg.bpffs).load([*pipeline_objects(), *cfg.stage_objects])
+        self.pipeline = (self._pipeline_loading.result() if self._pipeline_loading
+                         else Pipeline(cfg.bpffs).load([*pipeline_objects(), *cfg.stage_objects]))
         self.control = build_datapath_control(self.pipeline.maps, options={
             DnsApp: {"ttl": cfg.dns_ttl, "upstream": cfg.dns_upstream},
             DhcpApp: {"on_count": self._count_dhcp}})

@@ -80,24 +80,42 @@ def agent_config(db_url: str, chassis, tunnel_ip, underlay, bridge_mappings, ext
                        ovsdb=None if ovsdb == "none" else ovsdb, dns_upstream=upstream, dns_ttl=dns_ttl)
 
 
-def start_agent_or_fail(config, store=None):
-    """An Agent started (its threads running), or a one-line ClickException."""
+def start_agent_or_fail(config, store=None, pipeline=None):
+    """An Agent started (its threads running), or a one-line ClickException. `pipeline`: a
+    PipelineLoading begun early, abandoned if the agent cannot start."""
     from dfxdp.controller.agent import Agent
     from dfxdp.datapath.libbpf import BpfError
     from dfxdp.nb.db import StoreError
 
     try:
-        agent = Agent(config, store)
+        agent = Agent(config, store, pipeline)
         agent.start()
         return agent
     except (ValueError, BpfError, StoreError, OSError) as exc:
+        if pipeline is not None:
+            pipeline.abandon()
         raise click.ClickException(f"agent {config.chassis} cannot start: {exc}") from None
+
+
+def load_pipeline_early(chassis: str, bpffs: str | None):
+    """The pipeline's load begun in a background thread, before the controller's modules are
+    imported: the kernel verifies its programs while Python imports, each on a CPU (the two are
+    most of a new chassis' start; docs/benchmarks.md)."""
+    from dfxdp.datapath.pipeline import PipelineLoading, default_bpffs, pipeline_objects
+
+    return PipelineLoading(bpffs or default_bpffs(chassis), pipeline_objects())
 
 
 def register(group: click.Group) -> None:
     def agent(db_url, **opts):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        agent = start_agent_or_fail(agent_config(db_url, **opts))
+        pipeline = load_pipeline_early(opts["chassis"], opts["bpffs"])
+        try:
+            config = agent_config(db_url, **opts)
+        except click.BadParameter:
+            pipeline.abandon()  # bad input changes nothing
+            raise
+        agent = start_agent_or_fail(config, pipeline=pipeline)
         signal.signal(signal.SIGTERM, lambda *_: agent.stop())
         try:
             agent.run_forever()

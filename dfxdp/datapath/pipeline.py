@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import threading
 
 from . import fastpath, libbpf
 from .libbpf import BpfObject, Map, Program, ffi, lib
@@ -95,6 +96,39 @@ def default_bpffs(chassis: str) -> pathlib.Path:
     return BPFFS_MOUNT / chassis
 
 
+def _serial_and_parallel(objects: list[BpfObject], declared: dict[BpfObject, set[str]],
+                         pinned: set[str]) -> tuple[list[BpfObject], list[BpfObject]]:
+    """(the objects to load one by one, in order; those to load in parallel after them). An
+    object goes first when it creates a map (not pinned yet) that a later object declares too;
+    the entry object always does (it creates the skeleton maps every stage shares)."""
+    first, pinned = [], set(pinned)
+    for i, obj in enumerate(objects):
+        creates = declared[obj] - pinned
+        if i == 0 or any(creates & declared[later] for later in objects[i + 1:]):
+            first.append(obj)
+            pinned |= declared[obj]
+    return first, [obj for obj in objects if obj not in first]
+
+
+def _load_in_threads(objects: list[BpfObject]) -> list[Exception]:
+    """Load each object in its own thread; the errors of those refused, in the objects' order."""
+    errors: dict[int, Exception] = {}
+
+    def load(i: int, obj: BpfObject) -> None:
+        try:
+            obj.load()
+        except Exception as exc:  # re-raised by the caller, in the caller's thread
+            errors[i] = exc
+
+    threads = [threading.Thread(target=load, args=(i, obj), name=f"load-{obj.path.stem}")
+               for i, obj in enumerate(objects)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [errors[i] for i in sorted(errors)]
+
+
 class Pipeline:
     def __init__(self, bpffs_dir: str | os.PathLike):
         self.dir = pathlib.Path(bpffs_dir)
@@ -118,22 +152,41 @@ class Pipeline:
     def hooks_dir(self) -> pathlib.Path:
         return self.dir / "hooks"
 
-    def load(self, objects: list[pathlib.Path] | None = None) -> "Pipeline":
+    def load(self, objects: list[pathlib.Path] | None = None, go_live: bool = True) -> "Pipeline":
         """Load every object (reusing pinned maps), then go live — unless a pinned map had
         to be recreated for a new layout: then the caller fills the new maps first and
-        calls go_live(), while the old programs keep forwarding with the old maps."""
+        calls go_live(), while the old programs keep forwarding with the old maps.
+        go_live=False: the caller goes live itself (PipelineLoading).
+
+        A new chassis' load is the kernel's: creating the maps (the entry object's, mostly) and
+        verifying each object's programs. The objects whose maps are all pinned once those
+        before them loaded are loaded in parallel threads (cffi releases the GIL in libbpf's
+        calls). A map is created and pinned by one
+        object only: the entry object, then any object declaring a map not pinned yet that a
+        later object also declares, load one after the other first, so that no two loads race
+        to create the same pin. The first object refused raises, after the others finished;
+        nothing goes live then."""
         self._ensure_on_bpffs()
         self.maps_dir.mkdir(parents=True, exist_ok=True)
         self.progs_dir.mkdir(parents=True, exist_ok=True)
+        opened = []
         for path in objects or pipeline_objects():
             obj = BpfObject(path, pin_root=self.maps_dir)
             self.objects.append(obj)
+            opened.append(obj)
             self._replace_incompatible_pins(obj)
+        first, rest = _serial_and_parallel(opened, {obj: set(obj.pinned_maps()) for obj in opened},
+                                           {pin.name for pin in self.maps_dir.iterdir()})
+        for obj in first:
             obj.load()
+        errors = _load_in_threads(rest)
+        for obj in opened:  # in the objects' order: a map's first declarer is its owner, as before
             self.programs.update(obj.programs)
             for name, m in obj.maps.items():
                 self.maps.setdefault(name, m)
-        if not self.replaced_maps:
+        if errors:
+            raise errors[0]
+        if go_live and not self.replaced_maps:
             self.go_live()
         return self
 
@@ -227,3 +280,58 @@ class Pipeline:
                 self.dir.rmdir()
             except OSError:
                 pass  # a mount point: leave it
+
+
+class PipelineLoading:
+    """A pipeline loading in a background thread: the kernel verifies its programs while the
+    caller goes on (`dfxdp agent` imports the controller meanwhile; the two are most of a new
+    chassis' start). result() waits and goes live; abandon(), for a caller that failed before
+    taking the result, waits and unpins the maps this load created, so that a start which fails
+    leaves nothing behind."""
+
+    def __init__(self, bpffs_dir: str | os.PathLike, objects: list[pathlib.Path] | None = None):
+        self.pipeline = Pipeline(bpffs_dir)
+        self._objects = objects
+        self._error: BaseException | None = None
+        self._pinned_before: set[str] | None = None  # None: the load failed before it looked
+        self._dirs_before = {d for d in (self.pipeline.dir, self.pipeline.maps_dir, self.pipeline.progs_dir)
+                             if d.is_dir()}
+        self._taken = False
+        self._thread = threading.Thread(target=self._load, name="pipeline-load", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            maps_dir = self.pipeline.maps_dir
+            self._pinned_before = set(os.listdir(maps_dir)) if maps_dir.is_dir() else set()
+            self.pipeline.load(self._objects, go_live=False)
+        except BaseException as exc:  # raised again by result(), in the caller's thread
+            self._error = exc
+
+    def result(self) -> Pipeline:
+        """The loaded pipeline, live unless a map was recreated for a new layout (Pipeline.load)."""
+        self._thread.join()
+        if self._error is not None:
+            self.pipeline.close()
+            raise self._error
+        self._taken = True
+        if not self.pipeline.replaced_maps:
+            self.pipeline.go_live()
+        return self.pipeline
+
+    def abandon(self) -> None:
+        """The start failed before result(): nothing went live; unpin the maps this load made."""
+        self._thread.join()
+        if self._taken:
+            return
+        self.pipeline.close()
+        if self._pinned_before is not None and self.pipeline.maps_dir.is_dir():
+            for pin in self.pipeline.maps_dir.iterdir():
+                if pin.name not in self._pinned_before:
+                    libbpf.unpin(pin)
+        for made in (self.pipeline.maps_dir, self.pipeline.progs_dir, self.pipeline.dir):
+            if made not in self._dirs_before and made.is_dir() and not any(made.iterdir()):
+                try:
+                    made.rmdir()
+                except OSError:
+                    pass  # a bpffs the load mounted there: left mounted, as Pipeline.destroy does

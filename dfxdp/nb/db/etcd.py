@@ -7,19 +7,43 @@ revision after a disconnect, resync fully after a compaction).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
 import requests
-from etcd3gw import exceptions as etcd_exc
-from etcd3gw.client import Etcd3Client
-from etcd3gw.utils import _decode, _encode, _increment_last_byte
 
 from .base import KV, CompactedError, Compare, Event, Op, Put, Store, StoreError, Watch, mark_complete
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _eventlet_hidden() -> Iterator[None]:
+    """While in it, `import eventlet` fails (unless eventlet is loaded already).
+
+    etcd3gw's utils and futurist, which it imports, try `import eventlet` only to learn whether
+    it is installed, for green executors in a monkey-patched process, which dfxdp never is (its
+    watch stream is read by its own thread, below); eventlet in turn imports dnspython and
+    pyOpenSSL: 0.2-0.5 s of every agent's start on a loaded machine. Afterwards eventlet imports
+    as usual (os-ken's OVS fallback needs it)."""
+    if "eventlet" in sys.modules:  # loaded already (the fallback came first): nothing to save
+        yield
+        return
+    sys.modules["eventlet"] = None  # None in sys.modules makes an import raise ImportError
+    try:
+        yield
+    finally:
+        del sys.modules["eventlet"]
+
+
+with _eventlet_hidden():
+    from etcd3gw import exceptions as etcd_exc
+    from etcd3gw.client import Etcd3Client
+    from etcd3gw.utils import _decode, _encode, _increment_last_byte
 
 REQUEST_TIMEOUT = 10
 RECONNECT_BACKOFF_MAX = 2.0
