@@ -176,6 +176,15 @@ def allocate(txn: Txn, subnet: dict, owner: str, lowest: bool = False) -> str:
     resume = ("ip-resume", subnet["id"])
     candidates = list(itertools.islice((n for n in _pool_addresses(subnet, txn.memo.get(resume, 0)) if n not in used),
                                        ALLOCATION_WINDOW))
+    if not candidates and txn.memo[("ip-unread", subnet["id"])]:
+        # what was known may be stale (released elsewhere, picks of creates since refused):
+        # the store, not this process' memory, says that the subnet is full
+        read = {int(ipaddress.ip_address(k.rsplit("/", 1)[1])) for k in txn.keys_under(f"{ALLOC}ip/{subnet['id']}/")}
+        txn.memo[("ip-used", subnet["id"])], txn.memo[("ip-unread", subnet["id"])] = read, False
+        with _known_lock:
+            _known.setdefault(txn.store, {})[subnet["id"]] = set(read)
+        txn.memo.pop(resume, None)
+        return allocate(txn, subnet, owner, lowest)
     if candidates:
         txn.memo[resume] = candidates[0]
     if not lowest:
