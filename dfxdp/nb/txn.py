@@ -71,6 +71,7 @@ class Txn:
         # the same writes by directory (a key up to its last "/"): the lists and key sets
         # below apply this txn's writes under a prefix without scanning all of them
         self._writes_in: dict[str, dict[str, bytes | None]] = {}
+        self._kind_writes: dict[str, int] = {}  # kind -> how many of its objects this txn wrote
         self._committed: list[Callable[[int], None]] = []
         self._conflicted: list[Callable[[], None]] = []
         # Everything this txn read (None: absent) and every prefix it read whole with the
@@ -141,7 +142,15 @@ class Txn:
 
     def _write(self, key: str, value: bytes | None) -> None:
         self._writes[key] = value
+        if key.startswith(NB):
+            kind = key[len(NB):key.index("/", len(NB))]
+            self._kind_writes[kind] = self._kind_writes.get(kind, 0) + 1
         self._writes_in.setdefault(key[:key.rindex("/") + 1], {})[key] = value
+
+    def writes_of(self, kind: str) -> int:
+        """How many writes of objects of kind this txn made: what a module derives from them
+        (in `memo`) holds while this stays the same."""
+        return self._kind_writes.get(kind, 0)
 
     def _written_under(self, prefix: str) -> dict[str, bytes | None]:
         """This txn's writes of keys under prefix."""
