@@ -105,6 +105,9 @@ def _pool_addresses(subnet: dict, first: int) -> Iterator[int]:
 # first attempt allocates from it, claiming its pick without reading the subnet's addresses
 # (a /16's could be 60,000 keys per create). One taken meanwhile by another server fails the
 # commit, and the retry reads them all; one released elsewhere is only skipped until then.
+# A pick is known as taken at once, before its commit: this server's concurrent creates then
+# pick others instead of colliding on it (known as free again if its transaction is not
+# committed).
 _known: "weakref.WeakKeyDictionary[object, dict[str, set[int]]]" = weakref.WeakKeyDictionary()
 _known_lock = threading.Lock()
 
@@ -116,23 +119,28 @@ def _used(txn: Txn, subnet_id: str) -> set[int]:
     memo = ("ip-used", subnet_id)
     if memo not in txn.memo:
         with _known_lock:
-            known = _known.get(txn.store, {}).get(subnet_id) if txn.attempt == 0 else None
+            live = _known.get(txn.store, {}).get(subnet_id)
+            known = live if txn.attempt == 0 else None
             used = set(known) if known is not None else None
+            before = set(live or ()) if known is None else set()  # a read's: what was known then
         if used is None:
             used = {int(ipaddress.ip_address(k.rsplit("/", 1)[1])) for k in txn.keys_under(f"{ALLOC}ip/{subnet_id}/")}
         changes: tuple[set[int], set[int]] = (set(), set())  # (taken, released) by this txn
         txn.memo[memo], txn.memo[("ip-changes", subnet_id)] = used, changes
         txn.memo[("ip-unread", subnet_id)] = known is not None
-        txn.on_commit(lambda _revision: _remember(txn.store, subnet_id, None if known is not None else used, changes))
+        txn.on_commit(lambda _revision: _remember(txn.store, subnet_id, None if known is not None else used, changes,
+                                                  before))
     return txn.memo[memo]
 
 
-def _remember(store, subnet_id: str, read: set[int] | None, changes: tuple[set[int], set[int]]) -> None:
-    """After a commit: what it read (with its changes), or the changes on top of what was known."""
+def _remember(store, subnet_id: str, read: set[int] | None, changes: tuple[set[int], set[int]],
+              before: set[int]) -> None:
+    """After a commit: what it read (with its changes) and what concurrent creates picked since
+    (known then: `before`), or the changes on top of what was known."""
     with _known_lock:
         subnets = _known.setdefault(store, {})
         if read is not None:
-            subnets[subnet_id] = set(read)
+            subnets[subnet_id] = set(read) | (subnets.get(subnet_id, set()) - before)
         else:
             subnets[subnet_id] = (subnets.get(subnet_id, set()) | changes[0]) - changes[1]
 
@@ -168,6 +176,15 @@ def allocate(txn: Txn, subnet: dict, owner: str, lowest: bool = False) -> str:
     resume = ("ip-resume", subnet["id"])
     candidates = list(itertools.islice((n for n in _pool_addresses(subnet, txn.memo.get(resume, 0)) if n not in used),
                                        ALLOCATION_WINDOW))
+    if not candidates and txn.memo[("ip-unread", subnet["id"])]:
+        # what was known may be stale (released elsewhere, picks of creates since refused):
+        # the store, not this process' memory, says that the subnet is full
+        read = {int(ipaddress.ip_address(k.rsplit("/", 1)[1])) for k in txn.keys_under(f"{ALLOC}ip/{subnet['id']}/")}
+        txn.memo[("ip-used", subnet["id"])], txn.memo[("ip-unread", subnet["id"])] = read, False
+        with _known_lock:
+            _known.setdefault(txn.store, {})[subnet["id"]] = set(read)
+        txn.memo.pop(resume, None)
+        return allocate(txn, subnet, owner, lowest)
     if candidates:
         txn.memo[resume] = candidates[0]
     if not lowest:
@@ -175,6 +192,8 @@ def allocate(txn: Txn, subnet: dict, owner: str, lowest: bool = False) -> str:
     unread = txn.memo[("ip-unread", subnet["id"])]
     for number in candidates:
         address = str(ipaddress.ip_address(number))
+        if not _pick_known(txn, subnet["id"], number):
+            continue  # a concurrent create of this process picked it
         if unread:  # believed free: a taken one fails the commit, and the retry reads them all
             txn.claim(ip_key(subnet["id"], address), owner)
         elif not txn.reserve(ip_key(subnet["id"], address), owner):
@@ -182,6 +201,25 @@ def allocate(txn: Txn, subnet: dict, owner: str, lowest: bool = False) -> str:
         _mark(txn, subnet["id"], number, True)
         return address
     raise Conflict("IpAddressGenerationFailure", f"no more IP addresses available in subnet {subnet['id']}")
+
+
+def _pick_known(txn: Txn, subnet_id: str, number: int) -> bool:
+    """Take number as in use in what this process knows, unless a concurrent create of this
+    process took it since this transaction copied what was known."""
+    with _known_lock:
+        known = _known.get(txn.store, {}).get(subnet_id)
+        if known is None:  # nothing known yet: the commit decides
+            return True
+        if number in known:
+            return False
+        known.add(number)
+    txn.on_conflict(lambda: _unpick(txn.store, subnet_id, number))
+    return True
+
+
+def _unpick(store, subnet_id: str, number: int) -> None:
+    with _known_lock:
+        _known.get(store, {}).get(subnet_id, set()).discard(number)
 
 
 def release(txn: Txn, subnet_id: str, address: str) -> None:

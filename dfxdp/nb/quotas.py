@@ -16,9 +16,8 @@ from typing import Any
 from .db.base import Store
 from .errors import BadRequest, Conflict
 from .index import index_key, owned_prefix
-from .txn import Txn, run_txn
+from .txn import QUOTA, Txn, run_txn
 
-QUOTA = "/dfxdp/quota/"
 UNLIMITED = -1
 MAX_LIMIT = 2 ** 31 - 1
 # Neutron's defaults (neutron.conf [quotas] quota_<resource>); a subnet pool has none

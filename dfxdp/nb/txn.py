@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
+from . import recall
 from .db.base import KV, Compare, Delete, Put, Store, StoreError
 from .errors import Conflict, not_found
 from .index import index_key, index_keys_of, member_writes, members_prefix, ownership_writes, parent_kind, references
@@ -30,6 +31,10 @@ NB = "/dfxdp/nb/"
 # the last NB change (what a copy of the NB objects must have applied, dfxdp/nb/mirror.py)
 NB_REVISION = "/dfxdp/nb-revision"
 ALLOC = "/dfxdp/alloc/"
+QUOTA = "/dfxdp/quota/"  # a project's quota overrides (dfxdp/nb/quotas.py)
+# what a transaction's first attempt takes from the process' memory (dfxdp/nb/recall.py), and
+# the lists of children of these kinds: what every port create reads and rarely changes
+RECALLED = (f"{NB}network/", f"{NB}subnet/", QUOTA)
 MAX_ATTEMPTS = 20
 FEW_PARENTS = 8  # children_of: up to this many parents, their children are read parent by parent
 KEY_BLOCK = 64
@@ -47,9 +52,16 @@ def now() -> str:
 
 
 class Txn:
-    def __init__(self, store: Store, attempt: int = 0):
+    def __init__(self, store: Store, attempt: int = 0, recalling: bool = False):
         self.store = store
         self.attempt = attempt  # of run_txn: 0 first, then each retry
+        # recalling: RECALLED keys and lists as this process last knew them, unread (a guarded
+        # write's first attempt: run_txn); what was taken so, to forget if the commit fails;
+        # and the lists read, to remember if it goes through
+        self._recall = recall.of(store) if recalling else None
+        self._recalled_keys: set[str] = set()
+        self._recalled_lists: set[str] = set()
+        self._lists_read: dict[str, recall.List] = {}
         # what modules derive from this txn's reads and keep up to date for the rest of it
         # (e.g. a subnet's addresses in use, dfxdp/nb/ipam.py), so a bulk derives it once
         self.memo: dict = {}
@@ -59,6 +71,7 @@ class Txn:
         # the same writes by directory (a key up to its last "/"): the lists and key sets
         # below apply this txn's writes under a prefix without scanning all of them
         self._writes_in: dict[str, dict[str, bytes | None]] = {}
+        self._kind_writes: dict[str, int] = {}  # kind -> how many of its objects this txn wrote
         self._committed: list[Callable[[int], None]] = []
         self._conflicted: list[Callable[[], None]] = []
         # Everything this txn read (None: absent) and every prefix it read whole with the
@@ -71,11 +84,21 @@ class Txn:
 
     def _read(self, key: str) -> KV | None:
         """key as the store had it when this txn first read it; the commit guards it."""
-        if self._unseen(key):
+        if self._unseen(key) and not self._recalled(key):
             self._seen[key] = self.store.get(key)
         kv = self._seen.get(key)  # absent under a prefix read whole: not there
         self._compares.setdefault(key, kv.mod_revision if kv else 0)
         return kv
+
+    def _recalled(self, key: str) -> bool:
+        """Take key from the process' memory, if this txn may and it is known there."""
+        if self._recall is None or not key.startswith(RECALLED):
+            return False
+        known, kv = self._recall.key(key)
+        if known:
+            self._seen[key] = kv
+            self._recalled_keys.add(key)
+        return known
 
     def _read_many(self, keys: list[str]) -> None:
         """Read the keys not read yet in one go (not guarded one by one: see children)."""
@@ -119,7 +142,15 @@ class Txn:
 
     def _write(self, key: str, value: bytes | None) -> None:
         self._writes[key] = value
+        if key.startswith(NB):
+            kind = key[len(NB):key.index("/", len(NB))]
+            self._kind_writes[kind] = self._kind_writes.get(kind, 0) + 1
         self._writes_in.setdefault(key[:key.rindex("/") + 1], {})[key] = value
+
+    def writes_of(self, kind: str) -> int:
+        """How many writes of objects of kind this txn made: what a module derives from them
+        (in `memo`) holds while this stays the same."""
+        return self._kind_writes.get(kind, 0)
 
     def _written_under(self, prefix: str) -> dict[str, bytes | None]:
         """This txn's writes of keys under prefix."""
@@ -149,6 +180,9 @@ class Txn:
         in a transaction.)"""
         self.get_raw(obj_key(parent_kind(parent), parent_id))
         members = members_prefix(parent, parent_id, kind)
+        remembered = obj_key(kind, "").startswith(RECALLED)
+        if remembered and members not in self._ranges:
+            self._recalled_list(members)
         kvs, revision = self._range(members)
         idx = index_key(parent, parent_id, kind)
         # a child written after the member keys were read rewrites idx: read at any later
@@ -157,10 +191,25 @@ class Txn:
         keys = {obj_key(kind, kv.key[len(members):]) for kv in kvs}
         written = self._written_under(f"{NB}{kind}/")
         self._read_many(sorted(keys - written.keys()))
+        if remembered:
+            self._lists_read[members] = recall.List(kvs, revision, {key: self._seen.get(key) for key in keys})
         found = {key: self._seen[key].value for key in keys - written.keys() if self._seen.get(key)}
         found.update((key, value) for key, value in written.items() if value is not None)
         docs = (json.loads(value) for _key, value in sorted(found.items()))
         return [doc for doc in docs if (parent, parent_id) in references(kind, doc)]
+
+    def _recalled_list(self, members: str) -> None:
+        """Take a list of children (its member keys, their revision, the children) from the
+        process' memory, if this txn may and it is known there."""
+        found = self._recall.list(members) if self._recall is not None else None
+        if found is None:
+            return
+        self._ranges[members] = (found.members, found.revision)
+        for kv in found.members:
+            self._seen.setdefault(kv.key, kv)
+        for key, kv in found.children.items():
+            self._seen.setdefault(key, kv)
+        self._recalled_lists.add(members)
 
     def children_of(self, kind: str, parent: str, parent_ids: list[str]) -> dict[str, list[dict]]:
         """For what is shown (derived fields): each parent's children, read by parent for a
@@ -235,8 +284,14 @@ class Txn:
         self._committed.append(callback)
 
     def on_conflict(self, callback: Callable[[], None]) -> None:
-        """Run callback if the commit is refused because something read has changed."""
+        """Run callback if this transaction's writes are not made: the commit is refused
+        because something read has changed, or the request is refused (run_txn)."""
         self._conflicted.append(callback)
+
+    def abandon(self) -> None:
+        """Nothing of this transaction will be written (its request refused)."""
+        for conflicted in self._conflicted:
+            conflicted()
 
     def _index_writes(self) -> dict[str, bytes | None]:
         """Rewrite the guard key of every parent a written object names, before or after
@@ -275,12 +330,17 @@ class Txn:
         ops = [Put(k, v) if v is not None else Delete(k) for k, v in writes.items()]
         revision = self._settle(self.store.txn(self._guards(), ops))
         if revision is not None:
+            if self._recall is not None:
+                self._recall.learn({key: self._seen.get(key) for key in self._compares if key.startswith(RECALLED)},
+                                   self._lists_read, writes)
             for committed in self._committed:
                 committed(revision)
         return revision
 
     def _settle(self, revision: int | None) -> int | None:
         if revision is None:
+            if self._recall is not None:
+                self._recall.forget(self._recalled_keys, self._recalled_lists)
             for conflicted in self._conflicted:
                 conflicted()
         return revision
@@ -297,13 +357,15 @@ def run_txn(store: Store, body: Callable[[Txn], T]) -> T:
     from .layout import ensure  # imported here: the layout's upgrade builds on this module
     ensure(store)  # the reads below rely on the current layout
     for attempt in range(MAX_ATTEMPTS):
-        txn = Txn(store, attempt)
+        txn = Txn(store, attempt, recalling=attempt == 0)
         try:
             result = body(txn)
         except StoreError:
+            txn.abandon()
             raise
         except Exception:
             if txn.still_holds():
+                txn.abandon()
                 raise
         else:
             if txn.commit() is not None:

@@ -100,8 +100,14 @@ class Ports(Family):
     # ------------------------------------------------------------------ addresses
     @staticmethod
     def subnets_of(txn: Txn, network_id: str) -> list[dict]:
-        return sorted(txn.children("subnet", "network", network_id),
-                      key=lambda s: (s["ip_version"], s["created_at"], s["id"]))
+        """The network's subnets, in order; read once per transaction while it writes no
+        subnet (each port of a bulk asks). Read-only: shared by those calls."""
+        memo, version = ("subnets-of", network_id), txn.writes_of("subnet")
+        found = txn.memo.get(memo)
+        if found is None or found[0] != version:
+            found = txn.memo[memo] = (version, sorted(txn.children("subnet", "network", network_id),
+                                                      key=lambda s: (s["ip_version"], s["created_at"], s["id"])))
+        return list(found[1])
 
     def _assign_fixed_ips(self, txn: Txn, port: dict, requested: list[dict] | None, keep: list[dict]) -> list[dict]:
         """Reserve requested fixed IPs (or one per IP version by default), then, as Neutron, the
