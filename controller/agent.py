@@ -212,7 +212,10 @@ class Agent:
         for item in self.watcher:
             with self._cache_lock:
                 if isinstance(item, Snapshot):
+                    loading = time.monotonic()
                     self.cache.load(item.kvs, item.revision)
+                    log.info("NB snapshot at revision %d: %d objects in view, read in %.2f s", item.revision,
+                             self.cache.size(), time.monotonic() - loading)
                 elif self.cache.apply(item):
                     self._reload_cache()  # interest widened: reread what we skipped
                 if self._event_at is None:
@@ -283,10 +286,12 @@ class Agent:
     def sync_once(self) -> LocalView:
         started, event_at, self._event_at = time.monotonic(), self._event_at, None
         with self._cache_lock:  # the view is the cache's own dicts: the watch thread waits
+            locked = time.monotonic()
             view = self.build_view()
             changes = self._changes(view)
             result = self.control.apply(view, changes=changes)
             if changes is None:
+                log.info("full pass over %d objects: %.2f s", self.cache.size(), time.monotonic() - locked)
                 # the cache and the state a full pass built live as long as the agent: later garbage
                 # collections need not walk them (a full one took 160 ms at 10,000 ports, a pause any
                 # event's pass could meet). Collected first, so no garbage is frozen with them.
