@@ -215,7 +215,10 @@ class Agent:
         for item in self.watcher:
             with self._cache_lock:
                 if isinstance(item, Snapshot):
+                    loading = time.monotonic()
                     self.cache.load(item.kvs, item.revision)
+                    log.info("NB snapshot at revision %d: %d objects in view, read in %.2f s", item.revision,
+                             self.cache.size(), time.monotonic() - loading)
                 elif self.cache.apply(item):
                     self._reload_cache()  # interest widened: reread what we skipped
                 if self._event_at is None:
@@ -286,15 +289,13 @@ class Agent:
     def sync_once(self) -> LocalView:
         started, event_at, self._event_at = time.monotonic(), self._event_at, None
         with self._cache_lock:  # the view is the cache's own dicts: the watch thread waits
+            locked = time.monotonic()
             view = self.build_view()
             changes = self._changes(view)
             result = self.control.apply(view, changes=changes)
             if changes is None:
-                # the cache and the state a full pass built live as long as the agent: later garbage
-                # collections need not walk them (a full one took 160 ms at 10,000 ports, a pause any
-                # event's pass could meet). Collected first, so no garbage is frozen with them.
-                gc.collect()
-                gc.freeze()
+                log.info("full pass over %d objects: %.2f s", self.cache.size(), time.monotonic() - locked)
+            collect_pass_garbage(full=changes is None, audited=result.audited)
             self.passes += 1
             # Maps first, then attach: a tap's first frame already finds its port record.
             for ifindex in [*view.local_ports.values(), *view.lb_probe_ifindex.values()]:
@@ -358,6 +359,21 @@ class Agent:
                     port["network_id"] in view.networks and self._lb_reported.get(lb["id"]) != lb["revision_number"]:
                 self.nb.set_loadbalancer_active(lb["id"], lb["revision_number"])
                 self._lb_reported[lb["id"]] = lb["revision_number"]
+
+
+def collect_pass_garbage(full: bool, audited: bool) -> None:
+    """After a pass. A full pass: the cache and the state it built live as long as the agent,
+    so later garbage collections need not walk them (a full one took 160 ms at 10,000 ports,
+    a pause any event's pass could meet): collected first, so no garbage is frozen with
+    them, then frozen. An audit: its passes over the maps are reference cycles holding every
+    key they read (tens of MiB at 100,000 ports), and after a freeze the collector's own full
+    collection waits for new objects a quarter of the frozen count, which a few cycles never
+    reach: each audit's garbage stayed (RSS 306 → 808 MiB in 13 idle minutes at 100,000
+    ports). A full collection walks only what is not frozen."""
+    if full or audited:
+        gc.collect()
+    if full:
+        gc.freeze()
 
 
 def run_agent(config: AgentConfig, store=None, ready: threading.Event | None = None) -> Agent:

@@ -13,13 +13,19 @@ which is also the create-throughput measurement); at each size:
 - API call → first forwarded packet: a port created for the real chassis, its
   VM plugged (tap veth, as Nova's VIF plug does), until a ping from it to a peer
   VM gets its answer, with its steps timed apart (FirstPacket);
-- full resync: the agent restarted with its pins removed, until every port's
-  fdb entry is back;
+- full resync: the agent restarted with its pins removed, until every bound
+  port's fdb entry is back (each one looked for: a count would pass with entries
+  missing, or never, when two ports share one);
 - its resident memory (RSS) after the samples above;
 - API list: one GET of every port.
 
-The NB grows by Neutron's bulk create (BULK ports a request, four clients), so
-100,000 ports take minutes, not the half hour one create a request took.
+The NB grows by Neutron's bulk create (BULK ports a request, four clients, each
+on a network of its own: two bulks on one network collide on its addresses and
+one starts over), so 100,000 ports take minutes, not the half hour one create a
+request took. The agent is stopped while the NB grows (the resync starts it
+again): the fill is the API's measurement, and the two CPUs are shared.
+
+A part that fails says where the cluster's logs are (the agent's, the server's).
 
 Apart from the sizes, `measure_router`: a router with 200 subnets, and a new
 chassis with one port on one of them; from its agent's start until every
@@ -141,6 +147,20 @@ class TapProgrammed:
         return self._times[0], self._times[1]
 
 
+def _bulks(made: int, total: int) -> list[range]:
+    """The bulk creates that take NB from `made` to `total` bound ports (port n on network
+    n // PORTS_PER_NETWORK), ordered so that the API_WORKERS concurrent ones are on different
+    networks: every network's first bulk, then every network's second, and so on."""
+    bulks, turns, n = [], {}, made
+    while n < total:
+        network = n // PORTS_PER_NETWORK
+        end = min(n + BULK, total, (network + 1) * PORTS_PER_NETWORK)
+        turns[network] = turns.get(network, -1) + 1
+        bulks.append((turns[network], network, range(n, end)))
+        n = end
+    return [batch for _, _, batch in sorted(bulks, key=lambda bulk: bulk[:2])]
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile: with few samples, p99 is the slowest one."""
     ordered = sorted(values)
@@ -216,7 +236,9 @@ class ControlBench:
         self.api.put(f"quotas/{DEFAULT_PROJECT}", {"quota": {"network": -1, "subnet": -1, "port": -1}})
         self.router = self.api.create("routers", "router", {"name": "bench"})
         self.networks: list[dict] = []
+        self._net_keys: dict[str, int] = {}  # network id -> its datapath key
         self.bound = 0  # ports with a binding: each has an fdb entry on the real chassis
+        self.fdb_keys: list[dict] = []  # the fdb key of each of them
         self._add_network()
         peer = self._create_port(self.networks[0], self.chassis.name)
         self.peer_vm = cluster.plug(self._sdk_port(peer), self.chassis, name="peer")
@@ -234,38 +256,49 @@ class ControlBench:
         self.api.put(f"routers/{self.router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
         net["key"] = self.nb.get("network", net["id"])["key"]  # the API does not show datapath keys
         self.networks.append(net)
+        self._net_keys[net["id"]] = net["key"]
         return net
 
     def _create_port(self, net: dict, host: str) -> dict:
         port = self.api.create("ports", "port", {"network_id": net["id"], "binding:host_id": host})
-        self.bound += 1
+        self._bound(port)
         return port
 
+    def _bound(self, port: dict) -> None:
+        self.bound += 1
+        self.fdb_keys.append({"net_key": self._net_keys[port["network_id"]], "mac": list(mac_bytes(port["mac_address"]))})
+
     def grow(self, total: int, progress: Callable[[int], None]) -> float:
-        """Ports for the simulated chassis until NB holds `total` bound ports; creates per second."""
+        """Ports for the simulated chassis until NB holds `total` bound ports (the agent
+        stopped meanwhile: resync() starts it); creates per second."""
         todo = total - self.bound
         if todo <= 0:
             return 0.0
+        self.chassis.stop_agent()
         while len(self.networks) * PORTS_PER_NETWORK < total:
             self._add_network()
         started = time.monotonic()
 
-        def create(first: int) -> int:
-            batch = range(self.bound + first, self.bound + min(first + BULK, todo))
-            self.api.create_bulk("ports", [{"network_id": self.networks[n // PORTS_PER_NETWORK]["id"],
-                                            "binding:host_id": self.simulated[n % SIMULATED_CHASSIS]} for n in batch])
+        def create(batch: range) -> int:
+            ports = self.api.create_bulk("ports", [{"network_id": self.networks[n // PORTS_PER_NETWORK]["id"],
+                                                    "binding:host_id": self.simulated[n % SIMULATED_CHASSIS]}
+                                                   for n in batch])
+            with lock:
+                for port in ports:
+                    self._bound(port)
             return len(batch)
 
+        lock = threading.Lock()
         pool = concurrent.futures.ThreadPoolExecutor(API_WORKERS)
         try:
             done = 0
-            for future in concurrent.futures.as_completed([pool.submit(create, i) for i in range(0, todo, BULK)]):
+            for future in concurrent.futures.as_completed([pool.submit(create, batch)
+                                                           for batch in _bulks(self.bound, total)]):
                 done += future.result()
                 progress(done)
         finally:
             # on a failed create or an interrupt, do not work through the remaining thousands first
             pool.shutdown(cancel_futures=True)
-        self.bound += todo
         return todo / (time.monotonic() - started)
 
     # ---- datapath probes -----------------------------------------------------
@@ -339,15 +372,21 @@ class ControlBench:
         self.chassis.start_agent()
         fdb_path = self.chassis.bpffs / "maps" / "fdb"
         _wait("the agent's pinned fdb map", fdb_path.exists, poll=0.01)
+        fdb = Map.pinned(fdb_path)
+        try:
+            missing = {fdb.encode_key(key) for key in self.fdb_keys}
 
-        def complete() -> bool:
-            fdb = Map.pinned(fdb_path)
+            def complete() -> bool:
+                # read back in batches (a key at a time, 100,000 syscalls a poll beside the agent)
+                missing.difference_update(key for key, _ in fdb.raw_iter())
+                return not missing
+
             try:
-                return len(fdb) >= self.bound
-            finally:
-                fdb.close()
-
-        _wait("a full resync", complete, poll=0.05)
+                _wait("a full resync", complete, poll=0.1)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}: {len(missing)} of {self.bound} bound ports have no fdb entry") from None
+        finally:
+            fdb.close()
         return time.monotonic() - started
 
     def agent_rss_mib(self) -> float:
@@ -396,6 +435,8 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
                     first_packet_steps={f.name: statistics.median(getattr(first, f.name) for first in firsts)
                                         for f in fields(FirstPacket) if f.name != "seconds"},
                     resync_seconds=resync, agent_rss_mib=rss))
+        except Exception as exc:
+            raise RuntimeError(f"{exc} (the agent's and the server's logs: {cluster.logdir})") from exc
         finally:
             cluster.close()
     return points

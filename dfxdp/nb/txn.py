@@ -267,11 +267,16 @@ class Txn:
             return True
         return self.reserve(key, owner)
 
-    def claim(self, key: str, owner: str) -> None:
+    def claim(self, key: str, owner: str) -> bool:
         """Reserve a key believed free (a random MAC) without reading it first: if
-        someone holds it, the commit fails and run_txn starts over with a fresh pick."""
+        someone holds it, the commit fails and run_txn starts over with a fresh pick.
+        False, writing nothing, when this transaction wrote the key already (two objects of
+        one bulk drew the same value): the store's compare cannot see that one."""
+        if key in self._writes:
+            return False
         self._compares.setdefault(key, 0)
         self._write(key, owner.encode())
+        return True
 
     def release(self, key: str) -> None:
         self._write(key, None)

@@ -234,14 +234,16 @@ class EtcdStore(Store):
         return [found.get(key) for key in keys]
 
     def range(self, prefix: str) -> tuple[list[KV], int]:
-        resp = self._post("/kv/range", {"key": _key(prefix), "range_end": _key(_increment_last_byte(prefix)),
-                                        "sort_order": "ASCEND", "sort_target": "KEY"})
+        # etcd returns a range in ascending key order; a sort_order, even that one, costs a sort
+        resp = self._post("/kv/range", {"key": _key(prefix), "range_end": _key(_increment_last_byte(prefix))})
         return [_kv(raw) for raw in resp.get("kvs", [])], int(resp["header"]["revision"])
 
     def range_pages(self, prefix: str, page_size: int = 1000) -> tuple[Iterator[list[KV]], int]:
+        """Pages of `page_size` keys in key order, all at the first page's revision. No
+        sort_order: etcd (3.4) applies `limit` only to an unsorted range, and reads the whole
+        rest of the range for every sorted page (100,000 ports: 77 s of pages instead of 9)."""
         end = _key(_increment_last_byte(prefix))
-        first = self._post("/kv/range", {"key": _key(prefix), "range_end": end, "limit": page_size,
-                                         "sort_order": "ASCEND", "sort_target": "KEY"})
+        first = self._post("/kv/range", {"key": _key(prefix), "range_end": end, "limit": page_size})
         revision = int(first["header"]["revision"])
 
         def pages() -> Iterator[list[KV]]:
@@ -252,8 +254,7 @@ class EtcdStore(Store):
                 if not resp.get("more") or not kvs:
                     return
                 resp = self._post("/kv/range", {"key": _key(kvs[-1].key + "\0"), "range_end": end,
-                                                "limit": page_size, "revision": revision,
-                                                "sort_order": "ASCEND", "sort_target": "KEY"})
+                                                "limit": page_size, "revision": revision})
         return pages(), revision
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> int | None:

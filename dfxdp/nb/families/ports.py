@@ -198,8 +198,10 @@ class Ports(Family):
             return
         # 2^24 random MACs per network: a taken one is rare enough to cost a retry of the
         # whole transaction rather than a read on every create
-        port["mac_address"] = "fa:16:3e:%02x:%02x:%02x" % tuple(random.randrange(256) for _ in range(3))
-        txn.claim(mac_key(port["network_id"], port["mac_address"]), port["id"])
+        while True:
+            port["mac_address"] = "fa:16:3e:%02x:%02x:%02x" % tuple(random.randrange(256) for _ in range(3))
+            if txn.claim(mac_key(port["network_id"], port["mac_address"]), port["id"]):
+                return
 
     def _check_port_security(self, txn: Txn, port: dict, net: dict) -> None:
         if port["port_security_enabled"] is None:
