@@ -22,6 +22,7 @@ JSON is rendered when it is made and kept beside it in the order: a list answer 
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import logging
 import threading
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 WATCHED = NB.rstrip("/")  # the objects, and NB_REVISION
 WAIT_SECONDS = 2.0
+# a (re)make of this many objects or more: what is alive is moved out of the cyclic collector's
+# walks (gc.freeze). 100,000 ports are over a million tracked objects that live until changed; a
+# full collection walking them stalls the server 1-3 s at a random later request, and the docs
+# hold no cycles (refcounting still frees them when they are replaced).
+FREEZE_AT = 10_000
 # more changed objects than this share of a kind since its last list: the kind is sorted anew
 # rather than each placed by bisection (a list insert moves the pointers after it)
 RESORT_SHARE = 1 / 32
@@ -215,6 +221,8 @@ class Mirror:
         if len(changed) > len(made.docs) * RESORT_SHARE or not self._place(made, gone, new):
             made.order = sorted(made.docs.values(), key=order_key)
             made.rendered = [made.json[doc["id"]] for doc in made.order]
+        if len(new) >= FREEZE_AT:
+            gc.freeze()
 
     @staticmethod
     def _place(made: _Kind, gone: list[dict], new: list[dict]) -> bool:

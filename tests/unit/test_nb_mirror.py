@@ -134,3 +134,24 @@ def test_pages_of_the_stored_order_from_the_mirror_are_neutrons():
         assert served.get("/v2.0/networks?limit=2&marker=gone").status_code == 404
     finally:
         mirrored.mirror.close()
+
+
+def test_a_large_make_is_moved_out_of_the_collectors_walks(monkeypatch):
+    """After making many objects at once (a kind's first list at 100,000 ports), what is alive
+    is frozen (gc.freeze): full collections no longer walk the copy's millions of objects."""
+    import gc
+    store = open_store("memory://")
+    writer = NBService(store)
+    for name in "abc":
+        writer.create("network", {"name": name})
+    gc.unfreeze()
+    try:
+        for freeze_at, frozen in ((4, False), (3, True)):  # a first list makes the three
+            monkeypatch.setattr("dfxdp.nb.mirror.FREEZE_AT", freeze_at)
+            mirror = Mirror(store)
+            try:
+                assert len(mirror.list("network")) == 3 and (gc.get_freeze_count() > 0) == frozen
+            finally:
+                mirror.close()
+    finally:
+        gc.unfreeze()
