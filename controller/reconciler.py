@@ -98,11 +98,15 @@ class _MapPass:
     pass wrote or removed holds what the pass wants; one the kernel refused stays in
     `overlay` with what it still holds (the deviations the next pass retries)."""
 
-    def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None],
-                 lookup: Callable[[bytes], bytes | None]):
+    def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None]):
         self.name, self.m, self._wanted = name, m, wanted
         self.overlay = dict(off)  # key -> what it holds where that is not lookup(key)
-        self.lookup = lookup  # what a key holds as far as the last pass (or the read-back) knows
+
+    def lookup(self, key: bytes) -> bytes | None:
+        """What a key holds as far as the last pass (or the read-back) knows. A method, not a
+        stored bound method: that would be a cycle keeping every pass (and each key an audit
+        read) alive until a full collection, which the frozen cache postpones for long."""
+        raise NotImplementedError
 
     @property
     def want(self) -> Mapping[bytes, bytes]:
@@ -160,8 +164,9 @@ class _FullPass(_MapPass):
 
     def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None],
                  old: Mapping[bytes, bytes]):
-        super().__init__(name, m, wanted, off, old.get)
+        super().__init__(name, m, wanted, off)
         self.old = old
+        self.lookup = old.get  # the dict's own getter (no cycle): a full pass calls it per key
         self.examined = 0  # keys of `want` compared so far (it only grows)
 
     def compare(self) -> Iterable[tuple[bytes, bytes]]:
@@ -179,11 +184,11 @@ class _TouchedPass(_MapPass):
 
     def __init__(self, name: str, m: MapLike, wanted: Wanted, off: Mapping[bytes, bytes | None],
                  before: Mapping[bytes, bytes | None]):
-        super().__init__(name, m, wanted, off, self._before_or_wanted)
+        super().__init__(name, m, wanted, off)
         self.before = before
         self.keys = list(dict.fromkeys(itertools.chain(before, off)))
 
-    def _before_or_wanted(self, key: bytes) -> bytes | None:
+    def lookup(self, key: bytes) -> bytes | None:
         return self.before[key] if key in self.before else self.want.get(key)
 
     def compare(self) -> Iterable[tuple[bytes, bytes]]:
@@ -202,7 +207,7 @@ class _AuditPass(_MapPass):
     set apart holds what `want` held then)."""
 
     def __init__(self, name: str, m: MapLike, wanted: Wanted):
-        super().__init__(name, m, wanted, {}, self._as_read)
+        super().__init__(name, m, wanted, {})
         self._seen: set[bytes] | None = None  # keys read; None: not read yet
         self.examined = 0
 
@@ -218,7 +223,7 @@ class _AuditPass(_MapPass):
                 overlay[key] = value
         self._seen = seen
 
-    def _as_read(self, key: bytes) -> bytes | None:
+    def lookup(self, key: bytes) -> bytes | None:
         return self.want.get(key) if key in self._seen else None
 
     def compare(self) -> Iterable[tuple[bytes, bytes]]:
