@@ -51,6 +51,7 @@ setup(
         "fastapi>=0.110",
         "pydantic>=2.5",
         "uvicorn>=0.27",
+        "uvloop>=0.19",  # the API server's event loop (uvicorn's loop="auto" takes it): less CPU per request
         "httpx>=0.27",
         "etcd3gw>=2.4",
         "orjson>=3.9",  # the API's large lists

@@ -118,5 +118,6 @@ def register(group: click.Group) -> None:
         if with_agent:
             start_local_agent(store, db_url, agent_args)
         click.echo(f"dfxdp server: Neutron API on http://{host}:{port} (db {db_url})", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning",
+        # no access log (one record per request, dropped at level warning anyway, still built)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                     h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
