@@ -9,8 +9,9 @@ def test_api_bench_grows_lists_and_pages(monkeypatch):
     messages = []
     first, second = api.measure([50, 130], messages.append, singles=10)
     assert len(messages) == api.steps([50, 130])
-    # each network's DHCP port, and each size's single creates (10 and the one before its page)
-    assert first.ports == 50 + 1 and second.ports == 130 + 3 + 11 + 1
+    # each network's DHCP port (the singles' network's too), and the first size's single creates:
+    # 10, then one before each of the four timed answers after a write
+    assert first.ports == 50 + 1 and second.ports == 130 + 3 + (10 + 4) + 1
     assert any(m.startswith("api: 130 ports") for m in messages)
     for point in (first, second):
         assert point.bulk_create_per_second > 0 and point.single_create_per_second > 0 and point.list_seconds > 0
