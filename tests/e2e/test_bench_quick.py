@@ -78,8 +78,9 @@ def test_bench_quick_writes_results_charts_and_summary(tmp_path):
     assert "| haproxy |" in summary and "| iptables_statistic |" in summary
     assert "## Punt path" in summary and "## DHCP" in summary and "## DNS" in summary
     assert "## BUM replication" in summary and "## Default SNAT" in summary
-    # the API part at the control part's sizes: the DHCP ports of the bulk and single creates' networks, the singles
-    assert [p["ports"] for p in results["api"]] == [10 + 1, 50 + 1 + 21 + 1]
+    # the API part at the control part's sizes: the DHCP ports of the bulk and single creates' networks, the
+    # first size's 20 singles and one write before each of its four timed answers after a write
+    assert [p["ports"] for p in results["api"]] == [10 + 1, 50 + 1 + (20 + 4) + 1]
     assert all(p["bulk_create_per_second"] > 0 and p["single_create_per_second"] > 0 for p in results["api"])
     assert "## API" in summary
 
