@@ -9,6 +9,7 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct dns_server_key);
 	__type(value, struct dns_server);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -8,6 +8,7 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct fdb_key);
 	__type(value, struct fdb_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -16,6 +17,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct arp_key);
 	__type(value, struct arp_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -33,6 +35,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, __be32);
 	__type(value, struct tunnel_endpoint);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -9,6 +9,7 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct router_port_key);
 	__type(value, struct router_port);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -17,6 +18,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct router_ip_key);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -34,6 +36,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, __be32);
 	__type(value, struct fip_dnat);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -42,6 +45,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct fip_snat_key);
 	__type(value, struct fip_snat);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

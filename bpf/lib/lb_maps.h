@@ -8,6 +8,7 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct lb_vip_key);
 	__type(value, struct lb_vip);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -32,6 +33,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, __u32);
 	__type(value, struct lb_nat);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -58,6 +60,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, __be32);
 	__type(value, struct lb_fip_out);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -66,6 +69,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, struct lb_fip_return_key);
 	__type(value, struct lb_fip_return);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -11,6 +11,7 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* only the agent writes it */
 	__type(key, __u32);
 	__type(value, struct port_record);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

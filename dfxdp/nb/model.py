@@ -22,7 +22,10 @@ class Strict(BaseModel):
     """Unknown fields refused; every string at most 255 characters, Neutron's limit for names,
     descriptions and the other string attributes (ids, device owners, host names …)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_max_length=validate.NAME_MAX_LEN)
+    # defer_build: a model's validator is built on its first use, not at import; the agent imports
+    # the models (through dfxdp/nb/kinds.py) but validates none, and its start is timed
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_max_length=validate.NAME_MAX_LEN,
+                              defer_build=True)
 
 
 class Resource(Strict):

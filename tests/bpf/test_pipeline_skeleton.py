@@ -100,13 +100,13 @@ def test_a_pinned_map_with_an_old_layout_is_recreated_and_goes_live_when_asked(b
 
     chassis = bpffs_dir / "upgraded"
     (chassis / "maps").mkdir(parents=True)
-    # what an older release pinned: sg_ports with a 4-byte value (no policy id yet)
+    # what an older release pinned: sg_ports with a 4-byte value (no policy id yet), preallocated
     subprocess.run(["bpftool", "map", "create", str(chassis / "maps" / "sg_ports"), "type", "hash",
                     "key", "4", "value", "4", "entries", "65536", "name", "sg_ports"], check=True)
     pipe = Pipeline(chassis).load()
     try:
         size = ffi.sizeof("struct sg_port")
-        assert pipe.replaced_maps == {"sg_ports": f"value_size 4 -> {size}"} and not pipe.live
+        assert pipe.replaced_maps == {"sg_ports": f"value_size 4 -> {size}, map_flags 0 -> 1"} and not pipe.live
         assert pipe.maps["sg_ports"].info.value_size == size
         assert not (chassis / "progs" / "xdp_port").exists()  # not live before the maps are filled
         pipe.go_live()
