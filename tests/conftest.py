@@ -8,11 +8,50 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import sys
 import uuid
 
 import pytest
 
 TEST_BPFFS_ROOT = pathlib.Path("/run/dfxdp-test")
+
+
+def _clusters() -> list:
+    """The clusters made so far (none where no test imported the cluster helper)."""
+    module = sys.modules.get("dfxdp.testing.cluster")
+    return module.Cluster.made if module else []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure keeps the logs of the clusters its test made and of those open at the time
+    (a module's): its message names their directory."""
+    report = (yield).get_result()
+    if report.failed:
+        clusters = _clusters()
+        for cluster in clusters[getattr(item, "dfxdp_clusters_from", len(clusters)):]:
+            cluster.keep_logs = True
+        for cluster in clusters:
+            if not cluster.closed:
+                cluster.keep_logs = True
+
+
+def _remove_closed_clusters_logs() -> None:
+    for cluster in _clusters():
+        if cluster.closed and not cluster.keep_logs:
+            cluster.remove_logs()
+
+
+@pytest.fixture(autouse=True)
+def cluster_logs(request):
+    """The logs of closed clusters no failure needs go after each test (and at the end)."""
+    request.node.dfxdp_clusters_from = len(_clusters())
+    yield
+    _remove_closed_clusters_logs()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _remove_closed_clusters_logs()
 
 
 @pytest.fixture

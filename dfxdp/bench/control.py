@@ -448,6 +448,7 @@ def measure(sizes: list[int], samples: int, first_packet_samples: int,
             raise RuntimeError(f"{exc} (the agent's and the server's logs: {cluster.logdir})") from exc
         finally:
             cluster.close()
+        cluster.remove_logs()  # measured: nobody needs them
     return points
 
 
@@ -488,9 +489,13 @@ def measure_router(subnets: int, progress: Callable[[str], None] = lambda _: Non
                     routes.close()
 
             _wait(f"routes to {subnets} subnets", routable, poll=0.005)
-            return RouterPoint(subnets, time.monotonic() - started)
+            point = RouterPoint(subnets, time.monotonic() - started)
+        except Exception as exc:
+            raise RuntimeError(f"{exc} (the agent's and the server's logs: {cluster.logdir})") from exc
         finally:
             cluster.close()
+        cluster.remove_logs()
+    return point
 
 
 def as_dicts(points: list[ControlPoint]) -> list[dict]:

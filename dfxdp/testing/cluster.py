@@ -21,6 +21,7 @@ import fcntl
 import ipaddress
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -82,8 +83,15 @@ class Chassis:
 
 
 class Cluster:
+    # every cluster made in this process, so a test runner can remove the logs of those a passed
+    # test closed (a failed one's stay for its message, which names them)
+    made: list["Cluster"] = []
+
     def __init__(self, topo: Topology, chassis: int = 3, db: str = "etcd", start_agents: bool = True,
                  ovs: bool = False):
+        self.closed = False
+        self.keep_logs = False  # a test runner's mark: a failure needs them
+        Cluster.made.append(self)
         self.topo = topo
         self.with_ovs = ovs
         self.uid = uuid.uuid4().hex[:8]
@@ -217,3 +225,8 @@ class Cluster:
             self.bpffs.rmdir()
         except OSError:
             pass
+        self.closed = True
+
+    def remove_logs(self) -> None:
+        """The agents', the server's and etcd's logs (close() keeps them for a failure)."""
+        shutil.rmtree(self.logdir, ignore_errors=True)
