@@ -2,20 +2,7 @@
 timed): one transaction's reads are shared by every object in it."""
 from dfxdp.nb.db.memory import MemoryStore
 from dfxdp.nb.service import NBService
-
-
-class CountingStore(MemoryStore):
-    def __init__(self):
-        super().__init__()
-        self.reads = 0
-
-    def get(self, key):
-        self.reads += 1
-        return super().get(key)
-
-    def range(self, prefix):
-        self.reads += 1
-        return super().range(prefix)
+from tests.fixtures.stores import CountingStore
 
 
 def _reads_for(count: int) -> int:

@@ -13,7 +13,7 @@ from dfxdp.nb.service import NBService
 from dfxdp.nb.txn import Txn
 from dfxdp.testing.nb_integrity import expected_members, load, problems
 from tests.fixtures.etcd import etcd  # noqa: F401 - fixture
-from tests.fixtures.stores import store  # noqa: F401 - fixture
+from tests.fixtures.stores import CountingStore, store  # noqa: F401 - fixture
 
 
 def _member_keys(store) -> set[str]:
@@ -138,26 +138,6 @@ def test_an_upgrade_indexes_an_object_changed_under_it_as_it_is_now():
     assert [p["id"] for p in Txn(store).children("port", "security_group", sg["id"])] == [port["id"]]
     assert subnet["id"] in {f["subnet_id"] for f in Txn(store).children("port", "network", net["id"])[0]["fixed_ips"]}
 
-
-class CountingStore(MemoryStore):
-    """Counts the keys every read returns or asks for."""
-
-    def __init__(self):
-        super().__init__()
-        self.keys = 0
-
-    def get(self, key):
-        self.keys += 1
-        return super().get(key)
-
-    def get_many(self, keys):
-        self.keys += len(keys)
-        return super().get_many(keys)
-
-    def range(self, prefix):
-        kvs, revision = super().range(prefix)
-        self.keys += max(len(kvs), 1)
-        return kvs, revision
 
 
 def _store_with(ports_per_network: int, networks: int) -> tuple[CountingStore, NBService, dict]:
